@@ -1,0 +1,245 @@
+package wire
+
+import (
+	"bytes"
+	"strconv"
+)
+
+// Client command verbs.
+const (
+	CmdSub    = "SUB"
+	CmdUnsub  = "UNSUB"
+	CmdResume = "RESUME"
+	CmdPing   = "PING"
+	CmdTime   = "TIME"
+)
+
+// MaxSymbolLen bounds one symbol of a client command.
+const MaxSymbolLen = 16
+
+// AllSymbols subscribes to every symbol.
+const AllSymbols = "*"
+
+// Error codes a child sends as "ERR <CODE> <reason>".
+const (
+	ErrCodeBadCommand = "BADCMD"  // unknown verb
+	ErrCodeBadArg     = "BADARG"  // bad or missing argument
+	ErrCodeTooLong    = "TOOLONG" // line over MaxLineLen; connection closes
+	ErrCodeFlood      = "FLOOD"   // too many commands; connection closes
+	ErrCodeSlow       = "SLOW"    // unsent bytes over the limit; connection closes
+	ErrCodeGone       = "GONE"    // RESUME seq older than the history held
+	ErrCodeShutdown   = "SHUTDOWN"
+)
+
+// Command is one parsed client line. Symbols alias the line.
+type Command struct {
+	Verb    string
+	Seq     uint64 // RESUME
+	T0      int64  // TIME
+	Symbols [][]byte
+}
+
+// NextLine returns the line at the start of buf without its '\n' (a trailing
+// '\r' is dropped too) and the bytes it occupies. A buffer holding
+// MaxLineLen bytes and no newline is ErrTooLarge.
+func NextLine(buf []byte) (line []byte, n int, err error) {
+	i := bytes.IndexByte(buf, '\n')
+	if i < 0 {
+		if len(buf) >= MaxLineLen {
+			return nil, 0, errorf("client line", ErrTooLarge, "no newline in %d bytes", len(buf))
+		}
+		return nil, 0, ErrShort
+	}
+	if i+1 > MaxLineLen {
+		return nil, 0, errorf("client line", ErrTooLarge, "%d bytes > %d", i+1, MaxLineLen)
+	}
+	return bytes.TrimSuffix(buf[:i], []byte{'\r'}), i + 1, nil
+}
+
+// ParseCommand parses one client line (without its newline).
+// syms is reused for Symbols to spare an allocation per command.
+func ParseCommand(line []byte, syms [][]byte) (Command, error) {
+	words := syms[:0]
+	for _, w := range bytes.Split(line, []byte{' '}) {
+		if len(w) > 0 {
+			words = append(words, w)
+		}
+	}
+	if len(words) == 0 {
+		return Command{}, errorf("client line", ErrSyntax, "empty line")
+	}
+	c := Command{}
+	verb, args := words[0], words[1:]
+	switch string(verb) {
+	case CmdSub, CmdUnsub:
+		c.Verb = string(verb)
+		if len(args) == 0 {
+			return c, errorf("client line", ErrSyntax, "%s needs at least one symbol", verb)
+		}
+	case CmdResume:
+		c.Verb = CmdResume
+		if len(args) < 2 {
+			return c, errorf("client line", ErrSyntax, "RESUME needs a seq and at least one symbol")
+		}
+		seq, ok := parseUint(args[0])
+		if !ok || seq == 0 {
+			return c, errorf("client line", ErrSyntax, "RESUME seq %.20q is not a positive integer", args[0])
+		}
+		c.Seq, args = seq, args[1:]
+	case CmdPing:
+		c.Verb = CmdPing
+		if len(args) != 0 {
+			return c, errorf("client line", ErrSyntax, "PING takes no argument")
+		}
+		return c, nil
+	case CmdTime:
+		c.Verb = CmdTime
+		if len(args) != 1 {
+			return c, errorf("client line", ErrSyntax, "TIME needs t0")
+		}
+		t0, ok := parseInt(args[0])
+		if !ok {
+			return c, errorf("client line", ErrSyntax, "TIME t0 %.20q is not an integer", args[0])
+		}
+		c.T0 = t0
+		return c, nil
+	default:
+		return c, errorf("client line", ErrUnknownType, "unknown command %.20q", verb)
+	}
+	for _, s := range args {
+		if !ValidSymbol(s) {
+			return c, errorf("client line", ErrSyntax, "bad symbol %.20q", s)
+		}
+	}
+	c.Symbols = args
+	return c, nil
+}
+
+// ValidSymbol reports whether s is "*" or 1..MaxSymbolLen of [A-Za-z0-9._-].
+func ValidSymbol(s []byte) bool {
+	if string(s) == AllSymbols {
+		return true
+	}
+	if len(s) == 0 || len(s) > MaxSymbolLen {
+		return false
+	}
+	for _, c := range s {
+		ok := c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '.' || c == '_' || c == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// AppendErr appends "ERR <code> <reason>\n"; newlines in reason become spaces.
+func AppendErr(dst []byte, code, reason string) []byte {
+	dst = append(dst, "ERR "...)
+	dst = append(dst, code...)
+	dst = append(dst, ' ')
+	for i := 0; i < len(reason); i++ {
+		c := reason[i]
+		if c == '\n' || c == '\r' {
+			c = ' '
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, '\n')
+}
+
+// AppendOK appends "OK <verb> <sym> <seq>\n" (seq omitted when 0 for UNSUB).
+func AppendOK(dst []byte, verb string, sym []byte, seq uint64) []byte {
+	dst = append(dst, "OK "...)
+	dst = append(dst, verb...)
+	if sym != nil {
+		dst = append(dst, ' ')
+		dst = append(dst, sym...)
+	}
+	if verb != CmdUnsub {
+		dst = append(dst, ' ')
+		dst = strconv.AppendUint(dst, seq, 10)
+	}
+	return append(dst, '\n')
+}
+
+// AppendTimeLine appends the child's answer to TIME: "TIME t0 t1 t2\n".
+func AppendTimeLine(dst []byte, t0, t1, t2 int64) []byte {
+	dst = append(dst, "TIME "...)
+	dst = strconv.AppendInt(dst, t0, 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, t1, 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, t2, 10)
+	return append(dst, '\n')
+}
+
+// LineKind classifies a line a child sent.
+type LineKind uint8
+
+const (
+	LineUnknown LineKind = iota
+	LineFrame            // a data frame: DecodeTextFrame it
+	LineOK               // "OK SUB sym seq", "OK UNSUB sym", "OK RESUME seq"
+	LineErr              // "ERR CODE reason"
+	LinePong             // "PONG"
+	LineTime             // "TIME t0 t1 t2"
+)
+
+// KindOf classifies a server line without decoding it.
+func KindOf(line []byte) LineKind {
+	switch {
+	case bytes.HasPrefix(line, []byte("OK ")):
+		return LineOK
+	case bytes.HasPrefix(line, []byte("ERR ")):
+		return LineErr
+	case bytes.Equal(bytes.TrimRight(line, "\r\n"), []byte("PONG")):
+		return LinePong
+	case bytes.HasPrefix(line, []byte("TIME ")):
+		return LineTime
+	case len(line) > 3 && line[2] == ' ' && typeOfCode(line[:2]) != 0:
+		return LineFrame
+	}
+	return LineUnknown
+}
+
+// ParseOK parses "OK <verb> [sym] [seq]".
+func ParseOK(line []byte) (verb string, sym string, seq uint64, err error) {
+	f := bytes.Fields(line)
+	if len(f) < 3 || string(f[0]) != "OK" {
+		return "", "", 0, errorf("server line", ErrSyntax, "%.40q", line)
+	}
+	verb = string(f[1])
+	switch {
+	case verb == CmdResume && len(f) == 3:
+		seq, ok := parseUint(f[2])
+		if !ok {
+			return "", "", 0, errorf("server line", ErrSyntax, "%.40q", line)
+		}
+		return verb, "", seq, nil
+	case verb == CmdUnsub && len(f) == 3:
+		return verb, string(f[2]), 0, nil
+	case verb == CmdSub && len(f) == 4:
+		seq, ok := parseUint(f[3])
+		if !ok {
+			return "", "", 0, errorf("server line", ErrSyntax, "%.40q", line)
+		}
+		return verb, string(f[2]), seq, nil
+	}
+	return "", "", 0, errorf("server line", ErrSyntax, "%.40q", line)
+}
+
+// ParseTimeLine parses "TIME t0 t1 t2".
+func ParseTimeLine(line []byte) (t0, t1, t2 int64, err error) {
+	f := bytes.Fields(line)
+	if len(f) != 4 || string(f[0]) != CmdTime {
+		return 0, 0, 0, errorf("server line", ErrSyntax, "%.40q", line)
+	}
+	var ok [3]bool
+	t0, ok[0] = parseInt(f[1])
+	t1, ok[1] = parseInt(f[2])
+	t2, ok[2] = parseInt(f[3])
+	if !ok[0] || !ok[1] || !ok[2] {
+		return 0, 0, 0, errorf("server line", ErrSyntax, "%.40q", line)
+	}
+	return t0, t1, t2, nil
+}
