@@ -60,7 +60,13 @@ func NextLine(buf []byte) (line []byte, n int, err error) {
 // syms is reused for Symbols to spare an allocation per command.
 func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 	words := syms[:0]
-	for _, w := range bytes.Split(line, []byte{' '}) {
+	for rest := line; len(rest) > 0; { // split on ' ' without allocating
+		w := rest
+		if i := bytes.IndexByte(rest, ' '); i >= 0 {
+			w, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
 		if len(w) > 0 {
 			words = append(words, w)
 		}
@@ -72,7 +78,10 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 	verb, args := words[0], words[1:]
 	switch string(verb) {
 	case CmdSub, CmdUnsub:
-		c.Verb = string(verb)
+		c.Verb = CmdSub // a constant: string(verb) would allocate
+		if string(verb) == CmdUnsub {
+			c.Verb = CmdUnsub
+		}
 		if len(args) == 0 {
 			return c, errorf("client line", ErrSyntax, "%s needs at least one symbol", verb)
 		}

@@ -396,8 +396,14 @@ func (p *textParser) text(key string, dst []byte) {
 		dst[i] = ' '
 	}
 	for i, c := range v {
-		if c == '_' {
+		switch {
+		case c == '_':
 			c = ' '
+		case c <= ' ' || c >= 0x7f || c == '=' || c == ',':
+			// appendText never writes these; accepting them would make
+			// decode -> encode -> decode change the value.
+			p.fail(key)
+			return
 		}
 		dst[i] = c
 	}
@@ -501,25 +507,32 @@ func parseInt(b []byte) (int64, bool) {
 }
 
 // parsePrice parses "[-]int.ddd" (exactly three decimals) into thousandths.
+// Values outside the int64 range are rejected, never wrapped.
 func parsePrice(b []byte) (int64, bool) {
 	if len(b) < 5 || b[len(b)-4] != '.' {
 		return 0, false
 	}
-	whole, ok := parseInt(b[:len(b)-4])
-	if !ok || len(b) > 0 && b[0] == '-' && len(b) == 5 { // "-.123"
+	neg := b[0] == '-'
+	ip := b[:len(b)-4]
+	if neg {
+		ip = ip[1:]
+	}
+	whole, ok1 := parseUint(ip) // rejects "" ("-.123", ".123") and signs
+	frac, ok2 := parseUint(b[len(b)-3:])
+	if !ok1 || !ok2 || whole > (1<<64-1-frac)/1000 {
 		return 0, false
 	}
-	frac, ok := parseUint(b[len(b)-3:])
-	if !ok || whole > (1<<63-1)/1000 || whole < -(1<<63-1)/1000 {
-		return 0, false
-	}
-	if b[0] == '-' {
-		if whole == 0 && frac == 0 {
-			return 0, false // "-0.000" is never written
+	u := whole*1000 + frac
+	if neg {
+		if u == 0 || u > 1<<63 { // "-0.000" is never written
+			return 0, false
 		}
-		return whole*1000 - int64(frac), true
+		return -int64(u), true
 	}
-	return whole*1000 + int64(frac), true
+	if u > 1<<63-1 {
+		return 0, false
+	}
+	return int64(u), true
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }

@@ -1,0 +1,50 @@
+# tickrelay: `make demo` shows it running, `make test` proves it works.
+GO       ?= go
+PKGS     ?= ./...
+BIN      := bin/tickrelay
+FUZZTIME ?= 30s
+BENCH    ?= .
+# Each test package has its own limit; the whole run stays far inside CI's 90 minutes.
+TESTFLAGS ?= -count=1 -timeout 15m
+
+.PHONY: all build test race lint bench fuzz demo perf clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tickrelay
+
+# Starts a throwaway PostgreSQL (or uses $$TICKRELAY_TEST_PG) and runs every test.
+test:
+	scripts/test.sh $(TESTFLAGS) $(PKGS)
+
+race:
+	scripts/test.sh $(TESTFLAGS) -race $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+# Hot-path benchmarks with allocations; results land in bench.txt.
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(PKGS) | tee bench.txt
+
+# Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at a time).
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+demo: build
+	scripts/demo.sh $(BIN)
+
+perf: build
+	$(BIN) perf -update-readme README.md
+
+clean:
+	rm -rf bin perf-results demo-data bench.txt

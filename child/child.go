@@ -1,0 +1,174 @@
+package child
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Child is the child daemon: one relay session to a root, parse-once core,
+// and the client fan-out server on gnet.
+type Child struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+
+	mu   sync.RWMutex // guards core: the relay goroutine writes, loops read snapshots
+	core *Core
+
+	last   atomic.Uint64 // mirrors core.LastSeq for lock-free readers
+	offset atomic.Int64  // clock offset estimate (root - child), ns
+	bound  atomic.Int64  // its error bound, ns; -1 before any sample
+
+	badSeen uint64 // relay goroutine only
+
+	srv     *server
+	ready   chan struct{}
+	running atomic.Bool
+}
+
+// New validates cfg and returns a Child; it binds nothing yet.
+func New(cfg Config) (*Child, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ch := &Child{
+		cfg:     cfg,
+		log:     cfg.Logger.With("child", cfg.Name),
+		metrics: newMetrics(cfg.Registerer, cfg.Name),
+		core:    NewCore(cfg.HistorySize, cfg.HistoryBytes),
+		ready:   make(chan struct{}),
+	}
+	ch.last.Store(cfg.FromSeq - 1)
+	ch.bound.Store(-1)
+	ch.srv = newServer(ch)
+	return ch, nil
+}
+
+// Ready is closed once the client listener is bound (Addr is valid).
+func (ch *Child) Ready() <-chan struct{} { return ch.ready }
+
+// Addr is the bound client address (valid after Ready).
+func (ch *Child) Addr() net.Addr {
+	select {
+	case <-ch.ready:
+		return ch.srv.addr
+	default:
+		return nil
+	}
+}
+
+// LastSeq is the last seq received from the root (FromSeq-1 before any).
+func (ch *Child) LastSeq() uint64 { return ch.last.Load() }
+
+// ClockOffset returns the estimated root clock minus child clock and its
+// error bound (ns); ok is false before the first TimeReply.
+func (ch *Child) ClockOffset() (offset, bound int64, ok bool) {
+	b := ch.bound.Load()
+	return ch.offset.Load(), b, b >= 0
+}
+
+// Metrics returns the child's metrics.
+func (ch *Child) Metrics() *Metrics { return ch.metrics }
+
+// Run binds the client listener, runs the relay session and serves clients
+// until ctx ends; then it stops reading the root, flushes what is queued,
+// sends ERR SHUTDOWN to every client and stops the engine. It runs once.
+func (ch *Child) Run(ctx context.Context) error {
+	if !ch.running.CompareAndSwap(false, true) {
+		return errors.New("child: Run called twice")
+	}
+	engErr := make(chan error, 1)
+	go func() {
+		engErr <- gnet.Run(ch.srv, "tcp://"+ch.cfg.Addr,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(ch.cfg.Loops),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReuseAddr(true),
+			gnet.WithLogger(gnetLogger{ch.log}))
+	}()
+	select {
+	case <-ch.srv.boot:
+	case err := <-engErr:
+		return fmt.Errorf("child: listen %s: %w", ch.cfg.Addr, err)
+	case <-ctx.Done():
+		// Wait for the boot (or failure) so the engine is never left running.
+		select {
+		case <-ch.srv.boot:
+		case err := <-engErr:
+			return fmt.Errorf("child: listen %s: %w", ch.cfg.Addr, err)
+		}
+	}
+	close(ch.ready)
+	ch.log.Info("child listening", "addr", ch.srv.addr.String(), "root", ch.cfg.RootAddr, "loops", ch.cfg.Loops)
+
+	relayCtx, cancelRelay := context.WithCancel(ctx)
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		ch.relayLoop(relayCtx)
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-engErr:
+		err = fmt.Errorf("child: client engine stopped: %w", err)
+		engErr <- nil
+	}
+	cancelRelay()
+	<-relayDone
+
+	// Drain: every loop flushes its queue and closes its clients.
+	ch.shutdownLoops()
+	stopCtx, cancel := context.WithTimeout(context.Background(), ch.cfg.DrainTimeout)
+	defer cancel()
+	if e := ch.srv.eng.Stop(stopCtx); e != nil && err == nil {
+		ch.log.Warn("engine stop", "err", e)
+	}
+	select {
+	case e := <-engErr:
+		if e != nil && err == nil {
+			err = e
+		}
+	case <-stopCtx.Done():
+		if err == nil {
+			err = errors.New("child: engine did not stop in time")
+		}
+	}
+	ch.log.Info("child stopped", "last_seq", ch.LastSeq())
+	return err
+}
+
+func (ch *Child) shutdownLoops() {
+	loops := *ch.srv.loops.Load()
+	var wg sync.WaitGroup
+	for _, l := range loops {
+		wg.Add(1)
+		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer wg.Done()
+			l.shutdown()
+			return nil
+		}))
+		if err != nil {
+			wg.Done()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(ch.cfg.DrainTimeout):
+		ch.log.Warn("loops did not drain in time")
+	}
+}

@@ -1,0 +1,171 @@
+// Package client is a small client of a tickrelay child: dial, send SUB,
+// UNSUB, RESUME, PING and TIME, and read lines, decoding data frames without
+// allocating in steady state. A Client is used by one reader goroutine;
+// commands may be sent from any goroutine.
+package client
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"tickrelay/wire"
+)
+
+// Client is one connection to a child.
+type Client struct {
+	conn net.Conn
+	r    *bufio.Reader
+	wmu  sync.Mutex
+	wbuf []byte
+	ev   Event
+}
+
+// Event is one line from the child. It is reused by the next call to Next:
+// copy what you keep.
+type Event struct {
+	Kind   wire.LineKind
+	Line   []byte      // the raw line without its newline
+	Recv   int64       // client receive time, ns since the Unix epoch
+	Seq    uint64      // LineFrame: the frame's seq
+	Stamps wire.Stamps // LineFrame: per-hop stamps
+	Msg    wire.Msg    // LineFrame: the decoded message
+}
+
+// OK parses a LineOK event: verb, symbol (SUB, UNSUB) and seq (SUB, RESUME).
+func (e *Event) OK() (verb, sym string, seq uint64, err error) { return wire.ParseOK(e.Line) }
+
+// Err parses a LineErr event into its code and reason.
+func (e *Event) Err() (code, reason string) {
+	rest := string(e.Line[min(len(e.Line), 4):])
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == ' ' {
+			return rest[:i], rest[i+1:]
+		}
+	}
+	return rest, ""
+}
+
+// Time parses a LineTime event: the client's t0 and the child's t1, t2.
+func (e *Event) Time() (t0, t1, t2 int64, err error) { return wire.ParseTimeLine(e.Line) }
+
+// Dial connects to the child at addr.
+func Dial(ctx context.Context, addr string) (*Client, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return New(conn), nil
+}
+
+// New wraps an established connection.
+func New(conn net.Conn) *Client {
+	return &Client{conn: conn, r: bufio.NewReaderSize(conn, 256<<10)}
+}
+
+// Conn returns the underlying connection (for deadlines).
+func (c *Client) Conn() net.Conn { return c.conn }
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Sub subscribes to symbols ("*" for all): the child answers each with its
+// image, then "OK SUB sym seq", then every update with a greater seq.
+func (c *Client) Sub(syms ...string) error { return c.symCmd(wire.CmdSub, "", syms) }
+
+// Unsub ends subscriptions.
+func (c *Client) Unsub(syms ...string) error { return c.symCmd(wire.CmdUnsub, "", syms) }
+
+// Resume asks for every update of syms from seq on (no image), after
+// "OK RESUME seq"; "ERR GONE" if the child no longer holds seq.
+func (c *Client) Resume(seq uint64, syms ...string) error {
+	if len(syms) == 0 {
+		return errors.New("client: RESUME needs at least one symbol")
+	}
+	// One line: the history replay must cover every symbol at once.
+	return c.symCmd(wire.CmdResume, strconv.FormatUint(seq, 10), syms)
+}
+
+// Ping sends PING; the child answers PONG.
+func (c *Client) Ping() error { return c.send("PING\n") }
+
+// Time sends TIME with the current time as t0; the child answers
+// "TIME t0 t1 t2".
+func (c *Client) Time() error {
+	return c.send("TIME " + strconv.FormatInt(time.Now().UnixNano(), 10) + "\n")
+}
+
+// SendLine sends one raw line (a newline is added).
+func (c *Client) SendLine(line string) error { return c.send(line + "\n") }
+
+func (c *Client) send(s string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.conn.Write([]byte(s))
+	return err
+}
+
+// symCmd sends verb [arg] syms..., split over lines under wire.MaxLineLen
+// (RESUME must fit one line).
+func (c *Client) symCmd(verb, arg string, syms []string) error {
+	if len(syms) == 0 {
+		return fmt.Errorf("client: %s needs at least one symbol", verb)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b := c.wbuf[:0]
+	start := 0
+	begin := func() {
+		start = len(b)
+		b = append(b, verb...)
+		if arg != "" {
+			b = append(append(b, ' '), arg...)
+		}
+	}
+	begin()
+	n := 0
+	for _, s := range syms {
+		if n > 0 && len(b)-start+1+len(s)+1 > wire.MaxLineLen {
+			if verb == wire.CmdResume {
+				return errors.New("client: RESUME symbols do not fit one line")
+			}
+			b = append(b, '\n')
+			begin()
+			n = 0
+		}
+		b = append(append(b, ' '), s...)
+		n++
+	}
+	b = append(b, '\n')
+	c.wbuf = b
+	_, err := c.conn.Write(b)
+	return err
+}
+
+// Next reads the next line and decodes it; data frames fill Seq, Stamps and
+// Msg. The returned Event is reused by the next call. A data frame that does
+// not decode is returned with Kind LineFrame and the decode error.
+func (c *Client) Next() (*Event, error) {
+	line, err := c.r.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, fmt.Errorf("client: line over %d bytes", c.r.Size())
+		}
+		return nil, err
+	}
+	e := &c.ev
+	e.Recv = time.Now().UnixNano()
+	e.Line = line[:len(line)-1]
+	e.Kind = wire.KindOf(e.Line)
+	if e.Kind == wire.LineFrame {
+		e.Seq, e.Stamps, err = wire.DecodeTextFrame(e.Line, &e.Msg)
+		return e, err
+	}
+	return e, nil
+}

@@ -1,0 +1,121 @@
+package client
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"tickrelay/wire"
+)
+
+// loopConn is a net.Conn whose reads replay data forever.
+type loopConn struct {
+	net.Conn
+	data []byte
+	off  int
+}
+
+func (c *loopConn) Read(p []byte) (int, error) {
+	n := copy(p, c.data[c.off:])
+	c.off = (c.off + n) % len(c.data)
+	return n, nil
+}
+
+func frames(n int) []byte {
+	var out []byte
+	for i := 1; i <= n; i++ {
+		m := wire.Msg{Type: wire.TypeTrade, Security: uint32(i % 7), TradeID: uint32(i), Price: 12345, Qty: 100, TradeTime: uint64(i)}
+		out = wire.AppendTextFrame(out, uint64(i), &m, wire.Stamps{ExchSend: 1, RootRecv: 2, RootSend: 3, ChildRecv: 4, ChildSend: 5})
+	}
+	return out
+}
+
+func TestNextKinds(t *testing.T) {
+	data := append(frames(1), "OK SUB 00001 7\nERR BADCMD unknown command\nPONG\nTIME 1 2 3\n"...)
+	c := New(&loopConn{data: data})
+	ev, err := c.Next()
+	if err != nil || ev.Kind != wire.LineFrame || ev.Seq != 1 || ev.Msg.TradeID != 1 || ev.Stamps.ChildSend != 5 || ev.Recv == 0 {
+		t.Fatalf("frame: %v %+v", err, ev)
+	}
+	ev, _ = c.Next()
+	if v, s, seq, err := ev.OK(); ev.Kind != wire.LineOK || v != "SUB" || s != "00001" || seq != 7 || err != nil {
+		t.Fatalf("ok: %q", ev.Line)
+	}
+	ev, _ = c.Next()
+	if code, reason := ev.Err(); ev.Kind != wire.LineErr || code != "BADCMD" || reason != "unknown command" {
+		t.Fatalf("err: %q", ev.Line)
+	}
+	if ev, _ = c.Next(); ev.Kind != wire.LinePong {
+		t.Fatalf("pong: %q", ev.Line)
+	}
+	ev, _ = c.Next()
+	if t0, t1, t2, err := ev.Time(); ev.Kind != wire.LineTime || t0 != 1 || t1 != 2 || t2 != 3 || err != nil {
+		t.Fatalf("time: %q", ev.Line)
+	}
+}
+
+// recConn records writes.
+type recConn struct {
+	net.Conn
+	buf bytes.Buffer
+}
+
+func (c *recConn) Write(p []byte) (int, error) { return c.buf.Write(p) }
+
+func TestCommandsSplitLines(t *testing.T) {
+	rc := &recConn{}
+	c := New(rc)
+	var syms []string
+	for i := 0; i < 2000; i++ {
+		syms = append(syms, string(wire.AppendSymbol(nil, uint32(i))))
+	}
+	if err := c.Sub(syms...); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(rc.buf.String(), "\n"), "\n")
+	got := 0
+	for _, l := range lines {
+		if len(l)+1 > wire.MaxLineLen {
+			t.Fatalf("line of %d bytes", len(l)+1)
+		}
+		cmd, err := wire.ParseCommand([]byte(l), nil)
+		if err != nil || cmd.Verb != wire.CmdSub {
+			t.Fatalf("%q: %v", l, err)
+		}
+		got += len(cmd.Symbols)
+	}
+	if got != 2000 || len(lines) < 2 {
+		t.Fatalf("%d symbols over %d lines", got, len(lines))
+	}
+	rc.buf.Reset()
+	c.Resume(42, "00001", "*")
+	c.Ping()
+	c.Unsub("00001")
+	if s := rc.buf.String(); s != "RESUME 42 00001 *\nPING\nUNSUB 00001\n" {
+		t.Fatalf("%q", s)
+	}
+	rc.buf.Reset()
+	before := time.Now().UnixNano()
+	c.Time()
+	cmd, err := wire.ParseCommand(bytes.TrimSuffix(rc.buf.Bytes(), []byte("\n")), nil)
+	if err != nil || cmd.Verb != wire.CmdTime || cmd.T0 < before {
+		t.Fatalf("%q %v", rc.buf.String(), err)
+	}
+}
+
+// BenchmarkNext is the client's per-frame cost: read a line, decode it.
+func BenchmarkNext(b *testing.B) {
+	data := frames(1000)
+	c := New(&loopConn{data: data})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data) / 1000))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ev, err := c.Next()
+		if err != nil || ev.Kind != wire.LineFrame {
+			b.Fatal(err, string(ev.Line))
+		}
+	}
+}

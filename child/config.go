@@ -1,0 +1,107 @@
+package child
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tickrelay/wire"
+)
+
+// Config configures a Child.
+type Config struct {
+	RootAddr string // root relay address, host:port
+	Addr     string // client listen address, host:port ("127.0.0.1:0" in tests)
+	Name     string // sent to the root in Hello; labels logs
+	FromSeq  uint64 // first seq to ask the root for (>= 1)
+
+	Loops             int           // gnet event loops (>= 1)
+	MaxPending        int           // unsent bytes per client before it is disconnected as slow
+	HistorySize       int           // frames held for RESUME (rounded up to a power of two)
+	HistoryBytes      int           // bytes of frames held for RESUME
+	MaxCommandsPerSec int           // client lines per second before ERR FLOOD and close
+	IdleTimeout       time.Duration // no relay frame for this long -> reconnect (the root heartbeats)
+	ClockInterval     time.Duration // TimeReq period
+	ClockWindow       int           // samples the clock estimator keeps
+	DialTimeout       time.Duration
+	BackoffMin        time.Duration // reconnect backoff, doubling up to BackoffMax
+	BackoffMax        time.Duration
+	DrainTimeout      time.Duration // on shutdown: time allowed to flush clients and stop the engine
+
+	Logger     *slog.Logger          // default slog.Default()
+	Registerer prometheus.Registerer // nil: metrics are kept but not registered
+}
+
+// DefaultConfig returns a Config with the defaults of `tickrelay child`.
+func DefaultConfig() Config {
+	return Config{
+		RootAddr:          "127.0.0.1:9100",
+		Addr:              "127.0.0.1:9200",
+		Name:              "child",
+		FromSeq:           1,
+		Loops:             max(runtime.NumCPU(), 1),
+		MaxPending:        4 << 20,
+		HistorySize:       1 << 18,
+		HistoryBytes:      64 << 20,
+		MaxCommandsPerSec: 1000,
+		IdleTimeout:       5 * time.Second,
+		ClockInterval:     time.Second,
+		ClockWindow:       16,
+		DialTimeout:       2 * time.Second,
+		BackoffMin:        50 * time.Millisecond,
+		BackoffMax:        5 * time.Second,
+		DrainTimeout:      5 * time.Second,
+	}
+}
+
+// Validate reports the first bad field.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("child config: %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.RootAddr == "" {
+		bad("RootAddr", "required")
+	}
+	if c.Addr == "" {
+		bad("Addr", "required")
+	}
+	if c.FromSeq < 1 {
+		bad("FromSeq", "must be >= 1 (data starts at seq 1)")
+	}
+	if c.Loops < 1 || c.Loops > 256 {
+		bad("Loops", "%d not in 1..256", c.Loops)
+	}
+	if c.MaxPending < 64<<10 {
+		bad("MaxPending", "%d < 64 KiB", c.MaxPending)
+	}
+	if c.HistorySize < 1 || c.HistorySize > 1<<26 {
+		bad("HistorySize", "%d not in 1..%d", c.HistorySize, 1<<26)
+	}
+	if c.HistoryBytes < 2*wire.MaxTextFrame || c.HistoryBytes > 1<<31-1 {
+		bad("HistoryBytes", "%d not in %d..2 GiB", c.HistoryBytes, 2*wire.MaxTextFrame)
+	}
+	if c.MaxCommandsPerSec < 1 {
+		bad("MaxCommandsPerSec", "must be >= 1")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"IdleTimeout", c.IdleTimeout}, {"ClockInterval", c.ClockInterval}, {"DialTimeout", c.DialTimeout},
+		{"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax}, {"DrainTimeout", c.DrainTimeout}} {
+		if d.v <= 0 {
+			bad(d.name, "must be > 0")
+		}
+	}
+	if c.BackoffMax < c.BackoffMin {
+		bad("BackoffMax", "%v < BackoffMin %v", c.BackoffMax, c.BackoffMin)
+	}
+	if c.ClockWindow < 1 {
+		bad("ClockWindow", "must be >= 1")
+	}
+	return errors.Join(errs...)
+}

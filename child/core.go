@@ -1,0 +1,266 @@
+package child
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+
+	"tickrelay/wire"
+)
+
+// frameRef locates one text frame in a Batch.
+type frameRef struct {
+	seq      uint64
+	hash     uint64 // xxhash of the frame's symbol text
+	off, end int32
+}
+
+// Batch is the parsed form of one relay batch: its text frames back to back
+// (child send stamp still zero) and where each starts. A Batch is immutable
+// once published to the loops; each loop releases its reference after its
+// drain and the last one recycles it.
+type Batch struct {
+	buf    []byte
+	frames []frameRef
+	refs   atomic.Int32
+}
+
+var batchPool = sync.Pool{New: func() any { return new(Batch) }}
+
+func getBatch() *Batch {
+	b := batchPool.Get().(*Batch)
+	b.buf, b.frames = b.buf[:0], b.frames[:0]
+	return b
+}
+
+func (b *Batch) release() {
+	if b.refs.Add(-1) <= 0 {
+		batchPool.Put(b)
+	}
+}
+
+// Len returns the number of frames.
+func (b *Batch) Len() int { return len(b.frames) }
+
+// Frame returns frame i and its seq; the bytes alias the batch.
+func (b *Batch) Frame(i int) (uint64, []byte) {
+	f := b.frames[i]
+	return f.seq, b.buf[f.off:f.end]
+}
+
+// Image kinds kept per symbol: the last frame of each.
+const (
+	kindSD = iota
+	kindSS
+	kindNP
+	kindTR
+	kindST
+	kindCP
+	nKinds
+)
+
+func kindOf(t uint16) int {
+	switch t {
+	case wire.TypeSecurityDefinition:
+		return kindSD
+	case wire.TypeSecurityStatus:
+		return kindSS
+	case wire.TypeNominalPrice:
+		return kindNP
+	case wire.TypeTrade:
+		return kindTR
+	case wire.TypeStatistics:
+		return kindST
+	case wire.TypeClosingPrice:
+		return kindCP
+	}
+	return -1
+}
+
+// bookLevels is the depth of the aggregated book kept per side.
+const bookLevels = wire.MaxBookEntries / 2
+
+// symState is the last-value image of one symbol.
+type symState struct {
+	last [nKinds]struct {
+		seq   uint64
+		frame []byte
+	}
+	book     [2][bookLevels]wire.BookEntry // [side][level-1]; NumOrders==0 && AggQty==0 && Price==0 means empty
+	bookSeq  uint64
+	bookTime wire.Stamps
+}
+
+// Core is the pure heart of the child: it parses each relay item once into
+// a text frame, keeps the frame history for RESUME and the last value per
+// symbol for SUB images. It does no I/O, reads no clock and is not safe for
+// concurrent use (the Child guards it with an RWMutex: the relay goroutine
+// writes, loops read snapshots).
+type Core struct {
+	last    uint64
+	hist    *history
+	syms    map[uint32]*symState
+	msg     wire.Msg
+	symText []byte
+	bad     uint64
+}
+
+// NewCore returns a core whose history holds at most historyFrames frames in
+// historyBytes bytes.
+func NewCore(historyFrames, historyBytes int) *Core {
+	return &Core{hist: newHistory(historyFrames, historyBytes), syms: make(map[uint32]*symState)}
+}
+
+// LastSeq is the seq of the last item applied (0 before any).
+func (c *Core) LastSeq() uint64 { return c.last }
+
+// Bad counts items whose body did not decode (they consume their seq).
+func (c *Core) Bad() uint64 { return c.bad }
+
+// OldestSeq is the first seq RESUME can serve (0 when the history is empty).
+func (c *Core) OldestSeq() uint64 { return c.hist.oldest() }
+
+// Apply parses one item into b (child send stamp left zero), records it in
+// the history and the image of its symbol. Items should come in seq order;
+// one that does not follow the previous starts a new history run. A body
+// that does not decode consumes its seq, makes no frame and returns the error.
+func (c *Core) Apply(b *Batch, it *wire.Item, rootSend, childRecv int64) error {
+	c.last = it.Seq
+	if _, err := wire.DecodeMsg(it.Body, &c.msg); err != nil {
+		c.bad++
+		c.hist.add(it.Seq, 0, nil)
+		return err
+	}
+	m := &c.msg
+	st := wire.Stamps{ExchSend: it.ExchSend, RootRecv: it.RootRecv, RootSend: rootSend, ChildRecv: childRecv}
+	off := len(b.buf)
+	b.buf = wire.AppendTextFrame(b.buf, it.Seq, m, st)
+	frame := b.buf[off:]
+	c.symText = wire.AppendSymbol(c.symText[:0], m.Security)
+	h := xxhash.Sum64(c.symText)
+	b.frames = append(b.frames, frameRef{seq: it.Seq, hash: h, off: int32(off), end: int32(len(b.buf))})
+	c.hist.add(it.Seq, h, frame)
+
+	s := c.syms[m.Security]
+	if s == nil {
+		s = new(symState)
+		c.syms[m.Security] = s
+	}
+	if k := kindOf(m.Type); k >= 0 {
+		s.last[k].seq = it.Seq
+		s.last[k].frame = append(s.last[k].frame[:0], frame...)
+	} else if m.Type == wire.TypeAggregateBook {
+		s.applyBook(m)
+		s.bookSeq, s.bookTime = it.Seq, st
+	}
+	return nil
+}
+
+func (s *symState) applyBook(m *wire.Msg) {
+	for i := 0; i < int(m.NumEntries); i++ {
+		e := &m.Entries[i]
+		if e.Action == 74 { // clear the whole book
+			s.book = [2][bookLevels]wire.BookEntry{}
+			continue
+		}
+		if e.Side > 1 || e.Level < 1 || int(e.Level) > bookLevels {
+			continue
+		}
+		lv := &s.book[e.Side][e.Level-1]
+		switch e.Action {
+		case 0, 1:
+			*lv = *e
+			lv.Action = 0
+		case 2:
+			*lv = wire.BookEntry{}
+		}
+	}
+}
+
+// SymbolHash is the index key of a symbol's text.
+func SymbolHash(sym []byte) uint64 { return xxhash.Sum64(sym) }
+
+// CanonicalSymbol rewrites a numeric symbol the way frames print it
+// ("1" -> "00001"); other symbols are returned as they are.
+func CanonicalSymbol(dst, sym []byte) []byte {
+	if code, ok := wire.ParseSymbol(sym); ok {
+		return wire.AppendSymbol(dst, code)
+	}
+	return append(dst, sym...)
+}
+
+// AppendImage appends the image of a (canonical) symbol: the last frame of
+// each kept kind and the aggregated book as one BK frame with every held
+// level as "new", in seq order, each with child send stamp now. The image
+// reflects every item up to LastSeq.
+func (c *Core) AppendImage(dst []byte, sym []byte, now int64) []byte {
+	code, ok := wire.ParseSymbol(sym)
+	if !ok {
+		return dst
+	}
+	s := c.syms[code]
+	if s == nil {
+		return dst
+	}
+	var order [nKinds + 1]struct {
+		seq  uint64
+		kind int
+	}
+	n := 0
+	for k := range s.last {
+		if len(s.last[k].frame) > 0 {
+			order[n].seq, order[n].kind = s.last[k].seq, k
+			n++
+		}
+	}
+	if s.bookSeq != 0 {
+		order[n].seq, order[n].kind = s.bookSeq, nKinds
+		n++
+	}
+	slices.SortFunc(order[:n], func(a, b struct {
+		seq  uint64
+		kind int
+	}) int {
+		return int(int64(a.seq - b.seq))
+	})
+	for _, o := range order[:n] {
+		at := len(dst)
+		if o.kind < nKinds {
+			dst = append(dst, s.last[o.kind].frame...)
+		} else {
+			m := wire.Msg{Type: wire.TypeAggregateBook, Security: code}
+			for side := range s.book {
+				for l := range s.book[side] {
+					if e := s.book[side][l]; e != (wire.BookEntry{}) {
+						m.Entries[m.NumEntries] = e
+						m.NumEntries++
+					}
+				}
+			}
+			dst = wire.AppendTextFrame(dst, o.seq, &m, s.bookTime)
+		}
+		wire.SetChildSend(dst[at:], now)
+	}
+	return dst
+}
+
+// AppendHistory appends every held frame with seq >= from whose symbol hash
+// is in hashes (all frames if all), with child send stamp now, and reports
+// false (appending nothing) when from is older than the history holds.
+// Seqs beyond LastSeq are simply not there yet.
+func (c *Core) AppendHistory(dst []byte, from uint64, hashes []uint64, all bool, now int64) ([]byte, bool) {
+	if from <= c.last && (c.hist.oldest() == 0 || from < c.hist.oldest()) {
+		return dst, false
+	}
+	c.hist.scan(from, func(_, h uint64, frame []byte) bool {
+		if all || slices.Contains(hashes, h) {
+			at := len(dst)
+			dst = append(dst, frame...)
+			wire.SetChildSend(dst[at:], now)
+		}
+		return true
+	})
+	return dst, true
+}

@@ -1,0 +1,58 @@
+// Package child is the child daemon: it holds one relay session to a root,
+// parses every item once into a client text frame, and fans the frames out
+// to subscribed clients over gnet.
+//
+// # Data path
+//
+//	root --relay--> session goroutine --Core.Apply (write lock)--> *Batch
+//	                                                   |
+//	            per loop: ordered queue + one coalesced EventLoop.Execute
+//	                                                   v
+//	    loop drain: copy batch, stamp child send, append each frame to each
+//	    subscriber's pending buffer (fanout), then one Write per client
+//
+// The relay session (relay.go) is a plain net.Conn goroutine: Hello from
+// LastSeq+1, frames read into one buffer, items older than LastSeq dropped as
+// duplicates, a gap (first new seq != LastSeq+1) ends the session and the next
+// Hello asks from LastSeq+1. Error SeqGone restarts from the seq the root
+// names (the skipped seqs are logged and counted as lost); SeqFuture and other
+// errors reconnect with backoff; no frame for IdleTimeout reconnects. A second
+// goroutine sends TimeReq every ClockInterval; Clock (clock.go) estimates the
+// root's clock offset from the min-RTT sample of a window.
+//
+// Core (core.go, history.go) is pure: decode, AppendTextFrame once per item
+// (stamps exch, rootRecv, rootSend, childRecv; child send is patched per loop
+// at drain time), a bounded frame history for RESUME and a last-value image
+// per symbol for SUB (last SD, SS, NP, TR, ST, CP frame and the aggregated
+// book, rendered as one BK frame with every held level as "new"; orders are
+// not imaged). Its steady state allocates nothing per item.
+//
+// # Loops and consistency
+//
+// Each gnet event loop owns a fanout (fanout.go): symbol hash (xxhash of the
+// canonical symbol text, "00001") -> subscribers, plus "*" subscribers, and
+// the clients on that loop. The session publishes each Batch to every loop's
+// queue under a mutex and signals the loop with EventLoop.Execute only when
+// the queue was empty: Execute's own ordering never matters, the loop drains
+// its queue in order. Commands run in OnTraffic on the same loop, between
+// drains. SUB takes the image and the core's LastSeq P under the core's read
+// lock and subscribes with "deliver seq > P": frames still queued that the
+// image covers are skipped, later ones all flow, so the client sees image,
+// "OK SUB sym P", then every update > P in order, no gap, no duplicate.
+// RESUME does the same with the history (from its seq to P). A client gets
+// each frame once even if both "*" and the symbol match.
+//
+// Slow clients: after each Write, OutboundBuffered over MaxPending sends
+// "ERR SLOW" (best effort: closing discards unsent bytes) and closes that
+// client only. Lines over wire.MaxLineLen get ERR TOOLONG and a close; more
+// than MaxCommandsPerSec lines in a second get ERR FLOOD and a close; bad
+// lines get ERR BADCMD/BADARG and the connection lives.
+//
+// Binding ":0": gnet keeps the resolved listen address to itself, so OnBoot
+// dups the listener fd (Engine.Dup) and asks the kernel (net.FileListener);
+// Addr reports it once Ready is closed.
+//
+// Locks: Child.mu guards the core (relay goroutine writes per batch, loops
+// read snapshots); loop.mu guards one loop's queue. They are never held
+// together: a batch is published after Child.mu is released.
+package child

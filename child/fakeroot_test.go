@@ -1,0 +1,223 @@
+package child
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"tickrelay/wire"
+)
+
+// testSymbols is the number of securities of the test feed (codes 1..N).
+const testSymbols = 20
+
+// testMsg is the deterministic message of seq in the test feed.
+func testMsg(seq uint64) wire.Msg {
+	m := wire.Msg{Security: uint32((seq*7+seq/3)%testSymbols) + 1}
+	switch seq % 4 {
+	case 0:
+		m.Type, m.Price = wire.TypeNominalPrice, int32(seq)
+	case 1:
+		m.Type, m.TradeID, m.Price, m.Qty, m.TradeTime = wire.TypeTrade, uint32(seq), int32(1000+seq), 100, seq
+	case 2:
+		m.Type, m.NumEntries = wire.TypeAggregateBook, 1
+		m.Entries[0] = wire.BookEntry{AggQty: seq, Price: int32(seq), NumOrders: 2, Side: uint16(seq / 4 % 2), Level: uint8(seq%5 + 1), Action: 1}
+	case 3:
+		m.Type, m.SharesTraded, m.Turnover, m.High, m.Low, m.Last = wire.TypeStatistics, seq, int64(seq*10), 5, 1, 3
+	}
+	return m
+}
+
+func testSym(seq uint64) string {
+	return string(wire.AppendSymbol(nil, testMsg(seq).Security))
+}
+
+func testBody(seq uint64) []byte {
+	m := testMsg(seq)
+	f, ok := wire.AppendMsgFrame(nil, seq, int64(seq)*1000+1_700_000_000_000_000_000, &m)
+	if !ok {
+		panic("test message does not encode")
+	}
+	return f[wire.FeedLenSize:]
+}
+
+// fakeRoot is a minimal root speaking the relay protocol on a real socket.
+type fakeRoot struct {
+	t      *testing.T
+	ln     net.Listener
+	hellos chan wire.Hello
+
+	mu     sync.Mutex
+	head   uint64
+	oldest uint64        // FromSeq below this gets Error SeqGone
+	dropAt uint64        // close the connection right after sending this seq (once)
+	gapAt  uint64        // skip this seq (once)
+	batch  int           // items per batch
+	silent bool          // no heartbeats when idle
+	more   chan struct{} // closed on publish
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func newFakeRoot(t *testing.T) *fakeRoot {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &fakeRoot{t: t, ln: ln, hellos: make(chan wire.Hello, 100), batch: 7, more: make(chan struct{}), conns: map[net.Conn]bool{}}
+	r.wg.Add(1)
+	go r.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		r.mu.Lock()
+		for c := range r.conns {
+			c.Close()
+		}
+		r.mu.Unlock()
+		r.wg.Wait()
+	})
+	return r
+}
+
+func (r *fakeRoot) addr() string { return r.ln.Addr().String() }
+
+func (r *fakeRoot) publish(n uint64) {
+	r.mu.Lock()
+	r.head += n
+	close(r.more)
+	r.more = make(chan struct{})
+	r.mu.Unlock()
+}
+
+func (r *fakeRoot) set(f func(r *fakeRoot)) {
+	r.mu.Lock()
+	f(r)
+	r.mu.Unlock()
+}
+
+func (r *fakeRoot) accept() {
+	defer r.wg.Done()
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		r.mu.Lock()
+		r.conns[c] = true
+		r.mu.Unlock()
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer func() {
+				c.Close()
+				r.mu.Lock()
+				delete(r.conns, c)
+				r.mu.Unlock()
+			}()
+			r.serve(c)
+		}()
+	}
+}
+
+// readFrames reads relay frames from c and calls fn for each.
+func readFrames(c net.Conn, fn func(typ byte, p []byte) bool) error {
+	buf := make([]byte, 0, 64<<10)
+	tmp := make([]byte, 64<<10)
+	for {
+		for {
+			typ, p, n, err := wire.NextRelayFrame(buf)
+			if errors.Is(err, wire.ErrShort) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if !fn(typ, p) {
+				return nil
+			}
+			buf = buf[n:]
+		}
+		n, err := c.Read(tmp)
+		if err != nil {
+			return err
+		}
+		buf = append(append([]byte(nil), buf...), tmp[:n]...)
+	}
+}
+
+func (r *fakeRoot) serve(c net.Conn) {
+	var hello wire.Hello
+	if err := readFrames(c, func(typ byte, p []byte) bool {
+		if typ == wire.RelayHello {
+			hello = wire.ParseHello(p)
+		}
+		return typ != wire.RelayHello
+	}); err != nil {
+		return
+	}
+	r.hellos <- hello
+	var wmu sync.Mutex
+	write := func(b []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_, err := c.Write(b)
+		return err
+	}
+	go readFrames(c, func(typ byte, p []byte) bool { // answer clock requests
+		if typ == wire.RelayTimeReq {
+			now := time.Now().UnixNano()
+			write(wire.AppendTimeReply(nil, wire.ParseTimeReq(p), now, now+1000))
+		}
+		return true
+	})
+	r.mu.Lock()
+	oldest := r.oldest
+	r.mu.Unlock()
+	if hello.FromSeq < oldest {
+		write(wire.AppendRelayError(nil, wire.RelayErr{Code: wire.CodeSeqGone, Seq: oldest, Reason: "seq gone"}))
+		return
+	}
+	cursor := hello.FromSeq
+	for {
+		r.mu.Lock()
+		head, more, silent := r.head, r.more, r.silent
+		drop := false
+		if cursor == r.gapAt && cursor <= head {
+			r.gapAt = 0
+			cursor++
+		}
+		end := min(cursor+uint64(r.batch)-1, head)
+		if r.gapAt > cursor && end >= r.gapAt {
+			end = r.gapAt - 1
+		}
+		if r.dropAt >= cursor && r.dropAt <= end {
+			end, drop, r.dropAt = r.dropAt, true, 0
+		}
+		r.mu.Unlock()
+		if cursor > head {
+			select {
+			case <-more:
+			case <-time.After(100 * time.Millisecond):
+				if !silent && write(wire.AppendHeartbeatFrame(nil, head, time.Now().UnixNano())) != nil {
+					return
+				}
+			}
+			continue
+		}
+		send := time.Now().UnixNano()
+		b, at := wire.BeginBatch(nil, send)
+		for s := cursor; s <= end; s++ {
+			b = wire.AppendRelayItem(b, send-1000, testBody(s))
+		}
+		b = wire.EndBatch(b, at, int(end-cursor+1))
+		if write(b) != nil {
+			return
+		}
+		cursor = end + 1
+		if drop {
+			return
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package child
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the child's Prometheus metrics, registered on Config.Registerer.
+type Metrics struct {
+	Items          prometheus.Counter // relay items parsed
+	BadItems       prometheus.Counter // items whose body did not decode
+	Duplicates     prometheus.Counter // relay items dropped as already seen
+	Gaps           prometheus.Counter // gaps in the relay stream (each forces a reconnect)
+	LostItems      prometheus.Counter // seqs skipped because the root no longer held them
+	Reconnects     prometheus.Counter // relay sessions started after the first
+	LastSeq        prometheus.Gauge
+	RootHead       prometheus.Gauge // head seq from the root's last heartbeat
+	Clients        prometheus.Gauge
+	SlowDisconnect prometheus.Counter
+	ClientErrors   *prometheus.CounterVec // ERR codes sent, by code
+	BytesOut       prometheus.Counter     // bytes written to clients
+	FramesOut      prometheus.Counter     // frames written to clients (fan-out copies)
+	ClockOffset    prometheus.Gauge       // root clock minus child clock, seconds
+	ClockBound     prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
+}
+
+func newMetrics(reg prometheus.Registerer, name string) *Metrics {
+	labels := prometheus.Labels{"child": name}
+	c := func(n, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child", Name: n, Help: help, ConstLabels: labels})
+	}
+	g := func(n, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child", Name: n, Help: help, ConstLabels: labels})
+	}
+	m := &Metrics{
+		Items:          c("items_total", "Relay items parsed into text frames."),
+		BadItems:       c("bad_items_total", "Relay items whose body did not decode."),
+		Duplicates:     c("duplicate_items_total", "Relay items dropped as already received."),
+		Gaps:           c("gaps_total", "Gaps detected in the relay stream."),
+		LostItems:      c("lost_items_total", "Seqs skipped because the root no longer held them."),
+		Reconnects:     c("reconnects_total", "Relay sessions started after the first."),
+		LastSeq:        g("last_seq", "Last seq received from the root."),
+		RootHead:       g("root_head_seq", "Head seq announced by the root's last heartbeat."),
+		Clients:        g("clients", "Connected clients."),
+		SlowDisconnect: c("slow_disconnects_total", "Clients disconnected for too many unsent bytes."),
+		ClientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
+			Name: "client_errors_total", Help: "ERR lines sent to clients, by code.", ConstLabels: labels}, []string{"code"}),
+		BytesOut:    c("bytes_out_total", "Bytes written to clients."),
+		FramesOut:   c("frames_out_total", "Frames written to clients (one per subscriber)."),
+		ClockOffset: g("clock_offset_seconds", "Estimated root clock minus child clock."),
+		ClockBound:  g("clock_offset_bound_seconds", "Error bound of the clock offset (RTT/2)."),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
+			m.RootHead, m.Clients, m.SlowDisconnect, m.ClientErrors, m.BytesOut, m.FramesOut, m.ClockOffset, m.ClockBound)
+	}
+	return m
+}

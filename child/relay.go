@@ -1,0 +1,273 @@
+package child
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"tickrelay/wire"
+)
+
+// sessionEnd says how a relay session ended and what to do next.
+type sessionEnd struct {
+	err      error
+	progress bool // received at least one frame: reset the backoff
+	now      bool // reconnect at once (gap, seq gone)
+}
+
+// relayLoop runs relay sessions until ctx ends, reconnecting with backoff.
+func (ch *Child) relayLoop(ctx context.Context) {
+	backoff := ch.cfg.BackoffMin
+	for n := 0; ctx.Err() == nil; n++ {
+		if n > 0 {
+			ch.metrics.Reconnects.Inc()
+		}
+		end := ch.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if end.progress {
+			backoff = ch.cfg.BackoffMin
+		}
+		ch.log.Warn("relay session ended", "root", ch.cfg.RootAddr, "err", end.err, "last_seq", ch.LastSeq())
+		// A gap or a SeqGone restart retries after the shortest wait; a
+		// failure without progress backs off (with jitter) up to BackoffMax.
+		wait := ch.cfg.BackoffMin
+		if !end.now {
+			wait = backoff/2 + rand.N(backoff/2+1)
+			backoff = min(2*backoff, ch.cfg.BackoffMax)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// session is one connection to the root: Hello from LastSeq+1, then read
+// frames until an error, a gap, an idle timeout or ctx's end.
+func (ch *Child) session(ctx context.Context) (end sessionEnd) {
+	d := net.Dialer{Timeout: ch.cfg.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", ch.cfg.RootAddr)
+	if err != nil {
+		return sessionEnd{err: err}
+	}
+	from := ch.LastSeq() + 1
+	log := ch.log.With("root", ch.cfg.RootAddr)
+	log.Info("relay session", "from_seq", from)
+
+	var wmu sync.Mutex // the writer goroutine and the reader both write
+	write := func(b []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		conn.SetWriteDeadline(time.Now().Add(ch.cfg.IdleTimeout))
+		_, err := conn.Write(b)
+		return err
+	}
+	if err := write(wire.AppendHello(nil, wire.Hello{FromSeq: from, Name: ch.cfg.Name})); err != nil {
+		conn.Close()
+		return sessionEnd{err: fmt.Errorf("hello: %w", err)}
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // clock requests; closes the conn when ctx ends
+		defer wg.Done()
+		t := time.NewTicker(ch.cfg.ClockInterval)
+		defer t.Stop()
+		var buf []byte
+		for {
+			buf = wire.AppendTimeReq(buf[:0], time.Now().UnixNano())
+			if write(buf) != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				conn.Close()
+				return
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		conn.Close()
+		wg.Wait()
+	}()
+	end = ch.readRelay(conn, log)
+	return end
+}
+
+// readRelay reads relay frames from conn and applies them.
+func (ch *Child) readRelay(conn net.Conn, log interface {
+	Warn(string, ...any)
+	Error(string, ...any)
+}) (end sessionEnd) {
+	clock := NewClock(ch.cfg.ClockWindow)
+	buf := make([]byte, 256<<10)
+	r, w := 0, 0
+	var br wire.BatchReader
+	for {
+		// Parse every complete frame held.
+		for {
+			typ, p, n, err := wire.NextRelayFrame(buf[r:w])
+			if errors.Is(err, wire.ErrShort) {
+				break
+			}
+			if err != nil {
+				end.err = fmt.Errorf("relay frame: %w", err)
+				return end
+			}
+			end.progress = true
+			now := time.Now().UnixNano()
+			switch typ {
+			case wire.RelayBatch:
+				if e := ch.applyBatch(&br, p, now); e.err != nil {
+					e.progress = true
+					return e
+				}
+			case wire.RelayHeartbeat:
+				head, _ := wire.ParseHeartbeat(p)
+				ch.metrics.RootHead.Set(float64(head))
+			case wire.RelayTimeReply:
+				t0, t1, t2 := wire.ParseTimeReply(p)
+				if _, ok := clock.Add(t0, t1, t2, now); ok {
+					off, bound, _ := clock.Estimate()
+					ch.offset.Store(off)
+					ch.bound.Store(bound)
+					ch.metrics.ClockOffset.Set(float64(off) / 1e9)
+					ch.metrics.ClockBound.Set(float64(bound) / 1e9)
+				}
+			case wire.RelayError:
+				return ch.relayError(wire.ParseRelayError(p), log)
+			default:
+				log.Warn("unexpected relay frame from root", "type", string(typ))
+			}
+			r += n
+		}
+		// Keep the partial frame, moved to the front, and make room for it.
+		if r == w {
+			r, w = 0, 0
+		} else if r > 0 && len(buf)-w < 64<<10 {
+			w = copy(buf, buf[r:w])
+			r = 0
+		}
+		if need := frameLen(buf[r:w]); need > len(buf)-r {
+			nb := make([]byte, max(2*len(buf), need))
+			w = copy(nb, buf[r:w])
+			r, buf = 0, nb
+		}
+		conn.SetReadDeadline(time.Now().Add(ch.cfg.IdleTimeout))
+		n, err := conn.Read(buf[w:])
+		w += n
+		if err != nil {
+			if n > 0 {
+				continue
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				err = fmt.Errorf("no frame from the root for %v: %w", ch.cfg.IdleTimeout, err)
+			} else if errors.Is(err, io.EOF) {
+				err = errors.New("root closed the connection")
+			}
+			end.err = err
+			return end
+		}
+	}
+}
+
+// frameLen is the full size of the relay frame starting buf (0 if unknown yet).
+func frameLen(buf []byte) int {
+	if len(buf) < wire.RelayLenSize {
+		return 0
+	}
+	return wire.RelayLenSize + int(binary.LittleEndian.Uint32(buf))
+}
+
+// applyBatch drops items already seen, detects gaps, parses the rest into a
+// Batch under the core lock and publishes it to the loops.
+func (ch *Child) applyBatch(br *wire.BatchReader, p []byte, childRecv int64) sessionEnd {
+	br.Reset(p)
+	var b *Batch
+	var last uint64
+	n := 0
+	for br.Next() {
+		it := &br.Item
+		last = ch.LastSeq()
+		if it.Seq <= last {
+			ch.metrics.Duplicates.Inc()
+			continue
+		}
+		if it.Seq != last+1 {
+			ch.metrics.Gaps.Inc()
+			if b != nil {
+				ch.finishBatch(b, n)
+			}
+			return sessionEnd{now: true, err: fmt.Errorf("gap: got seq %d after %d; resuming from %d", it.Seq, last, last+1)}
+		}
+		if b == nil {
+			b = getBatch()
+			ch.mu.Lock()
+		}
+		ch.core.Apply(b, it, br.RootSend, childRecv)
+		ch.last.Store(it.Seq)
+		n++
+	}
+	if b != nil {
+		ch.finishBatch(b, n)
+	}
+	if err := br.Err(); err != nil {
+		return sessionEnd{err: fmt.Errorf("relay batch: %w", err)}
+	}
+	return sessionEnd{}
+}
+
+// finishBatch unlocks the core and publishes b (called with ch.mu held).
+func (ch *Child) finishBatch(b *Batch, items int) {
+	bad := ch.core.Bad()
+	ch.mu.Unlock()
+	ch.metrics.Items.Add(float64(items))
+	if d := bad - ch.badSeen; d > 0 {
+		ch.metrics.BadItems.Add(float64(d))
+		ch.badSeen = bad
+	}
+	ch.metrics.LastSeq.Set(float64(ch.LastSeq()))
+	ch.srv.publish(b)
+}
+
+// relayError handles an Error frame from the root.
+func (ch *Child) relayError(e wire.RelayErr, log interface {
+	Warn(string, ...any)
+	Error(string, ...any)
+}) sessionEnd {
+	last := ch.LastSeq()
+	switch e.Code {
+	case wire.CodeSeqGone:
+		if e.Seq > last+1 {
+			lost := e.Seq - last - 1
+			log.Error("root no longer holds the seqs we need: skipping them; clients will see a gap",
+				"asked_from", last+1, "first_available", e.Seq, "lost", lost, "reason", e.Reason)
+			ch.metrics.LostItems.Add(float64(lost))
+			ch.mu.Lock()
+			ch.last.Store(e.Seq - 1)
+			ch.mu.Unlock()
+			return sessionEnd{now: true, progress: true, err: e}
+		}
+		return sessionEnd{err: e}
+	case wire.CodeSeqFuture:
+		log.Error("root is behind us; retrying", "asked_from", last+1, "root_head", e.Seq, "reason", e.Reason)
+		return sessionEnd{err: e}
+	default:
+		return sessionEnd{err: e}
+	}
+}

@@ -1,0 +1,437 @@
+package child
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"tickrelay/wire"
+)
+
+// client is one client connection; it lives on its conn's event loop and
+// is touched only there.
+type client struct {
+	conn    gnet.Conn
+	loop    *loop
+	subs    map[uint64]struct{} // symbol hashes subscribed
+	all     bool                // subscribed to "*"
+	pending []byte              // frames of the current drain
+	out     []byte              // command replies of the current OnTraffic
+	in      []byte              // partial command line
+	tick    uint64
+	dead    bool // closed or closing: send nothing more
+	syms    [][]byte
+	sym     []byte
+	hashes  []uint64
+	winAt   int64 // flood window start
+	winN    int
+}
+
+// loop is one gnet event loop's share of the fan-out: an ordered queue of
+// parsed batches filled by the relay goroutine, and the fanout index. The
+// relay signals the loop with one Execute per burst (signalled); the loop
+// drains the whole queue in order, so Execute's own ordering never matters.
+type loop struct {
+	s  *server
+	el gnet.EventLoop
+
+	mu        sync.Mutex
+	q, spare  []*Batch
+	signalled bool
+
+	f       *fanout // loop-only from here on
+	clients map[*client]struct{}
+}
+
+// Run drains the loop's queue; it runs on the loop (gnet.Runnable).
+func (l *loop) Run(context.Context) error {
+	l.drain()
+	return nil
+}
+
+func (l *loop) enqueue(b *Batch) {
+	l.mu.Lock()
+	l.q = append(l.q, b)
+	signal := !l.signalled
+	l.signalled = true
+	l.mu.Unlock()
+	if signal {
+		if err := l.el.Execute(context.Background(), l); err != nil {
+			// Engine shutting down: nothing will drain; drop the queue.
+			l.mu.Lock()
+			q := l.q
+			l.q, l.signalled = nil, false
+			l.mu.Unlock()
+			for _, b := range q {
+				b.release()
+			}
+		}
+	}
+}
+
+func (l *loop) drain() {
+	l.mu.Lock()
+	q := l.q
+	l.q, l.spare = l.spare[:0], nil
+	l.signalled = false
+	l.mu.Unlock()
+	if len(q) == 0 {
+		l.mu.Lock()
+		l.spare = q
+		l.mu.Unlock()
+		return
+	}
+	now := time.Now().UnixNano()
+	for i, b := range q {
+		l.f.add(b, now)
+		b.release()
+		q[i] = nil
+	}
+	l.flush()
+	l.mu.Lock()
+	if l.spare == nil {
+		l.spare = q[:0]
+	}
+	l.mu.Unlock()
+}
+
+// flush writes each dirty client's pending frames with one Write and
+// disconnects clients whose unsent bytes pass MaxPending.
+func (l *loop) flush() {
+	m := l.s.ch.metrics
+	var bytes int
+	for i, cl := range l.f.dirty {
+		l.f.dirty[i] = nil
+		if cl.dead {
+			cl.pending = cl.pending[:0]
+			continue
+		}
+		bytes += len(cl.pending)
+		cl.conn.Write(cl.pending)
+		if cap(cl.pending) > 1<<20 {
+			cl.pending = nil
+		} else {
+			cl.pending = cl.pending[:0]
+		}
+		if l.tooSlow(cl) {
+			l.s.closeNow(cl)
+		}
+	}
+	l.f.dirty = l.f.dirty[:0]
+	m.BytesOut.Add(float64(bytes))
+	m.FramesOut.Add(float64(l.f.frames))
+	l.f.frames = 0
+}
+
+// tooSlow reports whether cl's outbound buffer passed MaxPending; if so
+// it writes ERR SLOW (best effort: unsent bytes are discarded on close) and
+// marks cl dead. The caller closes it.
+func (l *loop) tooSlow(cl *client) bool {
+	if cl.dead || cl.conn == nil {
+		return false
+	}
+	n := cl.conn.OutboundBuffered()
+	if n <= l.s.ch.cfg.MaxPending {
+		return false
+	}
+	l.s.ch.metrics.SlowDisconnect.Inc()
+	l.s.ch.log.Warn("disconnecting slow client", "remote", cl.conn.RemoteAddr().String(), "pending", n)
+	l.s.writeErr(cl, wire.ErrCodeSlow, "unsent bytes "+strconv.Itoa(n)+" over limit "+strconv.Itoa(l.s.ch.cfg.MaxPending))
+	return true
+}
+
+// server is the gnet event handler for clients.
+type server struct {
+	gnet.BuiltinEventEngine
+	ch    *Child
+	eng   gnet.Engine
+	addr  net.Addr
+	boot  chan struct{}
+	loops atomic.Pointer[[]*loop] // copy on write
+	mu    sync.Mutex              // guards byEL and writes of loops
+	byEL  map[gnet.EventLoop]*loop
+}
+
+func newServer(ch *Child) *server {
+	s := &server{ch: ch, boot: make(chan struct{}), byEL: make(map[gnet.EventLoop]*loop)}
+	s.loops.Store(&[]*loop{})
+	return s
+}
+
+func (s *server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	addr, err := boundAddr(eng)
+	if err != nil {
+		s.ch.log.Error("cannot learn the bound client address", "err", err)
+		return gnet.Shutdown
+	}
+	s.addr = addr
+	close(s.boot)
+	return gnet.None
+}
+
+// boundAddr learns the listener's address (the port when bound to :0) from
+// a dup of its fd: gnet keeps the resolved address to itself.
+func boundAddr(eng gnet.Engine) (net.Addr, error) {
+	fd, err := eng.Dup()
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "gnet-listener")
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	a := ln.Addr().(*net.TCPAddr)
+	return &net.TCPAddr{IP: append(net.IP(nil), a.IP...), Port: a.Port, Zone: a.Zone}, nil
+}
+
+// loopOf returns (registering on first use) the loop state of el.
+func (s *server) loopOf(el gnet.EventLoop) *loop {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.byEL[el]; l != nil {
+		return l
+	}
+	l := &loop{s: s, el: el, f: newFanout(), clients: make(map[*client]struct{})}
+	s.byEL[el] = l
+	old := *s.loops.Load()
+	next := append(append(make([]*loop, 0, len(old)+1), old...), l)
+	s.loops.Store(&next)
+	return l
+}
+
+// publish hands a parsed batch to every loop, in order.
+func (s *server) publish(b *Batch) {
+	loops := *s.loops.Load()
+	if len(loops) == 0 || len(b.frames) == 0 {
+		b.refs.Store(1)
+		b.release()
+		return
+	}
+	b.refs.Store(int32(len(loops)))
+	for _, l := range loops {
+		l.enqueue(b)
+	}
+}
+
+func (s *server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	l := s.loopOf(c.EventLoop())
+	cl := &client{conn: c, loop: l}
+	c.SetContext(cl)
+	l.clients[cl] = struct{}{}
+	s.ch.metrics.Clients.Inc()
+	return nil, gnet.None
+}
+
+func (s *server) OnClose(c gnet.Conn, err error) gnet.Action {
+	cl, ok := c.Context().(*client)
+	if !ok || cl.conn == nil {
+		return gnet.None
+	}
+	cl.dead = true
+	cl.loop.f.remove(cl)
+	delete(cl.loop.clients, cl)
+	cl.conn = nil
+	s.ch.metrics.Clients.Dec()
+	return gnet.None
+}
+
+// writeErr writes an ERR line best-effort and marks cl dead; the caller
+// closes it (closeNow outside OnTraffic, gnet.Close from it).
+func (s *server) writeErr(cl *client, code, reason string) {
+	if cl.conn == nil {
+		return
+	}
+	s.ch.metrics.ClientErrors.WithLabelValues(code).Inc()
+	cl.dead = true
+	cl.conn.Write(wire.AppendErr(nil, code, reason))
+}
+
+// closeNow closes cl on its loop, outside OnTraffic.
+func (s *server) closeNow(cl *client) {
+	if c := cl.conn; c != nil { // nil: a write error already closed it
+		cl.dead = true
+		cl.loop.el.Close(c)
+	}
+}
+
+func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
+	cl := c.Context().(*client)
+	data, _ := c.Next(-1)
+	if cl.dead {
+		return gnet.None
+	}
+	recv := time.Now().UnixNano()
+	buf := data
+	if len(cl.in) > 0 {
+		cl.in = append(cl.in, data...)
+		buf = cl.in
+	}
+	cl.out = cl.out[:0]
+	for len(buf) > 0 && !cl.dead {
+		line, n, err := wire.NextLine(buf)
+		if errors.Is(err, wire.ErrShort) {
+			break
+		}
+		if err != nil {
+			s.writeOut(cl)
+			s.writeErr(cl, wire.ErrCodeTooLong, fmt.Sprintf("line over %d bytes", wire.MaxLineLen))
+			return s.closeAction(cl)
+		}
+		buf = buf[n:]
+		if recv-cl.winAt >= int64(time.Second) {
+			cl.winAt, cl.winN = recv, 0
+		}
+		if cl.winN++; cl.winN > s.ch.cfg.MaxCommandsPerSec {
+			s.writeOut(cl)
+			s.writeErr(cl, wire.ErrCodeFlood, fmt.Sprintf("over %d commands/s", s.ch.cfg.MaxCommandsPerSec))
+			return s.closeAction(cl)
+		}
+		s.command(cl, line, recv)
+	}
+	if cl.dead {
+		return s.closeAction(cl)
+	}
+	cl.in = append(cl.in[:0], buf...)
+	s.writeOut(cl)
+	return s.closeAction(cl)
+}
+
+// closeAction is gnet.Close for a live conn marked dead (nil conn: already closed).
+func (s *server) closeAction(cl *client) gnet.Action {
+	if cl.dead && cl.conn != nil {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+func (s *server) writeOut(cl *client) {
+	if len(cl.out) == 0 || cl.dead {
+		return
+	}
+	s.ch.metrics.BytesOut.Add(float64(len(cl.out)))
+	cl.conn.Write(cl.out)
+	if cap(cl.out) > 1<<20 {
+		cl.out = nil
+	} else {
+		cl.out = cl.out[:0]
+	}
+	if cl.conn == nil { // write error closed it
+		return
+	}
+	cl.loop.tooSlow(cl)
+}
+
+func (s *server) replyErr(cl *client, code, reason string) {
+	s.ch.metrics.ClientErrors.WithLabelValues(code).Inc()
+	cl.out = wire.AppendErr(cl.out, code, reason)
+}
+
+// command runs one client line on the client's loop. Subscription changes
+// happen here, between drains, so they are ordered with the loop's frame
+// queue; the image or history snapshot is taken under the core's read lock
+// together with its LastSeq P, and the subscription delivers only seq > P:
+// queued frames the snapshot already covers are skipped, later ones flow.
+func (s *server) command(cl *client, line []byte, recv int64) {
+	if len(line) == 0 {
+		return
+	}
+	cmd, err := wire.ParseCommand(line, cl.syms[:0])
+	if err != nil {
+		if errors.Is(err, wire.ErrUnknownType) {
+			s.replyErr(cl, wire.ErrCodeBadCommand, err.Error())
+		} else {
+			s.replyErr(cl, wire.ErrCodeBadArg, err.Error())
+		}
+		return
+	}
+	cl.syms = cmd.Symbols[:0]
+	f := cl.loop.f
+	ch := s.ch
+	switch cmd.Verb {
+	case wire.CmdPing:
+		cl.out = append(cl.out, "PONG\n"...)
+	case wire.CmdTime:
+		cl.out = wire.AppendTimeLine(cl.out, cmd.T0, recv, time.Now().UnixNano())
+	case wire.CmdUnsub:
+		for _, sym := range cmd.Symbols {
+			all := string(sym) == wire.AllSymbols
+			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
+			f.unsubscribe(cl, SymbolHash(cl.sym), all)
+			cl.out = wire.AppendOK(cl.out, wire.CmdUnsub, cl.sym, 0)
+		}
+	case wire.CmdSub:
+		now := time.Now().UnixNano()
+		ch.mu.RLock()
+		p := ch.core.LastSeq()
+		for _, sym := range cmd.Symbols {
+			all := string(sym) == wire.AllSymbols
+			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
+			if !all {
+				cl.out = ch.core.AppendImage(cl.out, cl.sym, now)
+			}
+			f.subscribe(cl, SymbolHash(cl.sym), all, p)
+			cl.out = wire.AppendOK(cl.out, wire.CmdSub, cl.sym, p)
+		}
+		ch.mu.RUnlock()
+	case wire.CmdResume:
+		now := time.Now().UnixNano()
+		all := false
+		cl.hashes = cl.hashes[:0]
+		for _, sym := range cmd.Symbols {
+			if string(sym) == wire.AllSymbols {
+				all = true
+			}
+			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
+			cl.hashes = append(cl.hashes, SymbolHash(cl.sym))
+		}
+		ch.mu.RLock()
+		p := ch.core.LastSeq()
+		at := len(cl.out)
+		cl.out = wire.AppendOK(cl.out, wire.CmdResume, nil, cmd.Seq)
+		out, ok := ch.core.AppendHistory(cl.out, cmd.Seq, cl.hashes, all, now)
+		oldest := ch.core.OldestSeq()
+		ch.mu.RUnlock()
+		if !ok {
+			cl.out = cl.out[:at]
+			s.replyErr(cl, wire.ErrCodeGone, fmt.Sprintf("seq %d is no longer held; oldest %d, last %d", cmd.Seq, oldest, p))
+			return
+		}
+		cl.out = out
+		from := max(p, cmd.Seq-1)
+		for i, sym := range cmd.Symbols {
+			f.subscribe(cl, cl.hashes[i], string(sym) == wire.AllSymbols, from)
+		}
+	}
+}
+
+// shutdown runs on each loop at the end: flush what is queued, tell every
+// client, and close them.
+func (l *loop) shutdown() {
+	l.drain()
+	for cl := range l.clients {
+		l.s.writeErr(cl, wire.ErrCodeShutdown, "child is shutting down")
+		l.s.closeNow(cl)
+	}
+}
+
+// gnetLogger routes gnet's own logging to slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }

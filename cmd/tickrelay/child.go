@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tickrelay/child"
+)
+
+func init() {
+	commands["child"] = command{"child daemon: relay from a root, fan out text frames to clients", runChild}
+}
+
+func runChild(ctx context.Context, args []string) error {
+	cfg := child.DefaultConfig()
+	fs := newFlags("child")
+	fs.StringVar(&cfg.RootAddr, "root", cfg.RootAddr, "root relay address")
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "client listen address")
+	admin := fs.String("admin", "", "admin address (/metrics, /healthz), e.g. 127.0.0.1:9201; empty disables")
+	fs.StringVar(&cfg.Name, "name", cfg.Name, "child name (sent to the root, labels logs and metrics)")
+	fs.Uint64Var(&cfg.FromSeq, "from", cfg.FromSeq, "first seq to ask the root for")
+	fs.IntVar(&cfg.Loops, "loops", cfg.Loops, "event loops serving clients")
+	fs.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, "unsent bytes per client before it is disconnected as slow")
+	fs.IntVar(&cfg.HistorySize, "history", cfg.HistorySize, "frames kept for RESUME")
+	fs.IntVar(&cfg.HistoryBytes, "history-bytes", cfg.HistoryBytes, "bytes of frames kept for RESUME")
+	fs.IntVar(&cfg.MaxCommandsPerSec, "max-commands", cfg.MaxCommandsPerSec, "client command lines per second before ERR FLOOD")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "reconnect when the root is silent this long")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(fs)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	cfg.Logger, cfg.Registerer = log, reg
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	ch, err := child.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := serveAdmin(ctx, *admin, reg, log); err != nil {
+		return err
+	}
+	return ch.Run(ctx)
+}

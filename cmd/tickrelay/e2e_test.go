@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tickrelay/child"
+	"tickrelay/child/client"
+	"tickrelay/feed"
+	"tickrelay/root"
+	"tickrelay/wire"
+)
+
+// The end-to-end tests run the real daemons in-process on loopback:
+// exchange simulator -> root -> children -> clients, and check what every
+// client got against what the simulator sent.
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// daemon is what every tickrelay daemon looks like to a test.
+type daemon interface {
+	Run(ctx context.Context) error
+	Ready() <-chan struct{}
+	Addr() net.Addr
+}
+
+// runDaemon runs d until stop (or the test's end) and waits for it to be
+// listening. The returned stop cancels it and waits for a clean return.
+func runDaemon(t *testing.T, name string, d daemon) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	select {
+	case <-d.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("%s: %v", name, err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatalf("%s: not ready after 10s", name)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("%s stopped with: %v", name, err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Errorf("%s did not stop within 15s", name)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func startExchange(t *testing.T, rate int, symbols int, maxSeq uint64) *feed.Server {
+	t.Helper()
+	cfg := feed.DefaultConfig()
+	cfg.Addr, cfg.Rate, cfg.Symbols, cfg.MaxSeq, cfg.Seed = "127.0.0.1:0", rate, symbols, maxSeq, 42
+	cfg.Heartbeat = 200 * time.Millisecond
+	cfg.Logger = testLogger()
+	ex, err := feed.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDaemon(t, "exchange", ex)
+	return ex
+}
+
+func newRootConfig(exchange net.Addr) root.Config {
+	cfg := root.DefaultConfig()
+	cfg.ExchangeAddr, cfg.Addr = exchange.String(), "127.0.0.1:0"
+	cfg.RingSize = 1 << 16
+	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 200*time.Millisecond
+	cfg.Logger = testLogger()
+	return cfg
+}
+
+func startRoot(t *testing.T, cfg root.Config) (*root.Root, func()) {
+	t.Helper()
+	r, err := root.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, runDaemon(t, "root", r)
+}
+
+func startChild(t *testing.T, rootAddr net.Addr, name string, fromSeq uint64) (*child.Child, func()) {
+	t.Helper()
+	cfg := child.DefaultConfig()
+	cfg.RootAddr, cfg.Addr, cfg.Name, cfg.FromSeq = rootAddr.String(), "127.0.0.1:0", name, fromSeq
+	cfg.Loops = 2
+	cfg.BackoffMin, cfg.BackoffMax = 10*time.Millisecond, 200*time.Millisecond
+	cfg.Logger = testLogger()
+	c, err := child.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, runDaemon(t, "child "+name, c)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// subscriber is one test client and what it saw of each symbol.
+type subscriber struct {
+	c     *client.Client
+	all   bool   // subscribed to "*"
+	allOK uint64 // the seq of "OK SUB *"
+	syms  map[uint32]*symLog
+}
+
+type symLog struct {
+	okSeq uint64 // 0 until "OK SUB sym seq"
+	seqs  []uint64
+	bad   string // first mismatch, if any
+}
+
+// read consumes lines until done(s) or the conn fails. Once the end is
+// known (ended), a read timeout ends it too: the verification then tells
+// whether anything is missing.
+func (s *subscriber) read(ex *feed.Server, done func(*subscriber) bool, ended func() bool) error {
+	var want wire.Msg
+	for !done(s) {
+		ev, err := s.c.Next()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() && ended() {
+				return nil
+			}
+			return err
+		}
+		switch ev.Kind {
+		case wire.LineOK:
+			verb, sym, seq, err := ev.OK()
+			if err != nil || verb != wire.CmdSub {
+				return fmt.Errorf("unexpected %q (%v)", ev.Line, err)
+			}
+			if sym == wire.AllSymbols {
+				s.allOK = seq
+				continue
+			}
+			code, _ := wire.ParseSymbol([]byte(sym))
+			if l := s.syms[code]; l != nil {
+				l.okSeq = seq
+			}
+		case wire.LineFrame:
+			l := s.log(ev.Msg.Security)
+			if l == nil {
+				return fmt.Errorf("frame for unsubscribed symbol: %q", ev.Line)
+			}
+			if l.okSeq == 0 {
+				continue // part of the image before "OK SUB"
+			}
+			l.seqs = append(l.seqs, ev.Seq)
+			body, ok := ex.Body(ev.Seq)
+			if !ok {
+				return fmt.Errorf("seq %d not in the exchange history", ev.Seq)
+			}
+			if _, err := wire.DecodeMsg(body, &want); err != nil {
+				return err
+			}
+			if want != ev.Msg && l.bad == "" {
+				l.bad = fmt.Sprintf("seq %d: got %+v, exchange sent %+v", ev.Seq, ev.Msg, want)
+			}
+		default:
+			return fmt.Errorf("unexpected line %q", ev.Line)
+		}
+	}
+	return nil
+}
+
+func (s *subscriber) log(code uint32) *symLog {
+	if l := s.syms[code]; l != nil {
+		return l
+	}
+	if s.all && s.allOK != 0 {
+		l := &symLog{okSeq: s.allOK}
+		s.syms[code] = l
+		return l
+	}
+	return nil
+}
+
+// expected returns, per symbol, the seqs the exchange published in (after, max].
+func expected(ex *feed.Server, max uint64) map[uint32][]uint64 {
+	out := map[uint32][]uint64{}
+	for seq := uint64(1); seq <= max; seq++ {
+		body, _ := ex.Body(seq)
+		code, _ := wire.SecurityOf(body)
+		out[code] = append(out[code], seq)
+	}
+	return out
+}
+
+// after returns the seqs in all that are > from.
+func after(all []uint64, from uint64) []uint64 {
+	for i, s := range all {
+		if s > from {
+			return all[i:]
+		}
+	}
+	return nil
+}
+
+func equalSeqs(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestEndToEnd: simulator -> root -> 2 children -> 600 clients with mixed
+// subscriptions, subscribing while the feed streams. Every client must get
+// every update of its symbols after its "OK SUB" seq, in order, no gap, no
+// duplicate, and each decoded frame must equal what the exchange sent.
+func TestEndToEnd(t *testing.T) {
+	const (
+		symbols = 300
+		maxSeq  = 60_000
+		clients = 600
+	)
+	ex := startExchange(t, 20_000, symbols, maxSeq)
+	rt, _ := startRoot(t, newRootConfig(ex.Addr()))
+	children := make([]*child.Child, 2)
+	for i := range children {
+		children[i], _ = startChild(t, rt.Addr(), fmt.Sprintf("c%d", i), 1)
+	}
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	subs := make([]*subscriber, clients)
+	ctx := t.Context()
+	for i := range subs {
+		c, err := client.Dial(ctx, children[i%2].Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		s := &subscriber{c: c, syms: map[uint32]*symLog{}}
+		var names []string
+		switch {
+		case i%100 == 0: // a few take everything
+			s.all = true
+			names = []string{wire.AllSymbols}
+		default: // most take 1-8 symbols, hot ones (low codes) more often
+			for range 1 + rng.IntN(8) {
+				code := uint32(1 + min(rng.ExpFloat64()*40, symbols-1))
+				if s.syms[code] == nil {
+					s.syms[code] = &symLog{}
+					names = append(names, string(wire.AppendSymbol(nil, code)))
+				}
+			}
+		}
+		if err := c.Sub(names...); err != nil {
+			t.Fatal(err)
+		}
+		subs[i] = s
+	}
+
+	// Read while the feed streams: a client that stopped reading would be
+	// disconnected as slow, as it should be.
+	var wantp atomic.Pointer[map[uint32][]uint64]
+	complete := func(s *subscriber) bool {
+		p := wantp.Load()
+		if p == nil {
+			return false
+		}
+		want := *p
+		if s.all {
+			if s.allOK == 0 {
+				return false
+			}
+			for code, w := range want {
+				if w[len(w)-1] > s.allOK && s.syms[code] == nil {
+					return false
+				}
+			}
+		}
+		for code, l := range s.syms {
+			w := want[code]
+			if l.okSeq == 0 || (len(w) > 0 && w[len(w)-1] > l.okSeq && (len(l.seqs) == 0 || l.seqs[len(l.seqs)-1] < w[len(w)-1])) {
+				return false
+			}
+		}
+		return true
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(subs))
+	for i, s := range subs {
+		s.c.Conn().SetReadDeadline(time.Now().Add(90 * time.Second))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.read(ex, complete, func() bool { return wantp.Load() != nil })
+		}()
+	}
+
+	waitFor(t, "children to reach the last seq", 60*time.Second, func() bool {
+		return ex.Published() == maxSeq && children[0].LastSeq() == maxSeq && children[1].LastSeq() == maxSeq
+	})
+	want := expected(ex, maxSeq)
+	wantp.Store(&want)
+	// Whoever has everything already stops at this deadline.
+	for _, s := range subs {
+		s.c.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	}
+	wg.Wait()
+
+	frames := 0
+	for i, s := range subs {
+		if errs[i] != nil {
+			t.Fatalf("client %d: %v", i, errs[i])
+		}
+		if s.all {
+			for code, w := range want { // a symbol with updates after OK must have been seen
+				if w[len(w)-1] > s.allOK && s.syms[code] == nil {
+					t.Fatalf("client %d (*): nothing of symbol %d", i, code)
+				}
+			}
+		}
+		for code, l := range s.syms {
+			if l.bad != "" {
+				t.Fatalf("client %d symbol %d: content differs: %s", i, code, l.bad)
+			}
+			if w := after(want[code], l.okSeq); !equalSeqs(l.seqs, w) {
+				t.Fatalf("client %d symbol %d (OK seq %d): got %d seqs, want %d (first got %v, want %v)",
+					i, code, l.okSeq, len(l.seqs), len(w), head(l.seqs), head(w))
+			}
+			frames += len(l.seqs)
+		}
+	}
+	t.Logf("%d clients verified %d frames", len(subs), frames)
+	if frames < maxSeq {
+		t.Fatalf("only %d frames checked: the clients subscribed too late to test live delivery", frames)
+	}
+}
+
+func head(s []uint64) []uint64 { return s[:min(len(s), 5)] }

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tickrelay/feed"
+)
+
+func init() {
+	commands["exchange"] = command{"exchange simulator: OMD-style feed with logon and retransmission", runExchange}
+}
+
+func runExchange(ctx context.Context, args []string) error {
+	cfg := feed.DefaultConfig()
+	fs := newFlags("exchange")
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "feed listen address")
+	fs.StringVar(&cfg.User, "user", cfg.User, "accepted logon user (at most 16 bytes)")
+	fs.StringVar(&cfg.Password, "password", cfg.Password, "accepted logon password (at most 16 bytes)")
+	fs.IntVar(&cfg.Rate, "rate", cfg.Rate, "messages per second; 0 = as fast as possible")
+	fs.IntVar(&cfg.Symbols, "symbols", cfg.Symbols, "securities (codes 1..N)")
+	fs.Int64Var(&cfg.Seed, "seed", cfg.Seed, "market seed: the same seed gives the same stream")
+	fs.Float64Var(&cfg.BurstFactor, "burst", cfg.BurstFactor, "rate multiplier during bursts (<= 1: no bursts)")
+	fs.DurationVar(&cfg.BurstEvery, "burst-every", cfg.BurstEvery, "time between burst starts")
+	fs.DurationVar(&cfg.BurstFor, "burst-for", cfg.BurstFor, "length of a burst")
+	fs.Uint64Var(&cfg.MaxSeq, "max-seq", cfg.MaxSeq, "stop generating after this seq (0 = endless); sessions stay up")
+	fs.Uint64Var(&cfg.Retain, "retain", cfg.Retain, "messages kept for retransmission (0 = all; ~50 B each)")
+	fs.BoolVar(&cfg.StartOnLogon, "start-on-logon", cfg.StartOnLogon, "hold the generator until the first successful logon")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "idle time before a heartbeat")
+	fs.DurationVar(&cfg.LoginTimeout, "login-timeout", cfg.LoginTimeout, "close connections that do not log on within this")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", cfg.WriteTimeout, "close sessions whose writes block this long")
+	admin := fs.String("admin", "", "admin address for /metrics and /healthz (empty = off)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(fs)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	cfg.Logger, cfg.Registerer = log, reg
+	srv, err := feed.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := serveAdmin(ctx, *admin, reg, log); err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"tickrelay/perf"
+	"tickrelay/perf/harness"
+)
+
+func init() {
+	commands["perf"] = command{"latency sweep against NATS/Redis: JSON, PNG, README table", runPerf}
+}
+
+func runPerf(ctx context.Context, args []string) error {
+	// Helper processes of a sweep: `tickrelay perf peer-nats -addr ...`.
+	if perf.IsPeerMode(args) {
+		return perf.PeerMain(ctx, args, os.Stdout)
+	}
+	def := perf.DefaultConfig()
+	fs := newFlags("perf")
+	rates := fs.String("rates", "10000,50000,100000,200000,max", "target exchange rates, msgs/s (NNk ok; max = unthrottled), one step each")
+	clients := fs.Int("clients", def.Clients, "subscriber connections")
+	subs := fs.Int("subs", def.SubsPerClient, "symbols per client")
+	children := fs.Int("children", def.Children, "tickrelay child daemons")
+	symbols := fs.Int("symbols", def.Symbols, "securities in the feed")
+	seed := fs.Int64("seed", def.Seed, "feed seed")
+	duration := fs.Duration("duration", def.Duration, "publishing time per step")
+	peers := fs.String("peers", "nats,redis", "peer systems (nats, redis; redis only if redis-server is on PATH); empty = none")
+	ours := fs.Bool("tickrelay", true, "measure tickrelay itself (exchange, root, children as processes)")
+	out := fs.String("out", def.Out, "results directory (results.json, latency.png); empty = none")
+	readme := fs.String("update-readme", "", "README whose <!-- perf:begin/end --> markers get the ratio table")
+	exPort := fs.Int("exchange-port", def.ExchangePort, "exchange simulator port (127.0.0.1)")
+	rootPort := fs.Int("root-port", def.RootPort, "root relay port (127.0.0.1)")
+	childPort := fs.Int("child-port", def.ChildPort, "first child client port (127.0.0.1); children take consecutive ports")
+	mode := fs.String("harness-mode", string(def.HarnessMode), "how load clients read: goroutines (one per conn) or epoll (workers)")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(fs)
+	if err != nil {
+		return err
+	}
+	cfg := def
+	if cfg.Rates, err = perf.ParseRates(*rates); err != nil {
+		return fmt.Errorf("-rates: %w", err)
+	}
+	cfg.Clients, cfg.SubsPerClient, cfg.Children, cfg.Symbols = *clients, *subs, *children, *symbols
+	cfg.Seed, cfg.Duration, cfg.Out, cfg.UpdateReadme = *seed, *duration, *out, *readme
+	cfg.ExchangePort, cfg.RootPort, cfg.ChildPort = *exPort, *rootPort, *childPort
+	cfg.HarnessMode = harness.Mode(*mode)
+	cfg.Systems = nil
+	if *ours {
+		cfg.Systems = append(cfg.Systems, perf.SystemTickrelay)
+	}
+	for _, p := range strings.Split(*peers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.Systems = append(cfg.Systems, p)
+		}
+	}
+	cfg.Logger = log
+	if !*quiet {
+		cfg.Progress = os.Stderr
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	res, err := perf.Run(ctx, cfg)
+	if res != nil {
+		fmt.Print(perf.RatioTable(res))
+		for _, st := range res.Steps {
+			fmt.Printf("\n%s %s:\n", st.System, st.RateLabel())
+			if st.Err != "" {
+				fmt.Printf("error: %s\n", st.Err)
+				continue
+			}
+			st.Latency.WriteTable(os.Stdout)
+		}
+	}
+	return err
+}

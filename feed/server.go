@@ -1,0 +1,497 @@
+package feed
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tickrelay/wire"
+)
+
+// Config configures the exchange simulator.
+type Config struct {
+	Addr           string // listen address, e.g. "127.0.0.1:9000" ("127.0.0.1:0" in tests)
+	User, Password string // the one accepted logon (at most 16 bytes each)
+
+	Rate    int   // messages per second; 0 generates as fast as possible
+	Symbols int   // securities, codes 1..Symbols
+	Seed    int64 // the stream is identical for a seed
+	// Bursts: every BurstEvery, for BurstFor, the rate is multiplied by
+	// BurstFactor (opening auction, news). BurstFactor <= 1 disables them.
+	BurstFactor float64
+	BurstEvery  time.Duration
+	BurstFor    time.Duration
+	// MaxSeq stops generating after this seq (0: endless); sessions stay
+	// up, heartbeating, and can still retransmit. It is also the planned
+	// stream length: the last Symbols messages are closing prices.
+	MaxSeq uint64
+	// Retain is how many of the latest messages are kept for
+	// retransmission (0: all). Memory is about 50 B per message.
+	Retain uint64
+	// StartOnLogon holds the generator until the first successful logon
+	// (so a measurement knows what was published after it started).
+	StartOnLogon bool
+
+	Heartbeat    time.Duration // idle time before a heartbeat
+	LoginTimeout time.Duration // a connection must log on within this
+	WriteTimeout time.Duration // a session whose write blocks this long is closed
+
+	Now        func() int64 // clock for send times, ns since the epoch (time.Now)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// DefaultConfig is the `tickrelay exchange` default.
+func DefaultConfig() Config {
+	return Config{
+		Addr:         "127.0.0.1:9000",
+		User:         "tickrelay",
+		Password:     "tickrelay",
+		Rate:         100_000,
+		Symbols:      2000,
+		Seed:         1,
+		BurstFactor:  1,
+		BurstEvery:   time.Minute,
+		BurstFor:     5 * time.Second,
+		Retain:       10_000_000,
+		Heartbeat:    time.Second,
+		LoginTimeout: 5 * time.Second,
+		WriteTimeout: 10 * time.Second,
+	}
+}
+
+// Validate checks the config and names the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.Addr == "":
+		return errors.New("feed: Addr: required")
+	case c.User == "" || len(c.User) > 16:
+		return fmt.Errorf("feed: User %q: want 1..16 bytes", c.User)
+	case len(c.Password) > 16:
+		return errors.New("feed: Password: at most 16 bytes")
+	case c.Rate < 0:
+		return fmt.Errorf("feed: Rate %d: must be >= 0 (0 = as fast as possible)", c.Rate)
+	case c.Symbols < 1 || c.Symbols > 1<<20:
+		return fmt.Errorf("feed: Symbols %d: want 1..%d", c.Symbols, 1<<20)
+	case c.BurstFactor > 1 && (c.BurstEvery <= 0 || c.BurstFor <= 0 || c.BurstFor > c.BurstEvery):
+		return fmt.Errorf("feed: BurstEvery %v, BurstFor %v: want 0 < BurstFor <= BurstEvery when BurstFactor > 1",
+			c.BurstEvery, c.BurstFor)
+	case c.BurstFactor > 1000:
+		return fmt.Errorf("feed: BurstFactor %v: at most 1000", c.BurstFactor)
+	case c.Retain != 0 && c.Retain < segMsgs:
+		return fmt.Errorf("feed: Retain %d: want 0 (all) or >= %d", c.Retain, segMsgs)
+	case c.Heartbeat <= 0:
+		return fmt.Errorf("feed: Heartbeat %v: must be > 0", c.Heartbeat)
+	case c.LoginTimeout <= 0:
+		return fmt.Errorf("feed: LoginTimeout %v: must be > 0", c.LoginTimeout)
+	case c.WriteTimeout <= 0:
+		return fmt.Errorf("feed: WriteTimeout %v: must be > 0", c.WriteTimeout)
+	}
+	return nil
+}
+
+// writeChunk bounds one session write.
+const writeChunk = 256 << 10
+
+// Server is the exchange simulator. Create it with New and start it with Run.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	now   func() int64
+	hist  *history
+	met   *metrics
+	ready chan struct{}
+	addr  net.Addr
+	ran   atomic.Bool
+
+	notify  atomic.Pointer[chan struct{}] // closed and replaced on each publish
+	paused  atomic.Bool
+	genMu   sync.Mutex  // held by the generator while it makes a batch (Pause waits on it)
+	started atomic.Bool // generation may run (StartOnLogon gate)
+
+	mu    sync.Mutex // guards conns
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// New validates cfg and returns a server; it binds nothing yet.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		now:   cfg.Now,
+		hist:  newHistory(cfg.Retain),
+		ready: make(chan struct{}),
+		conns: map[net.Conn]struct{}{},
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With("component", "exchange")
+	if s.now == nil {
+		s.now = func() int64 { return time.Now().UnixNano() }
+	}
+	ch := make(chan struct{})
+	s.notify.Store(&ch)
+	s.started.Store(!cfg.StartOnLogon)
+	return s, nil
+}
+
+// Ready is closed once the server listens (Addr is valid).
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the bound listen address (nil before Ready).
+func (s *Server) Addr() net.Addr {
+	select {
+	case <-s.ready:
+		return s.addr
+	default:
+		return nil
+	}
+}
+
+// Published is the highest seq generated so far.
+func (s *Server) Published() uint64 { return s.hist.head.Load() }
+
+// Oldest is the lowest seq still held for retransmission.
+func (s *Server) Oldest() uint64 { return s.hist.oldestSeq() }
+
+// Body returns the feed body (frame without its length prefix) sent for
+// seq, or false if seq is not (or no longer) held. The bytes are shared:
+// do not modify them.
+func (s *Server) Body(seq uint64) ([]byte, bool) { return s.hist.body(seq) }
+
+// Pause stops generation until Resume; sessions keep streaming what exists
+// and heartbeat when they reach the head. It returns once any batch in
+// progress is published: Published is then stable until Resume.
+func (s *Server) Pause() {
+	s.paused.Store(true)
+	s.genMu.Lock()
+	s.genMu.Unlock() //lint:ignore SA2001 waits for the batch in progress
+}
+
+// Resume restarts generation after Pause, at the configured rate (the time
+// paused is not made up).
+func (s *Server) Resume() { s.paused.Store(false) }
+
+// Sessions is the number of open connections (logged on or logging on).
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// DropConnections closes every connection; clients may log on again.
+func (s *Server) DropConnections() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+// Run listens, generates and serves until ctx ends, then closes every
+// session and returns once all its goroutines have finished.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("feed: Run called twice")
+	}
+	met, err := newMetrics(s.cfg.Registerer, s)
+	if err != nil {
+		return fmt.Errorf("feed: metrics: %w", err)
+	}
+	s.met = met
+	defer met.unregister()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("feed: listen: %w", err)
+	}
+	s.addr = ln.Addr()
+	close(s.ready)
+	s.log.Info("exchange listening", "addr", s.addr.String(), "rate", s.cfg.Rate, "symbols", s.cfg.Symbols,
+		"seed", s.cfg.Seed, "max_seq", s.cfg.MaxSeq)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.generate(ctx) }()
+	go func() { defer s.wg.Done(); <-ctx.Done(); ln.Close() }()
+
+	var runErr error
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() == nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				runErr = fmt.Errorf("feed: accept: %w", err)
+			}
+			break
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.serve(ctx, c) }()
+	}
+	cancel()
+	s.DropConnections()
+	s.wg.Wait()
+	s.log.Info("exchange stopped", "published", s.Published())
+	return runErr
+}
+
+// generate appends messages to the history at the configured pace.
+func (s *Server) generate(ctx context.Context) {
+	g := NewGenerator(GenConfig{Seed: s.cfg.Seed, Symbols: s.cfg.Symbols, Total: s.cfg.MaxSeq})
+	var m wire.Msg
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var (
+		start, last time.Time // of generation (after the StartOnLogon gate), of the previous tick
+		began       bool
+		credit      float64
+	)
+	for {
+		s.genMu.Lock()
+		now := time.Now()
+		n := 4096
+		if !began && s.started.Load() {
+			start, last, began = now, now, true
+		}
+		if s.paused.Load() || !began {
+			n = 0
+		} else if s.cfg.Rate > 0 {
+			rate := float64(s.cfg.Rate)
+			if s.cfg.BurstFactor > 1 && now.Sub(start)%s.cfg.BurstEvery < s.cfg.BurstFor {
+				rate *= s.cfg.BurstFactor
+			}
+			// Make up for a late tick, but never more than 100 ms worth.
+			credit = min(credit+rate*now.Sub(last).Seconds(), rate/10)
+			n = int(credit)
+			credit -= float64(n)
+		}
+		last = now
+		if lim := s.cfg.MaxSeq; lim > 0 && g.Seq()+uint64(n) > lim {
+			n = int(lim - g.Seq())
+		}
+		if n > 0 {
+			sendTime := s.now()
+			for range n {
+				g.Next(&m)
+				seq := g.Seq()
+				out, _ := wire.AppendMsgFrame(s.hist.reserve(seq), seq, sendTime, &m)
+				s.hist.commit(len(out))
+			}
+			s.hist.publish(g.Seq())
+			ch := make(chan struct{})
+			close(*s.notify.Swap(&ch))
+			if g.Seq() == s.cfg.MaxSeq {
+				s.log.Info("exchange reached max seq; generation stopped", "max_seq", s.cfg.MaxSeq)
+			}
+		}
+		s.genMu.Unlock()
+		if s.cfg.MaxSeq > 0 && g.Seq() >= s.cfg.MaxSeq {
+			<-ctx.Done()
+			return
+		}
+		if s.cfg.Rate == 0 && n > 0 {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// serve runs one connection: logon, then stream from its start seq.
+func (s *Server) serve(ctx context.Context, c net.Conn) {
+	defer func() {
+		c.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	log := s.log.With("remote", c.RemoteAddr().String())
+	next, ok := s.logon(c, log)
+	if !ok {
+		// Half-close and drain briefly so the refusal reaches the client
+		// instead of being lost to a reset over unread input.
+		if tc, isTCP := c.(*net.TCPConn); isTCP {
+			tc.CloseWrite()
+			tc.SetReadDeadline(time.Now().Add(time.Second))
+			io.Copy(io.Discard, io.LimitReader(tc, 64<<10))
+		}
+		return
+	}
+	if !s.started.Load() {
+		s.started.Store(true)
+	}
+	s.met.sessions.Inc()
+	defer s.met.sessions.Dec()
+
+	// The client sends nothing after its logon; reading detects its close.
+	gone := make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		io.Copy(io.Discard, c)
+		close(gone)
+	}()
+	err := s.stream(ctx, c, next, gone)
+	switch {
+	case err == nil || ctx.Err() != nil:
+		log.Info("exchange session closed")
+	case errors.Is(err, net.ErrClosed):
+		log.Info("exchange session closed", "reason", "dropped")
+	default:
+		log.Warn("exchange session closed", "err", err)
+	}
+}
+
+// logon reads and answers the first frame; ok means stream from next.
+func (s *Server) logon(c net.Conn, log *slog.Logger) (next uint64, ok bool) {
+	reply := func(status uint16, nextSeq uint64, reason string) {
+		c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		c.Write(wire.AppendLogonReply(nil, wire.LogonReply{Status: status, NextSeq: nextSeq, Reason: reason}))
+		s.met.logons.WithLabelValues(statusName(status)).Inc()
+		if status != wire.LogonOK {
+			log.Warn("exchange logon refused", "status", statusName(status), "reason", reason)
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(s.cfg.LoginTimeout))
+	buf := make([]byte, 0, wire.FeedLenSize+wire.MaxFeedBody)
+	var body []byte
+	for {
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		b, _, ferr := wire.NextFeedFrame(buf)
+		if ferr == nil {
+			body = b
+			break
+		}
+		if !errors.Is(ferr, wire.ErrShort) {
+			reply(wire.LogonMalformed, 0, "bad logon frame: "+ferr.Error())
+			return 0, false
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				log.Warn("exchange logon timeout", "after", s.cfg.LoginTimeout)
+				s.met.logons.WithLabelValues("timeout").Inc()
+			}
+			return 0, false
+		}
+	}
+	c.SetReadDeadline(time.Time{})
+	lg, err := wire.ParseLogon(body)
+	if err != nil {
+		reply(wire.LogonMalformed, 0, "first frame must be a logon: "+err.Error())
+		return 0, false
+	}
+	userOK := subtle.ConstantTimeCompare([]byte(lg.User), []byte(s.cfg.User)) == 1
+	passOK := subtle.ConstantTimeCompare([]byte(lg.Password), []byte(s.cfg.Password)) == 1
+	if !userOK || !passOK {
+		reply(wire.LogonBadAuth, 0, fmt.Sprintf("bad user or password for user %q", lg.User))
+		return 0, false
+	}
+	head := s.hist.head.Load()
+	next = lg.StartSeq
+	if next == 0 {
+		next = head + 1
+	}
+	if next > head+1 {
+		reply(wire.LogonUnavailable, head+1, fmt.Sprintf("start seq %d is beyond the head: next seq is %d", next, head+1))
+		return 0, false
+	}
+	if oldest := s.hist.oldestSeq(); next < oldest {
+		reply(wire.LogonUnavailable, oldest, fmt.Sprintf("start seq %d is no longer held: oldest is %d", next, oldest))
+		return 0, false
+	}
+	reply(wire.LogonOK, next, "")
+	log.Info("exchange logon", "user", lg.User, "start_seq", lg.StartSeq, "next_seq", next, "head", head)
+	return next, true
+}
+
+func statusName(st uint16) string {
+	switch st {
+	case wire.LogonOK:
+		return "ok"
+	case wire.LogonBadAuth:
+		return "bad_auth"
+	case wire.LogonUnavailable:
+		return "unavailable"
+	case wire.LogonMalformed:
+		return "malformed"
+	}
+	return "other"
+}
+
+// stream writes the history from next on, then live frames as they are
+// published, and heartbeats when idle. It returns on a write error, when
+// the client goes, or when ctx ends.
+func (s *Server) stream(ctx context.Context, c net.Conn, next uint64, gone <-chan struct{}) error {
+	hb := time.NewTimer(s.cfg.Heartbeat)
+	defer hb.Stop()
+	var (
+		seg  *segment
+		hbuf = make([]byte, 0, 64)
+	)
+	for {
+		ch := *s.notify.Load()
+		head := s.hist.head.Load()
+		if next <= head {
+			if seg == nil || !seg.contains(next) {
+				if seg = s.hist.find(next); seg == nil {
+					return fmt.Errorf("session fell behind retention: seq %d no longer held (oldest %d)", next, s.hist.oldestSeq())
+				}
+			}
+			data, after := seg.frames(next, head, writeChunk)
+			c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			if _, err := c.Write(data); err != nil {
+				return err
+			}
+			s.met.bytes.Add(float64(len(data)))
+			s.met.frames.Add(float64(after - next))
+			next = after
+			hb.Reset(s.cfg.Heartbeat)
+			continue
+		}
+		select {
+		case <-ch:
+		case <-hb.C:
+			hbuf = wire.AppendHeartbeat(hbuf[:0], next, s.now())
+			c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			if _, err := c.Write(hbuf); err != nil {
+				return err
+			}
+			s.met.bytes.Add(float64(len(hbuf)))
+			s.met.heartbeats.Inc()
+			hb.Reset(s.cfg.Heartbeat)
+		case <-gone:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}

@@ -1,0 +1,41 @@
+// Package perf measures tickrelay against its peers.
+//
+//   - Hops (hops.go): one HDR histogram per hop; Recorder is its sharded,
+//     locked form; Collector (prom.go) exposes either to Prometheus with
+//     classic and native buckets computed from the HDR counts at scrape time.
+//   - harness (perf/harness): the lean load client, the same for every system.
+//   - Publisher (publish.go): the feed as text frames onto NATS subjects or
+//     Redis channels "t.<symbol>" at a target rate.
+//   - Run (run.go): the `tickrelay perf` sweep, then results.json,
+//     latency.png (plot.go, stdlib only, font.go) and the README ratio table
+//     (readme.go).
+//
+// # Hops
+//
+// Every frame a client receives carries five stamps (wire.Stamps); the client
+// adds its receive time. Hops derives:
+//
+//	exch->root     RootRecv   - ExchSend
+//	root->child    ChildRecv  - RootSend - offset   (offset = child clock - root clock)
+//	child->client  clientRecv - ChildSend
+//	end-to-end     clientRecv - ExchSend
+//
+// A zero stamp means "not taken" (a peer's frame has only the publisher's
+// stamp), so the hops needing it are skipped; a hop that comes out negative
+// or above MaxLatency counts in that hop's errors and is not recorded.
+//
+// # Processes of a sweep step
+//
+// Servers never share a process with the load:
+//
+//	peers:     tickrelay perf peer-nats -addr 127.0.0.1:0   (prints "ready ADDR")
+//	           redis-server --bind 127.0.0.1 ...            (when on PATH)
+//	tickrelay: tickrelay exchange / root / child            (ports 9000/9100/9200)
+//	driver:    this process: publisher (peers only) and harness
+//
+// Server CPU (utime+stime from /proc/PID/stat) is taken from after the
+// clients subscribed to after the drain, and divided by frames delivered;
+// memory per client is the servers' RSS growth while the clients connected
+// and subscribed, divided by the client count. For tickrelay the exchange
+// is the load source (as the publisher is for peers) and is not counted.
+package perf

@@ -1,0 +1,123 @@
+package perf
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// README markers between which UpdateReadme writes the ratio table.
+const (
+	ReadmeBegin = "<!-- perf:begin -->"
+	ReadmeEnd   = "<!-- perf:end -->"
+)
+
+// RatioTable renders the sweep as Markdown: per rate and peer, tickrelay's
+// end-to-end percentiles, CPU per delivery and memory per client divided by
+// the peer's (below 1 means tickrelay is better), followed by the absolute
+// numbers of every step.
+func RatioTable(res *Results) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured %s on %d CPUs (%s): ratios are tickrelay / peer, lower is better for tickrelay.\n\n",
+		res.Started.Format("2006-01-02"), res.NumCPU, res.GoVersion)
+	var rates []int
+	seen := map[int]bool{}
+	for _, st := range res.Steps {
+		if !seen[st.Rate] {
+			seen[st.Rate] = true
+			rates = append(rates, st.Rate)
+		}
+	}
+	var ratioRows []string
+	for _, rt := range rates {
+		ours, ok := findStep(res, SystemTickrelay, rt)
+		if !ok {
+			continue
+		}
+		for _, peer := range []string{SystemNATS, SystemRedis} {
+			p, ok := findStep(res, peer, rt)
+			if !ok {
+				continue
+			}
+			o, q := ours.Latency.Hops[HopEndToEnd], p.Latency.Hops[HopEndToEnd]
+			ratioRows = append(ratioRows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s |",
+				rateLabel(rt), peer, ratio(float64(o.P50), float64(q.P50)), ratio(float64(o.P99), float64(q.P99)),
+				ratio(float64(o.P999), float64(q.P999)), ratio(float64(o.Max), float64(q.Max)),
+				ratio(ours.CPUPerDeliveryNs, p.CPUPerDeliveryNs), ratio(ours.RSSPerClient, p.RSSPerClient)))
+		}
+	}
+	if len(ratioRows) > 0 {
+		b.WriteString("| rate | peer | p50 | p99 | p99.9 | max | CPU/delivery | memory/client |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|\n")
+		for _, r := range ratioRows {
+			b.WriteString(r + "\n")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("| system | rate | achieved msgs/s | deliveries/s | delivered/expected | e2e p50 µs | p99 µs | p99.9 µs | max µs | CPU ns/delivery | RSS B/client |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, st := range res.Steps {
+		if st.Err != "" {
+			fmt.Fprintf(&b, "| %s | %s | error: %s | | | | | | | | |\n", st.System, st.RateLabel(), oneLine(st.Err))
+			continue
+		}
+		e := st.Latency.Hops[HopEndToEnd]
+		exp := "n/a"
+		if st.Expected > 0 {
+			exp = fmt.Sprintf("%.4f", float64(st.Delivered)/float64(st.Expected))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %.0f | %.0f |\n", st.System, st.RateLabel(),
+			st.AchievedRate, st.DeliveryRate, exp, us(e.P50), us(e.P99), us(e.P999), us(e.Max),
+			st.CPUPerDeliveryNs, st.RSSPerClient)
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(&b, "\nNote: %s\n", n)
+	}
+	return b.String()
+}
+
+func ratio(a, b float64) string {
+	if a <= 0 || b <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.ReplaceAll(s, "|", "/")
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return s
+}
+
+// UpdateReadme replaces what lies between ReadmeBegin and ReadmeEnd in the
+// file at path with table.
+func UpdateReadme(path, table string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	out, err := replaceBetween(data, table)
+	if err != nil {
+		return fmt.Errorf("perf: %s: %w", path, err)
+	}
+	return os.WriteFile(path, out, 0o644)
+}
+
+func replaceBetween(data []byte, table string) ([]byte, error) {
+	i := bytes.Index(data, []byte(ReadmeBegin))
+	j := bytes.Index(data, []byte(ReadmeEnd))
+	if i < 0 || j < i {
+		return nil, fmt.Errorf("markers %s ... %s not found in order", ReadmeBegin, ReadmeEnd)
+	}
+	var b bytes.Buffer
+	b.Write(data[:i+len(ReadmeBegin)])
+	b.WriteString("\n")
+	b.WriteString(strings.TrimRight(table, "\n"))
+	b.WriteString("\n")
+	b.Write(data[j:])
+	return b.Bytes(), nil
+}

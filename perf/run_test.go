@@ -1,0 +1,375 @@
+package perf
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"tickrelay/perf/harness"
+)
+
+// The test binary doubles as the helper processes of a sweep (`tickrelay
+// perf peer-nats ...`): testSpawner re-runs it with the args in this env var.
+const execEnv = "TICKRELAY_PERF_TEST_EXEC"
+
+func TestMain(m *testing.M) {
+	if a := os.Getenv(execEnv); a != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		args := strings.Split(a, "\x1f")
+		if len(args) < 2 || args[0] != "perf" {
+			fmt.Fprintln(os.Stderr, "test helper: only `perf <mode>` is available, not", args)
+			os.Exit(2)
+		}
+		if err := PeerMain(ctx, args[1:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func testSpawner(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), execEnv+"="+strings.Join(args, "\x1f"))
+	return cmd
+}
+
+// TestSweepNATS runs a small sweep through the peer side end to end: a NATS
+// server process (and redis-server when on PATH), the publisher and the
+// harness; every published message reaches every subscriber and the
+// histograms hold each delivery.
+func TestSweepNATS(t *testing.T) {
+	dir := t.TempDir()
+	readme := filepath.Join(dir, "README.md")
+	os.WriteFile(readme, []byte("# x\n\n<!-- perf:begin -->\n(pending)\n<!-- perf:end -->\ntail\n"), 0o644)
+	cfg := DefaultConfig()
+	cfg.Rates = []int{2000}
+	cfg.Clients, cfg.SubsPerClient, cfg.Symbols = 50, 4, 20
+	cfg.Duration = 2 * time.Second
+	cfg.Systems = []string{SystemNATS, SystemRedis}
+	cfg.Out, cfg.UpdateReadme = filepath.Join(dir, "out"), readme
+	cfg.Spawn = testSpawner
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, haveRedis := redisAvailable()
+	if want := 1 + map[bool]int{true: 1}[haveRedis]; len(res.Steps) != want {
+		t.Fatalf("%d steps, want %d (redis on PATH: %v)", len(res.Steps), want, haveRedis)
+	}
+	for _, st := range res.Steps {
+		checkPeerStep(t, st)
+	}
+	// Outputs: JSON, PNG, README.
+	data, err := os.ReadFile(filepath.Join(cfg.Out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil || len(back.Steps) != len(res.Steps) {
+		t.Fatalf("results.json: %v", err)
+	}
+	f, err := os.Open(filepath.Join(cfg.Out, "latency.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if img, err := png.Decode(f); err != nil || img.Bounds().Dx() != plotW {
+		t.Fatalf("png: %v", err)
+	}
+	rd, _ := os.ReadFile(readme)
+	if !strings.Contains(string(rd), "| nats | 2k/s |") || !strings.HasSuffix(string(rd), "<!-- perf:end -->\ntail\n") {
+		t.Fatalf("README:\n%s", rd)
+	}
+	if !strings.Contains(progress.String(), "step 1/") {
+		t.Fatalf("progress: %q", progress.String())
+	}
+}
+
+// checkPeerStep: every published message reached each of its subscribers
+// and every delivery is in the end-to-end histogram.
+func checkPeerStep(t *testing.T, st StepResult) {
+	t.Helper()
+	if st.Err != "" {
+		t.Fatalf("%s step: %s", st.System, st.Err)
+	}
+	t.Logf("%s: published %d (%.0f/s) delivered %d of %d, cpu %v (%.0f ns/delivery), rss/client %.0f B, e2e p50 %s us",
+		st.System, st.Published, st.AchievedRate, st.Delivered, st.Expected, st.ServerCPU, st.CPUPerDeliveryNs,
+		st.RSSPerClient, us(st.Latency.Hops[HopEndToEnd].P50))
+	// 2000/s for 2 s: about 4000 messages, each to 50*4/20 = 10 clients.
+	if st.Published < 2000 || st.Expected != int64(st.Published)*10 {
+		t.Fatalf("%s: published %d, expected deliveries %d", st.System, st.Published, st.Expected)
+	}
+	if st.Delivered != st.Expected || st.Harness.Conns != 50 || st.Harness.BadFrames != 0 || st.Harness.Disconnects != 0 {
+		t.Fatalf("%s: delivered %d of %d; harness %+v", st.System, st.Delivered, st.Expected, st.Harness)
+	}
+	e2e := st.Latency.Hops[HopEndToEnd]
+	if e2e.Count != st.Delivered || e2e.Errors != 0 || e2e.P50 <= 0 || e2e.Max < e2e.P50 {
+		t.Fatalf("%s: end-to-end %+v", st.System, e2e)
+	}
+	for _, h := range []Hop{HopExchRoot, HopRootChild, HopChildClient} {
+		if st.Latency.Hops[h].Count != 0 {
+			t.Fatalf("%s recorded for a peer", h)
+		}
+	}
+	if st.HDR == nil || st.HDR.Count(HopEndToEnd) != e2e.Count {
+		t.Fatalf("%s: lossless HDR missing", st.System)
+	}
+	if st.CPUPerDeliveryNs <= 0 || st.ServerRSS <= 0 {
+		t.Fatalf("%s: cpu %v rss %d", st.System, st.CPUPerDeliveryNs, st.ServerRSS)
+	}
+}
+
+func TestPublisherMaxMessagesNATS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- RunNATS(ctx, "127.0.0.1:0", func(a net.Addr) { addrc <- a.String() })
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	sc := Scenario{Clients: 3, SubsPerClient: 5, Symbols: 5}
+	rec := NewRecorder(2)
+	hc := harness.DefaultConfig()
+	hc.Protocol, hc.Addrs, hc.Clients, hc.Recorder = harness.NATS, []string{addr}, 3, rec
+	hc.Subscriptions = func(i int) []string {
+		var s []string
+		for _, c := range sc.Subscriptions(i) {
+			s = append(s, Subject(c))
+		}
+		return s
+	}
+	h, err := harness.New(hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := NewPublisher(PublisherConfig{Protocol: "nats", Addr: addr, Source: NewFeedSource(5, 1), MaxMessages: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := h.WaitQuiet(ctx, 3000, 2*time.Second)
+	if pub.Published() != 1000 || st.Frames != 3000 || rec.Merged().Count(HopEndToEnd) != 3000 {
+		t.Fatalf("published %d, frames %d", pub.Published(), st.Frames)
+	}
+	var total uint64
+	for _, n := range pub.Counts() {
+		total += n
+	}
+	if total != 1000 {
+		t.Fatalf("counts sum %d", total)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigAndRates(t *testing.T) {
+	r, err := ParseRates("10000, 50k,max")
+	if err != nil || len(r) != 3 || r[0] != 10000 || r[1] != 50000 || r[2] != 0 {
+		t.Fatalf("%v %v", r, err)
+	}
+	for _, bad := range []string{"", "x", "-5", "10kk"} {
+		if _, err := ParseRates(bad); err == nil {
+			t.Errorf("ParseRates(%q) accepted", bad)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func(*Config){
+		"Rates":    func(c *Config) { c.Rates = nil },
+		"Clients":  func(c *Config) { c.Clients = 0 },
+		"Subs":     func(c *Config) { c.SubsPerClient = c.Symbols + 1 },
+		"Systems":  func(c *Config) { c.Systems = []string{"kafka"} },
+		"Duration": func(c *Config) { c.Duration = 0 },
+	} {
+		c := DefaultConfig()
+		f(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	sc := Scenario{Clients: 5000, SubsPerClient: 4, Symbols: 2000}
+	subs := sc.Subscribers()
+	for code := 1; code <= 2000; code++ {
+		if subs[code] != 10 {
+			t.Fatalf("code %d has %d subscribers", code, subs[code])
+		}
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	line := "4242 (tick relay) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 9 0 100 123456789 3000 " +
+		"18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	u, err := parseStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.CPU != 3*time.Second || u.RSS != 3000*int64(os.Getpagesize()) {
+		t.Fatalf("%+v", u)
+	}
+	self, err := ReadProc(0)
+	if err != nil || self.RSS <= 0 {
+		t.Fatalf("self: %+v %v", self, err)
+	}
+	if _, err := parseStat([]byte("garbage")); err == nil {
+		t.Fatal("garbage accepted")
+	}
+}
+
+func TestReplaceBetween(t *testing.T) {
+	in := []byte("a\n" + ReadmeBegin + "\nold\n" + ReadmeEnd + "\nb\n")
+	out, err := replaceBetween(in, "new table\n")
+	if err != nil || string(out) != "a\n"+ReadmeBegin+"\nnew table\n"+ReadmeEnd+"\nb\n" {
+		t.Fatalf("%q %v", out, err)
+	}
+	if _, err := replaceBetween([]byte("no markers"), "x"); err == nil {
+		t.Fatal("missing markers accepted")
+	}
+}
+
+func TestLoopbackOnly(t *testing.T) {
+	for _, a := range []string{"0.0.0.0:4222", "10.0.0.1:1", ":4222x"} {
+		if _, _, err := splitLoopback(a); err == nil {
+			t.Errorf("%q accepted", a)
+		}
+	}
+	if h, p, err := splitLoopback(":0"); err != nil || h != "127.0.0.1" || p != 0 {
+		t.Fatalf("%s %d %v", h, p, err)
+	}
+}
+
+func TestRatioTableAndPlot(t *testing.T) {
+	mk := func(sys string, rate int, p50 int64) StepResult {
+		h := NewHops()
+		for i := int64(1); i <= 100; i++ {
+			st, recv := synth(p50*i/50, p50*i/50, p50*i/50, 0)
+			if sys != SystemTickrelay {
+				st.RootRecv, st.RootSend, st.ChildRecv, st.ChildSend = 0, 0, 0, 0
+			}
+			h.Record(st, recv, 0)
+		}
+		return StepResult{Scenario: Scenario{System: sys, Rate: rate}, Latency: h.Snapshot(),
+			CPUPerDeliveryNs: float64(p50) / 10, RSSPerClient: 1000, Delivered: 100, Expected: 100}
+	}
+	res := &Results{Started: time.Now(), NumCPU: 2, GoVersion: "go", Notes: []string{"redis skipped"}}
+	for _, r := range []int{10000, 0} {
+		res.Steps = append(res.Steps, mk(SystemTickrelay, r, 20_000), mk(SystemNATS, r, 40_000))
+	}
+	res.Steps = append(res.Steps, StepResult{Scenario: Scenario{System: SystemRedis, Rate: 0}, Err: "boom | x"})
+	tab := RatioTable(res)
+	for _, want := range []string{"| 10k/s | nats | 0.", "| max | nats |", "| redis | max | error: boom / x", "Note: redis skipped"} {
+		if !strings.Contains(tab, want) {
+			t.Errorf("table lacks %q:\n%s", want, tab)
+		}
+	}
+	var buf bytes.Buffer
+	if err := WritePlot(&buf, res); err != nil {
+		t.Fatal(err)
+	}
+	if out := os.Getenv("PERF_PLOT_OUT"); out != "" { // to look at it
+		os.WriteFile(out, buf.Bytes(), 0o644)
+	}
+	img, err := png.Decode(&buf)
+	if err != nil || img.Bounds().Dy() != plotH {
+		t.Fatalf("png: %v", err)
+	}
+}
+
+// TestHarnessModesCost compares the harness's own CPU per frame and memory
+// per connection in both read modes against a NATS process. It measures
+// rather than asserts speed; run it with PERF_MODES=1 (about 10 s).
+func TestHarnessModesCost(t *testing.T) {
+	if os.Getenv("PERF_MODES") == "" {
+		t.Skip("set PERF_MODES=1 to measure harness read modes")
+	}
+	for _, mode := range []harness.Mode{harness.ModeGoroutines, harness.ModeEpoll} {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		srv, err := startProc(ctx, "nats", testSpawner(ctx, "perf", "peer-nats", "-addr", "127.0.0.1:0"), true, "", os.Stderr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := Scenario{Clients: 2000, SubsPerClient: 1, Symbols: 200}
+		rec := NewRecorder(16)
+		hc := harness.DefaultConfig()
+		hc.Protocol, hc.Addrs, hc.Clients, hc.Recorder, hc.Mode = harness.NATS, []string{srv.addr}, sc.Clients, rec, mode
+		hc.Subscriptions = func(i int) []string { return []string{Subject(sc.Subscriptions(i)[0])} }
+		before, _ := ReadProc(0)
+		h, err := harness.New(hc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mid, _ := ReadProc(0)
+		pub, _ := NewPublisher(PublisherConfig{Protocol: "nats", Addr: srv.addr, Rate: 20000, Source: NewFeedSource(200, 1)})
+		pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+		pub.Run(pctx)
+		pcancel()
+		st := h.WaitQuiet(ctx, int64(pub.Published())*10, time.Second)
+		after, _ := ReadProc(0)
+		h.Close()
+		srv.stop()
+		cancel()
+		e2e := rec.Merged().Snapshot().Hops[HopEndToEnd]
+		t.Logf("%-10s frames %d of %d: process CPU %v = %.0f ns/frame (publisher included), RSS +%d KB for %d conns = %.1f KB/conn; e2e p50 %s p99 %s us",
+			mode, st.Frames, pub.Published()*10, after.CPU-mid.CPU, float64(after.CPU-mid.CPU)/float64(max(st.Frames, 1)),
+			(mid.RSS-before.RSS)/1024, sc.Clients, float64(mid.RSS-before.RSS)/1024/float64(sc.Clients), us(e2e.P50), us(e2e.P99))
+	}
+}
+
+// Until the daemons land, the tickrelay step must fail cleanly (recorded
+// in its StepResult) rather than hang or abort the sweep.
+func TestSweepTickrelayStepFailsCleanly(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Rates, cfg.Clients, cfg.Symbols, cfg.Duration = []int{1000}, 2, 2, time.Second
+	cfg.Systems, cfg.Out, cfg.Spawn = []string{SystemTickrelay}, "", testSpawner
+	var err error
+	for _, p := range []*int{&cfg.ExchangePort, &cfg.RootPort, &cfg.ChildPort} {
+		if *p, err = freePort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Steps) != 1 || !strings.Contains(res.Steps[0].Err, "exchange exited before ready") {
+		t.Fatalf("steps %+v", res.Steps)
+	}
+}

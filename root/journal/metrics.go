@@ -1,0 +1,79 @@
+package journal
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the journal's Prometheus series, registered on the
+// Registerer from Options (none when it is nil).
+type metrics struct {
+	reg           prometheus.Registerer
+	cs            []prometheus.Collector
+	appended      prometheus.Counter
+	bytes         prometheus.Counter
+	commits       prometheus.Counter
+	commitErrors  prometheus.Counter
+	deleted       prometheus.Counter
+	commitSeconds prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, j *Journal) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		appended: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickrelay_journal_appended_items_total", Help: "Items appended to the journal."}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickrelay_journal_appended_bytes_total", Help: "Bytes of relay items appended to the journal."}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickrelay_journal_commits_total", Help: "Group commits written."}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickrelay_journal_commit_errors_total", Help: "Group commits that failed (and were retried)."}),
+		deleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickrelay_journal_retention_deleted_items_total", Help: "Items deleted by retention."}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tickrelay_journal_commit_seconds", Help: "Latency of one group commit (write and fsync).",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16)}),
+	}
+	m.cs = []prometheus.Collector{m.appended, m.bytes, m.commits, m.commitErrors, m.deleted, m.commitSeconds,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tickrelay_journal_last_seq", Help: "Highest seq appended."},
+			func() float64 { return float64(j.LastSeq()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tickrelay_journal_durable_seq", Help: "Highest seq committed to the file."},
+			func() float64 { return float64(j.DurableSeq()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tickrelay_journal_stored_bytes", Help: "Bytes of items held in the file."},
+			func() float64 { return float64(j.Stats().StoredBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tickrelay_journal_unbacked_items", Help: "Items appended but not yet backed up (LastSeq - BackedUp)."},
+			func() float64 { return float64(backlog(j.LastSeq(), j.BackedUp())) }),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for i, c := range m.cs {
+		if err := reg.Register(c); err != nil {
+			for _, done := range m.cs[:i] {
+				reg.Unregister(done)
+			}
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.cs {
+		m.reg.Unregister(c)
+	}
+}
+
+func backlog(last, backedUp uint64) uint64 {
+	if last > backedUp {
+		return last - backedUp
+	}
+	return 0
+}

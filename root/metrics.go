@@ -1,0 +1,43 @@
+package root
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the root's Prometheus metrics.
+type Metrics struct {
+	ItemsReceived prometheus.Counter
+	Duplicates    prometheus.Counter
+	Gaps          prometheus.Counter
+	Reconnects    prometheus.Counter
+	BadInput      *prometheus.CounterVec // label kind: empty, too_large, truncated, unknown_type, stamps, closed_mid_frame, session
+	SessionUp     prometheus.Gauge
+	StoreErrors   prometheus.Counter
+	Children      prometheus.Gauge
+	BytesSent     prometheus.Counter
+	Batches       prometheus.Counter
+	ChildErrors   *prometheus.CounterVec // label code: seq_gone, seq_future, bad_frame, shutdown
+	RingHead      prometheus.Gauge
+	RingFirst     prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		ItemsReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_items_received_total", Help: "Feed items accepted from the exchange."}),
+		Duplicates:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_duplicates_total", Help: "Feed items ignored because their seq was already held."}),
+		Gaps:          prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_gaps_total", Help: "Sequence gaps seen on the exchange session (each drops the session)."}),
+		Reconnects:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_reconnects_total", Help: "Exchange session (re)connect attempts after the first."}),
+		BadInput:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tickrelay_root_bad_input_total", Help: "Malformed input from the exchange, by kind (each drops the session)."}, []string{"kind"}),
+		SessionUp:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_session_up", Help: "1 while logged in to the exchange."}),
+		StoreErrors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_store_errors_total", Help: "Failed appends to the durable store."}),
+		Children:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_children", Help: "Connected child relay sessions."}),
+		BytesSent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_bytes_sent_total", Help: "Relay bytes written to children."}),
+		Batches:       prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_batches_sent_total", Help: "Relay batches written to children."}),
+		ChildErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tickrelay_root_child_errors_total", Help: "Error frames sent to children, by code."}, []string{"code"}),
+		RingHead:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_ring_head", Help: "Newest seq in the ring."}),
+		RingFirst:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_ring_first", Help: "Oldest seq in the ring."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.ItemsReceived, m.Duplicates, m.Gaps, m.Reconnects, m.BadInput, m.SessionUp,
+			m.StoreErrors, m.Children, m.BytesSent, m.Batches, m.ChildErrors, m.RingHead, m.RingFirst)
+	}
+	return m
+}

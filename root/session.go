@@ -1,0 +1,282 @@
+package root
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"time"
+
+	"tickrelay/wire"
+)
+
+// errSession marks an ended exchange session; the wrapped detail says why.
+var (
+	errGap     = errors.New("sequence gap")
+	errBadFeed = errors.New("bad input from exchange")
+	errIdle    = errors.New("exchange idle")
+	errLogon   = errors.New("logon rejected")
+)
+
+// feedBufSize is the session's read buffer: many frames per read, and
+// always room for one whole frame after compaction.
+const feedBufSize = 256 << 10
+
+// session is the exchange side of the root: it owns the read buffer and the
+// last accepted seq, and runs on one goroutine (the only ring writer).
+type session struct {
+	r    *Root
+	buf  []byte // read buffer; frames at buf[rd:wr]
+	rd   int
+	wr   int
+	last uint64 // highest seq accepted (ring head)
+	// pending counts items accepted since the last flush.
+	pending int
+	logon   []byte
+}
+
+func newSession(r *Root) *session {
+	return &session{r: r, buf: make([]byte, feedBufSize), last: r.ring.Head()}
+}
+
+// run keeps a session to the exchange until ctx ends, reconnecting with
+// exponential backoff and jitter, always resuming from last+1.
+func (s *session) run(ctx context.Context) {
+	cfg := &s.r.cfg
+	backoff := cfg.MinBackoff
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			s.r.m.Reconnects.Inc()
+			d := backoff/2 + rand.N(backoff/2+1)
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		started := time.Now()
+		accepted, err := s.once(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.r.log.Warn("exchange session ended", "err", err, "last_seq", s.last, "accepted", accepted, "up", time.Since(started).Round(time.Millisecond))
+		if accepted > 0 || time.Since(started) >= cfg.MaxBackoff {
+			backoff = cfg.MinBackoff
+		} else if backoff *= 2; backoff > cfg.MaxBackoff {
+			backoff = cfg.MaxBackoff
+		}
+	}
+}
+
+// once runs one session: dial, logon from last+1, read until an error.
+func (s *session) once(ctx context.Context) (accepted uint64, err error) {
+	cfg := &s.r.cfg
+	d := net.Dialer{Timeout: cfg.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", cfg.ExchangeAddr)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	s.rd, s.wr = 0, 0
+
+	start := s.last + 1
+	s.logon = wire.AppendLogon(s.logon[:0], wire.Logon{User: cfg.User, Password: cfg.Password, StartSeq: start})
+	conn.SetDeadline(time.Now().Add(cfg.DialTimeout))
+	if _, err := conn.Write(s.logon); err != nil {
+		return 0, fmt.Errorf("logon: %w", err)
+	}
+	reply, err := s.readLogonReply(conn)
+	if err != nil {
+		return 0, err
+	}
+	conn.SetWriteDeadline(time.Time{})
+	fresh := s.last == 0 && s.r.ring.Head() == 0
+	switch {
+	case reply.Status == wire.LogonUnavailable && fresh && reply.NextSeq > start:
+		// A fresh root takes the stream from the oldest seq the exchange serves.
+		s.last = reply.NextSeq - 1
+		return 0, fmt.Errorf("%w: seq %d unavailable, retrying from the oldest served %d", errLogon, start, reply.NextSeq)
+	case reply.Status != wire.LogonOK:
+		return 0, fmt.Errorf("%w: status %d (next seq %d): %q", errLogon, reply.Status, reply.NextSeq, reply.Reason)
+	case reply.NextSeq > start && fresh:
+		// A fresh root takes the stream from wherever the exchange starts it.
+		s.r.log.Info("exchange starts the stream later than asked", "asked", start, "next_seq", reply.NextSeq)
+		s.last = reply.NextSeq - 1
+	case reply.NextSeq != start:
+		return 0, fmt.Errorf("%w: asked to resume at %d, exchange offers %d", errGap, start, reply.NextSeq)
+	}
+	s.r.log.Info("exchange session up", "addr", cfg.ExchangeAddr, "start_seq", start)
+	s.r.m.SessionUp.Set(1)
+	defer s.r.m.SessionUp.Set(0)
+	before := s.last
+	err = s.readLoop(conn)
+	return s.last - before, err
+}
+
+// readLogonReply reads frames until the logon reply; heartbeats before it
+// are skipped.
+func (s *session) readLogonReply(conn net.Conn) (wire.LogonReply, error) {
+	for {
+		body, n, err := wire.NextFeedFrame(s.buf[s.rd:s.wr])
+		switch {
+		case err == nil:
+			s.rd += n
+			h, _ := wire.ParseFeedBody(body)
+			switch h.MsgType {
+			case wire.TypeLogonReply:
+				return wire.ParseLogonReply(body)
+			case wire.TypeHeartbeat:
+				continue
+			}
+			return wire.LogonReply{}, s.bad("session", fmt.Errorf("frame type %d seq %d before the logon reply", h.MsgType, h.Seq))
+		case !errors.Is(err, wire.ErrShort):
+			return wire.LogonReply{}, s.bad(kindOf(err), err)
+		}
+		if err := s.fill(conn); err != nil {
+			return wire.LogonReply{}, fmt.Errorf("logon reply: %w", err)
+		}
+	}
+}
+
+// readLoop reads and applies frames until the session must end.
+func (s *session) readLoop(conn net.Conn) error {
+	idle := s.r.cfg.IdleTimeout
+	for {
+		if err := s.apply(); err != nil {
+			s.flush()
+			return err
+		}
+		s.flush()
+		conn.SetReadDeadline(time.Now().Add(idle))
+		if err := s.fill(conn); err != nil {
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded):
+				return fmt.Errorf("%w: nothing for %v", errIdle, idle)
+			case errors.Is(err, io.EOF) && s.rd < s.wr:
+				return s.bad("closed_mid_frame", fmt.Errorf("connection closed with %d bytes of a partial frame", s.wr-s.rd))
+			}
+			return err
+		}
+	}
+}
+
+// fill compacts the buffer if needed and reads once.
+func (s *session) fill(conn net.Conn) error {
+	if s.rd == s.wr {
+		s.rd, s.wr = 0, 0
+	} else if len(s.buf)-s.wr < wire.FeedLenSize+wire.MaxFeedBody {
+		s.wr = copy(s.buf, s.buf[s.rd:s.wr])
+		s.rd = 0
+	}
+	n, err := conn.Read(s.buf[s.wr:])
+	s.wr += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// apply consumes every complete frame in the buffer, stamping accepted items
+// with one receive time (the bytes arrived together).
+func (s *session) apply() error {
+	recv := s.r.now()
+	for {
+		body, n, err := wire.NextFeedFrame(s.buf[s.rd:s.wr])
+		if err != nil {
+			if errors.Is(err, wire.ErrShort) {
+				return nil
+			}
+			return s.bad(kindOf(err), err)
+		}
+		s.rd += n
+		if err := s.item(body, recv); err != nil {
+			return err
+		}
+	}
+}
+
+// item applies one structurally valid frame body.
+func (s *session) item(body []byte, recv int64) error {
+	h, err := wire.ParseFeedBody(body)
+	if err != nil {
+		return s.bad(kindOf(err), err)
+	}
+	if h.Seq == 0 {
+		if h.MsgType != wire.TypeHeartbeat {
+			return s.bad("session", fmt.Errorf("unexpected session message type %d", h.MsgType))
+		}
+		if next := wire.HeartbeatNextSeq(body); next > s.last+1 {
+			s.r.m.Gaps.Inc()
+			return fmt.Errorf("%w: heartbeat announces next seq %d, last received %d", errGap, next, s.last)
+		}
+		return nil
+	}
+	switch {
+	case h.Seq <= s.last:
+		s.r.m.Duplicates.Inc()
+		return nil
+	case h.Seq != s.last+1:
+		s.r.m.Gaps.Inc()
+		return fmt.Errorf("%w: got seq %d, want %d", errGap, h.Seq, s.last+1)
+	}
+	if st := s.r.cfg.Store; st != nil {
+		if err := st.Append(h.Seq, recv, body); err != nil {
+			s.r.storeFailed(h.Seq, err)
+		}
+	}
+	if err := s.r.ring.Append(h.Seq, recv, body); err != nil {
+		return err // cannot happen: seq is last+1 and the body was validated
+	}
+	s.last = h.Seq
+	s.pending++
+	return nil
+}
+
+// flush publishes what apply accepted: metrics and one coalesced signal to
+// every relay loop.
+func (s *session) flush() {
+	if s.pending == 0 {
+		return
+	}
+	s.r.m.ItemsReceived.Add(float64(s.pending))
+	s.pending = 0
+	first, head := s.r.ring.Bounds()
+	s.r.m.RingHead.Set(float64(head))
+	s.r.m.RingFirst.Set(float64(first))
+	s.r.relay.signalAll()
+}
+
+// bad records malformed exchange input of a kind and returns the session error.
+func (s *session) bad(kind string, err error) error {
+	s.r.m.BadInput.WithLabelValues(kind).Inc()
+	s.r.log.Error("bad input from exchange; dropping session", "kind", kind, "err", err, "last_seq", s.last)
+	return fmt.Errorf("%w: %v", errBadFeed, err)
+}
+
+// kindOf names a wire decode error for the bad-input metric.
+func kindOf(err error) string {
+	switch {
+	case errors.Is(err, wire.ErrEmpty):
+		return "empty"
+	case errors.Is(err, wire.ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, wire.ErrTruncated):
+		return "truncated"
+	case errors.Is(err, wire.ErrUnknownType):
+		return "unknown_type"
+	case errors.Is(err, wire.ErrStamps):
+		return "stamps"
+	}
+	return "other"
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# make demo: exchange simulator -> root -> two children -> subscribers, all on
+# loopback with embedded defaults (no Postgres), for a few seconds; then a
+# short summary and a clean shutdown of everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-bin/tickrelay}
+SECS=${DEMO_SECONDS:-6}
+BASE=${DEMO_PORT:-19000}   # ports BASE .. BASE+31
+DATA=demo-data
+rm -rf "$DATA" && mkdir -p "$DATA"
+
+pids=()
+cleanup() {
+	# SIGTERM drains each daemon; children first so the root can see them go.
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+start() { # name, args...
+	local name=$1; shift
+	"$BIN" "$@" -log-level warn 2>"$DATA/$name.log" &
+	pids+=($!)
+}
+wait_port() {
+	for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+	echo "demo: nothing listening on 127.0.0.1:$1 (see $DATA/*.log)" >&2; exit 1
+}
+
+echo "== starting exchange simulator (20k msgs/s, 200 symbols), root, two children"
+start exchange exchange -addr 127.0.0.1:$BASE -rate 20000 -symbols 200 -seed 7 -admin 127.0.0.1:$((BASE + 1))
+wait_port $BASE
+start root root -exchange 127.0.0.1:$BASE -addr 127.0.0.1:$((BASE + 10)) -admin 127.0.0.1:$((BASE + 11)) \
+	-journal "$DATA/root.journal"
+wait_port $((BASE + 10))
+start child-a child -root 127.0.0.1:$((BASE + 10)) -addr 127.0.0.1:$((BASE + 20)) -admin 127.0.0.1:$((BASE + 21)) -name a
+start child-b child -root 127.0.0.1:$((BASE + 10)) -addr 127.0.0.1:$((BASE + 30)) -admin 127.0.0.1:$((BASE + 31)) -name b
+wait_port $((BASE + 20))
+wait_port $((BASE + 30))
+
+echo "== first frames for symbols 00001 and 00002 from child a"
+"$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub 00001,00002 -count 12
+
+echo "== every symbol from child b for ${SECS}s"
+timeout --signal=INT "$SECS" "$BIN" sub -addr 127.0.0.1:$((BASE + 30)) -sub '*' -quiet -stats || true
+
+echo "== root metrics"
+curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | grep -E '^tickrelay_' | head -12 || true
+echo "== stopping (logs in $DATA/)"
