@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"tickrelay/perf"
+	"tickrelay/wire"
 )
 
 // Child is the child daemon: one relay session to a root, parse-once core,
@@ -27,7 +30,12 @@ type Child struct {
 	offset atomic.Int64  // clock offset estimate (root - child), ns
 	bound  atomic.Int64  // its error bound, ns; -1 before any sample
 
-	badSeen uint64 // relay goroutine only
+	badSeen uint64        // relay goroutine only
+	stamps  []wire.Stamps // relay goroutine only: the items of one batch, for hops
+
+	// hops: shard 0 is the relay goroutine's (exch->root, root->child),
+	// shard i+1 event loop i's (child hop).
+	hops *perf.Recorder
 
 	srv     *server
 	ready   chan struct{}
@@ -48,6 +56,10 @@ func New(cfg Config) (*Child, error) {
 		metrics: newMetrics(cfg.Registerer, cfg.Name),
 		core:    NewCore(cfg.HistorySize, cfg.HistoryBytes),
 		ready:   make(chan struct{}),
+		hops:    perf.NewRecorder(cfg.Loops + 1),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(perf.NewCollector("tickrelay_child", ch.hops.Merged, nil))
 	}
 	ch.last.Store(cfg.FromSeq - 1)
 	ch.bound.Store(-1)
@@ -77,6 +89,11 @@ func (ch *Child) ClockOffset() (offset, bound int64, ok bool) {
 	b := ch.bound.Load()
 	return ch.offset.Load(), b, b >= 0
 }
+
+// Hops returns a copy of the per-hop latency histograms the child has
+// recorded: exch->root and root->child (corrected with the clock offset
+// estimate) once per item, the child hop once per frame and event loop.
+func (ch *Child) Hops() *perf.Hops { return ch.hops.Merged() }
 
 // Metrics returns the child's metrics.
 func (ch *Child) Metrics() *Metrics { return ch.metrics }
@@ -151,6 +168,7 @@ func (ch *Child) Run(ctx context.Context) error {
 }
 
 func (ch *Child) shutdownLoops() {
+	ch.srv.closing.Store(true)
 	loops := *ch.srv.loops.Load()
 	var wg sync.WaitGroup
 	for _, l := range loops {

@@ -2,7 +2,6 @@ package child
 
 import (
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
@@ -22,22 +21,42 @@ type frameRef struct {
 // once published to the loops; each loop releases its reference after its
 // drain and the last one recycles it.
 type Batch struct {
-	buf    []byte
-	frames []frameRef
-	refs   atomic.Int32
+	buf       []byte
+	frames    []frameRef
+	childRecv int64 // when the relay batch arrived (every item's ChildRecv)
+	refs      atomic.Int32
 }
 
-var batchPool = sync.Pool{New: func() any { return new(Batch) }}
+// batchFree recycles Batches with their grown buffers. A bounded free list
+// rather than a sync.Pool: the pool empties at every GC, and regrowing each
+// batch's buffer from nothing (growslice, zeroing) cost ~20% of a child's
+// CPU under load. At most cap(batchFree) batches (each capped at
+// maxKeptBatch bytes) stay cached.
+var batchFree = make(chan *Batch, 256)
+
+// maxKeptBatch is the largest buffer a recycled batch keeps.
+const maxKeptBatch = 1 << 20
 
 func getBatch() *Batch {
-	b := batchPool.Get().(*Batch)
-	b.buf, b.frames = b.buf[:0], b.frames[:0]
-	return b
+	select {
+	case b := <-batchFree:
+		b.buf, b.frames = b.buf[:0], b.frames[:0]
+		return b
+	default:
+		return &Batch{buf: make([]byte, 0, 64<<10), frames: make([]frameRef, 0, 256)}
+	}
 }
 
 func (b *Batch) release() {
-	if b.refs.Add(-1) <= 0 {
-		batchPool.Put(b)
+	if b.refs.Add(-1) > 0 {
+		return
+	}
+	if cap(b.buf) > maxKeptBatch {
+		return
+	}
+	select {
+	case batchFree <- b:
+	default:
 	}
 }
 

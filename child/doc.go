@@ -39,7 +39,9 @@
 // lock and subscribes with "deliver seq > P": frames still queued that the
 // image covers are skipped, later ones all flow, so the client sees image,
 // "OK SUB sym P", then every update > P in order, no gap, no duplicate.
-// RESUME does the same with the history (from its seq to P). A client gets
+// "SUB *" has no image (it would be every symbol's): it is "OK SUB * P"
+// then every update > P. RESUME does the same with the history (from its
+// seq to P), "ERR GONE" when the seq is older than held. A client gets
 // each frame once even if both "*" and the symbol match.
 //
 // Slow clients: after each Write, OutboundBuffered over MaxPending sends

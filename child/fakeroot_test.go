@@ -165,13 +165,17 @@ func (r *fakeRoot) serve(c net.Conn) {
 		_, err := c.Write(b)
 		return err
 	}
-	go readFrames(c, func(typ byte, p []byte) bool { // answer clock requests
-		if typ == wire.RelayTimeReq {
-			now := time.Now().UnixNano()
-			write(wire.AppendTimeReply(nil, wire.ParseTimeReq(p), now, now+1000))
-		}
-		return true
-	})
+	gone := make(chan struct{}) // closed when the child's side ends
+	go func() {
+		defer close(gone)
+		readFrames(c, func(typ byte, p []byte) bool { // answer clock requests
+			if typ == wire.RelayTimeReq {
+				now := time.Now().UnixNano()
+				write(wire.AppendTimeReply(nil, wire.ParseTimeReq(p), now, now+1000))
+			}
+			return true
+		})
+	}()
 	r.mu.Lock()
 	oldest := r.oldest
 	r.mu.Unlock()
@@ -198,6 +202,8 @@ func (r *fakeRoot) serve(c net.Conn) {
 		r.mu.Unlock()
 		if cursor > head {
 			select {
+			case <-gone:
+				return
 			case <-more:
 			case <-time.After(100 * time.Millisecond):
 				if !silent && write(wire.AppendHeartbeatFrame(nil, head, time.Now().UnixNano())) != nil {

@@ -201,6 +201,7 @@ func (ch *Child) applyBatch(br *wire.BatchReader, p []byte, childRecv int64) ses
 	var b *Batch
 	var last uint64
 	n := 0
+	ch.stamps = ch.stamps[:0]
 	for br.Next() {
 		it := &br.Item
 		last = ch.LastSeq()
@@ -217,8 +218,11 @@ func (ch *Child) applyBatch(br *wire.BatchReader, p []byte, childRecv int64) ses
 		}
 		if b == nil {
 			b = getBatch()
+			b.childRecv = childRecv
 			ch.mu.Lock()
 		}
+		ch.stamps = append(ch.stamps, wire.Stamps{ExchSend: it.ExchSend, RootRecv: it.RootRecv,
+			RootSend: br.RootSend, ChildRecv: childRecv})
 		ch.core.Apply(b, it, br.RootSend, childRecv)
 		ch.last.Store(it.Seq)
 		n++
@@ -242,6 +246,9 @@ func (ch *Child) finishBatch(b *Batch, items int) {
 		ch.badSeen = bad
 	}
 	ch.metrics.LastSeq.Set(float64(ch.LastSeq()))
+	// root->child in the root's time base: perf's offset is child minus root.
+	ch.hops.RecordBatch(0, ch.stamps, 0, -ch.offset.Load())
+	ch.stamps = ch.stamps[:0]
 	ch.srv.publish(b)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"tickrelay/perf"
 	"tickrelay/wire"
 )
 
@@ -41,8 +42,9 @@ type client struct {
 // relay signals the loop with one Execute per burst (signalled); the loop
 // drains the whole queue in order, so Execute's own ordering never matters.
 type loop struct {
-	s  *server
-	el gnet.EventLoop
+	s   *server
+	el  gnet.EventLoop
+	idx int // registration order: the loop's hops shard is idx+1
 
 	mu        sync.Mutex
 	q, spare  []*Batch
@@ -93,6 +95,7 @@ func (l *loop) drain() {
 	now := time.Now().UnixNano()
 	for i, b := range q {
 		l.f.add(b, now)
+		l.s.ch.hops.RecordHopN(l.idx+1, perf.HopChild, now-b.childRecv, int64(len(b.frames)))
 		b.release()
 		q[i] = nil
 	}
@@ -159,6 +162,9 @@ type server struct {
 	loops atomic.Pointer[[]*loop] // copy on write
 	mu    sync.Mutex              // guards byEL and writes of loops
 	byEL  map[gnet.EventLoop]*loop
+	// closing turns new connections away during shutdown, so clients
+	// reconnecting in a loop cannot keep the engine from stopping.
+	closing atomic.Bool
 }
 
 func newServer(ch *Child) *server {
@@ -204,9 +210,9 @@ func (s *server) loopOf(el gnet.EventLoop) *loop {
 	if l := s.byEL[el]; l != nil {
 		return l
 	}
-	l := &loop{s: s, el: el, f: newFanout(), clients: make(map[*client]struct{})}
-	s.byEL[el] = l
 	old := *s.loops.Load()
+	l := &loop{s: s, el: el, idx: len(old), f: newFanout(), clients: make(map[*client]struct{})}
+	s.byEL[el] = l
 	next := append(append(make([]*loop, 0, len(old)+1), old...), l)
 	s.loops.Store(&next)
 	return l
@@ -227,6 +233,9 @@ func (s *server) publish(b *Batch) {
 }
 
 func (s *server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if s.closing.Load() {
+		return wire.AppendErr(nil, wire.ErrCodeShutdown, "child is shutting down"), gnet.Close
+	}
 	l := s.loopOf(c.EventLoop())
 	cl := &client{conn: c, loop: l}
 	c.SetContext(cl)

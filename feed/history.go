@@ -176,3 +176,12 @@ func (h *history) body(seq uint64) ([]byte, bool) {
 	i := seq - s.first
 	return s.buf[s.offs[i]+2 : s.offs[i+1]], true
 }
+
+// start makes first the first seq of an empty history (head first-1), for
+// a Source whose stream does not begin at 1. Called before any publish.
+func (h *history) start(first uint64) {
+	h.mu.Lock()
+	h.oldest = first
+	h.mu.Unlock()
+	h.head.Store(first - 1)
+}

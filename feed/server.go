@@ -40,6 +40,12 @@ type Config struct {
 	// StartOnLogon holds the generator until the first successful logon
 	// (so a measurement knows what was published after it started).
 	StartOnLogon bool
+	// Source, when set, replaces the generator (Rate, Seed, Bursts and
+	// MaxSeq are then unused): see Source. FirstSeq is the seq of its first
+	// frame (0 means 1): before it is published a logon from 0 starts
+	// there, and one asking for less is told FirstSeq is the oldest held.
+	Source   Source
+	FirstSeq uint64
 
 	Heartbeat    time.Duration // idle time before a heartbeat
 	LoginTimeout time.Duration // a connection must log on within this
@@ -115,8 +121,10 @@ type Server struct {
 
 	notify  atomic.Pointer[chan struct{}] // closed and replaced on each publish
 	paused  atomic.Bool
-	genMu   sync.Mutex  // held by the generator while it makes a batch (Pause waits on it)
-	started atomic.Bool // generation may run (StartOnLogon gate)
+	genMu   sync.Mutex    // held by the generator while it makes a batch (Pause waits on it)
+	started atomic.Bool   // generation may run (StartOnLogon gate)
+	startCh chan struct{} // closed when started becomes true
+	startMu sync.Once
 
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]struct{}
@@ -129,12 +137,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		now:   cfg.Now,
-		hist:  newHistory(cfg.Retain),
-		ready: make(chan struct{}),
-		conns: map[net.Conn]struct{}{},
+		cfg:     cfg,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		hist:    newHistory(cfg.Retain),
+		ready:   make(chan struct{}),
+		conns:   map[net.Conn]struct{}{},
+		startCh: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -145,7 +154,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	ch := make(chan struct{})
 	s.notify.Store(&ch)
-	s.started.Store(!cfg.StartOnLogon)
+	if cfg.Source != nil && cfg.FirstSeq > 1 {
+		s.hist.start(cfg.FirstSeq)
+	}
+	if !cfg.StartOnLogon {
+		s.start()
+	}
 	return s, nil
 }
 
@@ -227,7 +241,18 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.wg.Add(2)
-	go func() { defer s.wg.Done(); s.generate(ctx) }()
+	go func() {
+		defer s.wg.Done()
+		if s.cfg.Source == nil {
+			s.generate(ctx)
+			return
+		}
+		p := &Publisher{s: s, next: max(s.cfg.FirstSeq, 1)}
+		p.Buffer() // allocate the first segment now, not in the first frame's time
+		if err := s.cfg.Source(ctx, p); err != nil && ctx.Err() == nil {
+			s.log.Error("exchange source failed; sessions stay up", "err", err, "published", s.Published())
+		}
+	}()
 	go func() { defer s.wg.Done(); <-ctx.Done(); ln.Close() }()
 
 	var runErr error
@@ -345,7 +370,7 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 		return
 	}
 	if !s.started.Load() {
-		s.started.Store(true)
+		s.start()
 	}
 	s.met.sessions.Inc()
 	defer s.met.sessions.Dec()

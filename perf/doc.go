@@ -17,12 +17,19 @@
 //
 //	exch->root     RootRecv   - ExchSend
 //	root->child    ChildRecv  - RootSend - offset   (offset = child clock - root clock)
+//	child          ChildSend  - ChildRecv           (inside the child: parse, queue, fan-out)
 //	child->client  clientRecv - ChildSend
 //	end-to-end     clientRecv - ExchSend
 //
 // A zero stamp means "not taken" (a peer's frame has only the publisher's
 // stamp), so the hops needing it are skipped; a hop that comes out negative
 // or above MaxLatency counts in that hop's errors and is not recorded.
+//
+// A child records the hops it sees itself in a Recorder exposed with a
+// Collector on its admin port (tickrelay_child_hop_latency_seconds):
+// exch->root and root->child once per item as it arrives (root->child
+// corrected with the child's clock offset estimate, child.Clock), and the
+// child hop once per frame and event loop as each loop stamps ChildSend.
 //
 // # Processes of a sweep step
 //

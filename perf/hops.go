@@ -17,19 +17,25 @@ import (
 // Hop names one measured segment of a frame's path.
 type Hop int
 
-// The hops, in path order, and the end-to-end total.
+// The hops, in path order, and the end-to-end total. HopChild is the time
+// inside a child (ChildSend - ChildRecv: parse, queue, fan-out).
 const (
 	HopExchRoot Hop = iota
 	HopRootChild
+	HopChild
 	HopChildClient
 	HopEndToEnd
 	NumHops
 )
 
-var hopNames = [NumHops]string{"exch->root", "root->child", "child->client", "end-to-end"}
+// PathHops are the hops a frame crosses between machines, and the total
+// (what the plot shows, one panel each).
+var PathHops = [...]Hop{HopExchRoot, HopRootChild, HopChildClient, HopEndToEnd}
+
+var hopNames = [NumHops]string{"exch->root", "root->child", "child", "child->client", "end-to-end"}
 
 // hopKeys are the hop names usable in metric labels and JSON keys.
-var hopKeys = [NumHops]string{"exch_root", "root_child", "child_client", "end_to_end"}
+var hopKeys = [NumHops]string{"exch_root", "root_child", "child", "child_client", "end_to_end"}
 
 func (h Hop) String() string {
 	if h < 0 || h >= NumHops {
@@ -47,7 +53,7 @@ func (h Hop) Key() string {
 }
 
 // Histogram geometry: 1 ns to MaxLatency at 3 significant digits (~230 KB
-// per histogram, 4 per Hops).
+// per histogram, NumHops per Hops).
 const (
 	MaxLatency = int64(60 * time.Second)
 	sigFigs    = 3
@@ -80,6 +86,9 @@ func (h *Hops) Record(st wire.Stamps, clientRecv, offset int64) {
 	if st.RootSend != 0 && st.ChildRecv != 0 {
 		h.record(HopRootChild, st.ChildRecv-st.RootSend-offset)
 	}
+	if st.ChildRecv != 0 && st.ChildSend != 0 {
+		h.record(HopChild, st.ChildSend-st.ChildRecv)
+	}
 	if st.ChildSend != 0 && clientRecv != 0 {
 		h.record(HopChildClient, clientRecv-st.ChildSend)
 	}
@@ -90,6 +99,17 @@ func (h *Hops) Record(st wire.Stamps, clientRecv, offset int64) {
 
 // RecordHop adds one latency to one hop (negative or too large counts as an error).
 func (h *Hops) RecordHop(hop Hop, ns int64) { h.record(hop, ns) }
+
+// RecordHopN adds n equal latencies to one hop (all errors if out of range).
+// It does not count frames. It allocates nothing.
+func (h *Hops) RecordHopN(hop Hop, ns, n int64) {
+	if n <= 0 {
+		return
+	}
+	if ns < 0 || ns > MaxLatency || h.h[hop].RecordValues(ns, n) != nil {
+		h.errs[hop] += n
+	}
+}
 
 func (h *Hops) record(hop Hop, v int64) {
 	// Range-check here: hdrhistogram's error path allocates (fmt.Errorf).
@@ -283,6 +303,15 @@ func (r *Recorder) RecordBatch(key int, st []wire.Stamps, clientRecv, offset int
 	for i := range st {
 		s.h.Record(st[i], clientRecv, offset)
 	}
+	s.mu.Unlock()
+}
+
+// RecordHopN adds n equal latencies of one hop into shard key%n
+// (Hops.RecordHopN). It allocates nothing.
+func (r *Recorder) RecordHopN(key int, hop Hop, ns, n int64) {
+	s := &r.shards[uint(key)%uint(len(r.shards))]
+	s.mu.Lock()
+	s.h.RecordHopN(hop, ns, n)
 	s.mu.Unlock()
 }
 

@@ -255,3 +255,21 @@ func BenchmarkHopsRecord(b *testing.B) {
 		h.Record(st, recv, 0)
 	}
 }
+
+func TestRecordHopNAllocs(t *testing.T) {
+	r := NewRecorder(3)
+	st, recv := synth(1000, 2000, 3000, 0)
+	batch := []wire.Stamps{st, st, st}
+	if n := testing.AllocsPerRun(1000, func() {
+		r.RecordHopN(2, HopChild, 12_345, 64)
+		r.RecordHopN(1, HopChild, -1, 3) // out of range: errors, still no allocation
+		r.RecordBatch(0, batch, 0, 0)
+		r.RecordBatch(0, batch, recv, 0)
+	}); n != 0 {
+		t.Fatalf("recording allocates %v per run", n)
+	}
+	h := r.Merged()
+	if h.Count(HopChild) != (64+6)*1001 || h.Errors(HopChild) != 3*1001 { // + 2 batches of 3 full stamps
+		t.Fatalf("child hop count %d errors %d", h.Count(HopChild), h.Errors(HopChild))
+	}
+}

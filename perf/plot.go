@@ -79,9 +79,9 @@ func WritePlot(w io.Writer, res *Results) error {
 
 	pw := (plotW - 3*panelPad) / 2
 	ph := (plotH - legendH - 3*panelPad) / 2
-	for hop := Hop(0); hop < NumHops; hop++ {
-		px := panelPad + int(hop%2)*(pw+panelPad)
-		py := legendH + panelPad + int(hop/2)*(ph+panelPad)
+	for i, hop := range PathHops {
+		px := panelPad + (i%2)*(pw+panelPad)
+		py := legendH + panelPad + (i/2)*(ph+panelPad)
 		drawPanel(img, image.Rect(px, py, px+pw, py+ph), hop, rates, systems, res)
 	}
 	return png.Encode(w, img)

@@ -21,6 +21,13 @@ func RatioTable(res *Results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Measured %s on %d CPUs (%s): ratios are tickrelay / peer, lower is better for tickrelay.\n\n",
 		res.Started.Format("2006-01-02"), res.NumCPU, res.GoVersion)
+	if res.Command != "" {
+		fmt.Fprintf(&b, "Command: `%s`", res.Command)
+		if res.Setup != "" {
+			fmt.Fprintf(&b, " (%s)", res.Setup)
+		}
+		b.WriteString(".\n\n")
+	}
 	var rates []int
 	seen := map[int]bool{}
 	for _, st := range res.Steps {

@@ -1,12 +1,14 @@
 package perf
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"tickrelay/feed"
 	"tickrelay/perf/harness"
 	"tickrelay/wire"
 )
@@ -56,9 +59,20 @@ type Config struct {
 	// NewSource makes the feed for a step; nil means NewFeedSource.
 	// The tickrelay side uses the exchange simulator's own stream.
 	NewSource func(symbols int, seed int64) Source
+	// MaxBudget is, for the "max" rate (0), the messages per second of
+	// Duration the unthrottled exchange publishes for tickrelay (its total
+	// must be known up front to count deliveries); the peers' publisher
+	// runs for Duration as fast as the server takes it.
+	MaxBudget int
 	// Ports of the tickrelay daemons: exchange, root, first child (children
 	// take consecutive ports).
 	ExchangePort, RootPort, ChildPort int
+	// ProfileDir, when set, gets CPU profiles of the root and each child
+	// (from their admin ports' /debug/pprof/profile) over each tickrelay
+	// step's publishing: ProfileDir/<rate>-<process>.pprof.
+	ProfileDir string
+	// Command is the command line that ran the sweep, for the README.
+	Command string
 	// Progress gets a one-line progress bar (stderr); nil disables it.
 	Progress io.Writer
 	// ServerLog gets the server processes' stderr; nil discards it.
@@ -72,10 +86,11 @@ func DefaultConfig() Config {
 		Rates:         []int{10000, 50000, 100000, 200000, 0},
 		Clients:       5000,
 		SubsPerClient: 1,
-		Children:      2,
+		Children:      1,
 		Symbols:       2000,
 		Seed:          1,
-		Duration:      10 * time.Second,
+		Duration:      8 * time.Second,
+		MaxBudget:     200_000,
 		Systems:       []string{SystemTickrelay, SystemNATS, SystemRedis},
 		HarnessMode:   harness.ModeGoroutines,
 		Out:           "perf-results",
@@ -98,6 +113,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("perf: Children %d: need at least 1", c.Children)
 	case c.Symbols < 1 || c.Symbols > 99999:
 		return fmt.Errorf("perf: Symbols %d: need 1..99999", c.Symbols)
+	case c.MaxBudget < 1:
+		return fmt.Errorf("perf: MaxBudget %d: need at least 1", c.MaxBudget)
 	case c.Duration <= 0:
 		return fmt.Errorf("perf: Duration %v: must be positive", c.Duration)
 	case len(c.Systems) == 0:
@@ -217,6 +234,8 @@ type StepResult struct {
 // Results is a whole sweep (results.json).
 type Results struct {
 	Started   time.Time     `json:"started"`
+	Command   string        `json:"command,omitempty"`
+	Setup     string        `json:"setup,omitempty"`
 	GoVersion string        `json:"go_version"`
 	NumCPU    int           `json:"num_cpu"`
 	Notes     []string      `json:"notes,omitempty"`
@@ -247,7 +266,10 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if cfg.ServerLog == nil {
 		cfg.ServerLog = io.Discard
 	}
-	res := &Results{Started: time.Now().UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU()}
+	res := &Results{Started: time.Now().UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
+		Command: cfg.Command,
+		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay children, %v per step, seed %d, harness %s, max budget %d msgs/s",
+			cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children, cfg.Duration, cfg.Seed, cfg.HarnessMode, cfg.MaxBudget)}
 	var systems []string
 	for _, s := range cfg.Systems {
 		if s == SystemRedis {
@@ -361,7 +383,7 @@ func runPeer(ctx context.Context, cfg Config, sc Scenario, bar *progress) (StepR
 		return r, err
 	}
 	return measure(ctx, sc, []*proc{srv}, proto, []string{srv.addr}, subjects, bar,
-		func(ctx context.Context) (uint64, int64, error) {
+		func(ctx context.Context) (pubResult, error) {
 			err := pub.Run(ctx)
 			subs := sc.Subscribers()
 			var expected int64
@@ -370,15 +392,25 @@ func runPeer(ctx context.Context, cfg Config, sc Scenario, bar *progress) (StepR
 					expected += int64(n) * subs[code]
 				}
 			}
-			return pub.Published(), expected, err
+			return pubResult{Published: pub.Published(), Expected: expected}, err
 		})
 }
 
+// pubResult is what a step's publishing reports: messages published, the
+// deliveries a complete fan-out makes (0 if unknown), and when publishing
+// really began (zero: when publish was called).
+type pubResult struct {
+	Published uint64
+	Expected  int64
+	Start     time.Time
+}
+
 // measure runs one step against started servers: RSS before clients, the
-// harness, RSS after subscribing, CPU over publish (publish returns the
-// published count and the expected deliveries, 0 if unknown) and drain.
+// harness, RSS after subscribing, CPU over publish and drain. The publish
+// rate is over [start, publish returned]; the delivery rate over [start,
+// last frame] (the end of the drain, less the quiet wait when incomplete).
 func measure(ctx context.Context, sc Scenario, servers []*proc, proto harness.Protocol, addrs []string,
-	subs func(i int) []string, bar *progress, publish func(context.Context) (uint64, int64, error)) (StepResult, error) {
+	subs func(i int) []string, bar *progress, publish func(context.Context) (pubResult, error)) (StepResult, error) {
 	var r StepResult
 	pids := make([]int, len(servers))
 	for i, s := range servers {
@@ -407,15 +439,24 @@ func measure(ctx context.Context, sc Scenario, servers []*proc, proto harness.Pr
 	defer cancel()
 	stopBar := bar.live(sc, func() (uint64, int64) { return 0, h.Stats().Frames })
 	t0 := time.Now()
-	published, expected, perr := publish(pctx)
-	pubTime := time.Since(t0)
-	st := h.WaitQuiet(ctx, expected, 500*time.Millisecond)
+	pr, perr := publish(pctx)
+	if pr.Start.IsZero() {
+		pr.Start = t0
+	}
+	pubTime := time.Since(pr.Start)
+	const quiet = 2 * time.Second // a stall this long ends the drain (incomplete)
+	st := h.WaitQuiet(ctx, pr.Expected, quiet)
+	deliverTime := time.Since(pr.Start)
+	if pr.Expected == 0 || st.Frames < pr.Expected {
+		deliverTime -= quiet
+	}
 	stopBar()
 	u1 := sumProcs(pids)
 
+	published, expected := pr.Published, pr.Expected
 	r.Published, r.Expected, r.Delivered, r.Harness = published, expected, st.Frames, st
 	r.AchievedRate = float64(published) / pubTime.Seconds()
-	r.DeliveryRate = float64(st.Frames) / pubTime.Seconds()
+	r.DeliveryRate = float64(st.Frames) / max(deliverTime, pubTime).Seconds()
 	r.ServerCPU = u1.CPU - u0.CPU
 	if st.Frames > 0 {
 		r.CPUPerDeliveryNs = float64(r.ServerCPU) / float64(st.Frames)
@@ -446,26 +487,21 @@ func startRedis(ctx context.Context, cfg Config) (*proc, error) {
 	return startProc(ctx, "redis", cmd, false, "127.0.0.1:"+strconv.Itoa(port), cfg.ServerLog)
 }
 
-// ---------------------------------------------------------------------------
-// TICKRELAY SIDE: to be finished by the lead once the daemons land.
+// runTickrelay measures tickrelay: the root, sc.Children children and the
+// exchange simulator as processes of this binary, the harness (this
+// process) subscribed over the children:
 //
-// runTickrelay starts the exchange simulator, the root and sc.Children
-// children as processes of this same binary, with the flags the daemons
-// declare (README "Running the daemons"):
+//	tickrelay root     -exchange EX -addr ROOT -journal TMP/root.journal -admin A
+//	tickrelay child    -root ROOT -addr 127.0.0.1:92NN -name cNN -admin A
+//	tickrelay exchange -addr EX -rate R -max-seq M -start-on-logon -burst 1 -admin A
 //
-//	tickrelay exchange -addr 127.0.0.1:9000 -rate R -symbols S -seed N
-//	tickrelay root     -exchange 127.0.0.1:9000 -addr 127.0.0.1:9100 -journal TMP/root.journal
-//	tickrelay child    -root 127.0.0.1:9100 -addr 127.0.0.1:92NN -name cNN
-//
-// then the harness subscribes sc.Clients clients over the children and the
-// step measures like the peers do. Open points (marked TODO below):
-//   - rate 0 ("max"): the flag value the exchange takes for unthrottled;
-//   - the exchange publishes from the moment the root logs in, so the
-//     expected deliveries over the measured window are unknown (0) unless the
-//     exchange can be told to start/stop (e.g. -max-seq with a start gate);
-//   - the root's flags (journal in a temp dir per step, no Postgres).
-//
-// ---------------------------------------------------------------------------
+// The exchange starts last, once every client has subscribed; it holds its
+// generator until the root (retrying meanwhile) logs on, then publishes
+// exactly M = R * Duration messages (MaxBudget for "max", unthrottled). The
+// expected deliveries come from replaying the same deterministic stream
+// here (feed.Generator with the same seed, symbols and total). Publishing
+// ends when the root's ring head reaches M (the root has taken every
+// message: what the peers' publisher confirms with PING or replies).
 func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (StepResult, error) {
 	dir, err := os.MkdirTemp("", "tickrelay-perf-")
 	if err != nil {
@@ -476,36 +512,66 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	exAddr, rootAddr := addr(cfg.ExchangePort), addr(cfg.RootPort)
 	var procs []*proc
 	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- { // children first, the exchange last
+		for i := len(procs) - 1; i >= 0; i-- { // the exchange first, the root last
 			procs[i].stop()
 		}
 	}()
-	start := func(name string, listen string, args ...string) error {
+	start := func(name string, listen string, args ...string) (*proc, error) {
 		p, err := startProc(ctx, name, cfg.Spawn(ctx, args...), false, listen, cfg.ServerLog)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		procs = append(procs, p)
-		return nil
+		return p, nil
 	}
-	// TODO(lead): confirm "-rate 0" means unthrottled in feed.Config.
-	if err := start("exchange", exAddr, "exchange", "-addr", exAddr, "-rate", strconv.Itoa(sc.Rate),
-		"-symbols", strconv.Itoa(sc.Symbols), "-seed", strconv.FormatInt(sc.Seed, 10)); err != nil {
+	admin := func() (string, error) {
+		p, err := freePort()
+		return addr(p), err
+	}
+	rootAdmin, err := admin()
+	if err != nil {
 		return StepResult{}, err
 	}
-	// TODO(lead): check the root's flags (README: -exchange -addr -journal; no Postgres here).
-	if err := start("root", rootAddr, "root", "-exchange", exAddr, "-addr", rootAddr,
-		"-journal", filepath.Join(dir, "root.journal")); err != nil {
+	if _, err := start("root", rootAddr, "root", "-exchange", exAddr, "-addr", rootAddr,
+		"-journal", filepath.Join(dir, "root.journal"), "-admin", rootAdmin); err != nil {
 		return StepResult{}, err
 	}
+	admins := map[string]string{"root": rootAdmin}
 	var childAddrs []string
 	for i := 0; i < sc.Children; i++ {
 		a := addr(cfg.ChildPort + i)
-		if err := start("child", a, "child", "-root", rootAddr, "-addr", a, "-name", fmt.Sprintf("c%02d", i)); err != nil {
+		ca, err := admin()
+		admins[fmt.Sprintf("c%02d", i)] = ca
+		if err != nil {
+			return StepResult{}, err
+		}
+		if _, err := start("child", a, "child", "-root", rootAddr, "-addr", a, "-name", fmt.Sprintf("c%02d", i),
+			"-admin", ca); err != nil {
 			return StepResult{}, err
 		}
 		childAddrs = append(childAddrs, a)
 	}
+	servers := append([]*proc(nil), procs...) // root and children: CPU and RSS
+
+	total := uint64(sc.Rate) * uint64(sc.Duration/time.Millisecond) / 1000
+	if sc.Rate == 0 {
+		total = uint64(cfg.MaxBudget) * uint64(sc.Duration/time.Millisecond) / 1000
+	}
+	if total == 0 {
+		return StepResult{}, fmt.Errorf("perf: rate %d for %v publishes nothing", sc.Rate, sc.Duration)
+	}
+	// Expected deliveries: the same stream, counted per symbol.
+	subs := sc.Subscribers()
+	var expected int64
+	g := feed.NewGenerator(feed.GenConfig{Seed: sc.Seed, Symbols: sc.Symbols, Total: total})
+	var m wire.Msg
+	for range total {
+		g.Next(&m)
+		if int(m.Security) < len(subs) {
+			expected += subs[m.Security]
+		}
+	}
+
 	symbols := func(i int) []string {
 		codes := sc.Subscriptions(i)
 		out := make([]string, len(codes))
@@ -514,27 +580,118 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 		}
 		return out
 	}
-	// CPU and RSS: root and children (the exchange is the load source, like
-	// the peers' publisher); RSS per client is dominated by the children.
-	exchange := procs[0]
-	r, err := measure(ctx, sc, procs[1:], harness.Tickrelay, childAddrs, symbols, bar,
-		func(ctx context.Context) (uint64, int64, error) {
-			// The exchange paces itself; the step lasts sc.Duration, then the
-			// exchange stops and the relay drains.
-			// TODO(lead): read the exchange's published count (admin /metrics
-			// or a perf hook) to fill Published and Expected exactly.
-			<-ctx.Done()
-			exchange.stop()
-			return 0, 0, nil
-		})
-	// Until then: every seq between the first and last seen was published
-	// (with Clients*SubsPerClient >= Symbols every symbol has a subscriber).
-	if r.Published == 0 && r.Harness.LastSeq > 0 {
-		r.Published = uint64(r.Harness.LastSeq - r.Harness.FirstSeq + 1)
-		r.AchievedRate = float64(r.Published) / sc.Duration.Seconds()
-		r.CPUPerMessageNs = float64(r.ServerCPU) / float64(r.Published)
+	exAdmin, err := admin()
+	if err != nil {
+		return StepResult{}, err
 	}
-	return r, err
+	return measure(ctx, sc, servers, harness.Tickrelay, childAddrs, symbols, bar,
+		func(_ context.Context) (pubResult, error) {
+			res := pubResult{Expected: expected}
+			if _, err := start("exchange", exAddr, "exchange", "-addr", exAddr, "-rate", strconv.Itoa(sc.Rate),
+				"-symbols", strconv.Itoa(sc.Symbols), "-seed", strconv.FormatInt(sc.Seed, 10),
+				"-max-seq", strconv.FormatUint(total, 10), "-start-on-logon", "-burst", "1",
+				"-admin", exAdmin); err != nil {
+				return res, err
+			}
+			// The root retries the exchange with backoff (up to its
+			// MaxBackoff): allow for that, then the publishing itself.
+			deadline := time.Now().Add(15*time.Second + 3*sc.Duration)
+			// Poll lightly: the scrapes cost the measured root CPU.
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			var profiles sync.WaitGroup
+			defer profiles.Wait()
+			for {
+				if res.Start.IsZero() {
+					if v, ok := scrapeMetric(exAdmin, "tickrelay_exchange_published_seq"); ok && v > 0 {
+						res.Start = time.Now()
+						if cfg.ProfileDir != "" {
+							secs := max(1, int(sc.Duration/time.Second)-1)
+							for name, a := range admins {
+								profiles.Add(1)
+								go func() {
+									defer profiles.Done()
+									out := filepath.Join(cfg.ProfileDir, sc.RateLabel()+"-"+name+".pprof")
+									if err := fetchProfile(a, secs, strings.ReplaceAll(out, "/s-", "-")); err != nil {
+										cfg.Logger.Warn("perf: cpu profile", "process", name, "err", err)
+									}
+								}()
+							}
+						}
+					}
+				}
+				if head, ok := scrapeMetric(rootAdmin, "tickrelay_root_ring_head"); ok && uint64(head) >= total {
+					res.Published = total
+					if res.Start.IsZero() {
+						res.Start = time.Now()
+					}
+					return res, nil
+				}
+				if time.Now().After(deadline) {
+					v, _ := scrapeMetric(exAdmin, "tickrelay_exchange_published_seq")
+					head, _ := scrapeMetric(rootAdmin, "tickrelay_root_ring_head")
+					res.Published = uint64(v)
+					return res, fmt.Errorf("perf: exchange published %.0f of %d, root head %.0f, within %v",
+						v, total, head, 15*time.Second+3*sc.Duration)
+				}
+				select {
+				case <-ctx.Done():
+					return res, ctx.Err()
+				case <-tick.C:
+				}
+			}
+		})
+}
+
+// fetchProfile saves a CPU profile of secs seconds from http://addr/debug/pprof/profile.
+func fetchProfile(addr string, secs int, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	c := http.Client{Timeout: time.Duration(secs+10) * time.Second}
+	resp, err := c.Get("http://" + addr + "/debug/pprof/profile?seconds=" + strconv.Itoa(secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", addr, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// scrapeMetric reads one unlabelled series from a Prometheus text endpoint
+// at http://addr/metrics.
+func scrapeMetric(addr, name string) (float64, bool) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, false
+	}
+	req.Header.Set("Accept-Encoding", "identity") // no gzip work for the daemon
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }
 
 // execCommand is exec.CommandContext (a var for the tests' sake).

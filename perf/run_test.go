@@ -351,7 +351,8 @@ func TestHarnessModesCost(t *testing.T) {
 	}
 }
 
-// Until the daemons land, the tickrelay step must fail cleanly (recorded
+// When a daemon cannot start (this test binary only knows the peer modes),
+// the tickrelay step must fail cleanly (recorded
 // in its StepResult) rather than hang or abort the sweep.
 func TestSweepTickrelayStepFailsCleanly(t *testing.T) {
 	cfg := DefaultConfig()
@@ -369,7 +370,7 @@ func TestSweepTickrelayStepFailsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Steps) != 1 || !strings.Contains(res.Steps[0].Err, "exchange exited before ready") {
+	if len(res.Steps) != 1 || !strings.Contains(res.Steps[0].Err, "root exited before ready") {
 		t.Fatalf("steps %+v", res.Steps)
 	}
 }

@@ -108,6 +108,9 @@ func (rl *relay) start(errc chan error) error {
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithReusePort(false), // one listener: ":0" must bind one port
+		// SO_REUSEADDR (as net.Listen sets it): a root restarted after a crash
+		// must rebind its port while old child conns sit in TIME_WAIT.
+		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetLogger{rl.r.log.With("component", "gnet")}),
 	}
 	if cfg.Loops > 0 {

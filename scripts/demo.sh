@@ -46,5 +46,5 @@ echo "== every symbol from child b for ${SECS}s"
 timeout --signal=INT "$SECS" "$BIN" sub -addr 127.0.0.1:$((BASE + 30)) -sub '*' -quiet -stats || true
 
 echo "== root metrics"
-curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | grep -E '^tickrelay_' | head -12 || true
+curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | grep -E '^tickrelay_' | grep -v -E '_bucket|_sum|_count' | head -15 || true
 echo "== stopping (logs in $DATA/)"

@@ -109,6 +109,9 @@ func startChild(t *testing.T, rootAddr net.Addr, name string, fromSeq uint64) (*
 	cfg := child.DefaultConfig()
 	cfg.RootAddr, cfg.Addr, cfg.Name, cfg.FromSeq = rootAddr.String(), "127.0.0.1:0", name, fromSeq
 	cfg.Loops = 2
+	// Correctness, not the slow-consumer policy (child tests cover that):
+	// clients under -race read slowly.
+	cfg.MaxPending = 256 << 20
 	cfg.BackoffMin, cfg.BackoffMax = 10*time.Millisecond, 200*time.Millisecond
 	cfg.Logger = testLogger()
 	c, err := child.New(cfg)
@@ -135,11 +138,13 @@ type subscriber struct {
 	c     *client.Client
 	all   bool   // subscribed to "*"
 	allOK uint64 // the seq of "OK SUB *"
+	allOn bool   // "OK SUB *" seen
 	syms  map[uint32]*symLog
 }
 
 type symLog struct {
-	okSeq uint64 // 0 until "OK SUB sym seq"
+	ok    bool   // "OK SUB sym seq" seen
+	okSeq uint64 // its seq
 	seqs  []uint64
 	bad   string // first mismatch, if any
 }
@@ -164,19 +169,19 @@ func (s *subscriber) read(ex *feed.Server, done func(*subscriber) bool, ended fu
 				return fmt.Errorf("unexpected %q (%v)", ev.Line, err)
 			}
 			if sym == wire.AllSymbols {
-				s.allOK = seq
+				s.allOK, s.allOn = seq, true
 				continue
 			}
 			code, _ := wire.ParseSymbol([]byte(sym))
 			if l := s.syms[code]; l != nil {
-				l.okSeq = seq
+				l.ok, l.okSeq = true, seq
 			}
 		case wire.LineFrame:
 			l := s.log(ev.Msg.Security)
 			if l == nil {
 				return fmt.Errorf("frame for unsubscribed symbol: %q", ev.Line)
 			}
-			if l.okSeq == 0 {
+			if !l.ok {
 				continue // part of the image before "OK SUB"
 			}
 			l.seqs = append(l.seqs, ev.Seq)
@@ -201,8 +206,8 @@ func (s *subscriber) log(code uint32) *symLog {
 	if l := s.syms[code]; l != nil {
 		return l
 	}
-	if s.all && s.allOK != 0 {
-		l := &symLog{okSeq: s.allOK}
+	if s.all && s.allOn {
+		l := &symLog{ok: true, okSeq: s.allOK}
 		s.syms[code] = l
 		return l
 	}
@@ -299,7 +304,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		want := *p
 		if s.all {
-			if s.allOK == 0 {
+			if !s.allOn {
 				return false
 			}
 			for code, w := range want {
@@ -310,7 +315,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		for code, l := range s.syms {
 			w := want[code]
-			if l.okSeq == 0 || (len(w) > 0 && w[len(w)-1] > l.okSeq && (len(l.seqs) == 0 || l.seqs[len(l.seqs)-1] < w[len(w)-1])) {
+			if !l.ok || (len(w) > 0 && w[len(w)-1] > l.okSeq && (len(l.seqs) == 0 || l.seqs[len(l.seqs)-1] < w[len(w)-1])) {
 				return false
 			}
 		}
@@ -368,3 +373,136 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func head(s []uint64) []uint64 { return s[:min(len(s), 5)] }
+
+// resumer is a client that takes every symbol and, whenever its child goes
+// away, reconnects to the current child with RESUME last+1.
+type resumer struct {
+	last  uint64 // last seq received
+	conns int    // connections made
+	quiet int    // reconnects after 3 s without a line
+	dupes int
+	gaps  []string
+	bad   string
+}
+
+// run reads until it has seq max; addr gives the child to (re)connect to.
+func (r *resumer) run(ctx context.Context, ex *feed.Server, addr func() string, max uint64) error {
+	var want wire.Msg
+	for r.last < max {
+		c, err := client.Dial(ctx, addr())
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		r.conns++
+		if err := c.Resume(r.last+1, wire.AllSymbols); err != nil {
+			c.Close()
+			continue
+		}
+		for r.last < max {
+			// The feed never pauses for 3 s here: a silent conn is a dead
+			// one (e.g. accepted just as its child shut down), as a real
+			// client would judge it.
+			c.Conn().SetReadDeadline(time.Now().Add(3 * time.Second))
+			ev, err := c.Next()
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					if r.quiet++; r.quiet > 3 {
+						c.Close()
+						return fmt.Errorf("stalled at seq %d on %s after %d connections: %w", r.last, c.Conn().RemoteAddr(), r.conns, err)
+					}
+				}
+				break // the child went away: reconnect
+			}
+			switch ev.Kind {
+			case wire.LineFrame:
+				switch {
+				case ev.Seq <= r.last:
+					r.dupes++
+					continue
+				case ev.Seq != r.last+1:
+					r.gaps = append(r.gaps, fmt.Sprintf("%d..%d", r.last+1, ev.Seq-1))
+				}
+				r.last = ev.Seq
+				body, _ := ex.Body(ev.Seq)
+				if _, err := wire.DecodeMsg(body, &want); err != nil || want != ev.Msg {
+					if r.bad == "" {
+						r.bad = fmt.Sprintf("seq %d: got %+v, exchange sent %+v (%v)", ev.Seq, ev.Msg, want, err)
+					}
+				}
+			case wire.LineErr:
+				if code, _ := ev.Err(); code == wire.ErrCodeShutdown {
+					continue // EOF follows
+				}
+				c.Close()
+				return fmt.Errorf("at seq %d: %s", r.last, ev.Line)
+			}
+		}
+		c.Close()
+	}
+	return nil
+}
+
+// TestEndToEndResume: the exchange drops the root's session several times
+// and one child is restarted mid-stream; clients of the restarted child
+// reconnect to its successor with RESUME last+1. Every client must end with
+// every seq exactly once, in order, equal to what the exchange sent.
+func TestEndToEndResume(t *testing.T) {
+	const maxSeq = 40_000
+	ex := startExchange(t, 20_000, 100, maxSeq)
+	rt, _ := startRoot(t, newRootConfig(ex.Addr()))
+	childA, stopA := startChild(t, rt.Addr(), "a", 1)
+	childB, _ := startChild(t, rt.Addr(), "b", 1)
+	var addrA atomic.Pointer[string]
+	a := childA.Addr().String()
+	addrA.Store(&a)
+	b := childB.Addr().String()
+
+	resumers := make([]*resumer, 24)
+	errs := make([]error, len(resumers))
+	var wg sync.WaitGroup
+	for i := range resumers {
+		resumers[i] = &resumer{}
+		addr := func() string { return *addrA.Load() }
+		if i%3 == 0 {
+			addr = func() string { return b }
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = resumers[i].run(t.Context(), ex, addr, maxSeq)
+		}()
+	}
+
+	for _, at := range []uint64{8_000, 14_000, 20_000} {
+		waitFor(t, fmt.Sprintf("root at seq %d", at), 30*time.Second, func() bool { return rt.Head() >= at })
+		ex.DropConnections()
+	}
+	waitFor(t, "child a at seq 26000", 30*time.Second, func() bool { return childA.LastSeq() >= 26_000 })
+	// A successor comes up, then the old child goes: its clients find
+	// the new one and resume where they were.
+	childA2, _ := startChild(t, rt.Addr(), "a2", 1)
+	a2 := childA2.Addr().String()
+	addrA.Store(&a2)
+	stopA()
+
+	wg.Wait()
+	t.Logf("children: a %s last %d, a2 %s last %d, b %s last %d", a, childA.LastSeq(), a2, childA2.LastSeq(), b, childB.LastSeq())
+	for i, r := range resumers {
+		if errs[i] != nil {
+			t.Fatalf("client %d: %v", i, errs[i])
+		}
+		if r.last != maxSeq || r.dupes != 0 || len(r.gaps) != 0 || r.bad != "" {
+			t.Fatalf("client %d: last %d (want %d), %d duplicates, gaps %v, content: %s", i, r.last, maxSeq, r.dupes, r.gaps, r.bad)
+		}
+		if r.quiet > 0 {
+			t.Logf("client %d: %d reconnect(s) after a silent connection", i, r.quiet)
+		}
+		if i%3 != 0 && r.conns < 2 {
+			t.Fatalf("client %d of the restarted child connected only %d time(s)", i, r.conns)
+		}
+	}
+}

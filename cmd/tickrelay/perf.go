@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 
 	"tickrelay/perf"
 	"tickrelay/perf/harness"
@@ -28,6 +29,7 @@ func runPerf(ctx context.Context, args []string) error {
 	symbols := fs.Int("symbols", def.Symbols, "securities in the feed")
 	seed := fs.Int64("seed", def.Seed, "feed seed")
 	duration := fs.Duration("duration", def.Duration, "publishing time per step")
+	maxBudget := fs.Int("max-budget", def.MaxBudget, `msgs/s of -duration the unthrottled exchange publishes at rate "max" (tickrelay needs its total up front)`)
 	peers := fs.String("peers", "nats,redis", "peer systems (nats, redis; redis only if redis-server is on PATH); empty = none")
 	ours := fs.Bool("tickrelay", true, "measure tickrelay itself (exchange, root, children as processes)")
 	out := fs.String("out", def.Out, "results directory (results.json, latency.png); empty = none")
@@ -37,6 +39,8 @@ func runPerf(ctx context.Context, args []string) error {
 	childPort := fs.Int("child-port", def.ChildPort, "first child client port (127.0.0.1); children take consecutive ports")
 	mode := fs.String("harness-mode", string(def.HarnessMode), "how load clients read: goroutines (one per conn) or epoll (workers)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	serverLog := fs.String("server-log", "", "append the server processes' logs (stderr) to this file (empty = discard)")
+	profileDir := fs.String("profile-dir", "", "save CPU profiles of the root and children over each tickrelay step here (empty = none)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -50,6 +54,8 @@ func runPerf(ctx context.Context, args []string) error {
 	}
 	cfg.Clients, cfg.SubsPerClient, cfg.Children, cfg.Symbols = *clients, *subs, *children, *symbols
 	cfg.Seed, cfg.Duration, cfg.Out, cfg.UpdateReadme = *seed, *duration, *out, *readme
+	cfg.MaxBudget, cfg.ProfileDir = *maxBudget, *profileDir
+	cfg.Command = strings.Join(append([]string{os.Args[0], "perf"}, args...), " ")
 	cfg.ExchangePort, cfg.RootPort, cfg.ChildPort = *exPort, *rootPort, *childPort
 	cfg.HarnessMode = harness.Mode(*mode)
 	cfg.Systems = nil
@@ -65,8 +71,23 @@ func runPerf(ctx context.Context, args []string) error {
 	if !*quiet {
 		cfg.Progress = os.Stderr
 	}
+	if *serverLog != "" {
+		f, err := os.OpenFile(*serverLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg.ServerLog = f
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	// Thousands of client sockets (and as many on the servers, which
+	// inherit the limit): raise the soft open-files limit to the hard one.
+	if n, err := raiseNoFile(); err != nil {
+		log.Warn("cannot raise RLIMIT_NOFILE", "err", err)
+	} else if need := uint64(2*cfg.Clients + 1000); n < need {
+		log.Warn("open-files limit may be too low for the clients", "limit", n, "want", need)
 	}
 	res, err := perf.Run(ctx, cfg)
 	if res != nil {
@@ -81,4 +102,19 @@ func runPerf(ctx context.Context, args []string) error {
 		}
 	}
 	return err
+}
+
+// raiseNoFile sets the soft RLIMIT_NOFILE to the hard limit and returns it.
+func raiseNoFile() (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return 0, err
+		}
+	}
+	return lim.Cur, nil
 }

@@ -6,14 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"tickrelay/child"
 	"tickrelay/child/client"
+	"tickrelay/perf"
 	"tickrelay/wire"
 )
 
@@ -30,6 +32,7 @@ func runSub(ctx context.Context, args []string) error {
 	stats := fs.Bool("stats", false, "print frames/s, gaps, duplicates and per-hop latency every -interval and at the end (stderr)")
 	interval := fs.Duration("interval", 5*time.Second, "stats period")
 	quiet := fs.Bool("quiet", false, "do not print frames")
+	childAdmin := fs.String("child-admin", "", "with -stats: the child's admin address, to correct root->child with its clock offset estimate")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -64,6 +67,16 @@ func runSub(ctx context.Context, args []string) error {
 	out := bufio.NewWriterSize(os.Stdout, 64<<10)
 	defer out.Flush()
 	st := newSubStats(syms, *resume)
+	if *stats {
+		// Client<->child clock: a few TIME exchanges now (answered in
+		// order with the frames), one more per interval.
+		for range 4 {
+			if err := c.Time(); err != nil {
+				return err
+			}
+		}
+		st.rootOffset(*childAdmin)
+	}
 	next := time.Now().Add(*interval)
 	n := 0
 	for *count == 0 || n < *count {
@@ -78,7 +91,7 @@ func runSub(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "bad frame: %v: %q\n", err, ev.Line)
 			continue
 		}
-		if !*quiet || ev.Kind == wire.LineErr {
+		if (!*quiet && ev.Kind != wire.LineTime) || ev.Kind == wire.LineErr {
 			out.Write(ev.Line)
 			out.WriteByte('\n')
 			if ev.Kind != wire.LineFrame {
@@ -91,12 +104,16 @@ func runSub(ctx context.Context, args []string) error {
 			st.frame(ev)
 		case wire.LineOK:
 			st.ok(ev)
+		case wire.LineTime:
+			st.time(ev)
 		}
 		if *stats && ev.Recv >= next.UnixNano() {
 			out.Flush()
 			st.print(os.Stderr, "interval")
 			st.resetInterval()
 			next = time.Now().Add(*interval)
+			c.Time()
+			st.rootOffset(*childAdmin)
 		}
 	}
 	out.Flush()
@@ -107,37 +124,15 @@ func runSub(ctx context.Context, args []string) error {
 	return nil
 }
 
-// hop names, in the order of the stamps.
-var hops = [...]string{"exch->root", "root", "root->child", "child", "child->client", "end-to-end"}
-
-// samples is a bounded latency sample: reservoir sampling past its cap.
-type samples struct {
-	v []int64
-	n int
-}
-
-const maxSamples = 1 << 20
-
-func (s *samples) add(x int64) {
-	s.n++
-	if len(s.v) < maxSamples {
-		s.v = append(s.v, x)
-	} else if i := rand.IntN(s.n); i < maxSamples {
-		s.v[i] = x
-	}
-}
-
-func (s *samples) quantiles() (p50, p99, mx int64) {
-	if len(s.v) == 0 {
-		return 0, 0, 0
-	}
-	slices.Sort(s.v)
-	q := func(f float64) int64 { return s.v[min(len(s.v)-1, int(f*float64(len(s.v))))] }
-	return q(0.50), q(0.99), s.v[len(s.v)-1]
-}
-
 // subStats tracks what `tickrelay sub -stats` prints. Frames up to the
 // OK seq of their symbol are images (not timed); later ones are live.
+//
+// Latencies go to HDR histograms (perf.Hops). The client's receive time is
+// moved onto the child's clock with the client<->child offset measured with
+// TIME (min-RTT sample of child.Clock), so child->client is corrected; the
+// root->child hop is corrected with the child's own root offset estimate
+// when -child-admin lets us read it (tickrelay_child_clock_offset_seconds),
+// else taken as is (right on one host).
 type subStats struct {
 	okSeq      map[string]uint64 // symbol (or "*") -> OK seq
 	all        bool
@@ -148,12 +143,19 @@ type subStats struct {
 	start      time.Time
 	ivStart    time.Time
 	ivFrames   int
-	iv, total  [len(hops)]samples
+	iv, total  *perf.Hops
 	sym        []byte
+
+	clock      *child.Clock // client<->child: "root" = the child
+	childOff   int64        // child clock minus client clock, ns
+	childBound int64        // its error bound, -1 before any TIME reply
+	rootOff    int64        // child clock minus root clock, ns (from -child-admin)
+	rootBound  int64        // -1: unknown
 }
 
 func newSubStats(syms []string, resume uint64) *subStats {
-	s := &subStats{okSeq: map[string]uint64{}, start: time.Now(), ivStart: time.Now()}
+	s := &subStats{okSeq: map[string]uint64{}, start: time.Now(), ivStart: time.Now(),
+		iv: perf.NewHops(), total: perf.NewHops(), clock: child.NewClock(16), childBound: -1, rootBound: -1}
 	s.all = slices.Contains(syms, wire.AllSymbols)
 	if resume > 0 {
 		for _, sym := range syms {
@@ -194,37 +196,81 @@ func (s *subStats) frame(ev *client.Event) {
 		s.gaps++ // only "*" sees every seq
 	}
 	s.last = max(s.last, ev.Seq)
-	t := ev.Stamps
-	d := [len(hops)]int64{t.RootRecv - t.ExchSend, t.RootSend - t.RootRecv, t.ChildRecv - t.RootSend,
-		t.ChildSend - t.ChildRecv, ev.Recv - t.ChildSend, ev.Recv - t.ExchSend}
-	for i, x := range d {
-		s.iv[i].add(x)
+	s.iv.Record(ev.Stamps, ev.Recv+s.childOff, s.rootOff)
+}
+
+// time takes a TIME reply received at recv into the client<->child clock.
+func (s *subStats) time(ev *client.Event) {
+	t0, t1, t2, err := ev.Time()
+	if err != nil {
+		return
+	}
+	if _, ok := s.clock.Add(t0, t1, t2, ev.Recv); ok {
+		s.childOff, s.childBound, _ = s.clock.Estimate()
+	}
+}
+
+// rootOffset reads the child's root offset estimate from its admin port.
+func (s *subStats) rootOffset(admin string) {
+	if admin == "" {
+		return
+	}
+	off, ok1 := scrapeSeries(admin, "tickrelay_child_clock_offset_seconds")
+	bound, ok2 := scrapeSeries(admin, "tickrelay_child_clock_offset_bound_seconds")
+	if ok1 && ok2 {
+		// The child publishes root minus child; Hops wants child minus root.
+		s.rootOff, s.rootBound = -int64(off*1e9), int64(bound*1e9)
 	}
 }
 
 func (s *subStats) resetInterval() {
-	for i := range s.iv {
-		for _, x := range s.iv[i].v {
-			s.total[i].add(x)
-		}
-		s.iv[i] = samples{v: s.iv[i].v[:0]}
-	}
+	s.total.Merge(s.iv)
+	s.iv.Reset()
 }
 
 func (s *subStats) print(w io.Writer, what string) {
 	now := time.Now()
-	var set *[len(hops)]samples
+	var set *perf.Hops
 	var rate float64
 	if what == "final" {
-		set, rate = &s.total, float64(s.frames)/now.Sub(s.start).Seconds()
+		set, rate = s.total, float64(s.frames)/now.Sub(s.start).Seconds()
 	} else {
-		set, rate = &s.iv, float64(s.ivFrames)/now.Sub(s.ivStart).Seconds()
+		set, rate = s.iv, float64(s.ivFrames)/now.Sub(s.ivStart).Seconds()
 		s.ivStart, s.ivFrames = now, 0
 	}
 	fmt.Fprintf(w, "%s: %d frames (%d live), %.0f frames/s, last seq %d, gaps %d, duplicates %d\n",
 		what, s.frames, s.live, rate, s.last, s.gaps, s.dups)
-	for i, h := range hops {
-		p50, p99, mx := set[i].quantiles()
-		fmt.Fprintf(w, "  %-14s p50 %10s  p99 %10s  max %10s\n", h, time.Duration(p50), time.Duration(p99), time.Duration(mx))
+	fmt.Fprintf(w, "  clock: child-client %s, root-child %s\n", offsetText(s.childOff, s.childBound),
+		offsetText(-s.rootOff, s.rootBound))
+	set.Snapshot().WriteTable(w)
+}
+
+func offsetText(off, bound int64) string {
+	if bound < 0 {
+		return "unknown (taken as 0)"
 	}
+	return fmt.Sprintf("%+.1f us ± %.1f us", float64(off)/1e3, float64(bound)/1e3)
+}
+
+// scrapeSeries reads one unlabelled-or-labelled series (first match) from
+// http://addr/metrics.
+func scrapeSeries(addr, name string) (float64, bool) {
+	hc := http.Client{Timeout: 2 * time.Second}
+	resp, err := hc.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		return v, err == nil
+	}
+	return 0, false
 }

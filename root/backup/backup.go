@@ -64,6 +64,12 @@ type Source interface {
 	LastSeq() uint64
 }
 
+// durableSource is a Source that knows which of its items are committed
+// (the journal): a round then copies only those.
+type durableSource interface {
+	DurableSeq() uint64
+}
+
 // SchemaVersion is the table layout this package writes.
 const SchemaVersion = 1
 
@@ -197,7 +203,8 @@ func (b *Backup) Run(ctx context.Context) error {
 }
 
 // RunOnce does one round: it copies every item after the watermark up to
-// the Source's LastSeq at the start of the round.
+// the Source's LastSeq at the start of the round (its DurableSeq, if it has
+// one: uncommitted journal items wait for the next round).
 func (b *Backup) RunOnce(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -238,6 +245,11 @@ type chunk struct {
 func (b *Backup) round(ctx context.Context) (int, error) {
 	src := b.cfg.Source
 	last := src.LastSeq()
+	if d, ok := src.(durableSource); ok {
+		// Only what the journal has committed: a row in PostgreSQL (and the
+		// watermark) never runs ahead of what survives a crash of the root.
+		last = min(last, d.DurableSeq())
+	}
 	if src.BackedUp() >= last {
 		return 0, nil
 	}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"testing"
+
+	"tickrelay/child/client"
+	"tickrelay/perf"
+	"tickrelay/wire"
+)
+
+// TestSubStatsClockCorrection: with the child's clock 5 ms ahead of the
+// client's, TIME replies let `sub -stats` move receive times onto the
+// child's clock, so child->client comes out at its true 200 µs (within the
+// offset's bound), and the table shows every hop.
+func TestSubStatsClockCorrection(t *testing.T) {
+	const (
+		base  = int64(1_700_000_000_000_000_000)
+		ahead = int64(5_000_000) // child clock minus client clock
+	)
+	s := newSubStats([]string{"*"}, 0)
+	ev := &client.Event{Kind: wire.LineOK, Line: []byte("OK SUB * 0")}
+	s.ok(ev)
+	// TIME t0 t1 t2: 40 µs each way, the child takes 1 µs.
+	for i, up := range []int64{40_000, 90_000, 40_000} {
+		t0 := base + int64(i)*1e6
+		t1 := t0 + up + ahead
+		t2 := t1 + 1000
+		ev := &client.Event{Kind: wire.LineTime, Recv: t2 - ahead + 40_000,
+			Line: []byte("TIME " + strconv.FormatInt(t0, 10) + " " + strconv.FormatInt(t1, 10) + " " + strconv.FormatInt(t2, 10))}
+		s.time(ev)
+	}
+	if s.childOff != ahead || s.childBound != 40_000 {
+		t.Fatalf("offset %d ± %d, want %d ± 40000", s.childOff, s.childBound, ahead)
+	}
+	for seq := uint64(1); seq <= 100; seq++ {
+		st := wire.Stamps{ExchSend: base, RootRecv: base + 10_000, RootSend: base + 11_000}
+		st.ChildRecv = st.RootSend + 30_000 + ahead // root and exchange share the client's clock here
+		st.ChildSend = st.ChildRecv + 2_000
+		ev := &client.Event{Kind: wire.LineFrame, Seq: seq, Stamps: st, Recv: st.ChildSend - ahead + 200_000}
+		ev.Msg.Security = 7
+		s.frame(ev)
+	}
+	snap := s.iv.Snapshot()
+	if h := snap.Hops[perf.HopChildClient]; h.Count != 100 || h.P50 < 199_000 || h.P50 > 201_000 {
+		t.Fatalf("child->client %+v", h)
+	}
+	var out bytes.Buffer
+	s.resetInterval()
+	s.print(&out, "final")
+	for _, want := range []string{"100 frames", "exch->root", "root->child", "child->client", "end-to-end", "child-client +5000.0 us"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
