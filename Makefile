@@ -3,7 +3,9 @@ GO       ?= go
 PKGS     ?= ./...
 BIN      := bin/tickrelay
 FUZZTIME ?= 30s
-BENCH    ?= .
+# The hot paths: feed read -> ring -> relay write; child parse -> fan-out.
+BENCH    ?= FeedDecode|RelayBatchEncode|BatchRead|TextFrame|ParseCommand|RingAppend|RingGet|SessionRead|RelayBatch$$|ParseToText|FanoutLoop|Next$$|GeneratorNext|JournalAppend$$|ServeMax
+BENCHPKGS ?= ./wire ./root ./child/... ./feed ./root/journal ./replay
 # Each test package has its own limit; the whole run stays far inside CI's 90 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m
 
@@ -28,8 +30,9 @@ lint:
 	$(GO) tool staticcheck $(PKGS)
 
 # Hot-path benchmarks with allocations; results land in bench.txt.
+# BENCH=. BENCHPKGS=./... runs every benchmark.
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(PKGS) | tee bench.txt
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime 300ms $(BENCHPKGS) | tee bench.txt
 
 # Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at a time).
 fuzz:

@@ -385,8 +385,13 @@ type resumer struct {
 	bad   string
 }
 
+// history is whoever holds the bytes the exchange sent (the simulator).
+type history interface {
+	Body(seq uint64) ([]byte, bool)
+}
+
 // run reads until it has seq max; addr gives the child to (re)connect to.
-func (r *resumer) run(ctx context.Context, ex *feed.Server, addr func() string, max uint64) error {
+func (r *resumer) run(ctx context.Context, ex history, addr func() string, max uint64) error {
 	var want wire.Msg
 	for r.last < max {
 		c, err := client.Dial(ctx, addr())
@@ -483,11 +488,14 @@ func TestEndToEndResume(t *testing.T) {
 	}
 	waitFor(t, "child a at seq 26000", 30*time.Second, func() bool { return childA.LastSeq() >= 26_000 })
 	// A successor comes up, then the old child goes: its clients find
-	// the new one and resume where they were.
+	// the new one and resume where they were. The feed holds still
+	// meanwhile, so no client of a can have finished before a goes.
+	ex.Pause()
 	childA2, _ := startChild(t, rt.Addr(), "a2", 1)
 	a2 := childA2.Addr().String()
 	addrA.Store(&a2)
 	stopA()
+	ex.Resume()
 
 	wg.Wait()
 	t.Logf("children: a %s last %d, a2 %s last %d, b %s last %d", a, childA.LastSeq(), a2, childA2.LastSeq(), b, childB.LastSeq())
