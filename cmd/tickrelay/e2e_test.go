@@ -379,7 +379,8 @@ func head(s []uint64) []uint64 { return s[:min(len(s), 5)] }
 type resumer struct {
 	last  uint64 // last seq received
 	conns int    // connections made
-	quiet int    // reconnects after 3 s without a line
+	quiet int    // reconnects after 10 s without a line
+	where []string
 	dupes int
 	gaps  []string
 	bad   string
@@ -408,13 +409,14 @@ func (r *resumer) run(ctx context.Context, ex history, addr func() string, max u
 			continue
 		}
 		for r.last < max {
-			// The feed never pauses for 3 s here: a silent conn is a dead
+			// The feed never pauses for 10 s here: a silent conn is a dead
 			// one (e.g. accepted just as its child shut down), as a real
 			// client would judge it.
-			c.Conn().SetReadDeadline(time.Now().Add(3 * time.Second))
+			c.Conn().SetReadDeadline(time.Now().Add(10 * time.Second))
 			ev, err := c.Next()
 			if err != nil {
 				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					r.where = append(r.where, fmt.Sprintf("%s at %d", c.Conn().RemoteAddr(), r.last))
 					if r.quiet++; r.quiet > 3 {
 						c.Close()
 						return fmt.Errorf("stalled at seq %d on %s after %d connections: %w", r.last, c.Conn().RemoteAddr(), r.conns, err)
@@ -507,7 +509,7 @@ func TestEndToEndResume(t *testing.T) {
 			t.Fatalf("client %d: last %d (want %d), %d duplicates, gaps %v, content: %s", i, r.last, maxSeq, r.dupes, r.gaps, r.bad)
 		}
 		if r.quiet > 0 {
-			t.Logf("client %d: %d reconnect(s) after a silent connection", i, r.quiet)
+			t.Logf("client %d: %d reconnect(s) after a silent connection: %v", i, r.quiet, r.where)
 		}
 		if i%3 != 0 && r.conns < 2 {
 			t.Fatalf("client %d of the restarted child connected only %d time(s)", i, r.conns)
