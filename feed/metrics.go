@@ -2,13 +2,14 @@ package feed
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"tickrelay/internal/promreg"
 )
 
 // metrics are the exchange's Prometheus series, registered on
 // Config.Registerer for the duration of Run (kept unregistered when nil).
 type metrics struct {
-	reg        prometheus.Registerer
-	cs         []prometheus.Collector
+	group      *promreg.Group
 	sessions   prometheus.Gauge
 	bytes      prometheus.Counter
 	frames     prometheus.Counter
@@ -18,7 +19,6 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	m := &metrics{
-		reg: reg,
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tickrelay_exchange_sessions", Help: "Logged-on feed sessions."}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			Name: "tickrelay_exchange_logons_total", Help: "Logon attempts by outcome (ok, bad_auth, unavailable, malformed, timeout)."},
 			[]string{"status"}),
 	}
-	m.cs = []prometheus.Collector{m.sessions, m.bytes, m.frames, m.heartbeats, m.logons,
+	cs := []prometheus.Collector{m.sessions, m.bytes, m.frames, m.heartbeats, m.logons,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tickrelay_exchange_published_seq", Help: "Highest seq generated."},
 			func() float64 { return float64(s.Published()) }),
@@ -42,25 +42,11 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			Name: "tickrelay_exchange_history_bytes", Help: "Bytes of frames held for retransmission."},
 			func() float64 { return float64(s.hist.bytes.Load()) }),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for i, c := range m.cs {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.cs[:i] {
-				reg.Unregister(done)
-			}
-			return nil, err
-		}
+	var err error
+	if m.group, err = promreg.Register(reg, cs...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.cs {
-		m.reg.Unregister(c)
-	}
-}
+func (m *metrics) unregister() { m.group.Unregister() }

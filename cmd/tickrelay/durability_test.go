@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -115,7 +114,8 @@ func TestBackupThroughPostgresOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts its own PostgreSQL")
 	}
-	dsn, dir, pgctl := privatePG(t)
+	pg := pgtest.Private(t)
+	dsn := pg.DSN
 	const total = 200_000
 	ex := startExchange(t, 25_000, 500, total) // ~8 s of stream
 	relayAddr, admin := freeAddr(t), freeAddr(t)
@@ -128,7 +128,7 @@ func TestBackupThroughPostgresOutage(t *testing.T) {
 		v, _ := scrape(admin, "tickrelay_backup_items_total")
 		return v > 0
 	})
-	pgctl("-m", "fast", "-w", "stop")
+	pg.Stop("fast")
 	downAt := ch.LastSeq()
 	waitFor(t, "a failed backup round", 20*time.Second, func() bool {
 		v, _ := scrape(admin, "tickrelay_backup_failures_total")
@@ -140,8 +140,7 @@ func TestBackupThroughPostgresOutage(t *testing.T) {
 		t.Fatalf("backlog metric while Postgres is down: %v (present %v)", backlog, ok)
 	}
 	t.Logf("Postgres down from child seq %d; backlog %v items while down", downAt, backlog)
-	port := portOf(t, dsn)
-	pgctl("-l", filepath.Join(dir, "postgres.log"), "-o", "-p "+port, "-w", "-t", "60", "start")
+	pg.Start()
 
 	waitFor(t, "the child to get everything", 50*time.Second, func() bool { return ch.LastSeq() == total })
 	waitFor(t, "a round after the restart to catch up", 30*time.Second, func() bool {
@@ -154,15 +153,6 @@ func TestBackupThroughPostgresOutage(t *testing.T) {
 	checkTable(t, dsn, "tickrelay_items", ex, total)
 	r.stop(t, 30*time.Second)
 	checkChild(t, ch, ex, total)
-}
-
-func portOf(t *testing.T, dsn string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil || u.Port() == "" {
-		t.Fatalf("no port in %q", dsn)
-	}
-	return u.Port()
 }
 
 // attr returns the value of key=value in a slog text line.

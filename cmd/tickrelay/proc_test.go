@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -339,63 +338,4 @@ func checkTable(t *testing.T, dsn, table string, ex *feed.Server, n uint64) {
 	if bad > 0 {
 		t.Fatalf("%s: %d bodies differ", table, bad)
 	}
-}
-
-// privatePG starts a PostgreSQL of its own with scripts/testpg.sh (the
-// shared test server must not be stopped under other tests), as
-// root/backup/pgctl_test.go does, and returns its DSN and a pg_ctl runner.
-func privatePG(t *testing.T) (dsn, dir string, pgctl func(args ...string)) {
-	t.Helper()
-	script, err := filepath.Abs("../../scripts/testpg.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(t.Context(), script, "start")
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("testpg.sh start: %v: %s", err, errOut.String())
-		}
-		t.Skipf("no private PostgreSQL (testpg.sh start: %v: %s)", err, strings.TrimSpace(errOut.String()))
-	}
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "=")
-		v = strings.Trim(v, "'")
-		switch k {
-		case "TICKRELAY_TEST_PG":
-			dsn = v
-		case "TICKRELAY_TEST_PGDIR":
-			dir = v
-		}
-	}
-	if dsn == "" || dir == "" {
-		t.Fatalf("testpg.sh start printed %q", out.String())
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(script, "stop", dir).CombinedOutput(); err != nil {
-			t.Errorf("testpg.sh stop: %v: %s", err, out)
-		}
-	})
-	bindir, err := os.ReadFile(filepath.Join(dir, ".tickrelay-testpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pgctl = func(args ...string) {
-		t.Helper()
-		argv := append([]string{filepath.Join(strings.TrimSpace(string(bindir)), "pg_ctl"), "-D", filepath.Join(dir, "data")}, args...)
-		if os.Geteuid() == 0 { // pg_ctl refuses root; testpg.sh runs it as postgres
-			argv = append([]string{"runuser", "-u", "postgres", "--"}, argv...)
-		}
-		c := exec.CommandContext(t.Context(), argv[0], argv[1:]...)
-		c.Dir = dir
-		if out, err := c.CombinedOutput(); err != nil {
-			t.Fatalf("pg_ctl %v: %v: %s", args, err, out)
-		}
-	}
-	if u, err := url.Parse(dsn); err != nil || u.Port() == "" {
-		t.Fatalf("private DSN %q has no port", dsn)
-	}
-	return dsn, dir, pgctl
 }

@@ -2,13 +2,14 @@ package journal
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"tickrelay/internal/promreg"
 )
 
 // metrics are the journal's Prometheus series, registered on the
 // Registerer from Options (none when it is nil).
 type metrics struct {
-	reg           prometheus.Registerer
-	cs            []prometheus.Collector
+	group         *promreg.Group
 	appended      prometheus.Counter
 	bytes         prometheus.Counter
 	commits       prometheus.Counter
@@ -19,7 +20,6 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, j *Journal) (*metrics, error) {
 	m := &metrics{
-		reg: reg,
 		appended: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickrelay_journal_appended_items_total", Help: "Items appended to the journal."}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer, j *Journal) (*metrics, error) {
 			Name: "tickrelay_journal_commit_seconds", Help: "Latency of one group commit (write and fsync).",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16)}),
 	}
-	m.cs = []prometheus.Collector{m.appended, m.bytes, m.commits, m.commitErrors, m.deleted, m.commitSeconds,
+	cs := []prometheus.Collector{m.appended, m.bytes, m.commits, m.commitErrors, m.deleted, m.commitSeconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tickrelay_journal_last_seq", Help: "Highest seq appended."},
 			func() float64 { return float64(j.LastSeq()) }),
@@ -48,28 +48,14 @@ func newMetrics(reg prometheus.Registerer, j *Journal) (*metrics, error) {
 			Name: "tickrelay_journal_unbacked_items", Help: "Items appended but not yet backed up (LastSeq - BackedUp)."},
 			func() float64 { return float64(backlog(j.LastSeq(), j.BackedUp())) }),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for i, c := range m.cs {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.cs[:i] {
-				reg.Unregister(done)
-			}
-			return nil, err
-		}
+	var err error
+	if m.group, err = promreg.Register(reg, cs...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.cs {
-		m.reg.Unregister(c)
-	}
-}
+func (m *metrics) unregister() { m.group.Unregister() }
 
 func backlog(last, backedUp uint64) uint64 {
 	if last > backedUp {
