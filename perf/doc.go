@@ -37,8 +37,22 @@
 //
 //	peers:     tickrelay perf peer-nats -addr 127.0.0.1:0   (prints "ready ADDR")
 //	           redis-server --bind 127.0.0.1 ...            (when on PATH)
-//	tickrelay: tickrelay exchange / root / child            (ports 9000/9100/9200)
+//	tickrelay: tickrelay root / child / exchange            (ports 9100/9200/9000)
 //	driver:    this process: publisher (peers only) and harness
+//
+// A tickrelay step starts the root (temp journal) and the children, lets
+// the harness subscribe, and only then starts the exchange with
+// -start-on-logon -max-seq M (M = rate * Duration; MaxBudget * Duration
+// unthrottled at "max"): the root, retrying meanwhile, logs on and the
+// exchange publishes exactly seqs 1..M. Expected deliveries are counted by
+// replaying the same deterministic stream (feed.Generator) here; publishing
+// ends when the root's ring head (admin /metrics) reaches M. The daemons'
+// admin ports serve /debug/pprof/ too: -profile-dir saves CPU profiles of
+// the root and children over each step.
+//
+// Publish rate is over [first message, publisher done]; delivery rate over
+// [first message, last delivery]. A drain that stalls for 2 s ends the step
+// (delivered < expected shows it).
 //
 // Server CPU (utime+stime from /proc/PID/stat) is taken from after the
 // clients subscribed to after the drain, and divided by frames delivered;

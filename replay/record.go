@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tickrelay/feed"
 	"tickrelay/wire"
 )
 
@@ -77,9 +78,7 @@ type Recorder struct {
 	now  func() int64
 	w    *Writer
 	last uint64 // highest seq recorded
-	buf  []byte
-	rd   int
-	wr   int
+	in   *feed.FrameReader
 
 	frames, bytes, seq atomic.Uint64
 	startNs            atomic.Int64
@@ -97,7 +96,7 @@ func NewRecorder(cfg RecordConfig) (*Recorder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Recorder{cfg: cfg, log: cfg.Logger, now: cfg.Now, buf: make([]byte, 256<<10)}
+	r := &Recorder{cfg: cfg, log: cfg.Logger, now: cfg.Now, in: feed.NewFrameReader(256 << 10)}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -183,7 +182,7 @@ func (r *Recorder) once(ctx context.Context) error {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	r.rd, r.wr = 0, 0
+	r.in.Reset()
 	start := r.cfg.FromSeq
 	if r.last > 0 {
 		start = r.last + 1
@@ -192,7 +191,7 @@ func (r *Recorder) once(ctx context.Context) error {
 	if _, err := conn.Write(wire.AppendLogon(nil, wire.Logon{User: r.cfg.User, Password: r.cfg.Password, StartSeq: start})); err != nil {
 		return fmt.Errorf("logon: %w", err)
 	}
-	reply, err := r.readLogonReply(conn)
+	reply, err := r.in.ReadLogonReply(conn)
 	if err != nil {
 		return err
 	}
@@ -217,7 +216,7 @@ func (r *Recorder) once(ctx context.Context) error {
 			return err
 		}
 		conn.SetReadDeadline(time.Now().Add(r.cfg.FlushInterval))
-		err := r.fill(conn)
+		err := r.in.Fill(conn)
 		if err == nil {
 			idleSince = time.Now()
 			continue
@@ -232,52 +231,11 @@ func (r *Recorder) once(ctx context.Context) error {
 			}
 			continue
 		}
-		if errors.Is(err, io.EOF) && r.rd < r.wr {
-			return fmt.Errorf("connection closed with %d bytes of a partial frame", r.wr-r.rd)
+		if errors.Is(err, io.EOF) && r.in.Buffered() > 0 {
+			return fmt.Errorf("connection closed with %d bytes of a partial frame", r.in.Buffered())
 		}
 		return err
 	}
-}
-
-func (r *Recorder) readLogonReply(conn net.Conn) (wire.LogonReply, error) {
-	for {
-		body, n, err := wire.NextFeedFrame(r.buf[r.rd:r.wr])
-		switch {
-		case err == nil:
-			r.rd += n
-			h, _ := wire.ParseFeedBody(body)
-			switch h.MsgType {
-			case wire.TypeLogonReply:
-				return wire.ParseLogonReply(body)
-			case wire.TypeHeartbeat:
-				continue
-			}
-			return wire.LogonReply{}, fmt.Errorf("frame type %d seq %d before the logon reply", h.MsgType, h.Seq)
-		case !errors.Is(err, wire.ErrShort):
-			return wire.LogonReply{}, fmt.Errorf("bad frame from exchange: %w", err)
-		}
-		if err := r.fill(conn); err != nil {
-			return wire.LogonReply{}, fmt.Errorf("logon reply: %w", err)
-		}
-	}
-}
-
-func (r *Recorder) fill(conn net.Conn) error {
-	if r.rd == r.wr {
-		r.rd, r.wr = 0, 0
-	} else if len(r.buf)-r.wr < wire.FeedLenSize+wire.MaxFeedBody {
-		r.wr = copy(r.buf, r.buf[r.rd:r.wr])
-		r.rd = 0
-	}
-	n, err := conn.Read(r.buf[r.wr:])
-	r.wr += n
-	if n > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
 }
 
 // apply records every complete frame in the buffer, stamped with one
@@ -285,15 +243,13 @@ func (r *Recorder) fill(conn net.Conn) error {
 func (r *Recorder) apply() error {
 	recv := r.now()
 	for {
-		body, n, err := wire.NextFeedFrame(r.buf[r.rd:r.wr])
+		frame, body, err := r.in.Next()
 		if err != nil {
 			if errors.Is(err, wire.ErrShort) {
 				return nil
 			}
 			return fmt.Errorf("bad frame from exchange after seq %d: %w", r.last, err)
 		}
-		frame := r.buf[r.rd : r.rd+n]
-		r.rd += n
 		h, _ := wire.ParseFeedBody(body)
 		if h.Seq == 0 {
 			if h.MsgType == wire.TypeHeartbeat {
@@ -314,7 +270,7 @@ func (r *Recorder) apply() error {
 		}
 		r.last = h.Seq
 		r.frames.Add(1)
-		r.bytes.Add(uint64(n))
+		r.bytes.Add(uint64(len(frame)))
 		r.seq.Store(h.Seq)
 		if r.cfg.Max > 0 && r.frames.Load() >= r.cfg.Max {
 			return errDone

@@ -1,6 +1,7 @@
 package root
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 	"log/slog"
@@ -70,16 +71,21 @@ func BenchmarkSessionRead(b *testing.B) {
 		offs = append(offs, len(frames))
 		frames = appendTestFrame(frames, uint64(i+1))
 	}
-	if len(frames) > len(s.buf) {
+	if len(frames) > feedBufSize {
 		b.Fatal("frames do not fit the read buffer")
 	}
+	var conn bytes.Reader
 	seq := uint64(0)
 	run := func() {
 		for _, o := range offs { // fresh seqs, as a live feed would send
 			seq++
 			binary.LittleEndian.PutUint64(frames[o+wire.FeedLenSize:], seq)
 		}
-		s.rd, s.wr = 0, copy(s.buf, frames)
+		conn.Reset(frames)
+		s.in.Reset()
+		if err := s.in.Fill(&conn); err != nil || s.in.Buffered() != len(frames) {
+			b.Fatal("fill", err)
+		}
 		if err := s.apply(); err != nil {
 			b.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"tickrelay/feed"
 	"tickrelay/wire"
 )
 
@@ -21,17 +22,14 @@ var (
 	errLogon   = errors.New("logon rejected")
 )
 
-// feedBufSize is the session's read buffer: many frames per read, and
-// always room for one whole frame after compaction.
+// feedBufSize is the session's read buffer: many frames per read.
 const feedBufSize = 256 << 10
 
 // session is the exchange side of the root: it owns the read buffer and the
 // last accepted seq, and runs on one goroutine (the only ring writer).
 type session struct {
 	r    *Root
-	buf  []byte // read buffer; frames at buf[rd:wr]
-	rd   int
-	wr   int
+	in   *feed.FrameReader
 	last uint64 // highest seq accepted (ring head)
 	// pending counts items accepted since the last flush.
 	pending int
@@ -39,7 +37,7 @@ type session struct {
 }
 
 func newSession(r *Root) *session {
-	return &session{r: r, buf: make([]byte, feedBufSize), last: r.ring.Head()}
+	return &session{r: r, in: feed.NewFrameReader(feedBufSize), last: r.ring.Head()}
 }
 
 // run keeps a session to the exchange until ctx ends, reconnecting with
@@ -84,7 +82,7 @@ func (s *session) once(ctx context.Context) (accepted uint64, err error) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	s.rd, s.wr = 0, 0
+	s.in.Reset()
 
 	start := s.last + 1
 	s.logon = wire.AppendLogon(s.logon[:0], wire.Logon{User: cfg.User, Password: cfg.Password, StartSeq: start})
@@ -120,29 +118,17 @@ func (s *session) once(ctx context.Context) (accepted uint64, err error) {
 	return s.last - before, err
 }
 
-// readLogonReply reads frames until the logon reply; heartbeats before it
-// are skipped.
+// readLogonReply reads the exchange's answer to the logon.
 func (s *session) readLogonReply(conn net.Conn) (wire.LogonReply, error) {
-	for {
-		body, n, err := wire.NextFeedFrame(s.buf[s.rd:s.wr])
-		switch {
-		case err == nil:
-			s.rd += n
-			h, _ := wire.ParseFeedBody(body)
-			switch h.MsgType {
-			case wire.TypeLogonReply:
-				return wire.ParseLogonReply(body)
-			case wire.TypeHeartbeat:
-				continue
-			}
-			return wire.LogonReply{}, s.bad("session", fmt.Errorf("frame type %d seq %d before the logon reply", h.MsgType, h.Seq))
-		case !errors.Is(err, wire.ErrShort):
-			return wire.LogonReply{}, s.bad(kindOf(err), err)
-		}
-		if err := s.fill(conn); err != nil {
-			return wire.LogonReply{}, fmt.Errorf("logon reply: %w", err)
-		}
+	reply, err := s.in.ReadLogonReply(conn)
+	var werr *wire.Error
+	switch {
+	case errors.Is(err, feed.ErrNotLogonReply):
+		return reply, s.bad("session", err)
+	case errors.As(err, &werr):
+		return reply, s.bad(kindOf(err), err)
 	}
+	return reply, err
 }
 
 // readLoop reads and applies frames until the session must end.
@@ -155,36 +141,17 @@ func (s *session) readLoop(conn net.Conn) error {
 		}
 		s.flush()
 		conn.SetReadDeadline(time.Now().Add(idle))
-		if err := s.fill(conn); err != nil {
+		if err := s.in.Fill(conn); err != nil {
 			var ne net.Error
 			switch {
 			case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded):
 				return fmt.Errorf("%w: nothing for %v", errIdle, idle)
-			case errors.Is(err, io.EOF) && s.rd < s.wr:
-				return s.bad("closed_mid_frame", fmt.Errorf("connection closed with %d bytes of a partial frame", s.wr-s.rd))
+			case errors.Is(err, io.EOF) && s.in.Buffered() > 0:
+				return s.bad("closed_mid_frame", fmt.Errorf("connection closed with %d bytes of a partial frame", s.in.Buffered()))
 			}
 			return err
 		}
 	}
-}
-
-// fill compacts the buffer if needed and reads once.
-func (s *session) fill(conn net.Conn) error {
-	if s.rd == s.wr {
-		s.rd, s.wr = 0, 0
-	} else if len(s.buf)-s.wr < wire.FeedLenSize+wire.MaxFeedBody {
-		s.wr = copy(s.buf, s.buf[s.rd:s.wr])
-		s.rd = 0
-	}
-	n, err := conn.Read(s.buf[s.wr:])
-	s.wr += n
-	if n > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
 }
 
 // apply consumes every complete frame in the buffer, stamping accepted items
@@ -192,14 +159,13 @@ func (s *session) fill(conn net.Conn) error {
 func (s *session) apply() error {
 	recv := s.r.now()
 	for {
-		body, n, err := wire.NextFeedFrame(s.buf[s.rd:s.wr])
+		_, body, err := s.in.Next()
 		if err != nil {
 			if errors.Is(err, wire.ErrShort) {
 				return nil
 			}
 			return s.bad(kindOf(err), err)
 		}
-		s.rd += n
 		if err := s.item(body, recv); err != nil {
 			return err
 		}
