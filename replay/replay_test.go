@@ -380,7 +380,7 @@ func TestServePacing(t *testing.T) {
 	}{{1, 2 * time.Millisecond, 600, 0}, {10, 20 * time.Millisecond, 600, 0}, {1, 2 * time.Millisecond, 300, time.Millisecond}} {
 		t.Run(fmt.Sprintf("speed%v_spin%v", tc.speed, tc.spin), func(t *testing.T) {
 			// A stall of the shared machine can push a p99 over the bound
-			// once; a broken pacer fails both attempts. Under -race the
+			// once or twice; a broken pacer fails all three. Under -race the
 			// numbers are only logged.
 			for attempt := 1; ; attempt++ {
 				client, sm := pacingRun(t, tc.speed, tc.gap, tc.n, tc.spin)
@@ -388,7 +388,7 @@ func TestServePacing(t *testing.T) {
 				if ok || raceEnabled {
 					break
 				}
-				if attempt == 2 {
+				if attempt == 3 {
 					t.Errorf("p99 pacing error: client %v, server %v; want < 5ms", client, sm.PacingP99)
 					break
 				}
