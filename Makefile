@@ -6,8 +6,9 @@ FUZZTIME ?= 30s
 # The hot paths: feed read -> ring -> relay write; child parse -> fan-out.
 BENCH    ?= FeedDecode|RelayBatchEncode|BatchRead|TextFrame|ParseCommand|RingAppend|RingGet|SessionRead|RelayBatch$$|ParseToText|FanoutLoop|Next$$|GeneratorNext|JournalAppend$$|ServeMax
 BENCHPKGS ?= ./wire ./root ./child/... ./feed ./root/journal ./replay
-# Each test package has its own limit; the whole run stays far inside CI's 90 minutes.
-TESTFLAGS ?= -count=1 -timeout 15m
+# One test binary at a time (-p 1): on a 2-core box, packages running side by
+# side starve each other's timers and sockets. The run takes ~2 minutes.
+TESTFLAGS ?= -count=1 -timeout 15m -p 1
 
 .PHONY: all build test race lint bench fuzz demo perf clean
 
