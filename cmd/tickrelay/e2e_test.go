@@ -8,15 +8,19 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"tickrelay/child"
 	"tickrelay/child/client"
 	"tickrelay/feed"
 	"tickrelay/root"
+	"tickrelay/root/journal"
 	"tickrelay/wire"
 )
 
@@ -460,7 +464,18 @@ func (r *resumer) run(ctx context.Context, ex history, addr func() string, max u
 func TestEndToEndResume(t *testing.T) {
 	const maxSeq = 40_000
 	ex := startExchange(t, 20_000, 100, maxSeq)
-	rt, _ := startRoot(t, newRootConfig(ex.Addr()))
+	jpath := filepath.Join(t.TempDir(), "root.journal")
+	openJournal := func() *journal.Journal {
+		j, err := journal.Open(jpath, journal.Options{SyncPolicy: journal.SyncNone, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	j := openJournal()
+	rcfg := newRootConfig(ex.Addr())
+	rcfg.Store = j
+	rt, stopRoot := startRoot(t, rcfg)
 	childA, stopA := startChild(t, rt.Addr(), "a", 1)
 	childB, _ := startChild(t, rt.Addr(), "b", 1)
 	var addrA atomic.Pointer[string]
@@ -488,6 +503,19 @@ func TestEndToEndResume(t *testing.T) {
 		waitFor(t, fmt.Sprintf("root at seq %d", at), 30*time.Second, func() bool { return rt.Head() >= at })
 		ex.DropConnections()
 	}
+	// The root restarts on the same address and journal: both children
+	// reconnect and ask for their last seq + 1; their clients see nothing
+	// of it but a pause.
+	waitFor(t, "root at seq 23000", 30*time.Second, func() bool { return rt.Head() >= 23_000 })
+	stopRoot()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openJournal()
+	t.Cleanup(func() { j.Close() })
+	rcfg.Store, rcfg.Addr = j, rt.Addr().String()
+	rt, _ = startRoot(t, rcfg)
+
 	waitFor(t, "child a at seq 26000", 30*time.Second, func() bool { return childA.LastSeq() >= 26_000 })
 	// A successor comes up, then the old child goes: its clients find
 	// the new one and resume where they were. The feed holds still
@@ -500,6 +528,9 @@ func TestEndToEndResume(t *testing.T) {
 	ex.Resume()
 
 	wg.Wait()
+	if n := testutil.ToFloat64(childB.Metrics().Reconnects); n < 1 {
+		t.Errorf("child b never reconnected to the restarted root (%v reconnects)", n)
+	}
 	t.Logf("children: a %s last %d, a2 %s last %d, b %s last %d", a, childA.LastSeq(), a2, childA2.LastSeq(), b, childB.LastSeq())
 	for i, r := range resumers {
 		if errs[i] != nil {
