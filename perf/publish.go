@@ -139,7 +139,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 		// bursts of at most 1 ms worth (max rate: 256 per burst).
 		target := seq + 256
 		if p.cfg.Rate > 0 {
-			target = uint64(time.Since(start).Seconds() * float64(p.cfg.Rate))
+			// Behind schedule (the server pushes back), catch up in bursts
+			// of at most 10 ms worth so ctx is still checked between them.
+			target = min(uint64(time.Since(start).Seconds()*float64(p.cfg.Rate)), seq+uint64(max(p.cfg.Rate/100, 256)))
 		}
 		if p.cfg.MaxMessages > 0 {
 			target = min(target, p.cfg.MaxMessages)

@@ -78,6 +78,10 @@ func RatioTable(res *Results) string {
 			st.AchievedRate, st.DeliveryRate, exp, us(e.P50), us(e.P99), us(e.P999), us(e.Max),
 			st.CPUPerDeliveryNs, st.RSSPerClient)
 	}
+	b.WriteString("\nServers, load clients and the feed share one host, so every number includes their contention " +
+		"(and whatever else runs on it). Where a system falls behind, latency measures its backlog: the exchange " +
+		"simulator stamps each message when it generates it and never slows down for tickrelay, while the peers' " +
+		"publisher is held back by TCP (see achieved msgs/s), so their stamps exclude the backlog it holds.\n")
 	for _, n := range res.Notes {
 		fmt.Fprintf(&b, "\nNote: %s\n", n)
 	}

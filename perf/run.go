@@ -67,6 +67,8 @@ type Config struct {
 	// Ports of the tickrelay daemons: exchange, root, first child (children
 	// take consecutive ports).
 	ExchangePort, RootPort, ChildPort int
+	// ChildArgs are extra flags for every tickrelay child (e.g. "-loops", "1").
+	ChildArgs []string
 	// ProfileDir, when set, gets CPU profiles of the root and each child
 	// (from their admin ports' /debug/pprof/profile) over each tickrelay
 	// step's publishing: ProfileDir/<rate>-<process>.pprof.
@@ -89,7 +91,7 @@ func DefaultConfig() Config {
 		Children:      1,
 		Symbols:       2000,
 		Seed:          1,
-		Duration:      8 * time.Second,
+		Duration:      5 * time.Second,
 		MaxBudget:     200_000,
 		Systems:       []string{SystemTickrelay, SystemNATS, SystemRedis},
 		HarnessMode:   harness.ModeGoroutines,
@@ -268,7 +270,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	res := &Results{Started: time.Now().UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
 		Command: cfg.Command,
-		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay children, %v per step, seed %d, harness %s, max budget %d msgs/s",
+		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay child(ren), %v per step, seed %d, harness %s, max budget %d msgs/s",
 			cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children, cfg.Duration, cfg.Seed, cfg.HarnessMode, cfg.MaxBudget)}
 	var systems []string
 	for _, s := range cfg.Systems {
@@ -445,7 +447,10 @@ func measure(ctx context.Context, sc Scenario, servers []*proc, proto harness.Pr
 	}
 	pubTime := time.Since(pr.Start)
 	const quiet = 2 * time.Second // a stall this long ends the drain (incomplete)
-	st := h.WaitQuiet(ctx, pr.Expected, quiet)
+	// The drain is bounded too: a system far behind does not hold the sweep.
+	dctx, dcancel := context.WithTimeout(ctx, 20*time.Second+2*sc.Duration)
+	st := h.WaitQuiet(dctx, pr.Expected, quiet)
+	dcancel()
 	deliverTime := time.Since(pr.Start)
 	if pr.Expected == 0 || st.Frames < pr.Expected {
 		deliverTime -= quiet
@@ -545,8 +550,9 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 		if err != nil {
 			return StepResult{}, err
 		}
-		if _, err := start("child", a, "child", "-root", rootAddr, "-addr", a, "-name", fmt.Sprintf("c%02d", i),
-			"-admin", ca); err != nil {
+		args := append([]string{"child", "-root", rootAddr, "-addr", a, "-name", fmt.Sprintf("c%02d", i),
+			"-admin", ca}, cfg.ChildArgs...)
+		if _, err := start("child", a, args...); err != nil {
 			return StepResult{}, err
 		}
 		childAddrs = append(childAddrs, a)

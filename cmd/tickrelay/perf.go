@@ -39,6 +39,7 @@ func runPerf(ctx context.Context, args []string) error {
 	childPort := fs.Int("child-port", def.ChildPort, "first child client port (127.0.0.1); children take consecutive ports")
 	mode := fs.String("harness-mode", string(def.HarnessMode), "how load clients read: goroutines (one per conn) or epoll (workers)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	childFlags := fs.String("child-flags", "", `extra flags for every tickrelay child, space-separated (e.g. "-loops 1")`)
 	serverLog := fs.String("server-log", "", "append the server processes' logs (stderr) to this file (empty = discard)")
 	profileDir := fs.String("profile-dir", "", "save CPU profiles of the root and children over each tickrelay step here (empty = none)")
 	if err := parseFlags(fs, args); err != nil {
@@ -55,6 +56,7 @@ func runPerf(ctx context.Context, args []string) error {
 	cfg.Clients, cfg.SubsPerClient, cfg.Children, cfg.Symbols = *clients, *subs, *children, *symbols
 	cfg.Seed, cfg.Duration, cfg.Out, cfg.UpdateReadme = *seed, *duration, *out, *readme
 	cfg.MaxBudget, cfg.ProfileDir = *maxBudget, *profileDir
+	cfg.ChildArgs = strings.Fields(*childFlags)
 	cfg.Command = strings.Join(append([]string{os.Args[0], "perf"}, args...), " ")
 	cfg.ExchangePort, cfg.RootPort, cfg.ChildPort = *exPort, *rootPort, *childPort
 	cfg.HarnessMode = harness.Mode(*mode)

@@ -56,6 +56,16 @@ func runSub(ctx context.Context, args []string) error {
 	}
 	defer c.Close()
 	go func() { <-ctx.Done(); c.Close() }()
+	st := newSubStats(syms, *resume)
+	if *stats {
+		// Client<->child clock, measured before subscribing: on a quiet
+		// connection the replies are read as they arrive (once frames
+		// flow, a reply waits behind them and the round trip says so).
+		if err := syncClock(c, st, 8); err != nil {
+			return err
+		}
+		st.rootOffset(*childAdmin)
+	}
 	if *resume > 0 {
 		err = c.Resume(*resume, syms...)
 	} else {
@@ -66,17 +76,6 @@ func runSub(ctx context.Context, args []string) error {
 	}
 	out := bufio.NewWriterSize(os.Stdout, 64<<10)
 	defer out.Flush()
-	st := newSubStats(syms, *resume)
-	if *stats {
-		// Client<->child clock: a few TIME exchanges now (answered in
-		// order with the frames), one more per interval.
-		for range 4 {
-			if err := c.Time(); err != nil {
-				return err
-			}
-		}
-		st.rootOffset(*childAdmin)
-	}
 	next := time.Now().Add(*interval)
 	n := 0
 	for *count == 0 || n < *count {
@@ -112,7 +111,6 @@ func runSub(ctx context.Context, args []string) error {
 			st.print(os.Stderr, "interval")
 			st.resetInterval()
 			next = time.Now().Add(*interval)
-			c.Time()
 			st.rootOffset(*childAdmin)
 		}
 	}
@@ -120,6 +118,29 @@ func runSub(ctx context.Context, args []string) error {
 	if *stats {
 		st.resetInterval()
 		st.print(os.Stderr, "final")
+	}
+	return nil
+}
+
+// syncClock sends n TIME requests one at a time and feeds each reply to
+// st's client<->child clock (min-RTT sample wins).
+func syncClock(c *client.Client, st *subStats, n int) error {
+	c.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer c.Conn().SetReadDeadline(time.Time{})
+	for range n {
+		if err := c.Time(); err != nil {
+			return err
+		}
+		for {
+			ev, err := c.Next()
+			if err != nil {
+				return fmt.Errorf("TIME: %w", err)
+			}
+			if ev.Kind == wire.LineTime {
+				st.time(ev)
+				break
+			}
+		}
 	}
 	return nil
 }
