@@ -609,7 +609,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 			defer profiles.Wait()
 			for {
 				if res.Start.IsZero() {
-					if v, ok := scrapeMetric(exAdmin, "tickrelay_exchange_published_seq"); ok && v > 0 {
+					if v, ok := Scrape(exAdmin, "tickrelay_exchange_published_seq"); ok && v > 0 {
 						res.Start = time.Now()
 						if cfg.ProfileDir != "" {
 							secs := max(1, int(sc.Duration/time.Second)-1)
@@ -626,7 +626,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 						}
 					}
 				}
-				if head, ok := scrapeMetric(rootAdmin, "tickrelay_root_ring_head"); ok && uint64(head) >= total {
+				if head, ok := Scrape(rootAdmin, "tickrelay_root_ring_head"); ok && uint64(head) >= total {
 					res.Published = total
 					if res.Start.IsZero() {
 						res.Start = time.Now()
@@ -634,8 +634,8 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 					return res, nil
 				}
 				if time.Now().After(deadline) {
-					v, _ := scrapeMetric(exAdmin, "tickrelay_exchange_published_seq")
-					head, _ := scrapeMetric(rootAdmin, "tickrelay_root_ring_head")
+					v, _ := Scrape(exAdmin, "tickrelay_exchange_published_seq")
+					head, _ := Scrape(rootAdmin, "tickrelay_root_ring_head")
 					res.Published = uint64(v)
 					return res, fmt.Errorf("perf: exchange published %.0f of %d, root head %.0f, within %v",
 						v, total, head, 15*time.Second+3*sc.Duration)
@@ -674,9 +674,10 @@ func fetchProfile(addr string, secs int, path string) error {
 	return f.Close()
 }
 
-// scrapeMetric reads one unlabelled series from a Prometheus text endpoint
-// at http://addr/metrics.
-func scrapeMetric(addr, name string) (float64, bool) {
+// Scrape reads one sample from the Prometheus text endpoint of a daemon's
+// admin address: the first line whose series is name (labels, if any, are
+// not matched). ok is false when it is absent or the endpoint is down.
+func Scrape(addr, name string) (v float64, ok bool) {
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		return 0, false
@@ -692,10 +693,12 @@ func scrapeMetric(addr, name string) (float64, bool) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			return v, err == nil
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
 		}
+		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		return f, err == nil
 	}
 	return 0, false
 }

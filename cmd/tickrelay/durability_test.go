@@ -16,6 +16,7 @@ import (
 
 	"tickrelay/child"
 	"tickrelay/internal/pgtest"
+	"tickrelay/perf"
 	"tickrelay/root/journal"
 )
 
@@ -94,8 +95,8 @@ func TestRootKill9Recovery(t *testing.T) {
 	waitFor(t, "the child to get everything", 50*time.Second, func() bool { return ch.LastSeq() == total })
 	// Backed up while running (rounds every second), then the final round at SIGTERM.
 	waitFor(t, "a backup round to cover the stream", 30*time.Second, func() bool {
-		v, ok := scrape(admin, "tickrelay_backup_backlog_items")
-		h, _ := scrape(admin, "tickrelay_journal_last_seq")
+		v, ok := perf.Scrape(admin, "tickrelay_backup_backlog_items")
+		h, _ := perf.Scrape(admin, "tickrelay_journal_last_seq")
 		return ok && v == 0 && h == total
 	})
 	r2.stop(t, 30*time.Second)
@@ -125,17 +126,17 @@ func TestBackupThroughPostgresOutage(t *testing.T) {
 	ch := startChildAt(t, relayAddr, "c", 1)
 
 	waitFor(t, "a backup round with items", 30*time.Second, func() bool {
-		v, _ := scrape(admin, "tickrelay_backup_items_total")
+		v, _ := perf.Scrape(admin, "tickrelay_backup_items_total")
 		return v > 0
 	})
 	pg.Stop("fast")
 	downAt := ch.LastSeq()
 	waitFor(t, "a failed backup round", 20*time.Second, func() bool {
-		v, _ := scrape(admin, "tickrelay_backup_failures_total")
+		v, _ := perf.Scrape(admin, "tickrelay_backup_failures_total")
 		return v >= 1
 	})
 	time.Sleep(2 * time.Second) // down for a few seconds while items arrive
-	backlog, ok := scrape(admin, "tickrelay_backup_backlog_items")
+	backlog, ok := perf.Scrape(admin, "tickrelay_backup_backlog_items")
 	if !ok || backlog <= 0 {
 		t.Fatalf("backlog metric while Postgres is down: %v (present %v)", backlog, ok)
 	}
@@ -144,11 +145,11 @@ func TestBackupThroughPostgresOutage(t *testing.T) {
 
 	waitFor(t, "the child to get everything", 50*time.Second, func() bool { return ch.LastSeq() == total })
 	waitFor(t, "a round after the restart to catch up", 30*time.Second, func() bool {
-		v, ok := scrape(admin, "tickrelay_backup_backlog_items")
-		h, _ := scrape(admin, "tickrelay_journal_last_seq")
+		v, ok := perf.Scrape(admin, "tickrelay_backup_backlog_items")
+		h, _ := perf.Scrape(admin, "tickrelay_journal_last_seq")
 		return ok && v == 0 && h == total
 	})
-	failures, _ := scrape(admin, "tickrelay_backup_failures_total")
+	failures, _ := perf.Scrape(admin, "tickrelay_backup_failures_total")
 	t.Logf("%v failed rounds while Postgres was down", failures)
 	checkTable(t, dsn, "tickrelay_items", ex, total)
 	r.stop(t, 30*time.Second)
@@ -276,15 +277,15 @@ func TestChildOlderThanRingFromJournal(t *testing.T) {
 	r := startProc(t, "root", rootArgs(ex.Addr(), relayAddr, admin, jpath, "-ring-size", "4096")...)
 	r.waitLog(t, 30*time.Second, "relay listening")
 	waitFor(t, "the root to take the whole stream", 45*time.Second, func() bool {
-		v, _ := scrape(admin, "tickrelay_root_ring_head")
+		v, _ := perf.Scrape(admin, "tickrelay_root_ring_head")
 		return v == total
 	})
-	if first, _ := scrape(admin, "tickrelay_root_ring_first"); first <= 1 {
+	if first, _ := perf.Scrape(admin, "tickrelay_root_ring_first"); first <= 1 {
 		t.Fatalf("ring first %v: the ring still holds seq 1, nothing to test", first)
 	}
 	ch := startChildAt(t, relayAddr, "old", 1)
 	waitFor(t, "the child to catch up", 45*time.Second, func() bool { return ch.LastSeq() == total })
-	if v, ok := scrape(admin, `tickrelay_root_child_errors_total{code="seq_gone"}`); ok && v != 0 {
+	if v, ok := perf.Scrape(admin, `tickrelay_root_child_errors_total{code="seq_gone"}`); ok && v != 0 {
 		t.Fatalf("root sent %v SeqGone errors", v)
 	}
 	checkChild(t, ch, ex, total)

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -236,8 +234,8 @@ func (s *subStats) rootOffset(admin string) {
 	if admin == "" {
 		return
 	}
-	off, ok1 := scrapeSeries(admin, "tickrelay_child_clock_offset_seconds")
-	bound, ok2 := scrapeSeries(admin, "tickrelay_child_clock_offset_bound_seconds")
+	off, ok1 := perf.Scrape(admin, "tickrelay_child_clock_offset_seconds")
+	bound, ok2 := perf.Scrape(admin, "tickrelay_child_clock_offset_bound_seconds")
 	if ok1 && ok2 {
 		// The child publishes root minus child; Hops wants child minus root.
 		s.rootOff, s.rootBound = -int64(off*1e9), int64(bound*1e9)
@@ -271,27 +269,4 @@ func offsetText(off, bound int64) string {
 		return "unknown (taken as 0)"
 	}
 	return fmt.Sprintf("%+.1f us ± %.1f us", float64(off)/1e3, float64(bound)/1e3)
-}
-
-// scrapeSeries reads one unlabelled-or-labelled series (first match) from
-// http://addr/metrics.
-func scrapeSeries(addr, name string) (float64, bool) {
-	hc := http.Client{Timeout: 2 * time.Second}
-	resp, err := hc.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		return v, err == nil
-	}
-	return 0, false
 }
