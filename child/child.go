@@ -12,6 +12,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"tickrelay/internal/gnetlog"
 	"tickrelay/perf"
 	"tickrelay/wire"
 )
@@ -112,7 +113,7 @@ func (ch *Child) Run(ctx context.Context) error {
 			gnet.WithNumEventLoop(ch.cfg.Loops),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
-			gnet.WithLogger(gnetLogger{ch.log}))
+			gnet.WithLogger(gnetlog.Logger{L: ch.log}))
 	}()
 	select {
 	case <-ch.srv.boot:

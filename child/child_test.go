@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	subclient "tickrelay/child/client"
+	"tickrelay/internal/daemontest"
 	"tickrelay/wire"
 )
 
@@ -51,27 +52,7 @@ func startChild(t *testing.T, root *fakeRoot, mod func(*Config)) *Child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ch.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return")
-		}
-	})
-	select {
-	case <-ch.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("not ready")
-	}
+	daemontest.Start(t, "child", ch)
 	return ch
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"tickrelay/internal/gnetlog"
 	"tickrelay/wire"
 )
 
@@ -111,7 +112,7 @@ func (rl *relay) start(errc chan error) error {
 		// SO_REUSEADDR (as net.Listen sets it): a root restarted after a crash
 		// must rebind its port while old child conns sit in TIME_WAIT.
 		gnet.WithReuseAddr(true),
-		gnet.WithLogger(gnetLogger{rl.r.log.With("component", "gnet")}),
+		gnet.WithLogger(gnetlog.Logger{L: rl.r.log.With("component", "gnet")}),
 	}
 	if cfg.Loops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(cfg.Loops))
@@ -594,12 +595,3 @@ func (b *batcher) end(dst []byte) []byte {
 	b.batches++
 	return dst
 }
-
-// gnetLogger routes gnet's logs to slog (its info chatter at debug).
-type gnetLogger struct{ l *slog.Logger }
-
-func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }

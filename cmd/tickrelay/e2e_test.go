@@ -19,6 +19,7 @@ import (
 	"tickrelay/child"
 	"tickrelay/child/client"
 	"tickrelay/feed"
+	"tickrelay/internal/daemontest"
 	"tickrelay/root"
 	"tickrelay/root/journal"
 	"tickrelay/wire"
@@ -35,45 +36,10 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// daemon is what every tickrelay daemon looks like to a test.
-type daemon interface {
-	Run(ctx context.Context) error
-	Ready() <-chan struct{}
-	Addr() net.Addr
-}
-
-// runDaemon runs d until stop (or the test's end) and waits for it to be
-// listening. The returned stop cancels it and waits for a clean return.
-func runDaemon(t *testing.T, name string, d daemon) (stop func()) {
+// runDaemon runs d until the test ends; stop ends it early.
+func runDaemon(t *testing.T, name string, d daemontest.Daemon) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	select {
-	case <-d.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("%s: %v", name, err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatalf("%s: not ready after 10s", name)
-	}
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("%s stopped with: %v", name, err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("%s did not stop within 15s", name)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return daemontest.Start(t, name, d)
 }
 
 func startExchange(t *testing.T, rate int, symbols int, maxSeq uint64) *feed.Server {
