@@ -15,19 +15,10 @@ func FuzzNextNATS(f *testing.F) {
 	f.Add([]byte("MSG a 1 99999999999\r\n"))
 	f.Add([]byte("MSG a 1 3\r\nab"))
 	f.Fuzz(func(t *testing.T, buf []byte) {
-		for len(buf) > 0 {
-			_, payload, n, err := nextNATS(buf)
-			if err != nil {
-				if !errors.Is(err, errShort) && !errors.Is(err, errProto) {
-					t.Fatalf("unexpected error %v", err)
-				}
-				return
-			}
-			if n <= 0 || n > len(buf) || len(payload) > n {
-				t.Fatalf("n %d, payload %d, buffer %d", n, len(payload), len(buf))
-			}
-			buf = buf[n:]
-		}
+		walkUnits(t, buf, func(b []byte) ([]byte, int, error) {
+			_, payload, n, err := nextNATS(b)
+			return payload, n, err
+		})
 	})
 }
 
@@ -37,19 +28,10 @@ func FuzzNextRESP(f *testing.F) {
 	f.Add([]byte("*3\r\n$-1\r\n"))
 	f.Add([]byte("*99999999999\r\n"))
 	f.Fuzz(func(t *testing.T, buf []byte) {
-		for len(buf) > 0 {
-			_, payload, n, err := nextRESP(buf)
-			if err != nil {
-				if !errors.Is(err, errShort) && !errors.Is(err, errProto) {
-					t.Fatalf("unexpected error %v", err)
-				}
-				return
-			}
-			if n <= 0 || n > len(buf) || len(payload) > n {
-				t.Fatalf("n %d, payload %d, buffer %d", n, len(payload), len(buf))
-			}
-			buf = buf[n:]
-		}
+		walkUnits(t, buf, func(b []byte) ([]byte, int, error) {
+			_, payload, n, err := nextRESP(b)
+			return payload, n, err
+		})
 	})
 }
 
@@ -60,4 +42,22 @@ func FuzzFrameStamps(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		FrameStamps(frame) // must not panic
 	})
+}
+
+// walkUnits parses units off buf until it ends or next fails, checking
+// that each unit stays inside the buffer and errors are the known ones.
+func walkUnits(t *testing.T, buf []byte, next func([]byte) ([]byte, int, error)) {
+	for len(buf) > 0 {
+		payload, n, err := next(buf)
+		if err != nil {
+			if !errors.Is(err, errShort) && !errors.Is(err, errProto) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		if n <= 0 || n > len(buf) || len(payload) > n {
+			t.Fatalf("n %d, payload %d, buffer %d", n, len(payload), len(buf))
+		}
+		buf = buf[n:]
+	}
 }
