@@ -156,6 +156,9 @@ func BenchmarkParseCommand(b *testing.B) {
 // TestHotPathsAllocateNothing pins the zero-allocation claims without
 // running the benchmarks.
 func TestHotPathsAllocateNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates; run without -race")
+	}
 	stream := feedStream(len(sampleMsgs()))
 	bodies := splitFeed(stream)
 	var m Msg
