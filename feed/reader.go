@@ -62,6 +62,22 @@ func (r *FrameReader) Next() (frame, body []byte, err error) {
 	return frame, body, nil
 }
 
+// ReadFrame returns the next frame's body, reading conn as needed: a
+// blocking Next for the simple side of a session (logons, tests). The body
+// is valid until the next call; a malformed frame is its wire error, a read
+// failure is returned as it is.
+func (r *FrameReader) ReadFrame(conn io.Reader) ([]byte, error) {
+	for {
+		_, body, err := r.Next()
+		if !errors.Is(err, wire.ErrShort) {
+			return body, err
+		}
+		if err := r.Fill(conn); err != nil {
+			return nil, err
+		}
+	}
+}
+
 // ErrNotLogonReply means the exchange sent something other than a logon
 // reply (or heartbeat) first.
 var ErrNotLogonReply = errors.New("frame before the logon reply")
@@ -71,22 +87,21 @@ var ErrNotLogonReply = errors.New("frame before the logon reply")
 // ErrNotLogonReply, a read failure wrapped.
 func (r *FrameReader) ReadLogonReply(conn io.Reader) (wire.LogonReply, error) {
 	for {
-		_, body, err := r.Next()
+		body, err := r.ReadFrame(conn)
+		var werr *wire.Error
 		switch {
-		case err == nil:
-			h, _ := wire.ParseFeedBody(body)
-			switch h.MsgType {
-			case wire.TypeLogonReply:
-				return wire.ParseLogonReply(body)
-			case wire.TypeHeartbeat:
-				continue
-			}
-			return wire.LogonReply{}, fmt.Errorf("%w: type %d seq %d", ErrNotLogonReply, h.MsgType, h.Seq)
-		case !errors.Is(err, wire.ErrShort):
+		case errors.As(err, &werr):
 			return wire.LogonReply{}, err
-		}
-		if err := r.Fill(conn); err != nil {
+		case err != nil:
 			return wire.LogonReply{}, fmt.Errorf("logon reply: %w", err)
 		}
+		h, _ := wire.ParseFeedBody(body)
+		switch h.MsgType {
+		case wire.TypeLogonReply:
+			return wire.ParseLogonReply(body)
+		case wire.TypeHeartbeat:
+			continue
+		}
+		return wire.LogonReply{}, fmt.Errorf("%w: type %d seq %d", ErrNotLogonReply, h.MsgType, h.Seq)
 	}
 }

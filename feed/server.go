@@ -405,28 +405,19 @@ func (s *Server) logon(c net.Conn, log *slog.Logger) (next uint64, ok bool) {
 		}
 	}
 	c.SetReadDeadline(time.Now().Add(s.cfg.LoginTimeout))
-	buf := make([]byte, 0, wire.FeedLenSize+wire.MaxFeedBody)
-	var body []byte
-	for {
-		n, err := c.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		b, _, ferr := wire.NextFeedFrame(buf)
-		if ferr == nil {
-			body = b
-			break
-		}
-		if !errors.Is(ferr, wire.ErrShort) {
-			reply(wire.LogonMalformed, 0, "bad logon frame: "+ferr.Error())
-			return 0, false
-		}
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				log.Warn("exchange logon timeout", "after", s.cfg.LoginTimeout)
-				s.met.logons.WithLabelValues("timeout").Inc()
-			}
-			return 0, false
-		}
+	body, err := NewFrameReader(0).ReadFrame(c)
+	var werr *wire.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &werr):
+		reply(wire.LogonMalformed, 0, "bad logon frame: "+err.Error())
+		return 0, false
+	case errors.As(err, &ne) && ne.Timeout():
+		log.Warn("exchange logon timeout", "after", s.cfg.LoginTimeout)
+		s.met.logons.WithLabelValues("timeout").Inc()
+		return 0, false
+	case err != nil:
+		return 0, false
 	}
 	c.SetReadDeadline(time.Time{})
 	lg, err := wire.ParseLogon(body)

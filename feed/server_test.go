@@ -57,10 +57,9 @@ func waitPublished(t testing.TB, s *Server, seq uint64) {
 
 // feedConn is a minimal feed client.
 type feedConn struct {
-	t   testing.TB
-	c   net.Conn
-	buf []byte
-	r   int
+	t  testing.TB
+	c  net.Conn
+	in *FrameReader
 }
 
 func dial(t testing.TB, s *Server) *feedConn {
@@ -71,32 +70,12 @@ func dial(t testing.TB, s *Server) *feedConn {
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(15 * time.Second))
-	return &feedConn{t: t, c: c, buf: make([]byte, 0, 1<<20)}
+	return &feedConn{t: t, c: c, in: NewFrameReader(1 << 20)}
 }
 
 // next returns the next frame body (valid until the following call) or
 // the read error.
-func (f *feedConn) next() ([]byte, error) {
-	for {
-		body, n, err := wire.NextFeedFrame(f.buf[f.r:])
-		if err == nil {
-			f.r += n
-			return body, nil
-		}
-		if !errors.Is(err, wire.ErrShort) {
-			return nil, err
-		}
-		if f.r > 0 {
-			f.buf = f.buf[:copy(f.buf, f.buf[f.r:])]
-			f.r = 0
-		}
-		n, rerr := f.c.Read(f.buf[len(f.buf):cap(f.buf)])
-		f.buf = f.buf[:len(f.buf)+n]
-		if n == 0 && rerr != nil {
-			return nil, rerr
-		}
-	}
-}
+func (f *feedConn) next() ([]byte, error) { return f.in.ReadFrame(f.c) }
 
 func (f *feedConn) mustNext() []byte {
 	f.t.Helper()

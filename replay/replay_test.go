@@ -16,31 +16,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tickrelay/feed"
+	"tickrelay/internal/daemontest"
 	"tickrelay/internal/pgtest"
 	"tickrelay/root/backup"
 	"tickrelay/wire"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
-
-// run starts fn(ctx) on a goroutine; cleanup cancels it and waits.
-func run(t testing.TB, fn func(context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- fn(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("run did not return within 10s of cancel")
-		}
-	})
-}
 
 func startFeed(t testing.TB, maxSeq uint64) *feed.Server {
 	t.Helper()
@@ -52,8 +34,7 @@ func startFeed(t testing.TB, maxSeq uint64) *feed.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, s.Run)
-	<-s.Ready()
+	daemontest.Start(t, "exchange", s)
 	return s
 }
 
@@ -70,17 +51,15 @@ func startReplay(t testing.TB, cfg Config) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, s.Run)
-	<-s.Ready()
+	daemontest.Start(t, "replay", s)
 	return s
 }
 
 // feedClient is a minimal exchange client for the tests.
 type feedClient struct {
-	t      testing.TB
-	c      net.Conn
-	buf    []byte
-	rd, wr int
+	t  testing.TB
+	c  net.Conn
+	in *feed.FrameReader
 }
 
 func logon(t testing.TB, addr net.Addr, user, pass string, start uint64) (*feedClient, wire.LogonReply) {
@@ -90,7 +69,7 @@ func logon(t testing.TB, addr net.Addr, user, pass string, start uint64) (*feedC
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	f := &feedClient{t: t, c: c, buf: make([]byte, 1<<20)}
+	f := &feedClient{t: t, c: c, in: feed.NewFrameReader(1 << 20)}
 	if _, err := c.Write(wire.AppendLogon(nil, wire.Logon{User: user, Password: pass, StartSeq: start})); err != nil {
 		t.Fatal(err)
 	}
@@ -107,26 +86,8 @@ func logon(t testing.TB, addr net.Addr, user, pass string, start uint64) (*feedC
 
 // next returns the next frame body (deadline 10 s).
 func (f *feedClient) next() ([]byte, error) {
-	for {
-		body, n, err := wire.NextFeedFrame(f.buf[f.rd:f.wr])
-		if err == nil {
-			f.rd += n
-			return body, nil
-		}
-		if !errors.Is(err, wire.ErrShort) {
-			return nil, err
-		}
-		if f.rd > 0 {
-			f.wr = copy(f.buf, f.buf[f.rd:f.wr])
-			f.rd = 0
-		}
-		f.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, err = f.c.Read(f.buf[f.wr:])
-		f.wr += n
-		if n == 0 && err != nil {
-			return nil, err
-		}
-	}
+	f.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return f.in.ReadFrame(f.c)
 }
 
 // nextData skips heartbeats.
@@ -510,7 +471,7 @@ func TestRecordGap(t *testing.T) {
 			}
 			go func(c net.Conn, conn int) {
 				defer c.Close()
-				f := &feedClient{t: t, c: c, buf: make([]byte, 4096)}
+				f := &feedClient{t: t, c: c, in: feed.NewFrameReader(4096)}
 				body, err := f.next()
 				if err != nil {
 					return

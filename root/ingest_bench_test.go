@@ -3,7 +3,6 @@ package root
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -70,25 +69,9 @@ func (ex *replayExchange) serve() {
 
 func (ex *replayExchange) session(c net.Conn) {
 	defer c.Close()
-	buf := make([]byte, 0, 256)
-	var lg wire.Logon
-	for {
-		body, _, err := wire.NextFeedFrame(buf)
-		if err == nil {
-			if lg, err = wire.ParseLogon(body); err != nil {
-				return
-			}
-			break
-		}
-		if !errors.Is(err, wire.ErrShort) {
-			return
-		}
-		tmp := make([]byte, 256)
-		k, rerr := c.Read(tmp)
-		if rerr != nil {
-			return
-		}
-		buf = append(buf, tmp[:k]...)
+	lg, err := readLogon(c)
+	if err != nil {
+		return
 	}
 	<-ex.start
 	if _, err := c.Write(wire.AppendLogonReply(nil, wire.LogonReply{Status: wire.LogonOK, NextSeq: lg.StartSeq})); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"tickrelay/feed"
 	"tickrelay/wire"
 )
 
@@ -89,26 +90,9 @@ func (ex *fakeExchange) accept() {
 }
 
 func (ex *fakeExchange) serve(n int, c net.Conn) {
-	buf := make([]byte, 0, 256)
-	var lg wire.Logon
-	for {
-		body, used, err := wire.NextFeedFrame(buf)
-		if err == nil {
-			if lg, err = wire.ParseLogon(body); err != nil {
-				return
-			}
-			_ = used // the root sends nothing else before the reply
-			break
-		}
-		if !errors.Is(err, wire.ErrShort) {
-			return
-		}
-		tmp := make([]byte, 256)
-		k, rerr := c.Read(tmp)
-		if rerr != nil {
-			return
-		}
-		buf = append(buf, tmp[:k]...)
+	lg, err := readLogon(c)
+	if err != nil {
+		return
 	}
 	ex.logons <- lg
 	if lg.User != "tickrelay" || lg.Password != "secret" {
@@ -122,6 +106,15 @@ func (ex *fakeExchange) serve(n int, c net.Conn) {
 		return
 	}
 	ex.stream(c, lg.StartSeq, 0)
+}
+
+// readLogon reads the root's logon, the first frame it sends.
+func readLogon(c net.Conn) (wire.Logon, error) {
+	body, err := feed.NewFrameReader(0).ReadFrame(c)
+	if err != nil {
+		return wire.Logon{}, err
+	}
+	return wire.ParseLogon(body)
 }
 
 // sleep waits d or until the test ends.

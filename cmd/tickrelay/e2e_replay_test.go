@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"tickrelay/internal/daemontest"
 	"tickrelay/replay"
 )
 
@@ -48,7 +49,7 @@ func TestReplayRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runDaemon(t, "replay", player)
+	daemontest.Start(t, "replay", player)
 
 	rt, _ := startRoot(t, newRootConfig(player.Addr()))
 	ch, _ := startChild(t, rt.Addr(), "a", 1)

@@ -36,12 +36,6 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// runDaemon runs d until the test ends; stop ends it early.
-func runDaemon(t *testing.T, name string, d daemontest.Daemon) (stop func()) {
-	t.Helper()
-	return daemontest.Start(t, name, d)
-}
-
 func startExchange(t *testing.T, rate int, symbols int, maxSeq uint64) *feed.Server {
 	t.Helper()
 	cfg := feed.DefaultConfig()
@@ -52,7 +46,7 @@ func startExchange(t *testing.T, rate int, symbols int, maxSeq uint64) *feed.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	runDaemon(t, "exchange", ex)
+	daemontest.Start(t, "exchange", ex)
 	return ex
 }
 
@@ -71,7 +65,7 @@ func startRoot(t *testing.T, cfg root.Config) (*root.Root, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r, runDaemon(t, "root", r)
+	return r, daemontest.Start(t, "root", r)
 }
 
 func startChild(t *testing.T, rootAddr net.Addr, name string, fromSeq uint64) (*child.Child, func()) {
@@ -88,7 +82,7 @@ func startChild(t *testing.T, rootAddr net.Addr, name string, fromSeq uint64) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, runDaemon(t, "child "+name, c)
+	return c, daemontest.Start(t, "child "+name, c)
 }
 
 // waitFor polls cond until it holds or the deadline passes.

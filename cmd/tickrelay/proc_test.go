@@ -19,6 +19,7 @@ import (
 	"tickrelay/child"
 	"tickrelay/child/client"
 	"tickrelay/feed"
+	"tickrelay/internal/daemontest"
 	"tickrelay/wire"
 )
 
@@ -213,7 +214,7 @@ func startChildAt(t *testing.T, rootAddr, name string, fromSeq uint64) *child.Ch
 	if err != nil {
 		t.Fatal(err)
 	}
-	runDaemon(t, "child "+name, c)
+	daemontest.Start(t, "child "+name, c)
 	return c
 }
 

@@ -49,27 +49,7 @@ func TestNextNATSSplit(t *testing.T) {
 	want := []natsKind{natsInfo, natsOK, natsPing, natsMsg, natsMsg, natsPong, natsErr}
 	// Feed it in every split into two reads: units come out the same.
 	for split := 0; split <= len(stream); split++ {
-		var got []natsKind
-		buf := append([]byte(nil), stream[:split]...)
-		rest := stream[split:]
-		for {
-			k, p, n, err := nextNATS(buf)
-			if err == errShort {
-				if len(rest) == 0 {
-					break
-				}
-				buf, rest = append(buf, rest...), nil
-				continue
-			}
-			if err != nil {
-				t.Fatalf("split %d: %v", split, err)
-			}
-			if k == natsMsg && !bytes.Equal(p, payload) {
-				t.Fatalf("split %d: payload %q", split, p)
-			}
-			got = append(got, k)
-			buf = buf[n:]
-		}
+		got := splitUnits(t, stream, split, payload, natsMsg, nextNATS)
 		if len(got) != len(want) {
 			t.Fatalf("split %d: got %v", split, got)
 		}
@@ -91,27 +71,7 @@ func TestNextRESPSplit(t *testing.T) {
 	stream = append(stream, "\r\n+OK\r\n"...)
 	want := []respKind{respSubscribe, respMessage, respOther}
 	for split := 0; split <= len(stream); split++ {
-		var got []respKind
-		buf := append([]byte(nil), stream[:split]...)
-		rest := stream[split:]
-		for {
-			k, p, n, err := nextRESP(buf)
-			if err == errShort {
-				if len(rest) == 0 {
-					break
-				}
-				buf, rest = append(buf, rest...), nil
-				continue
-			}
-			if err != nil {
-				t.Fatalf("split %d: %v", split, err)
-			}
-			if k == respMessage && !bytes.Equal(p, payload) {
-				t.Fatalf("split %d: payload %q", split, p)
-			}
-			got = append(got, k)
-			buf = buf[n:]
-		}
+		got := splitUnits(t, stream, split, payload, respMessage, nextRESP)
 		if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 			t.Fatalf("split %d: got %v", split, got)
 		}
@@ -145,5 +105,33 @@ func TestTickrelaySubsLines(t *testing.T) {
 	}
 	if n != 2000 {
 		t.Fatalf("%d symbols in lines", n)
+	}
+}
+
+// splitUnits parses stream delivered in two reads cut at split and returns
+// the kinds of the units; every msg-kind unit must carry payload.
+func splitUnits[K comparable](t *testing.T, stream []byte, split int, payload []byte, msg K,
+	next func([]byte) (K, []byte, int, error)) []K {
+	t.Helper()
+	var got []K
+	buf := append([]byte(nil), stream[:split]...)
+	rest := stream[split:]
+	for {
+		k, p, n, err := next(buf)
+		if err == errShort {
+			if len(rest) == 0 {
+				return got
+			}
+			buf, rest = append(buf, rest...), nil
+			continue
+		}
+		if err != nil {
+			t.Fatalf("split %d: %v", split, err)
+		}
+		if k == msg && !bytes.Equal(p, payload) {
+			t.Fatalf("split %d: payload %q", split, p)
+		}
+		got = append(got, k)
+		buf = buf[n:]
 	}
 }
