@@ -108,12 +108,14 @@ func (ch *Child) Run(ctx context.Context) error {
 	}
 	engErr := make(chan error, 1)
 	go func() {
-		engErr <- gnet.Run(ch.srv, "tcp://"+ch.cfg.Addr,
+		err := gnet.Run(ch.srv, "tcp://"+ch.cfg.Addr,
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(ch.cfg.Loops),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
 			gnet.WithLogger(gnetlog.Logger{L: ch.log}))
+		close(ch.srv.stopped) // no loop drains any more: publish must not wait
+		engErr <- err
 	}()
 	select {
 	case <-ch.srv.boot:

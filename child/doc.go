@@ -6,10 +6,12 @@
 //
 //	root --relay--> session goroutine --Core.Apply (write lock)--> *Batch
 //	                                                   |
-//	            per loop: ordered queue + one coalesced EventLoop.Execute
+//	      per loop: bounded ordered queue + one coalesced EventLoop.Execute
 //	                                                   v
-//	    loop drain: copy batch, stamp child send, append each frame to each
-//	    subscriber's pending buffer (fanout), then one Write per client
+//	    loop drain: copy batch into the loop's arena, stamp child send, hand
+//	    each frame to each subscriber (a reference for its first frame, a
+//	    pending buffer from its second: fanout), then one Write per client
+//	    per flush (every drainChunk frames at most)
 //
 // The relay session (relay.go) is a plain net.Conn goroutine: Hello from
 // LastSeq+1, frames read into one buffer, items older than LastSeq dropped as

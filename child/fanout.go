@@ -12,16 +12,22 @@ type subEntry struct {
 }
 
 // fanout is the per-loop subscription index and drain logic. It is owned by
-// one event loop and touched only there (no locks); it does no I/O: drain
-// appends frames to each subscriber's pending buffer and lists the clients
-// that have something to write.
+// one event loop and touched only there (no locks); it does no I/O: add
+// hands each frame to its subscribers and lists the clients that have
+// something to write.
+//
+// Frames live in arena until the flush. A client with one frame in a
+// flush (most clients, at per-client rates below the flush rate) only
+// references it (client.one); from its second frame on they are copied
+// into its pending buffer. So quiet clients never own a buffer and busy
+// ones grow theirs once.
 type fanout struct {
-	index   map[uint64][]subEntry // symbol hash -> subscribers
-	all     []subEntry            // "*" subscribers
-	tick    uint64                // frame counter: a client gets each frame once
-	dirty   []*client
-	scratch []byte
-	frames  uint64 // frame copies appended (for metrics)
+	index  map[uint64][]subEntry // symbol hash -> subscribers
+	all    []subEntry            // "*" subscribers
+	tick   uint64                // frame counter: a client gets each frame once
+	dirty  []*client
+	arena  []byte // this loop's copy of the frames since the last flush
+	frames uint64 // frame copies appended (for metrics)
 }
 
 func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
@@ -100,11 +106,13 @@ func (f *fanout) remove(cl *client) {
 // pending buffer of each subscriber, in seq order.
 func (f *fanout) add(b *Batch, now int64) {
 	// One private copy per loop so the child send stamp can be patched
-	// without racing the other loops reading the shared batch.
-	f.scratch = append(f.scratch[:0], b.buf...)
+	// without racing the other loops reading the shared batch. Frames
+	// referenced before a regrowth keep the old array alive and unchanged.
+	base := int32(len(f.arena))
+	f.arena = append(f.arena, b.buf...)
 	for i := range b.frames {
 		fr := &b.frames[i]
-		frame := f.scratch[fr.off:fr.end]
+		frame := f.arena[base+fr.off : base+fr.end : base+fr.end]
 		wire.SetChildSend(frame, now)
 		f.tick++
 		for _, e := range f.index[fr.hash] {
@@ -125,9 +133,32 @@ func (f *fanout) deliver(cl *client, frame []byte) {
 		return
 	}
 	cl.tick = f.tick
-	if len(cl.pending) == 0 {
+	switch {
+	case cl.one == nil && len(cl.pending) == 0:
 		f.dirty = append(f.dirty, cl)
+		cl.one = frame
+	case cl.one != nil:
+		cl.pending = append(append(cl.pending, cl.one...), frame...)
+		cl.one = nil
+	default:
+		cl.pending = append(cl.pending, frame...)
 	}
-	cl.pending = append(cl.pending, frame...)
 	f.frames++
 }
+
+// flushed resets the arena once every dirty client has written.
+func (f *fanout) flushed() {
+	for i := range f.dirty {
+		f.dirty[i] = nil
+	}
+	f.dirty = f.dirty[:0]
+	if cap(f.arena) > maxKeptArena {
+		f.arena = nil
+	} else {
+		f.arena = f.arena[:0]
+	}
+}
+
+// maxKeptArena is the largest arena a loop keeps between flushes (a full
+// queue of batches is about maxQueued * 200 KiB).
+const maxKeptArena = 32 << 20

@@ -19,6 +19,7 @@ type Metrics struct {
 	ClientErrors   *prometheus.CounterVec // ERR codes sent, by code
 	BytesOut       prometheus.Counter     // bytes written to clients
 	FramesOut      prometheus.Counter     // frames written to clients (fan-out copies)
+	Writes         prometheus.Counter     // client writes of frames (frames/writes = coalescing)
 	ClockOffset    prometheus.Gauge       // root clock minus child clock, seconds
 	ClockBound     prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
 }
@@ -46,12 +47,13 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 			Name: "client_errors_total", Help: "ERR lines sent to clients, by code.", ConstLabels: labels}, []string{"code"}),
 		BytesOut:    c("bytes_out_total", "Bytes written to clients."),
 		FramesOut:   c("frames_out_total", "Frames written to clients (one per subscriber)."),
+		Writes:      c("writes_total", "Writes of frames to clients (frames_out_total / writes_total is the frames per write)."),
 		ClockOffset: g("clock_offset_seconds", "Estimated root clock minus child clock."),
 		ClockBound:  g("clock_offset_bound_seconds", "Error bound of the clock offset (RTT/2)."),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Clients, m.SlowDisconnect, m.ClientErrors, m.BytesOut, m.FramesOut, m.ClockOffset, m.ClockBound)
+			m.RootHead, m.Clients, m.SlowDisconnect, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound)
 	}
 	return m
 }

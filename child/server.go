@@ -24,7 +24,8 @@ type client struct {
 	loop    *loop
 	subs    map[uint64]struct{} // symbol hashes subscribed
 	all     bool                // subscribed to "*"
-	pending []byte              // frames of the current drain
+	one     []byte              // the only frame of the current drain so far (in the arena)
+	pending []byte              // frames of the current drain, when more than one
 	out     []byte              // command replies of the current OnTraffic
 	in      []byte              // partial command line
 	tick    uint64
@@ -40,11 +41,17 @@ type client struct {
 // parsed batches filled by the relay goroutine, and the fanout index. The
 // relay signals the loop with one Execute per burst (signalled); the loop
 // drains the whole queue in order, so Execute's own ordering never matters.
+//
+// The queue is bounded (room): a loop that falls behind makes the relay
+// goroutine wait, so it stops reading the root and the backlog stays in
+// the root's ring and journal (TCP backpressure) instead of growing here as
+// parsed batches, which would also outrun the batch free list.
 type loop struct {
 	s   *server
 	el  gnet.EventLoop
 	idx int // registration order: the loop's hops shard is idx+1
 
+	room      chan struct{} // a token per queued batch
 	mu        sync.Mutex
 	q, spare  []*Batch
 	signalled bool
@@ -59,7 +66,18 @@ func (l *loop) Run(context.Context) error {
 	return nil
 }
 
+// maxQueued bounds a loop's queue of batches (each at most the root's
+// MaxBatchBytes of items): enough to cover a drain's writes, well within
+// the batch free list.
+const maxQueued = 64
+
 func (l *loop) enqueue(b *Batch) {
+	select {
+	case l.room <- struct{}{}:
+	case <-l.s.stopped:
+		b.release()
+		return
+	}
 	l.mu.Lock()
 	l.q = append(l.q, b)
 	signal := !l.signalled
@@ -74,6 +92,7 @@ func (l *loop) enqueue(b *Batch) {
 			l.mu.Unlock()
 			for _, b := range q {
 				b.release()
+				<-l.room
 			}
 		}
 	}
@@ -91,12 +110,23 @@ func (l *loop) drain() {
 		l.mu.Unlock()
 		return
 	}
+	// Flush every drainChunk frames: a backlog drained in one go would grow
+	// every client's pending buffer to the whole backlog (regrowing them
+	// cost more than the writes) and hold the first frames until the last
+	// were appended.
 	now := time.Now().UnixNano()
+	frames := 0
 	for i, b := range q {
+		if frames >= drainChunk {
+			l.flush()
+			now, frames = time.Now().UnixNano(), 0
+		}
 		l.f.add(b, now)
+		frames += len(b.frames)
 		l.s.ch.hops.RecordHopN(l.idx+1, perf.HopChild, now-b.childRecv, int64(len(b.frames)))
 		b.release()
 		q[i] = nil
+		<-l.room
 	}
 	l.flush()
 	l.mu.Lock()
@@ -106,20 +136,32 @@ func (l *loop) drain() {
 	l.mu.Unlock()
 }
 
+// drainChunk is how many frames a drain appends before it writes them out.
+// Large enough that a busy client gets many frames per write, small enough
+// that pending buffers stay within maxKeptPending and warm in cache.
+const drainChunk = 65536
+
+// maxKeptPending is the largest pending buffer a client keeps between
+// flushes ("*" subscribers reach ~drainChunk frames).
+const maxKeptPending = 4 << 20
+
 // flush writes each dirty client's pending frames with one Write and
 // disconnects clients whose unsent bytes pass MaxPending.
 func (l *loop) flush() {
 	m := l.s.ch.metrics
-	var bytes int
-	for i, cl := range l.f.dirty {
-		l.f.dirty[i] = nil
-		if cl.dead {
-			cl.pending = cl.pending[:0]
-			continue
+	var bytes, writes int
+	for _, cl := range l.f.dirty {
+		out := cl.pending
+		if cl.one != nil {
+			out = cl.one
 		}
-		bytes += len(cl.pending)
-		cl.conn.Write(cl.pending)
-		if cap(cl.pending) > 1<<20 {
+		cl.one = nil
+		if !cl.dead {
+			bytes += len(out)
+			cl.conn.Write(out) // copies what the socket does not take
+			writes++
+		}
+		if cap(cl.pending) > maxKeptPending {
 			cl.pending = nil
 		} else {
 			cl.pending = cl.pending[:0]
@@ -128,8 +170,9 @@ func (l *loop) flush() {
 			l.s.closeNow(cl)
 		}
 	}
-	l.f.dirty = l.f.dirty[:0]
+	l.f.flushed()
 	m.BytesOut.Add(float64(bytes))
+	m.Writes.Add(float64(writes))
 	m.FramesOut.Add(float64(l.f.frames))
 	l.f.frames = 0
 }
@@ -164,10 +207,11 @@ type server struct {
 	// closing turns new connections away during shutdown, so clients
 	// reconnecting in a loop cannot keep the engine from stopping.
 	closing atomic.Bool
+	stopped chan struct{} // closed when the engine has stopped
 }
 
 func newServer(ch *Child) *server {
-	s := &server{ch: ch, boot: make(chan struct{}), byEL: make(map[gnet.EventLoop]*loop)}
+	s := &server{ch: ch, boot: make(chan struct{}), stopped: make(chan struct{}), byEL: make(map[gnet.EventLoop]*loop)}
 	s.loops.Store(&[]*loop{})
 	return s
 }
@@ -210,7 +254,8 @@ func (s *server) loopOf(el gnet.EventLoop) *loop {
 		return l
 	}
 	old := *s.loops.Load()
-	l := &loop{s: s, el: el, idx: len(old), f: newFanout(), clients: make(map[*client]struct{})}
+	l := &loop{s: s, el: el, idx: len(old), f: newFanout(), clients: make(map[*client]struct{}),
+		room: make(chan struct{}, maxQueued)}
 	s.byEL[el] = l
 	next := append(append(make([]*loop, 0, len(old)+1), old...), l)
 	s.loops.Store(&next)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -268,6 +269,12 @@ func (h *Hops) UnmarshalJSON(data []byte) error {
 // rarely contend; Merged sums the shards.
 type Recorder struct {
 	shards []recShard
+	// Warm-up: frames sent (ExchSend) before first+warmup are counted in
+	// skipped, not recorded; first is the earliest ExchSend of the first
+	// batch recorded.
+	warmup  int64
+	first   atomic.Int64
+	skipped atomic.Int64
 }
 
 type recShard struct {
@@ -298,13 +305,39 @@ func (r *Recorder) Record(key int, st wire.Stamps, clientRecv, offset int64) {
 
 // RecordBatch adds frames that all arrived at clientRecv under one lock.
 func (r *Recorder) RecordBatch(key int, st []wire.Stamps, clientRecv, offset int64) {
+	from := int64(0)
+	if r.warmup > 0 && len(st) > 0 {
+		first := r.first.Load()
+		if first == 0 {
+			r.first.CompareAndSwap(0, st[0].ExchSend)
+			first = r.first.Load()
+		}
+		from = first + r.warmup
+	}
 	s := &r.shards[uint(key)%uint(len(r.shards))]
+	skipped := 0
 	s.mu.Lock()
 	for i := range st {
+		if st[i].ExchSend < from {
+			skipped++
+			continue
+		}
 		s.h.Record(st[i], clientRecv, offset)
 	}
 	s.mu.Unlock()
+	if skipped > 0 {
+		r.skipped.Add(int64(skipped))
+	}
 }
+
+// SetWarmup makes RecordBatch skip the frames sent within d of the first
+// frame it sees: a step's start-up transient (connections' first writes,
+// caches and page faults of fresh processes) is not its steady state. Call
+// it before recording.
+func (r *Recorder) SetWarmup(d time.Duration) { r.warmup = int64(d) }
+
+// Skipped is the number of frames RecordBatch left out as warm-up.
+func (r *Recorder) Skipped() int64 { return r.skipped.Load() }
 
 // RecordHopN adds n equal latencies of one hop into shard key%n
 // (Hops.RecordHopN). It allocates nothing.
@@ -335,4 +368,6 @@ func (r *Recorder) Reset() {
 		s.h.Reset()
 		s.mu.Unlock()
 	}
+	r.first.Store(0)
+	r.skipped.Store(0)
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -271,5 +272,32 @@ func TestRecordHopNAllocs(t *testing.T) {
 	h := r.Merged()
 	if h.Count(HopChild) != (64+6)*1001 || h.Errors(HopChild) != 3*1001 { // + 2 batches of 3 full stamps
 		t.Fatalf("child hop count %d errors %d", h.Count(HopChild), h.Errors(HopChild))
+	}
+}
+
+// TestRecorderWarmup: frames sent within the warm-up of the first frame are
+// counted as skipped and kept out of the histograms; later ones are recorded.
+func TestRecorderWarmup(t *testing.T) {
+	r := NewRecorder(2)
+	r.SetWarmup(time.Second)
+	var st []wire.Stamps
+	for ms := int64(0); ms < 3000; ms += 10 { // 300 frames over 3 s
+		s, _ := synth(1000, 1000, 1000, 0)
+		s.ExchSend += ms * 1e6
+		st = append(st, s)
+	}
+	for i := 0; i < len(st); i += 7 {
+		batch := st[i:min(i+7, len(st))]
+		r.RecordBatch(i, batch, batch[len(batch)-1].ChildSend+1000, 0)
+	}
+	if got := r.Merged().Frames(); got != 200 {
+		t.Errorf("recorded %d frames, want the 200 after the first second", got)
+	}
+	if got := r.Skipped(); got != 100 {
+		t.Errorf("skipped %d, want 100", got)
+	}
+	r.Reset()
+	if r.Skipped() != 0 || r.Merged().Frames() != 0 {
+		t.Error("Reset kept warm-up state")
 	}
 }

@@ -49,14 +49,10 @@ func WritePlot(w io.Writer, res *Results) error {
 	draw.Draw(img, img.Bounds(), &image.Uniform{colBG}, image.Point{}, draw.Src)
 
 	// Distinct rates and systems in sweep order.
-	var rates []int
+	rates := columns(res)
 	var systems []string
-	seenR, seenS := map[int]bool{}, map[string]bool{}
+	seenS := map[string]bool{}
 	for _, st := range res.Steps {
-		if !seenR[st.Rate] {
-			seenR[st.Rate] = true
-			rates = append(rates, st.Rate)
-		}
 		if !seenS[st.System] {
 			seenS[st.System] = true
 			systems = append(systems, st.System)
@@ -94,7 +90,7 @@ func drawPanel(img *image.RGBA, r image.Rectangle, hop Hop, rates []int, systems
 	// Value range over every line of this panel, in µs.
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, st := range res.Steps {
-		if st.Err != "" || st.Latency.Hops[hop].Count == 0 {
+		if _, ok := st.column(); !ok || st.Err != "" || st.Latency.Hops[hop].Count == 0 {
 			continue
 		}
 		for k := range pctNames {
@@ -166,13 +162,35 @@ func drawPanel(img *image.RGBA, r image.Rectangle, hop Hop, rates []int, systems
 	}
 }
 
+// findStep returns sys's step shown in column rate (0: its max).
 func findStep(res *Results, sys string, rate int) (StepResult, bool) {
 	for _, st := range res.Steps {
-		if st.System == sys && st.Rate == rate && st.Err == "" {
+		if col, ok := st.column(); ok && st.System == sys && col == rate && st.Err == "" {
 			return st, true
 		}
 	}
 	return StepResult{}, false
+}
+
+// columns lists the rate columns of res in sweep order (0, "max", last).
+func columns(res *Results) []int {
+	var rates []int
+	seen, max := map[int]bool{}, false
+	for _, st := range res.Steps {
+		col, ok := st.column()
+		switch {
+		case !ok:
+		case col == 0:
+			max = true
+		case !seen[col]:
+			seen[col] = true
+			rates = append(rates, col)
+		}
+	}
+	if max {
+		rates = append(rates, 0)
+	}
+	return rates
 }
 
 // fmtUs labels a power of ten of µs: "0.1", "10", "1k", "10k".

@@ -44,6 +44,9 @@ type PublisherConfig struct {
 	// MaxMessages stops after this many messages (0: until ctx ends).
 	MaxMessages uint64
 	Now         func() int64
+	// Nice runs the publishing on an OS thread of its own at this nice
+	// value (0: the caller's), the priority of a feed source (priority.go).
+	Nice int
 }
 
 // Publisher converts the feed into text frames (same bytes as a child's,
@@ -94,6 +97,10 @@ func (p *Publisher) Counts() map[uint32]uint64 {
 // flushes and confirms the server has processed everything (PING/PONG or a
 // reply per PUBLISH) before returning.
 func (p *Publisher) Run(ctx context.Context) error {
+	return runNiced(p.cfg.Nice, func() error { return p.run(ctx) })
+}
+
+func (p *Publisher) run(ctx context.Context) error {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", p.cfg.Addr)
 	if err != nil {

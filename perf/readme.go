@@ -28,14 +28,7 @@ func RatioTable(res *Results) string {
 		}
 		b.WriteString(".\n\n")
 	}
-	var rates []int
-	seen := map[int]bool{}
-	for _, st := range res.Steps {
-		if !seen[st.Rate] {
-			seen[st.Rate] = true
-			rates = append(rates, st.Rate)
-		}
-	}
+	rates := columns(res)
 	var ratioRows []string
 	for _, rt := range rates {
 		ours, ok := findStep(res, SystemTickrelay, rt)
@@ -48,15 +41,20 @@ func RatioTable(res *Results) string {
 				continue
 			}
 			o, q := ours.Latency.Hops[HopEndToEnd], p.Latency.Hops[HopEndToEnd]
-			ratioRows = append(ratioRows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s |",
-				rateLabel(rt), peer, ratio(float64(o.P50), float64(q.P50)), ratio(float64(o.P99), float64(q.P99)),
+			label := rateLabel(rt)
+			if rt == 0 {
+				label = fmt.Sprintf("max (%s vs %s)", rateLabel(ours.Rate), rateLabel(p.Rate))
+			}
+			ratioRows = append(ratioRows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |",
+				label, peer, ratio(ours.DeliveryRate, p.DeliveryRate),
+				ratio(float64(o.P50), float64(q.P50)), ratio(float64(o.P99), float64(q.P99)),
 				ratio(float64(o.P999), float64(q.P999)), ratio(float64(o.Max), float64(q.Max)),
 				ratio(ours.CPUPerDeliveryNs, p.CPUPerDeliveryNs), ratio(ours.RSSPerClient, p.RSSPerClient)))
 		}
 	}
 	if len(ratioRows) > 0 {
-		b.WriteString("| rate | peer | p50 | p99 | p99.9 | max | CPU/delivery | memory/client |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| rate | peer | deliveries/s (higher is better) | p50 | p99 | p99.9 | max | CPU/delivery | memory/client |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range ratioRows {
 			b.WriteString(r + "\n")
 		}
@@ -65,8 +63,15 @@ func RatioTable(res *Results) string {
 	b.WriteString("| system | rate | achieved msgs/s | deliveries/s | delivered/expected | e2e p50 µs | p99 µs | p99.9 µs | max µs | CPU ns/delivery | RSS B/client |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, st := range res.Steps {
+		if _, ok := st.column(); !ok {
+			continue // max-search probes: in results.json
+		}
+		label := st.RateLabel()
+		if st.Max && st.Rate > 0 {
+			label = "max: " + label
+		}
 		if st.Err != "" {
-			fmt.Fprintf(&b, "| %s | %s | error: %s | | | | | | | | |\n", st.System, st.RateLabel(), oneLine(st.Err))
+			fmt.Fprintf(&b, "| %s | %s | error: %s | | | | | | | | |\n", st.System, label, oneLine(st.Err))
 			continue
 		}
 		e := st.Latency.Hops[HopEndToEnd]
@@ -74,14 +79,15 @@ func RatioTable(res *Results) string {
 		if st.Expected > 0 {
 			exp = fmt.Sprintf("%.4f", float64(st.Delivered)/float64(st.Expected))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %.0f | %.0f |\n", st.System, st.RateLabel(),
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %.0f | %.0f |\n", st.System, label,
 			st.AchievedRate, st.DeliveryRate, exp, us(e.P50), us(e.P99), us(e.P999), us(e.Max),
 			st.CPUPerDeliveryNs, st.RSSPerClient)
 	}
 	b.WriteString("\nServers, load clients and the feed share one host, so every number includes their contention " +
 		"(and whatever else runs on it). Where a system falls behind, latency measures its backlog: the exchange " +
 		"simulator stamps each message when it generates it and never slows down for tickrelay, while the peers' " +
-		"publisher is held back by TCP (see achieved msgs/s), so their stamps exclude the backlog it holds.\n")
+		"publisher is held back by TCP (see achieved msgs/s), so their stamps exclude the backlog it holds. " +
+		"The max rows compare each system at its own highest sustained rate.\n")
 	for _, n := range res.Notes {
 		fmt.Fprintf(&b, "\nNote: %s\n", n)
 	}

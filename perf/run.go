@@ -45,6 +45,9 @@ type Config struct {
 	Seed int64
 	// Duration is the publishing time of each step.
 	Duration time.Duration
+	// Warmup is the start of each step whose frames are delivered and
+	// counted but left out of the latency histograms (0: none).
+	Warmup time.Duration
 	// Systems to measure, in order: "tickrelay", "nats", "redis". Redis is
 	// skipped (with a note) when redis-server is not on PATH.
 	Systems []string
@@ -59,19 +62,27 @@ type Config struct {
 	// NewSource makes the feed for a step; nil means NewFeedSource.
 	// The tickrelay side uses the exchange simulator's own stream.
 	NewSource func(symbols int, seed int64) Source
-	// MaxBudget is, for the "max" rate (0), the messages per second of
-	// Duration the unthrottled exchange publishes for tickrelay (its total
-	// must be known up front to count deliveries); the peers' publisher
-	// runs for Duration as fast as the server takes it.
-	MaxBudget int
+	// MaxTries bounds the extra steps per system that search for the
+	// highest sustained rate when Rates holds 0 ("max").
+	MaxTries int
+	// SustainP99 is the end-to-end p99 a step may not exceed to count as
+	// sustained (with every message published on time and delivered).
+	SustainP99 time.Duration
 	// Ports of the tickrelay daemons: exchange, root, first child (children
 	// take consecutive ports).
 	ExchangePort, RootPort, ChildPort int
 	// ChildArgs are extra flags for every tickrelay child (e.g. "-loops", "1").
 	ChildArgs []string
-	// ProfileDir, when set, gets CPU profiles of the root and each child
-	// (from their admin ports' /debug/pprof/profile) over each tickrelay
-	// step's publishing: ProfileDir/<rate>-<process>.pprof.
+	// RootArgs are extra flags for the tickrelay root (e.g. "-sync", "none").
+	RootArgs []string
+	// ServerNice is the nice value of the servers and feed sources (the
+	// exchange simulator, the peers' publisher thread) relative to the
+	// harness: below 0 they take priority over the load clients, as on
+	// machines of their own (priority.go). 0 runs all alike.
+	ServerNice int
+	// ProfileDir, when set, gets CPU profiles of the exchange, the root and
+	// each child (from their admin ports' /debug/pprof/profile) over each
+	// tickrelay step's publishing: ProfileDir/<rate>-<process>.pprof.
 	ProfileDir string
 	// Command is the command line that ran the sweep, for the README.
 	Command string
@@ -92,7 +103,11 @@ func DefaultConfig() Config {
 		Symbols:       2000,
 		Seed:          1,
 		Duration:      5 * time.Second,
-		MaxBudget:     200_000,
+		Warmup:        time.Second,
+		MaxTries:      3,
+		ServerNice:    -10,
+		RootArgs:      []string{"-sync", "none"},
+		SustainP99:    500 * time.Millisecond,
 		Systems:       []string{SystemTickrelay, SystemNATS, SystemRedis},
 		HarnessMode:   harness.ModeGoroutines,
 		Out:           "perf-results",
@@ -115,10 +130,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("perf: Children %d: need at least 1", c.Children)
 	case c.Symbols < 1 || c.Symbols > 99999:
 		return fmt.Errorf("perf: Symbols %d: need 1..99999", c.Symbols)
-	case c.MaxBudget < 1:
-		return fmt.Errorf("perf: MaxBudget %d: need at least 1", c.MaxBudget)
+	case c.MaxTries < 0:
+		return fmt.Errorf("perf: MaxTries %d: must not be negative", c.MaxTries)
+	case c.SustainP99 <= 0:
+		return fmt.Errorf("perf: SustainP99 %v: must be positive", c.SustainP99)
 	case c.Duration <= 0:
 		return fmt.Errorf("perf: Duration %v: must be positive", c.Duration)
+	case c.Warmup < 0 || c.Warmup >= c.Duration:
+		return fmt.Errorf("perf: Warmup %v: need 0 <= Warmup < Duration (%v)", c.Warmup, c.Duration)
 	case len(c.Systems) == 0:
 		return errors.New("perf: Systems: need at least one")
 	case c.HarnessMode != "" && c.HarnessMode != harness.ModeGoroutines && c.HarnessMode != harness.ModeEpoll:
@@ -168,6 +187,7 @@ type Scenario struct {
 	Symbols       int           `json:"symbols"`
 	Seed          int64         `json:"seed"`
 	Duration      time.Duration `json:"duration_ns"`
+	Warmup        time.Duration `json:"warmup_ns"`
 	HarnessMode   harness.Mode  `json:"harness_mode"`
 }
 
@@ -219,7 +239,9 @@ type StepResult struct {
 	Expected     int64         `json:"expected"`
 	DeliveryRate float64       `json:"delivery_rate"`
 	Harness      harness.Stats `json:"harness"`
-	Latency      Snapshot      `json:"latency"`
+	// WarmupFrames are the delivered frames left out of Latency (Warmup).
+	WarmupFrames int64    `json:"warmup_frames"`
+	Latency      Snapshot `json:"latency"`
 	// HDR is the lossless per-hop data (HDR V2 encodings) for re-analysis.
 	HDR *Hops `json:"hdr,omitempty"`
 	// Server CPU time over publish+drain, per delivered frame and per published message.
@@ -228,9 +250,86 @@ type StepResult struct {
 	CPUPerMessageNs  float64       `json:"cpu_per_message_ns"`
 	// Server RSS growth from before the clients connected to after they
 	// subscribed, per client.
-	RSSPerClient float64       `json:"rss_per_client_bytes"`
-	ServerRSS    int64         `json:"server_rss_bytes"`
-	Elapsed      time.Duration `json:"elapsed_ns"`
+	RSSPerClient float64 `json:"rss_per_client_bytes"`
+	// FramesPerWrite is tickrelay's frames per client write (its children's
+	// frames_out_total / writes_total): how much the fan-out coalesces.
+	FramesPerWrite float64       `json:"frames_per_write,omitempty"`
+	ServerRSS      int64         `json:"server_rss_bytes"`
+	Elapsed        time.Duration `json:"elapsed_ns"`
+	// Probe marks a step of the max search; Max marks the copy of a
+	// system's highest sustained step (its "max" column).
+	Probe bool `json:"probe,omitempty"`
+	Max   bool `json:"max,omitempty"`
+}
+
+// column is the rate column a step is shown under: 0 ("max") for a
+// system's max, its rate for a fixed step; ok is false for probes.
+func (st StepResult) column() (rate int, ok bool) {
+	switch {
+	case st.Max:
+		return 0, true
+	case st.Probe:
+		return 0, false
+	}
+	return st.Rate, true
+}
+
+// Sustained reports whether a step kept up with its rate: it published at
+// least 95% of it, delivered every frame a complete fan-out makes, with an
+// end-to-end p99 of at most limit.
+func (st StepResult) Sustained(limit time.Duration) bool {
+	return st.Err == "" && st.Rate > 0 && st.Expected > 0 && st.Delivered >= st.Expected &&
+		st.AchievedRate >= 0.95*float64(st.Rate) && st.Latency.Hops[HopEndToEnd].P99 <= int64(limit)
+}
+
+// searchMax finds system's highest sustained rate. From its fixed steps
+// (lo: the best sustained rate, hi: the lowest failing rate above it) it
+// tries 1.5 x lo while nothing failed, else the midpoint, at most tries
+// steps, stopping once lo and hi are within 10%. It returns the best
+// sustained step, or one carrying an error when none sustained.
+func searchMax(steps []StepResult, system string, tries int, limit time.Duration, try func(rate int) StepResult) StepResult {
+	var best StepResult
+	lo, hi := 0, 0
+	for _, st := range steps {
+		if st.System == system && !st.Probe && !st.Max && st.Sustained(limit) && st.Rate > lo {
+			lo, best = st.Rate, st
+		}
+	}
+	for _, st := range steps {
+		if st.System == system && !st.Probe && !st.Max && st.Rate > lo && (hi == 0 || st.Rate < hi) {
+			hi = st.Rate
+		}
+	}
+	for range tries {
+		rate := 10_000
+		switch {
+		case hi > 0 && hi-lo <= hi/10:
+			return maxResult(best, system, lo, hi)
+		case hi > 0:
+			rate = (lo + hi) / 2
+		case lo > 0:
+			rate = lo * 3 / 2
+		}
+		rate = max(1000, rate/1000*1000)
+		if rate <= lo || (hi > 0 && rate >= hi) {
+			break
+		}
+		if st := try(rate); st.Sustained(limit) {
+			lo, best = rate, st
+		} else {
+			hi = rate
+		}
+	}
+	return maxResult(best, system, lo, hi)
+}
+
+func maxResult(best StepResult, system string, lo, hi int) StepResult {
+	if lo == 0 {
+		best.System = system
+		best.Err = fmt.Sprintf("no rate sustained (lowest failing: %d msgs/s)", hi)
+	}
+	best.Probe = false
+	return best
 }
 
 // Results is a whole sweep (results.json).
@@ -270,8 +369,15 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	res := &Results{Started: time.Now().UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
 		Command: cfg.Command,
-		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay child(ren), %v per step, seed %d, harness %s, max budget %d msgs/s",
-			cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children, cfg.Duration, cfg.Seed, cfg.HarnessMode, cfg.MaxBudget)}
+		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay child(ren), %v per step (first %v warm-up, not in the histograms), seed %d, harness %s, servers and feed sources at nice %d, root flags %q; max = highest rate sustained (published on time, all delivered, e2e p99 <= %v) within %d extra steps",
+			cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children, cfg.Duration, cfg.Warmup, cfg.Seed, cfg.HarnessMode,
+			cfg.ServerNice, strings.Join(cfg.RootArgs, " "), cfg.SustainP99, cfg.MaxTries)}
+	if cfg.ServerNice < 0 {
+		if out, err := exec.CommandContext(ctx, "nice", "-n", strconv.Itoa(cfg.ServerNice), "true").CombinedOutput(); err != nil || len(out) > 0 {
+			res.Notes = append(res.Notes, fmt.Sprintf("servers could not take priority over the load clients (nice %d: %s%v): all ran alike",
+				cfg.ServerNice, strings.TrimSpace(string(out)), err))
+		}
+	}
 	var systems []string
 	for _, s := range cfg.Systems {
 		if s == SystemRedis {
@@ -282,21 +388,30 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		systems = append(systems, s)
 	}
+	scenario := func(system string, rate int) Scenario {
+		return Scenario{System: system, Rate: rate, Clients: cfg.Clients,
+			SubsPerClient: cfg.SubsPerClient, Children: cfg.Children, Symbols: cfg.Symbols,
+			Seed: cfg.Seed, Duration: cfg.Duration, Warmup: cfg.Warmup, HarnessMode: cfg.HarnessMode}
+	}
 	var scenarios []Scenario
+	wantMax := false
 	for _, r := range cfg.Rates {
+		if r == 0 {
+			wantMax = true
+			continue
+		}
 		for _, s := range systems {
-			scenarios = append(scenarios, Scenario{System: s, Rate: r, Clients: cfg.Clients,
-				SubsPerClient: cfg.SubsPerClient, Children: cfg.Children, Symbols: cfg.Symbols,
-				Seed: cfg.Seed, Duration: cfg.Duration, HarnessMode: cfg.HarnessMode})
+			scenarios = append(scenarios, scenario(s, r))
 		}
 	}
-	bar := newProgress(cfg.Progress, len(scenarios))
+	n := len(scenarios)
+	if wantMax {
+		n += len(systems) * cfg.MaxTries
+	}
+	bar := newProgress(cfg.Progress, n)
 	defer bar.done()
-	for i, sc := range scenarios {
-		if ctx.Err() != nil {
-			return res, ctx.Err()
-		}
-		bar.step(i, sc)
+	step := func(sc Scenario) StepResult {
+		bar.step(len(res.Steps), sc)
 		start := time.Now()
 		var r StepResult
 		var err error
@@ -311,9 +426,31 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			r.Err = err.Error()
 			cfg.Logger.Warn("perf step failed", "system", sc.System, "rate", sc.RateLabel(), "err", err)
 		}
-		res.Steps = append(res.Steps, r)
+		return r
+	}
+	for _, sc := range scenarios {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		res.Steps = append(res.Steps, step(sc))
+	}
+	if wantMax {
+		for _, sys := range systems {
+			best := searchMax(res.Steps, sys, cfg.MaxTries, cfg.SustainP99, func(rate int) StepResult {
+				r := step(scenario(sys, rate))
+				r.Probe = true
+				res.Steps = append(res.Steps, r)
+				return r
+			})
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			best.Max = true
+			res.Steps = append(res.Steps, best)
+		}
 	}
 	res.TotalTime = time.Since(res.Started)
+
 	if err := writeOutputs(cfg, res); err != nil {
 		return res, err
 	}
@@ -359,7 +496,7 @@ func runPeer(ctx context.Context, cfg Config, sc Scenario, bar *progress) (StepR
 	var err error
 	switch sc.System {
 	case SystemNATS:
-		srv, err = startProc(ctx, "nats", cfg.Spawn(ctx, "perf", "peer-nats", "-addr", "127.0.0.1:0"), true, "", cfg.ServerLog)
+		srv, err = startProc(ctx, "nats", niced(cfg.Spawn(ctx, "perf", "peer-nats", "-addr", "127.0.0.1:0"), cfg.ServerNice), true, "", cfg.ServerLog)
 	case SystemRedis:
 		srv, err = startRedis(ctx, cfg)
 	}
@@ -379,7 +516,7 @@ func runPeer(ctx context.Context, cfg Config, sc Scenario, bar *progress) (StepR
 		}
 		return out
 	}
-	pub, err := NewPublisher(PublisherConfig{Protocol: sc.System, Addr: srv.addr, Rate: sc.Rate,
+	pub, err := NewPublisher(PublisherConfig{Protocol: sc.System, Addr: srv.addr, Rate: sc.Rate, Nice: cfg.ServerNice,
 		Source: cfg.NewSource(sc.Symbols, sc.Seed)})
 	if err != nil {
 		return r, err
@@ -420,6 +557,7 @@ func measure(ctx context.Context, sc Scenario, servers []*proc, proto harness.Pr
 	}
 	rss0 := sumProcs(pids).RSS
 	rec := NewRecorder(16)
+	rec.SetWarmup(sc.Warmup)
 	hcfg := harness.DefaultConfig()
 	hcfg.Protocol, hcfg.Addrs, hcfg.Clients, hcfg.Subscriptions, hcfg.Recorder = proto, addrs, sc.Clients, subs, rec
 	if sc.HarnessMode != "" {
@@ -470,6 +608,7 @@ func measure(ctx context.Context, sc Scenario, servers []*proc, proto harness.Pr
 		r.CPUPerMessageNs = float64(r.ServerCPU) / float64(published)
 	}
 	r.HDR = rec.Merged()
+	r.WarmupFrames = rec.Skipped()
 	r.Latency = r.HDR.Snapshot()
 	if perr != nil && !errors.Is(perr, context.DeadlineExceeded) {
 		return r, perr
@@ -489,7 +628,7 @@ func startRedis(ctx context.Context, cfg Config) (*proc, error) {
 	}
 	cmd := execCommand(ctx, path, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--save", "", "--appendonly", "no", "--protected-mode", "yes")
-	return startProc(ctx, "redis", cmd, false, "127.0.0.1:"+strconv.Itoa(port), cfg.ServerLog)
+	return startProc(ctx, "redis", niced(cmd, cfg.ServerNice), false, "127.0.0.1:"+strconv.Itoa(port), cfg.ServerLog)
 }
 
 // runTickrelay measures tickrelay: the root, sc.Children children and the
@@ -502,7 +641,7 @@ func startRedis(ctx context.Context, cfg Config) (*proc, error) {
 //
 // The exchange starts last, once every client has subscribed; it holds its
 // generator until the root (retrying meanwhile) logs on, then publishes
-// exactly M = R * Duration messages (MaxBudget for "max", unthrottled). The
+// exactly M = R * Duration messages. The
 // expected deliveries come from replaying the same deterministic stream
 // here (feed.Generator with the same seed, symbols and total). Publishing
 // ends when the root's ring head reaches M (the root has taken every
@@ -522,7 +661,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 		}
 	}()
 	start := func(name string, listen string, args ...string) (*proc, error) {
-		p, err := startProc(ctx, name, cfg.Spawn(ctx, args...), false, listen, cfg.ServerLog)
+		p, err := startProc(ctx, name, niced(cfg.Spawn(ctx, args...), cfg.ServerNice), false, listen, cfg.ServerLog)
 		if err != nil {
 			return nil, err
 		}
@@ -537,8 +676,9 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	if err != nil {
 		return StepResult{}, err
 	}
-	if _, err := start("root", rootAddr, "root", "-exchange", exAddr, "-addr", rootAddr,
-		"-journal", filepath.Join(dir, "root.journal"), "-admin", rootAdmin); err != nil {
+	rootArgs := append([]string{"root", "-exchange", exAddr, "-addr", rootAddr,
+		"-journal", filepath.Join(dir, "root.journal"), "-admin", rootAdmin}, cfg.RootArgs...)
+	if _, err := start("root", rootAddr, rootArgs...); err != nil {
 		return StepResult{}, err
 	}
 	admins := map[string]string{"root": rootAdmin}
@@ -560,9 +700,6 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	servers := append([]*proc(nil), procs...) // root and children: CPU and RSS
 
 	total := uint64(sc.Rate) * uint64(sc.Duration/time.Millisecond) / 1000
-	if sc.Rate == 0 {
-		total = uint64(cfg.MaxBudget) * uint64(sc.Duration/time.Millisecond) / 1000
-	}
 	if total == 0 {
 		return StepResult{}, fmt.Errorf("perf: rate %d for %v publishes nothing", sc.Rate, sc.Duration)
 	}
@@ -590,7 +727,11 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	if err != nil {
 		return StepResult{}, err
 	}
-	return measure(ctx, sc, servers, harness.Tickrelay, childAddrs, symbols, bar,
+	profiled := map[string]string{"exchange": exAdmin}
+	for k, v := range admins {
+		profiled[k] = v
+	}
+	r, err := measure(ctx, sc, servers, harness.Tickrelay, childAddrs, symbols, bar,
 		func(_ context.Context) (pubResult, error) {
 			res := pubResult{Expected: expected}
 			if _, err := start("exchange", exAddr, "exchange", "-addr", exAddr, "-rate", strconv.Itoa(sc.Rate),
@@ -613,7 +754,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 						res.Start = time.Now()
 						if cfg.ProfileDir != "" {
 							secs := max(1, int(sc.Duration/time.Second)-1)
-							for name, a := range admins {
+							for name, a := range profiled {
 								profiles.Add(1)
 								go func() {
 									defer profiles.Done()
@@ -647,6 +788,18 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 				}
 			}
 		})
+	var frames, writes float64
+	for name, a := range admins {
+		if strings.HasPrefix(name, "c") {
+			f, _ := Scrape(a, "tickrelay_child_frames_out_total")
+			w, _ := Scrape(a, "tickrelay_child_writes_total")
+			frames, writes = frames+f, writes+w
+		}
+	}
+	if writes > 0 {
+		r.FramesPerWrite = frames / writes
+	}
+	return r, err
 }
 
 // fetchProfile saves a CPU profile of secs seconds from http://addr/debug/pprof/profile.

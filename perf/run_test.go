@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,7 +57,8 @@ func TestSweepNATS(t *testing.T) {
 	readme := filepath.Join(dir, "README.md")
 	os.WriteFile(readme, []byte("# x\n\n<!-- perf:begin -->\n(pending)\n<!-- perf:end -->\ntail\n"), 0o644)
 	cfg := DefaultConfig()
-	cfg.Rates = []int{2000}
+	cfg.Rates = []int{2000, 0} // and one step searching for the max
+	cfg.MaxTries = 1
 	cfg.Clients, cfg.SubsPerClient, cfg.Symbols = 50, 4, 20
 	cfg.Duration = 2 * time.Second
 	cfg.Systems = []string{SystemNATS, SystemRedis}
@@ -72,11 +74,18 @@ func TestSweepNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, haveRedis := redisAvailable()
-	if want := 1 + map[bool]int{true: 1}[haveRedis]; len(res.Steps) != want {
+	// Per system: 2k/s, a 3k/s probe (1.5x), and the max (a copy of the best).
+	if want := 3 * (1 + map[bool]int{true: 1}[haveRedis]); len(res.Steps) != want {
 		t.Fatalf("%d steps, want %d (redis on PATH: %v)", len(res.Steps), want, haveRedis)
 	}
 	for _, st := range res.Steps {
 		checkPeerStep(t, st)
+		if st.Probe && st.Rate != 3000 {
+			t.Errorf("%s probed %d msgs/s, want 3000", st.System, st.Rate)
+		}
+		if st.Max && st.Rate != 3000 && st.Rate != 2000 {
+			t.Errorf("%s max %d msgs/s", st.System, st.Rate)
+		}
 	}
 	// Outputs: JSON, PNG, README.
 	data, err := os.ReadFile(filepath.Join(cfg.Out, "results.json"))
@@ -96,7 +105,7 @@ func TestSweepNATS(t *testing.T) {
 		t.Fatalf("png: %v", err)
 	}
 	rd, _ := os.ReadFile(readme)
-	if !strings.Contains(string(rd), "| nats | 2k/s |") || !strings.HasSuffix(string(rd), "<!-- perf:end -->\ntail\n") {
+	if !strings.Contains(string(rd), "| nats | 2k/s |") || !strings.Contains(string(rd), "| nats | max: ") || !strings.HasSuffix(string(rd), "<!-- perf:end -->\ntail\n") {
 		t.Fatalf("README:\n%s", rd)
 	}
 	if !strings.Contains(progress.String(), "step 1/") {
@@ -122,8 +131,11 @@ func checkPeerStep(t *testing.T, st StepResult) {
 		t.Fatalf("%s: delivered %d of %d; harness %+v", st.System, st.Delivered, st.Expected, st.Harness)
 	}
 	e2e := st.Latency.Hops[HopEndToEnd]
-	if e2e.Count != st.Delivered || e2e.Errors != 0 || e2e.P50 <= 0 || e2e.Max < e2e.P50 {
-		t.Fatalf("%s: end-to-end %+v", st.System, e2e)
+	if e2e.Count+st.WarmupFrames != st.Delivered || e2e.Errors != 0 || e2e.P50 <= 0 || e2e.Max < e2e.P50 {
+		t.Fatalf("%s: end-to-end %+v + %d warm-up frames, delivered %d", st.System, e2e, st.WarmupFrames, st.Delivered)
+	}
+	if st.Warmup > 0 && (st.WarmupFrames == 0 || st.WarmupFrames >= st.Delivered) {
+		t.Fatalf("%s: %d of %d frames in the %v warm-up", st.System, st.WarmupFrames, st.Delivered, st.Warmup)
 	}
 	for _, h := range []Hop{HopExchRoot, HopRootChild, HopChildClient} {
 		if st.Latency.Hops[h].Count != 0 {
@@ -214,6 +226,7 @@ func TestConfigAndRates(t *testing.T) {
 		"Subs":     func(c *Config) { c.SubsPerClient = c.Symbols + 1 },
 		"Systems":  func(c *Config) { c.Systems = []string{"kafka"} },
 		"Duration": func(c *Config) { c.Duration = 0 },
+		"Warmup":   func(c *Config) { c.Warmup = c.Duration },
 	} {
 		c := DefaultConfig()
 		f(&c)
@@ -282,18 +295,26 @@ func TestRatioTableAndPlot(t *testing.T) {
 			h.Record(st, recv, 0)
 		}
 		return StepResult{Scenario: Scenario{System: sys, Rate: rate}, Latency: h.Snapshot(),
-			CPUPerDeliveryNs: float64(p50) / 10, RSSPerClient: 1000, Delivered: 100, Expected: 100}
+			CPUPerDeliveryNs: float64(p50) / 10, RSSPerClient: 1000, Delivered: 100, Expected: 100,
+			DeliveryRate: 2.5 * float64(rate)}
 	}
 	res := &Results{Started: time.Now(), NumCPU: 2, GoVersion: "go", Notes: []string{"redis skipped"}}
-	for _, r := range []int{10000, 0} {
-		res.Steps = append(res.Steps, mk(SystemTickrelay, r, 20_000), mk(SystemNATS, r, 40_000))
-	}
-	res.Steps = append(res.Steps, StepResult{Scenario: Scenario{System: SystemRedis, Rate: 0}, Err: "boom | x"})
+	res.Steps = append(res.Steps, mk(SystemTickrelay, 10000, 20_000), mk(SystemNATS, 10000, 40_000))
+	probe := mk(SystemTickrelay, 120000, 1)
+	probe.Probe = true
+	ourMax, natsMax := mk(SystemTickrelay, 80000, 20_000), mk(SystemNATS, 40000, 40_000)
+	ourMax.Max, natsMax.Max = true, true
+	res.Steps = append(res.Steps, probe, ourMax, natsMax,
+		StepResult{Scenario: Scenario{System: SystemRedis}, Err: "boom | x", Max: true})
 	tab := RatioTable(res)
-	for _, want := range []string{"| 10k/s | nats | 0.", "| max | nats |", "| redis | max | error: boom / x", "Note: redis skipped"} {
+	for _, want := range []string{"| 10k/s | nats | 1.00 | 0.5", "| max (80k/s vs 40k/s) | nats | 2.00 | 0.5",
+		"| tickrelay | max: 80k/s |", "| redis | max | error: boom / x", "Note: redis skipped"} {
 		if !strings.Contains(tab, want) {
 			t.Errorf("table lacks %q:\n%s", want, tab)
 		}
+	}
+	if strings.Contains(tab, "120k") {
+		t.Errorf("table shows the max-search probe:\n%s", tab)
 	}
 	var buf bytes.Buffer
 	if err := WritePlot(&buf, res); err != nil {
@@ -356,7 +377,7 @@ func TestHarnessModesCost(t *testing.T) {
 // in its StepResult) rather than hang or abort the sweep.
 func TestSweepTickrelayStepFailsCleanly(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Rates, cfg.Clients, cfg.Symbols, cfg.Duration = []int{1000}, 2, 2, time.Second
+	cfg.Rates, cfg.Clients, cfg.Symbols, cfg.Duration, cfg.Warmup = []int{1000}, 2, 2, time.Second, 0
 	cfg.Systems, cfg.Out, cfg.Spawn = []string{SystemTickrelay}, "", testSpawner
 	var err error
 	for _, p := range []*int{&cfg.ExchangePort, &cfg.RootPort, &cfg.ChildPort} {
@@ -372,5 +393,58 @@ func TestSweepTickrelayStepFailsCleanly(t *testing.T) {
 	}
 	if len(res.Steps) != 1 || !strings.Contains(res.Steps[0].Err, "root exited before ready") {
 		t.Fatalf("steps %+v", res.Steps)
+	}
+}
+
+// TestSearchMax: the max search brackets a system's capacity from its
+// fixed steps, within MaxTries extra steps, and reports none when nothing
+// sustains.
+func TestSearchMax(t *testing.T) {
+	const limit = 500 * time.Millisecond
+	step := func(rate, capacity int) StepResult {
+		st := StepResult{Scenario: Scenario{System: "x", Rate: rate}, Expected: 100, Delivered: 100,
+			AchievedRate: float64(rate)}
+		st.Latency.Hops[HopEndToEnd].P99 = int64(time.Millisecond)
+		if rate > capacity {
+			st.Latency.Hops[HopEndToEnd].P99 = int64(3 * time.Second) // a growing backlog
+		}
+		return st
+	}
+	for _, tc := range []struct {
+		name      string
+		fixed     []int
+		capacity  int
+		wantRates []int // the probes, in order
+		want      int   // the max found; 0 = none
+	}{
+		{"between fixed", []int{10_000, 50_000, 100_000}, 80_000, []int{75_000, 87_000, 81_000}, 75_000},
+		{"above all fixed", []int{10_000, 50_000}, 100_000, []int{75_000, 112_000, 93_000}, 93_000},
+		{"bracket closed", []int{90_000, 95_000, 100_000}, 97_000, nil, 95_000},
+		{"below all fixed", []int{10_000}, 4_000, []int{5_000, 2_000, 3_000}, 3_000},
+		{"nothing at all", []int{10_000}, 500, []int{5_000, 2_000, 1_000}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var steps []StepResult
+			for _, r := range tc.fixed {
+				steps = append(steps, step(r, tc.capacity))
+			}
+			var probes []int
+			got := searchMax(steps, "x", 3, limit, func(rate int) StepResult {
+				probes = append(probes, rate)
+				return step(rate, tc.capacity)
+			})
+			if !slices.Equal(probes, tc.wantRates) {
+				t.Errorf("probes %v, want %v", probes, tc.wantRates)
+			}
+			if tc.want == 0 {
+				if got.Err == "" || got.System != "x" {
+					t.Errorf("got %+v, want an error step for x", got)
+				}
+				return
+			}
+			if got.Err != "" || got.Rate != tc.want || got.Probe {
+				t.Errorf("max %d (err %q), want %d", got.Rate, got.Err, tc.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -170,9 +171,12 @@ func attr(line, key string) string {
 // stops `tickrelay root` before it listens, with exit status 1 and an error
 // naming the file.
 func TestRootRefusesBadJournal(t *testing.T) {
-	// A good journal to damage: 20k items over several pages.
+	// A good journal to damage: 20k items over several pages, committed at
+	// Close only, so its blocks (one bbolt key per block) are 1..256,
+	// 257..512, ...
 	good := filepath.Join(t.TempDir(), "good.journal")
-	j, err := journal.Open(good, journal.Options{SyncPolicy: journal.SyncNone, Logger: testLogger()})
+	j, err := journal.Open(good, journal.Options{SyncPolicy: journal.SyncNone, Logger: testLogger(),
+		CommitEvery: time.Hour, CommitItems: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,14 +219,17 @@ func TestRootRefusesBadJournal(t *testing.T) {
 			}
 			err = db.Update(func(tx *bolt.Tx) error {
 				var k [8]byte
-				binary.BigEndian.PutUint64(k[:], 777)
+				binary.BigEndian.PutUint64(k[:], 769) // the block 769..1024
+				if tx.Bucket([]byte("items")).Get(k[:]) == nil {
+					return errors.New("no block at seq 769")
+				}
 				return tx.Bucket([]byte("items")).Delete(k[:])
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			db.Close()
-		}, "has a hole: seqs 777..777 are missing"},
+		}, "has a hole: seqs 769..1024 are missing"},
 		{"locked", func(t *testing.T, path string) {
 			writeFile(t, path, goodBytes)
 			j, err := journal.Open(path, journal.Options{Logger: testLogger()})

@@ -467,6 +467,13 @@ func TestEndToEndResume(t *testing.T) {
 	// reconnect and ask for their last seq + 1; their clients see nothing
 	// of it but a pause.
 	waitFor(t, "root at seq 23000", 30*time.Second, func() bool { return rt.Head() >= 23_000 })
+	// The feed holds still from here until child a has gone, so no client
+	// of a can have finished before it goes.
+	ex.Pause()
+	held := ex.Published()
+	if held >= maxSeq {
+		t.Fatalf("the exchange published all %d before the pause", held)
+	}
 	stopRoot()
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
@@ -476,11 +483,9 @@ func TestEndToEndResume(t *testing.T) {
 	rcfg.Store, rcfg.Addr = j, rt.Addr().String()
 	rt, _ = startRoot(t, rcfg)
 
-	waitFor(t, "child a at seq 26000", 30*time.Second, func() bool { return childA.LastSeq() >= 26_000 })
+	waitFor(t, fmt.Sprintf("child a at seq %d", held), 30*time.Second, func() bool { return childA.LastSeq() >= held })
 	// A successor comes up, then the old child goes: its clients find
-	// the new one and resume where they were. The feed holds still
-	// meanwhile, so no client of a can have finished before a goes.
-	ex.Pause()
+	// the new one and resume where they were.
 	childA2, _ := startChild(t, rt.Addr(), "a2", 1)
 	a2 := childA2.Addr().String()
 	addrA.Store(&a2)

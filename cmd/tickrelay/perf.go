@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -22,14 +23,16 @@ func runPerf(ctx context.Context, args []string) error {
 	}
 	def := perf.DefaultConfig()
 	fs := newFlags("perf")
-	rates := fs.String("rates", "10000,50000,100000,200000,max", "target exchange rates, msgs/s (NNk ok; max = unthrottled), one step each")
+	rates := fs.String("rates", "10000,50000,100000,200000,max", "target exchange rates, msgs/s (NNk ok), one step each; max = search each system's highest sustained rate")
 	clients := fs.Int("clients", def.Clients, "subscriber connections")
 	subs := fs.Int("subs", def.SubsPerClient, "symbols per client")
 	children := fs.Int("children", def.Children, "tickrelay child daemons")
 	symbols := fs.Int("symbols", def.Symbols, "securities in the feed")
 	seed := fs.Int64("seed", def.Seed, "feed seed")
 	duration := fs.Duration("duration", def.Duration, "publishing time per step")
-	maxBudget := fs.Int("max-budget", def.MaxBudget, `msgs/s of -duration the unthrottled exchange publishes at rate "max" (tickrelay needs its total up front)`)
+	warmup := fs.Duration("warmup", def.Warmup, "start of each step left out of the latency histograms (frames still counted)")
+	maxTries := fs.Int("max-tries", def.MaxTries, `extra steps per system searching the highest sustained rate for "max"`)
+	sustain := fs.Duration("sustain-p99", def.SustainP99, "the end-to-end p99 a sustained step stays within")
 	peers := fs.String("peers", "nats,redis", "peer systems (nats, redis; redis only if redis-server is on PATH); empty = none")
 	ours := fs.Bool("tickrelay", true, "measure tickrelay itself (exchange, root, children as processes)")
 	out := fs.String("out", def.Out, "results directory (results.json, latency.png); empty = none")
@@ -39,9 +42,12 @@ func runPerf(ctx context.Context, args []string) error {
 	childPort := fs.Int("child-port", def.ChildPort, "first child client port (127.0.0.1); children take consecutive ports")
 	mode := fs.String("harness-mode", string(def.HarnessMode), "how load clients read: goroutines (one per conn) or epoll (workers)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	harnessProfile := fs.String("harness-profile", "", "write a CPU profile of this process (load clients, peers' publisher) over the whole sweep to this file")
+	rootFlags := fs.String("root-flags", strings.Join(def.RootArgs, " "), `extra flags for the tickrelay root, space-separated (peers persist nothing: the journal is kept, its fsync is not)`)
+	serverNice := fs.Int("server-nice", def.ServerNice, "nice value of servers and feed sources relative to the load clients (< 0: they take priority, as on machines of their own; needs CAP_SYS_NICE; 0 = all alike)")
 	childFlags := fs.String("child-flags", "", `extra flags for every tickrelay child, space-separated (e.g. "-loops 1")`)
 	serverLog := fs.String("server-log", "", "append the server processes' logs (stderr) to this file (empty = discard)")
-	profileDir := fs.String("profile-dir", "", "save CPU profiles of the root and children over each tickrelay step here (empty = none)")
+	profileDir := fs.String("profile-dir", "", "save CPU profiles of the exchange, root and children over each tickrelay step here (empty = none)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -55,8 +61,9 @@ func runPerf(ctx context.Context, args []string) error {
 	}
 	cfg.Clients, cfg.SubsPerClient, cfg.Children, cfg.Symbols = *clients, *subs, *children, *symbols
 	cfg.Seed, cfg.Duration, cfg.Out, cfg.UpdateReadme = *seed, *duration, *out, *readme
-	cfg.MaxBudget, cfg.ProfileDir = *maxBudget, *profileDir
-	cfg.ChildArgs = strings.Fields(*childFlags)
+	cfg.MaxTries, cfg.SustainP99, cfg.ProfileDir, cfg.Warmup = *maxTries, *sustain, *profileDir, *warmup
+	cfg.ChildArgs, cfg.RootArgs = strings.Fields(*childFlags), strings.Fields(*rootFlags)
+	cfg.ServerNice = *serverNice
 	cfg.Command = strings.Join(append([]string{os.Args[0], "perf"}, args...), " ")
 	cfg.ExchangePort, cfg.RootPort, cfg.ChildPort = *exPort, *rootPort, *childPort
 	cfg.HarnessMode = harness.Mode(*mode)
@@ -91,6 +98,17 @@ func runPerf(ctx context.Context, args []string) error {
 	} else if need := uint64(2*cfg.Clients + 1000); n < need {
 		log.Warn("open-files limit may be too low for the clients", "limit", n, "want", need)
 	}
+	if *harnessProfile != "" {
+		f, err := os.Create(*harnessProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := perf.Run(ctx, cfg)
 	if res != nil {
 		fmt.Print(perf.RatioTable(res))
@@ -101,6 +119,9 @@ func runPerf(ctx context.Context, args []string) error {
 				continue
 			}
 			st.Latency.WriteTable(os.Stdout)
+			if st.FramesPerWrite > 0 {
+				fmt.Printf("frames per client write: %.2f\n", st.FramesPerWrite)
+			}
 		}
 	}
 	return err

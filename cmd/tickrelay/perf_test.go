@@ -55,17 +55,25 @@ func TestPerfTickrelayStep(t *testing.T) {
 		st.Harness.Disconnects != 0 || st.Harness.FirstSeq != 1 || st.Harness.LastSeq != 4000 {
 		t.Fatalf("delivered %d of %d; harness %+v", st.Delivered, st.Expected, st.Harness)
 	}
+	// The first second is warm-up: delivered and counted, not recorded.
+	recorded := st.Delivered - st.WarmupFrames
+	if st.WarmupFrames == 0 || recorded <= 0 {
+		t.Fatalf("%d of %d frames in the %v warm-up", st.WarmupFrames, st.Delivered, st.Warmup)
+	}
 	for _, h := range []perf.Hop{perf.HopExchRoot, perf.HopRootChild, perf.HopChild, perf.HopChildClient, perf.HopEndToEnd} {
 		hs := st.Latency.Hops[h]
-		if hs.Count+hs.Errors != st.Delivered || hs.Count == 0 || hs.P50 <= 0 {
+		if hs.Count+hs.Errors != recorded || hs.Count == 0 || hs.P50 <= 0 {
 			t.Errorf("%s: %+v", h, hs)
 		}
 	}
-	if st.HDR == nil || st.HDR.Count(perf.HopEndToEnd) != st.Delivered || st.Latency.Hops[perf.HopEndToEnd].Errors != 0 {
+	if st.HDR == nil || st.HDR.Count(perf.HopEndToEnd) != recorded || st.Latency.Hops[perf.HopEndToEnd].Errors != 0 {
 		t.Fatalf("end-to-end histogram: %+v", st.Latency.Hops[perf.HopEndToEnd])
 	}
 	if st.CPUPerDeliveryNs <= 0 || st.ServerRSS <= 0 {
 		t.Fatalf("cpu %v rss %d", st.CPUPerDeliveryNs, st.ServerRSS)
+	}
+	if st.FramesPerWrite < 1 {
+		t.Fatalf("frames per client write %v, want >= 1 (scraped from the child)", st.FramesPerWrite)
 	}
 }
 

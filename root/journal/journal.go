@@ -26,10 +26,27 @@ const (
 )
 
 var (
-	itemsBucket  = []byte("items")
+	itemsBucket  = []byte("items") // blocks of items (format 2); one item per key in format 1
 	metaBucket   = []byte("meta")
 	keyBackedUp  = []byte("backed_up")
+	keyFormat    = []byte("format")
 	rangeTxItems = 4096 // items per read transaction in Range
+)
+
+// formatVersion is the file format this build writes and reads (meta
+// "format", u32 big-endian). Format 1 (no "format" key) stored one bbolt key
+// per item; format 2 stores one key per block of consecutive items.
+const formatVersion = 2
+
+// Block bounds: a block holds at most blockMaxItems items and, unless it is
+// a single larger item, at most blockMaxBytes of them. Big enough that
+// bbolt's per-key cost (node.put, cursor search, the element header) is
+// spread over hundreds of items; small enough that retention, which deletes
+// whole blocks only, stays fine-grained and that Range, which parses a
+// block from its start, skips little. Variables so tests can shrink them.
+var (
+	blockMaxItems = 256
+	blockMaxBytes = 64 << 10
 )
 
 // ErrClosed is returned by operations on a closed journal.
@@ -42,8 +59,8 @@ type Options struct {
 	CommitEvery     time.Duration // longest an item waits before its group commit (5ms)
 	CommitItems     int           // pending items that trigger a commit at once (4096)
 	MaxPendingBytes int           // appended but uncommitted bytes before Append blocks (64 MiB)
-	RetainAge       time.Duration // delete items whose rootRecv is older (0: keep)
-	RetainBytes     int64         // delete oldest items while the total is larger (0: no limit)
+	RetainAge       time.Duration // delete blocks whose items' rootRecv are all older (0: keep)
+	RetainBytes     int64         // delete oldest blocks while the total is larger (0: no limit)
 	RetainEvery     time.Duration // how often retention runs (1s)
 	RequireBackup   bool          // retention never deletes beyond BackedUp()
 	LockTimeout     time.Duration // wait for the file lock, then fail (1s)
@@ -109,32 +126,48 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// batch is a run of consecutive items in relay item encoding.
+// batch is a run of consecutive items in relay item encoding. Its data is
+// already laid out as block values: a block is data[start(i):ends[e-1]].
 type batch struct {
 	first uint64 // seq of item 0
 	n     int
 	done  int    // items already committed (a batch may take several transactions)
 	data  []byte // items back to back
 	ends  []int  // end offset of item i in data
-	keys  []byte // 8 B per item, filled by the committer
+	keys  []byte // 8 B per block of the transaction being written (committer only)
+	bends []int  // end item index of each block in keys (committer only)
 }
 
-func (b *batch) item(i int) []byte {
-	start := 0
-	if i > 0 {
-		start = b.ends[i-1]
+// start is the offset of item i in data.
+func (b *batch) start(i int) int {
+	if i == 0 {
+		return 0
 	}
-	return b.data[start:b.ends[i]]
+	return b.ends[i-1]
+}
+
+func (b *batch) item(i int) []byte { return b.data[b.start(i):b.ends[i]] }
+
+// blockEnd is the end (exclusive) of the block that starts at item i and
+// may not reach past item hi: up to blockMaxItems items and blockMaxBytes,
+// but always at least item i itself.
+func (b *batch) blockEnd(i, hi int) int {
+	e := min(i+blockMaxItems, hi)
+	limit := b.start(i) + blockMaxBytes
+	for e > i+1 && b.ends[e-1] > limit {
+		e-- // rare: only big items get here, and the common block needs no scan
+	}
+	return e
 }
 
 func (b *batch) reset() {
 	b.first, b.n, b.done = 0, 0, 0
-	b.data, b.ends, b.keys = b.data[:0], b.ends[:0], b.keys[:0]
+	b.data, b.ends, b.keys, b.bends = b.data[:0], b.ends[:0], b.keys[:0], b.bends[:0]
 }
 
 func newBatch(items int) *batch {
 	items = min(items, 16384) // grows on demand beyond this
-	return &batch{data: make([]byte, 0, items*64), ends: make([]int, 0, items), keys: make([]byte, 0, items*8)}
+	return &batch{data: make([]byte, 0, items*64), ends: make([]int, 0, items)}
 }
 
 // Stats are the journal's counters, also exported as Prometheus metrics.
@@ -144,7 +177,7 @@ type Stats struct {
 	CommitErrors uint64 // failed commits (retried)
 	Stalls       uint64 // Appends that waited for the disk
 	Deleted      uint64 // items removed by retention
-	StoredBytes  int64  // bytes of item values in the file
+	StoredBytes  int64  // bytes of items in the file (the block values)
 }
 
 // Journal is the bbolt-backed history. Create it with Open.
@@ -160,16 +193,17 @@ type Journal struct {
 	first    atomic.Uint64 // lowest stored (0 when empty)
 	backedUp atomic.Uint64
 
-	mu           sync.Mutex // guards the fields below; see package doc
-	cond         *sync.Cond // broadcast on commit, commit error and close
-	pending      *batch     // appended, not yet taken by the committer
-	inflight     *batch     // being committed (or failed, to retry)
-	spare        *batch
-	pendingBytes int // bytes in pending + inflight
-	closed       bool
-	commitErr    error // last commit error; nil after a success
-	stats        Stats
-	lastRetain   time.Time
+	mu            sync.Mutex // guards the fields below; see package doc
+	cond          *sync.Cond // broadcast on commit, commit error and close
+	pending       *batch     // appended, not yet taken by the committer
+	inflight      *batch     // being committed (or failed, to retry)
+	spare         *batch
+	pendingBytes  int    // bytes in pending + inflight
+	appendedBytes uint64 // bytes of items appended (a metric)
+	closed        bool
+	commitErr     error // last commit error; nil after a success
+	stats         Stats
+	lastRetain    time.Time
 
 	kick      chan struct{}
 	stop      chan struct{}
@@ -262,9 +296,10 @@ func (j *Journal) openChecked(bopts *bolt.Options, file **os.File) (err error) {
 	return nil
 }
 
-// check creates the buckets if missing and verifies the stored items: the
-// file is as long as its meta page says, values are well formed and seqs are
-// contiguous. It loads FirstSeq, LastSeq, BackedUp and the stored bytes.
+// check creates the buckets if missing and verifies the stored blocks: the
+// file is as long as its meta page says, it is in this build's format, every
+// block parses into whole items and blocks are contiguous. It loads
+// FirstSeq, LastSeq, BackedUp and the stored bytes.
 func (j *Journal) check() error {
 	fi, err := os.Stat(j.path)
 	if err != nil {
@@ -279,13 +314,43 @@ func (j *Journal) check() error {
 	if err != nil {
 		return err
 	}
+	var refused error // a complete error naming the file; any other is wrapped below
 	err = j.db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(itemsBucket); err != nil {
+		items, err := tx.CreateBucketIfNotExists(itemsBucket)
+		if err != nil {
 			return err
 		}
-		_, err := tx.CreateBucketIfNotExists(metaBucket)
-		return err
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keyFormat); {
+		case v == nil:
+			// No format key: a new file, or one written before formats
+			// existed (format 1, one key per item). Reading the latter as
+			// blocks would misparse it; an empty one is simply adopted.
+			if k, _ := items.Cursor().First(); k != nil {
+				refused = fmt.Errorf("journal: %s is in the old journal format (format 1: one bbolt key per item); "+
+					"this build reads only format %d (one key per block of items): move the file aside to start an empty journal",
+					j.path, formatVersion)
+				return refused
+			}
+			var f [4]byte
+			binary.BigEndian.PutUint32(f[:], formatVersion)
+			return meta.Put(keyFormat, f[:])
+		case len(v) != 4:
+			refused = fmt.Errorf("journal: %s is corrupt: format value %x is not 4 bytes", j.path, v)
+			return refused
+		case binary.BigEndian.Uint32(v) != formatVersion:
+			refused = fmt.Errorf("journal: %s has journal format %d; this build reads only format %d",
+				j.path, binary.BigEndian.Uint32(v), formatVersion)
+			return refused
+		}
+		return nil
 	})
+	if refused != nil {
+		return refused
+	}
 	if err != nil {
 		return fmt.Errorf("journal: init %s: %w", j.path, err)
 	}
@@ -294,28 +359,38 @@ func (j *Journal) check() error {
 			j.backedUp.Store(binary.BigEndian.Uint64(v))
 		}
 		c := tx.Bucket(itemsBucket).Cursor()
-		var first, prev uint64
+		var first, next uint64 // next: the seq the next block must start at
 		var total int64
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) != 8 {
 				return fmt.Errorf("journal: %s is corrupt: key %x is not 8 bytes", j.path, k)
 			}
 			seq := binary.BigEndian.Uint64(k)
-			if err := checkItem(v); err != nil {
-				return fmt.Errorf("journal: %s is corrupt: seq %d: %w", j.path, seq, err)
+			n, _, err := scanBlock(v)
+			if err != nil {
+				return fmt.Errorf("journal: %s is corrupt: block at seq %d: %w", j.path, seq, err)
 			}
+			end := seq + uint64(n) // one past the block's last seq
 			switch {
-			case prev == 0:
+			case seq == 0 || end < seq:
+				return fmt.Errorf("journal: %s is corrupt: block at seq %d of %d items is out of range", j.path, seq, n)
+			case next == 0:
 				first = seq
-			case seq != prev+1:
-				return fmt.Errorf("journal: %s has a hole: seqs %d..%d are missing (refusing to open)", j.path, prev+1, seq-1)
+			case seq > next:
+				return fmt.Errorf("journal: %s has a hole: seqs %d..%d are missing (refusing to open)", j.path, next, seq-1)
+			case seq < next:
+				return fmt.Errorf("journal: %s is corrupt: block at seq %d overlaps the previous block, which ends at seq %d", j.path, seq, next-1)
 			}
-			prev = seq
+			next = end
 			total += int64(len(v))
 		}
+		last := uint64(0)
+		if next > 0 {
+			last = next - 1
+		}
 		j.first.Store(first)
-		j.last.Store(prev)
-		j.durable.Store(prev)
+		j.last.Store(last)
+		j.durable.Store(last)
 		j.stats.StoredBytes = total
 		return nil
 	})
@@ -387,6 +462,40 @@ func checkItem(v []byte) error {
 	return nil
 }
 
+// nextItem splits the first item off a block value. It only reads the
+// header's bodyLen; checkItem then validates the item it delimits (the
+// same check an item had when it was a value of its own), so a block cut
+// short inside an item is an error, never a short item.
+func nextItem(block []byte) (item, rest []byte, err error) {
+	l := len(block)
+	if l >= wire.RelayItemHeader {
+		l = min(l, wire.RelayItemHeader+int(binary.LittleEndian.Uint16(block[8:])))
+	}
+	if err := checkItem(block[:l]); err != nil {
+		return nil, nil, err
+	}
+	return block[:l], block[l:], nil
+}
+
+// scanBlock validates a block value and returns its item count and the
+// newest rootRecv stamp in it.
+func scanBlock(v []byte) (n int, newest int64, err error) {
+	if len(v) == 0 {
+		return 0, 0, errors.New("empty block")
+	}
+	for off := 0; off < len(v); n++ {
+		item, _, err := nextItem(v[off:])
+		if err != nil {
+			return n, 0, fmt.Errorf("item %d (offset %d): %w", n, off, err)
+		}
+		if r := int64(binary.LittleEndian.Uint64(item)); n == 0 || r > newest {
+			newest = r
+		}
+		off += len(item)
+	}
+	return n, newest, nil
+}
+
 // Append adds one item; seq must be LastSeq()+1 (any seq >= 1 when the
 // journal is empty). It copies body, so the caller may reuse it at once.
 func (j *Journal) Append(seq uint64, rootRecv int64, body []byte) error {
@@ -432,14 +541,11 @@ func (j *Journal) Append(seq uint64, rootRecv int64, body []byte) error {
 	b.n++
 	size := len(b.data) - n0
 	j.pendingBytes += size
-	j.stats.Appended++
+	j.appendedBytes += uint64(size)
+	j.stats.Appended++ // the metrics read these two under mu: no atomics per item here
 	j.last.Store(seq)
 	full := b.n >= j.opts.CommitItems
 	j.mu.Unlock()
-	if j.m != nil {
-		j.m.appended.Inc()
-		j.m.bytes.Add(float64(size))
-	}
 	if full {
 		select {
 		case j.kick <- struct{}{}:
@@ -641,22 +747,32 @@ func (j *Journal) commitOnce() bool {
 var maxTxItems = 8192
 
 // write puts one batch in as few transactions as maxTxItems allows
-// (normally one). bbolt keeps the key and value slices until commit, so keys
-// are built in full before the first Put. durable advances per transaction.
+// (normally one), as blocks of consecutive items: one Put per block, its
+// value a slice of b.data (the items are already back to back), so the
+// per-item cost is a length check. Blocks never span transactions: a commit
+// of few items makes a small block. bbolt keeps the key and value slices
+// until commit, so a transaction's keys are built in full before its first
+// Put, and b.data is not touched until the batch is reset. durable
+// advances per transaction.
 func (j *Journal) write(b *batch) (txs int, err error) {
-	b.keys = b.keys[:0]
-	for i := 0; i < b.n; i++ {
-		b.keys = binary.BigEndian.AppendUint64(b.keys, b.first+uint64(i))
-	}
 	for lo := b.done; lo < b.n; lo = b.done {
 		hi := min(lo+maxTxItems, b.n)
+		b.keys, b.bends = b.keys[:0], b.bends[:0]
+		for i := lo; i < hi; {
+			e := b.blockEnd(i, hi)
+			b.keys = binary.BigEndian.AppendUint64(b.keys, b.first+uint64(i))
+			b.bends = append(b.bends, e)
+			i = e
+		}
 		err := j.db.Update(func(tx *bolt.Tx) error {
 			bk := tx.Bucket(itemsBucket)
 			bk.FillPercent = 1.0
-			for i := lo; i < hi; i++ {
-				if err := bk.Put(b.keys[i*8:i*8+8], b.item(i)); err != nil {
+			i := lo
+			for k, e := range b.bends {
+				if err := bk.Put(b.keys[k*8:k*8+8], b.data[b.start(i):b.ends[e-1]]); err != nil {
 					return err
 				}
+				i = e
 			}
 			return nil
 		})
@@ -753,20 +869,47 @@ func (j *Journal) Range(from uint64, fn func(seq uint64, item []byte) bool) erro
 }
 
 // rangeDB reads at most rangeTxItems committed items from next (<= upTo).
+// n is how far next advances: up to and including the last seq handed to fn.
 func (j *Journal) rangeDB(next, upTo uint64, fn func(uint64, []byte) bool) (n int, stop bool, err error) {
 	var key [8]byte
 	binary.BigEndian.PutUint64(key[:], next)
 	err = j.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(itemsBucket).Cursor()
-		for k, v := c.Seek(key[:]); k != nil && n < rangeTxItems; k, v = c.Next() {
-			seq := binary.BigEndian.Uint64(k)
-			if seq > upTo {
-				break
+		// The block holding next is the last one whose first seq is <= next:
+		// Seek finds the first key >= next, so step back unless it is next.
+		k, v := c.Seek(key[:])
+		switch {
+		case k == nil:
+			k, v = c.Last()
+		case binary.BigEndian.Uint64(k) > next:
+			if pk, pv := c.Prev(); pk != nil {
+				k, v = pk, pv
+			} else { // next is older than every block (retention): from the first
+				k, v = c.First()
 			}
-			n = int(seq-next) + 1
-			if !fn(seq, v) {
-				stop = true
-				return nil
+		}
+		for ; k != nil; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			for rest := v; len(rest) > 0; seq++ {
+				var item []byte
+				var err error
+				if item, rest, err = nextItem(rest); err != nil {
+					return fmt.Errorf("block at seq %d: %w", binary.BigEndian.Uint64(k), err)
+				}
+				if seq < next {
+					continue // before from, in the block holding it
+				}
+				if seq > upTo {
+					return nil
+				}
+				n = int(seq-next) + 1
+				if !fn(seq, item) {
+					stop = true
+					return nil
+				}
+				if n >= rangeTxItems {
+					return nil
+				}
 			}
 		}
 		return nil
@@ -794,38 +937,39 @@ func (j *Journal) maybeRetain() {
 	}
 }
 
-// maxDeletePerTx bounds one retention transaction.
-const maxDeletePerTx = 100_000
+// maxDeletePerTx bounds one retention transaction, in blocks (a variable
+// for tests).
+var maxDeletePerTx = 1000
 
-// Retain deletes the oldest items that RetainAge and RetainBytes no longer
-// keep, never the newest item and, with RequireBackup, never one above
-// BackedUp(). It runs on its own after commits; it is exported for tests and
-// tools. It returns the number of items deleted.
+// Retain deletes the oldest blocks that RetainAge and RetainBytes no longer
+// keep. Blocks go whole or not at all: a block is deleted only when every
+// item in it is older than RetainAge or the file is over RetainBytes, never
+// the block holding the newest item (LastSeq survives a restart) and, with
+// RequireBackup, only when its last seq is <= BackedUp(). It runs on its
+// own after commits; it is exported for tests and tools. It returns the
+// number of items deleted.
 func (j *Journal) Retain() (int, error) {
 	j.retainMu.Lock()
 	defer j.retainMu.Unlock()
 	deleted := 0
 	for {
-		n, err := j.retainTx()
+		n, more, err := j.retainTx()
 		deleted += n
-		if err != nil || n < maxDeletePerTx {
+		if err != nil || !more {
 			return deleted, err
 		}
 	}
 }
 
-func (j *Journal) retainTx() (int, error) {
-	limit := j.durable.Load()
-	if limit > 0 {
-		limit-- // keep the newest item so LastSeq survives a restart
-	}
-	if j.opts.RequireBackup && j.backedUp.Load() < limit {
-		limit = j.backedUp.Load()
-	}
+// retainTx deletes up to maxDeletePerTx blocks in one transaction; more
+// reports that it stopped at that bound rather than at a block to keep.
+func (j *Journal) retainTx() (n int, more bool, err error) {
+	durable := j.durable.Load()
 	first := j.first.Load()
-	if first == 0 || first > limit {
-		return 0, nil
+	if first == 0 || first > durable {
+		return 0, false, nil
 	}
+	backedUp := j.backedUp.Load()
 	j.mu.Lock()
 	stored := j.stats.StoredBytes
 	j.mu.Unlock()
@@ -834,36 +978,49 @@ func (j *Journal) retainTx() (int, error) {
 		cutoff = j.opts.Now() - int64(j.opts.RetainAge)
 	}
 	var freed int64
-	n := 0
-	err := j.db.Update(func(tx *bolt.Tx) error {
+	next := first // first seq of the block under consideration
+	err = j.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(itemsBucket)
 		var key [8]byte
-		for seq := first; seq <= limit && n < maxDeletePerTx; seq++ {
-			binary.BigEndian.PutUint64(key[:], seq)
+		for blocks := 0; ; blocks++ {
+			if blocks == maxDeletePerTx {
+				more = true
+				return nil
+			}
+			binary.BigEndian.PutUint64(key[:], next)
 			v := bk.Get(key[:])
 			if v == nil {
-				return fmt.Errorf("seq %d missing while retaining", seq)
+				return fmt.Errorf("block at seq %d missing while retaining", next)
 			}
-			old := j.opts.RetainAge > 0 && int64(binary.LittleEndian.Uint64(v)) < cutoff
+			items, newest, err := scanBlock(v)
+			if err != nil {
+				return fmt.Errorf("block at seq %d: %w", next, err)
+			}
+			last := next + uint64(items) - 1
+			if last >= durable || (j.opts.RequireBackup && last > backedUp) {
+				return nil
+			}
+			old := j.opts.RetainAge > 0 && newest < cutoff
 			big := j.opts.RetainBytes > 0 && stored-freed > j.opts.RetainBytes
 			if !old && !big {
-				break
+				return nil
 			}
-			freed += int64(len(v))
+			size := int64(len(v)) // v is not valid after the Delete
 			if err := bk.Delete(key[:]); err != nil {
 				return err
 			}
-			n++
+			freed += size
+			n += items
+			next = last + 1
 		}
-		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("journal: retention in %s: %w", j.path, err)
+		return 0, false, fmt.Errorf("journal: retention in %s: %w", j.path, err)
 	}
 	if n == 0 {
-		return 0, nil
+		return 0, false, nil
 	}
-	j.first.Store(first + uint64(n))
+	j.first.Store(next)
 	j.mu.Lock()
 	j.stats.StoredBytes -= freed
 	j.stats.Deleted += uint64(n)
@@ -871,5 +1028,5 @@ func (j *Journal) retainTx() (int, error) {
 	if j.m != nil {
 		j.m.deleted.Add(float64(n))
 	}
-	return n, nil
+	return n, more, nil
 }
