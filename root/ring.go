@@ -19,8 +19,8 @@ var ErrGone = errors.New("root: seq no longer in the ring")
 // Each slot keeps its item in the relay item encoding (wire.AppendRelayItem:
 // rootRecv i64, bodyLen u16, body) in a []byte owned by the slot: Append
 // copies into it, growing it only when a larger item lands there (to a size
-// class, at most wire.MaxRelayItem), so once the slots are warm Append
-// allocates nothing. Memory is bounded by size x wire.MaxRelayItem and in
+// class, at most wire.MaxRelayItem, cut from 1 MiB slabs), so Append
+// allocates once per slab while the ring fills and nothing once it is warm. Memory is bounded by size x wire.MaxRelayItem and in
 // practice by size x (typical item size rounded up to 64 B).
 //
 // # Concurrency
@@ -37,6 +37,7 @@ type Ring struct {
 	mu    sync.RWMutex
 	mask  uint64
 	slots [][]byte
+	slab  []byte // where new slot room is cut from (writer only, under mu)
 	first uint64 // oldest seq held; head+1 when empty
 	head  uint64 // newest seq held; 0 before the first Append
 }
@@ -94,7 +95,7 @@ func (r *Ring) Append(seq uint64, rootRecv int64, body []byte) error {
 		return err
 	}
 	i := seq & r.mask
-	s := slotFor(r.slots[i], wire.RelayItemHeader+len(body))
+	s := r.slotFor(r.slots[i], wire.RelayItemHeader+len(body))
 	r.slots[i] = wire.AppendRelayItem(s, rootRecv, body)
 	return nil
 }
@@ -111,7 +112,7 @@ func (r *Ring) AppendItem(seq uint64, item []byte) error {
 		return err
 	}
 	i := seq & r.mask
-	r.slots[i] = append(slotFor(r.slots[i], len(item)), item...)
+	r.slots[i] = append(r.slotFor(r.slots[i], len(item)), item...)
 	return nil
 }
 
@@ -134,16 +135,24 @@ func (r *Ring) advance(seq uint64) error {
 }
 
 // slotFor returns s emptied, with room for n bytes (grown to a 64 B class).
-func slotFor(s []byte, n int) []byte {
+// New room is cut from a shared slab, so filling the ring the first time
+// costs one allocation per slab rather than one per item. A slot that grows
+// leaves its old piece unused (each slot grows at most a few times).
+func (r *Ring) slotFor(s []byte, n int) []byte {
 	if cap(s) >= n {
 		return s[:0]
 	}
-	c := (n + 63) &^ 63
-	if c > wire.MaxRelayItem {
-		c = wire.MaxRelayItem
+	c := min((n+63)&^63, wire.MaxRelayItem)
+	if len(r.slab)+c > cap(r.slab) {
+		r.slab = make([]byte, 0, slabBytes)
 	}
-	return make([]byte, 0, c)
+	at := len(r.slab)
+	r.slab = r.slab[:at+c]
+	return r.slab[at : at : at+c]
 }
+
+// slabBytes is the size of the slabs slots are cut from.
+const slabBytes = 1 << 20
 
 // Get appends the relay item encoding of seq to dst. ok is false when seq
 // is not held.

@@ -240,3 +240,22 @@ func TestRingConcurrentReaders(t *testing.T) {
 	default:
 	}
 }
+
+// TestRingFirstLapAllocations: filling a fresh ring cuts slot room from
+// shared slabs, not one allocation per item.
+func TestRingFirstLapAllocations(t *testing.T) {
+	body := make([]byte, 90)
+	const n = 1 << 14
+	allocs := testing.AllocsPerRun(3, func() {
+		r, _ := NewRing(n)
+		for seq := uint64(1); seq <= n; seq++ {
+			if err := r.Append(seq, 1, body); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	// The slots array, the ring and one 1 MiB slab per ~10k items of 100 B.
+	if allocs > 8 {
+		t.Fatalf("filling a %d-slot ring took %.0f allocations", n, allocs)
+	}
+}
