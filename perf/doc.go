@@ -53,6 +53,10 @@
 // the histograms (Recorder.SetWarmup): fresh processes fault in buffers and
 // grow their queues then, which is not the steady state.
 //
+// Each fixed rate runs Repeats times per system, the systems taking turns;
+// the run with the median end-to-end p99 stands for it (the others are in
+// results.json as spares).
+//
 // "max" is not an unthrottled step: after the fixed rates, each system gets
 // up to MaxTries more steps searching its highest sustained rate (all
 // published within 5% of the rate, every frame delivered, end-to-end p99

@@ -2,17 +2,20 @@ package perf
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +65,9 @@ type Config struct {
 	// NewSource makes the feed for a step; nil means NewFeedSource.
 	// The tickrelay side uses the exchange simulator's own stream.
 	NewSource func(symbols int, seed int64) Source
+	// Repeats is how many times each fixed rate runs per system; the
+	// median by end-to-end p99 is reported.
+	Repeats int
 	// MaxTries bounds the extra steps per system that search for the
 	// highest sustained rate when Rates holds 0 ("max").
 	MaxTries int
@@ -104,6 +110,7 @@ func DefaultConfig() Config {
 		Seed:          1,
 		Duration:      5 * time.Second,
 		Warmup:        time.Second,
+		Repeats:       3,
 		MaxTries:      3,
 		ServerNice:    -10,
 		RootArgs:      []string{"-sync", "none"},
@@ -130,6 +137,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("perf: Children %d: need at least 1", c.Children)
 	case c.Symbols < 1 || c.Symbols > 99999:
 		return fmt.Errorf("perf: Symbols %d: need 1..99999", c.Symbols)
+	case c.Repeats < 1:
+		return fmt.Errorf("perf: Repeats %d: need at least 1", c.Repeats)
 	case c.MaxTries < 0:
 		return fmt.Errorf("perf: MaxTries %d: must not be negative", c.MaxTries)
 	case c.SustainP99 <= 0:
@@ -257,9 +266,30 @@ type StepResult struct {
 	ServerRSS      int64         `json:"server_rss_bytes"`
 	Elapsed        time.Duration `json:"elapsed_ns"`
 	// Probe marks a step of the max search; Max marks the copy of a
-	// system's highest sustained step (its "max" column).
+	// system's highest sustained step (its "max" column). Round numbers the
+	// repeats of a fixed rate; Spare marks those that are not the median.
 	Probe bool `json:"probe,omitempty"`
 	Max   bool `json:"max,omitempty"`
+	Round int  `json:"round,omitempty"`
+	Spare bool `json:"spare,omitempty"`
+}
+
+// markMedian marks every step of idx but the median by end-to-end p99 (a
+// failed step counts as the worst; of an even count, the lower middle) as
+// a spare.
+func markMedian(steps []StepResult, idx []int) {
+	p99 := func(i int) int64 {
+		if steps[i].Err != "" {
+			return math.MaxInt64
+		}
+		return steps[i].Latency.Hops[HopEndToEnd].P99
+	}
+	sorted := slices.Clone(idx)
+	slices.SortStableFunc(sorted, func(a, b int) int { return cmp.Compare(p99(a), p99(b)) })
+	median := sorted[(len(sorted)-1)/2]
+	for _, i := range idx {
+		steps[i].Spare = i != median
+	}
 }
 
 // column is the rate column a step is shown under: 0 ("max") for a
@@ -268,7 +298,7 @@ func (st StepResult) column() (rate int, ok bool) {
 	switch {
 	case st.Max:
 		return 0, true
-	case st.Probe:
+	case st.Probe, st.Spare:
 		return 0, false
 	}
 	return st.Rate, true
@@ -290,13 +320,14 @@ func (st StepResult) Sustained(limit time.Duration) bool {
 func searchMax(steps []StepResult, system string, tries int, limit time.Duration, try func(rate int) StepResult) StepResult {
 	var best StepResult
 	lo, hi := 0, 0
+	fixed := func(st StepResult) bool { _, ok := st.column(); return ok && st.System == system && !st.Max }
 	for _, st := range steps {
-		if st.System == system && !st.Probe && !st.Max && st.Sustained(limit) && st.Rate > lo {
+		if fixed(st) && st.Sustained(limit) && st.Rate > lo {
 			lo, best = st.Rate, st
 		}
 	}
 	for _, st := range steps {
-		if st.System == system && !st.Probe && !st.Max && st.Rate > lo && (hi == 0 || st.Rate < hi) {
+		if fixed(st) && st.Rate > lo && (hi == 0 || st.Rate < hi) {
 			hi = st.Rate
 		}
 	}
@@ -328,7 +359,7 @@ func maxResult(best StepResult, system string, lo, hi int) StepResult {
 		best.System = system
 		best.Err = fmt.Sprintf("no rate sustained (lowest failing: %d msgs/s)", hi)
 	}
-	best.Probe = false
+	best.Probe, best.Spare, best.Round = false, false, 0
 	return best
 }
 
@@ -369,8 +400,8 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	res := &Results{Started: time.Now().UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
 		Command: cfg.Command,
-		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay child(ren), %v per step (first %v warm-up, not in the histograms), seed %d, harness %s, servers and feed sources at nice %d, root flags %q; max = highest rate sustained (published on time, all delivered, e2e p99 <= %v) within %d extra steps",
-			cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children, cfg.Duration, cfg.Warmup, cfg.Seed, cfg.HarnessMode,
+		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay child(ren), %v per step (first %v warm-up, not in the histograms), median of %d runs by e2e p99, seed %d, harness %s, servers and feed sources at nice %d, root flags %q; max = highest rate sustained (published on time, all delivered, e2e p99 <= %v) within %d extra steps",
+			cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children, cfg.Duration, cfg.Warmup, cfg.Repeats, cfg.Seed, cfg.HarnessMode,
 			cfg.ServerNice, strings.Join(cfg.RootArgs, " "), cfg.SustainP99, cfg.MaxTries)}
 	if cfg.ServerNice < 0 {
 		if out, err := exec.CommandContext(ctx, "nice", "-n", strconv.Itoa(cfg.ServerNice), "true").CombinedOutput(); err != nil || len(out) > 0 {
@@ -393,18 +424,16 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			SubsPerClient: cfg.SubsPerClient, Children: cfg.Children, Symbols: cfg.Symbols,
 			Seed: cfg.Seed, Duration: cfg.Duration, Warmup: cfg.Warmup, HarnessMode: cfg.HarnessMode}
 	}
-	var scenarios []Scenario
+	var fixed []int
 	wantMax := false
 	for _, r := range cfg.Rates {
 		if r == 0 {
 			wantMax = true
-			continue
-		}
-		for _, s := range systems {
-			scenarios = append(scenarios, scenario(s, r))
+		} else {
+			fixed = append(fixed, r)
 		}
 	}
-	n := len(scenarios)
+	n := len(fixed) * len(systems) * cfg.Repeats
 	if wantMax {
 		n += len(systems) * cfg.MaxTries
 	}
@@ -428,11 +457,25 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		return r
 	}
-	for _, sc := range scenarios {
-		if ctx.Err() != nil {
-			return res, ctx.Err()
+	// Each rate: Repeats rounds over the systems (interleaved, so drifting
+	// machine noise hits all alike), then each system's median step by
+	// end-to-end p99 stands for it; the others are kept as spares.
+	for _, r := range fixed {
+		runs := map[string][]int{}
+		for rep := 1; rep <= cfg.Repeats; rep++ {
+			for _, sys := range systems {
+				if ctx.Err() != nil {
+					return res, ctx.Err()
+				}
+				st := step(scenario(sys, r))
+				st.Round = rep
+				runs[sys] = append(runs[sys], len(res.Steps))
+				res.Steps = append(res.Steps, st)
+			}
 		}
-		res.Steps = append(res.Steps, step(sc))
+		for _, idx := range runs {
+			markMedian(res.Steps, idx)
+		}
 	}
 	if wantMax {
 		for _, sys := range systems {

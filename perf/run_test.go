@@ -58,7 +58,7 @@ func TestSweepNATS(t *testing.T) {
 	os.WriteFile(readme, []byte("# x\n\n<!-- perf:begin -->\n(pending)\n<!-- perf:end -->\ntail\n"), 0o644)
 	cfg := DefaultConfig()
 	cfg.Rates = []int{2000, 0} // and one step searching for the max
-	cfg.MaxTries = 1
+	cfg.Repeats, cfg.MaxTries = 2, 1
 	cfg.Clients, cfg.SubsPerClient, cfg.Symbols = 50, 4, 20
 	cfg.Duration = 2 * time.Second
 	cfg.Systems = []string{SystemNATS, SystemRedis}
@@ -74,17 +74,32 @@ func TestSweepNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, haveRedis := redisAvailable()
-	// Per system: 2k/s, a 3k/s probe (1.5x), and the max (a copy of the best).
-	if want := 3 * (1 + map[bool]int{true: 1}[haveRedis]); len(res.Steps) != want {
+	// Per system: 2k/s twice (one the median, one spare), a 3k/s probe
+	// (1.5x), and the max (a copy of the best).
+	if want := 4 * (1 + map[bool]int{true: 1}[haveRedis]); len(res.Steps) != want {
 		t.Fatalf("%d steps, want %d (redis on PATH: %v)", len(res.Steps), want, haveRedis)
 	}
+	medians := map[string]int{}
 	for _, st := range res.Steps {
 		checkPeerStep(t, st)
+		if st.Rate == 2000 && !st.Max {
+			if st.Round < 1 || st.Round > 2 {
+				t.Errorf("%s 2k/s step in round %d", st.System, st.Round)
+			}
+			if !st.Spare {
+				medians[st.System]++
+			}
+		}
 		if st.Probe && st.Rate != 3000 {
 			t.Errorf("%s probed %d msgs/s, want 3000", st.System, st.Rate)
 		}
 		if st.Max && st.Rate != 3000 && st.Rate != 2000 {
 			t.Errorf("%s max %d msgs/s", st.System, st.Rate)
+		}
+	}
+	for sys, n := range medians {
+		if n != 1 {
+			t.Errorf("%s: %d median 2k/s steps, want 1", sys, n)
 		}
 	}
 	// Outputs: JSON, PNG, README.
@@ -227,6 +242,7 @@ func TestConfigAndRates(t *testing.T) {
 		"Systems":  func(c *Config) { c.Systems = []string{"kafka"} },
 		"Duration": func(c *Config) { c.Duration = 0 },
 		"Warmup":   func(c *Config) { c.Warmup = c.Duration },
+		"Repeats":  func(c *Config) { c.Repeats = 0 },
 	} {
 		c := DefaultConfig()
 		f(&c)
@@ -302,9 +318,11 @@ func TestRatioTableAndPlot(t *testing.T) {
 	res.Steps = append(res.Steps, mk(SystemTickrelay, 10000, 20_000), mk(SystemNATS, 10000, 40_000))
 	probe := mk(SystemTickrelay, 120000, 1)
 	probe.Probe = true
+	spare := mk(SystemTickrelay, 10000, 1) // a repeat that was not the median
+	spare.Spare, spare.AchievedRate = true, 7777
 	ourMax, natsMax := mk(SystemTickrelay, 80000, 20_000), mk(SystemNATS, 40000, 40_000)
 	ourMax.Max, natsMax.Max = true, true
-	res.Steps = append(res.Steps, probe, ourMax, natsMax,
+	res.Steps = append(res.Steps, spare, probe, ourMax, natsMax,
 		StepResult{Scenario: Scenario{System: SystemRedis}, Err: "boom | x", Max: true})
 	tab := RatioTable(res)
 	for _, want := range []string{"| 10k/s | nats | 1.00 | 0.5", "| max (80k/s vs 40k/s) | nats | 2.00 | 0.5",
@@ -313,8 +331,8 @@ func TestRatioTableAndPlot(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, tab)
 		}
 	}
-	if strings.Contains(tab, "120k") {
-		t.Errorf("table shows the max-search probe:\n%s", tab)
+	if strings.Contains(tab, "120k") || strings.Contains(tab, "7777") {
+		t.Errorf("table shows a max-search probe or a spare repeat:\n%s", tab)
 	}
 	var buf bytes.Buffer
 	if err := WritePlot(&buf, res); err != nil {
@@ -377,7 +395,7 @@ func TestHarnessModesCost(t *testing.T) {
 // in its StepResult) rather than hang or abort the sweep.
 func TestSweepTickrelayStepFailsCleanly(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Rates, cfg.Clients, cfg.Symbols, cfg.Duration, cfg.Warmup = []int{1000}, 2, 2, time.Second, 0
+	cfg.Rates, cfg.Clients, cfg.Symbols, cfg.Duration, cfg.Warmup, cfg.Repeats = []int{1000}, 2, 2, time.Second, 0, 1
 	cfg.Systems, cfg.Out, cfg.Spawn = []string{SystemTickrelay}, "", testSpawner
 	var err error
 	for _, p := range []*int{&cfg.ExchangePort, &cfg.RootPort, &cfg.ChildPort} {
@@ -446,5 +464,36 @@ func TestSearchMax(t *testing.T) {
 				t.Errorf("max %d (err %q), want %d", got.Rate, got.Err, tc.want)
 			}
 		})
+	}
+}
+
+// TestMarkMedian: the step with the median end-to-end p99 stands for its
+// runs; a failed run counts as the worst; of two, the better one.
+func TestMarkMedian(t *testing.T) {
+	mk := func(p99 int64, err string) StepResult {
+		var st StepResult
+		st.Latency.Hops[HopEndToEnd].P99 = p99
+		st.Err = err
+		return st
+	}
+	for _, tc := range []struct {
+		steps  []StepResult
+		median int
+	}{
+		{[]StepResult{mk(5, ""), mk(1, ""), mk(3, "")}, 2},
+		{[]StepResult{mk(1, "boom"), mk(9, ""), mk(2, "")}, 1},
+		{[]StepResult{mk(7, ""), mk(4, "")}, 1},
+		{[]StepResult{mk(7, "")}, 0},
+	} {
+		idx := make([]int, len(tc.steps))
+		for i := range idx {
+			idx[i] = i
+		}
+		markMedian(tc.steps, idx)
+		for i, st := range tc.steps {
+			if st.Spare != (i != tc.median) {
+				t.Errorf("p99s %v: step %d spare %v, want the median at %d", tc.steps, i, st.Spare, tc.median)
+			}
+		}
 	}
 }

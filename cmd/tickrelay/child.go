@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tickrelay/child"
+	"tickrelay/internal/gnetprocs"
 )
 
 func init() {
@@ -38,6 +39,7 @@ func runChild(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	gnetprocs.Reserve(cfg.Loops)
 	ch, err := child.New(cfg)
 	if err != nil {
 		return err

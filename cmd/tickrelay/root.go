@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tickrelay/internal/gnetprocs"
 	"tickrelay/root"
 	"tickrelay/root/backup"
 	"tickrelay/root/journal"
@@ -126,6 +128,11 @@ func runRoot(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	relayLoops := cfg.Loops
+	if relayLoops == 0 {
+		relayLoops = runtime.NumCPU()
+	}
+	gnetprocs.Reserve(relayLoops)
 
 	// The journal opens before anything listens: a corrupt, truncated or
 	// holed file stops the root here, with the journal's error naming it.
