@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"tickrelay/internal/gnetlog"
 	"tickrelay/perf"
@@ -60,7 +61,10 @@ func New(cfg Config) (*Child, error) {
 		hops:    perf.NewRecorder(cfg.Loops + 1),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(perf.NewCollector("tickrelay_child", ch.hops.Merged, nil))
+		cfg.Registerer.MustRegister(perf.NewCollector("tickrelay_child", ch.hops.Merged, nil),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child", Name: "flushed_seq",
+				Help:        "Last seq every event loop has written to its clients (last_seq minus this is the fan-out backlog).",
+				ConstLabels: prometheus.Labels{"child": cfg.Name}}, func() float64 { return float64(ch.FlushedSeq()) }))
 	}
 	ch.last.Store(cfg.FromSeq - 1)
 	ch.bound.Store(-1)
@@ -83,6 +87,21 @@ func (ch *Child) Addr() net.Addr {
 
 // LastSeq is the last seq received from the root (FromSeq-1 before any).
 func (ch *Child) LastSeq() uint64 { return ch.last.Load() }
+
+// FlushedSeq is the last seq every event loop has handed to its clients'
+// sockets (LastSeq when no loop serves anyone yet). LastSeq - FlushedSeq is
+// the fan-out backlog: at most a full loop queue of batches.
+func (ch *Child) FlushedSeq() uint64 {
+	loops := *ch.srv.loops.Load()
+	if len(loops) == 0 {
+		return ch.LastSeq()
+	}
+	seq := loops[0].flushed.Load()
+	for _, l := range loops[1:] {
+		seq = min(seq, l.flushed.Load())
+	}
+	return seq
+}
 
 // ClockOffset returns the estimated root clock minus child clock and its
 // error bound (ns); ok is false before the first TimeReply.

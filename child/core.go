@@ -23,7 +23,8 @@ type frameRef struct {
 type Batch struct {
 	buf       []byte
 	frames    []frameRef
-	childRecv int64 // when the relay batch arrived (every item's ChildRecv)
+	childRecv int64  // when the relay batch arrived (every item's ChildRecv)
+	last      uint64 // seq of its last item (with or without a frame)
 	refs      atomic.Int32
 }
 

@@ -54,6 +54,9 @@ func TestStalledLoopStopsRelayReads(t *testing.T) {
 	if got := ch.LastSeq(); got > limit {
 		t.Fatalf("relay parsed up to seq %d with the loop stalled, bound %d", got, limit)
 	}
+	if f := ch.FlushedSeq(); f >= ch.LastSeq() {
+		t.Fatalf("FlushedSeq %d with the loop stalled, LastSeq %d", f, ch.LastSeq())
+	}
 	unstick()
 	if err := r.untilSeq(n); err != nil {
 		t.Fatal(err)
@@ -62,5 +65,8 @@ func TestStalledLoopStopsRelayReads(t *testing.T) {
 		if seq != uint64(i+1) {
 			t.Fatalf("frame %d is seq %d: want 1..%d in order", i, seq, n)
 		}
+	}
+	if f := ch.FlushedSeq(); f != n {
+		t.Fatalf("FlushedSeq %d after every frame arrived, want %d", f, n)
 	}
 }

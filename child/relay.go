@@ -224,6 +224,7 @@ func (ch *Child) applyBatch(br *wire.BatchReader, p []byte, childRecv int64) ses
 		ch.stamps = append(ch.stamps, wire.Stamps{ExchSend: it.ExchSend, RootRecv: it.RootRecv,
 			RootSend: br.RootSend, ChildRecv: childRecv})
 		ch.core.Apply(b, it, br.RootSend, childRecv)
+		b.last = it.Seq
 		ch.last.Store(it.Seq)
 		n++
 	}

@@ -52,6 +52,7 @@ type loop struct {
 	idx int // registration order: the loop's hops shard is idx+1
 
 	room      chan struct{} // a token per queued batch
+	flushed   atomic.Uint64 // last seq of the last batch written out
 	mu        sync.Mutex
 	q, spare  []*Batch
 	signalled bool
@@ -114,6 +115,7 @@ func (l *loop) drain() {
 	// every client's pending buffer to the whole backlog (regrowing them
 	// cost more than the writes) and hold the first frames until the last
 	// were appended.
+	last := q[len(q)-1].last
 	now := time.Now().UnixNano()
 	frames := 0
 	for i, b := range q {
@@ -129,6 +131,7 @@ func (l *loop) drain() {
 		<-l.room
 	}
 	l.flush()
+	l.flushed.Store(last)
 	l.mu.Lock()
 	if l.spare == nil {
 		l.spare = q[:0]
@@ -256,16 +259,18 @@ func (s *server) loopOf(el gnet.EventLoop) *loop {
 	old := *s.loops.Load()
 	l := &loop{s: s, el: el, idx: len(old), f: newFanout(), clients: make(map[*client]struct{}),
 		room: make(chan struct{}, maxQueued)}
+	l.flushed.Store(s.ch.LastSeq()) // earlier batches were never this loop's
 	s.byEL[el] = l
 	next := append(append(make([]*loop, 0, len(old)+1), old...), l)
 	s.loops.Store(&next)
 	return l
 }
 
-// publish hands a parsed batch to every loop, in order.
+// publish hands a parsed batch to every loop, in order (a batch without
+// frames too: it still moves the loops' FlushedSeq on).
 func (s *server) publish(b *Batch) {
 	loops := *s.loops.Load()
-	if len(loops) == 0 || len(b.frames) == 0 {
+	if len(loops) == 0 {
 		b.refs.Store(1)
 		b.release()
 		return

@@ -21,6 +21,7 @@ import (
 type Client struct {
 	conn net.Conn
 	r    *bufio.Reader
+	part []byte // the start of a line a failed read (a deadline) cut off
 	wmu  sync.Mutex
 	wbuf []byte
 	ev   Event
@@ -150,14 +151,25 @@ func (c *Client) symCmd(verb, arg string, syms []string) error {
 
 // Next reads the next line and decodes it; data frames fill Seq, Stamps and
 // Msg. The returned Event is reused by the next call. A data frame that does
-// not decode is returned with Kind LineFrame and the decode error.
+// not decode is returned with Kind LineFrame and the decode error. After a
+// read error such as a deadline, Next may be called again: the part of a
+// line read before the error is kept.
 func (c *Client) Next() (*Event, error) {
 	line, err := c.r.ReadSlice('\n')
 	if err != nil {
-		if errors.Is(err, bufio.ErrBufferFull) {
+		if errors.Is(err, bufio.ErrBufferFull) || len(c.part)+len(line) > c.r.Size() {
 			return nil, fmt.Errorf("client: line over %d bytes", c.r.Size())
 		}
+		c.part = append(c.part, line...)
 		return nil, err
+	}
+	if len(c.part) > 0 {
+		if len(c.part)+len(line) > c.r.Size() {
+			c.part = c.part[:0]
+			return nil, fmt.Errorf("client: line over %d bytes", c.r.Size())
+		}
+		line = append(c.part, line...)
+		c.part = line[:0] // reused once the caller is done with this line
 	}
 	e := &c.ev
 	e.Recv = time.Now().UnixNano()

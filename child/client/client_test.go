@@ -119,3 +119,48 @@ func BenchmarkNext(b *testing.B) {
 		}
 	}
 }
+
+// TestNextAfterDeadline: a read deadline that cuts a line in two loses
+// nothing; Next goes on with the whole line once the rest arrives.
+func TestNextAfterDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	data := frames(3)
+	cut := bytes.IndexByte(data, '\n') + 40 // inside the second frame
+	rest := make(chan struct{})
+	go func() {
+		s, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		s.Write(data[:cut])
+		<-rest
+		s.Write(data[cut:])
+		time.Sleep(time.Second) // let the client read before the close
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := New(nc)
+	if ev, err := c.Next(); err != nil || ev.Seq != 1 {
+		t.Fatalf("first frame: %v", err)
+	}
+	nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := c.Next(); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("want a timeout mid-line, got %v", err)
+	}
+	close(rest)
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for want := uint64(2); want <= 3; want++ {
+		ev, err := c.Next()
+		if err != nil || ev.Kind != wire.LineFrame || ev.Seq != want || ev.Msg.TradeID != uint32(want) {
+			t.Fatalf("frame %d after the deadline: %v (%q)", want, err, ev.Line)
+		}
+	}
+}
