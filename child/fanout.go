@@ -27,7 +27,7 @@ type fanout struct {
 	tick   uint64                // frame counter: a client gets each frame once
 	dirty  []*client
 	arena  []byte // this loop's copy of the frames since the last flush
-	frames uint64 // frame copies appended (for metrics)
+	frames uint64 // frames handed to clients (for metrics)
 }
 
 func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
@@ -102,8 +102,8 @@ func (f *fanout) remove(cl *client) {
 	f.unsubscribe(cl, 0, true)
 }
 
-// add appends the frames of b, stamped with child send time now, to the
-// pending buffer of each subscriber, in seq order.
+// add copies b into the arena, stamps its frames with child send time now
+// and hands each to its subscribers, in seq order.
 func (f *fanout) add(b *Batch, now int64) {
 	// One private copy per loop so the child send stamp can be patched
 	// without racing the other loops reading the shared batch. Frames

@@ -724,15 +724,16 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	if _, err := start("root", rootAddr, rootArgs...); err != nil {
 		return StepResult{}, err
 	}
-	admins := map[string]string{"root": rootAdmin}
-	var childAddrs []string
+	admins := map[string]string{"root": rootAdmin} // processes profiled (ProfileDir)
+	var childAddrs, childAdmins []string
 	for i := 0; i < sc.Children; i++ {
 		a := addr(cfg.ChildPort + i)
 		ca, err := admin()
-		admins[fmt.Sprintf("c%02d", i)] = ca
 		if err != nil {
 			return StepResult{}, err
 		}
+		admins[fmt.Sprintf("c%02d", i)] = ca
+		childAdmins = append(childAdmins, ca)
 		args := append([]string{"child", "-root", rootAddr, "-addr", a, "-name", fmt.Sprintf("c%02d", i),
 			"-admin", ca}, cfg.ChildArgs...)
 		if _, err := start("child", a, args...); err != nil {
@@ -770,10 +771,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	if err != nil {
 		return StepResult{}, err
 	}
-	profiled := map[string]string{"exchange": exAdmin}
-	for k, v := range admins {
-		profiled[k] = v
-	}
+	admins["exchange"] = exAdmin
 	r, err := measure(ctx, sc, servers, harness.Tickrelay, childAddrs, symbols, bar,
 		func(_ context.Context) (pubResult, error) {
 			res := pubResult{Expected: expected}
@@ -797,7 +795,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 						res.Start = time.Now()
 						if cfg.ProfileDir != "" {
 							secs := max(1, int(sc.Duration/time.Second)-1)
-							for name, a := range profiled {
+							for name, a := range admins {
 								profiles.Add(1)
 								go func() {
 									defer profiles.Done()
@@ -832,12 +830,10 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 			}
 		})
 	var frames, writes float64
-	for name, a := range admins {
-		if strings.HasPrefix(name, "c") {
-			f, _ := Scrape(a, "tickrelay_child_frames_out_total")
-			w, _ := Scrape(a, "tickrelay_child_writes_total")
-			frames, writes = frames+f, writes+w
-		}
+	for _, a := range childAdmins {
+		f, _ := Scrape(a, "tickrelay_child_frames_out_total")
+		w, _ := Scrape(a, "tickrelay_child_writes_total")
+		frames, writes = frames+f, writes+w
 	}
 	if writes > 0 {
 		r.FramesPerWrite = frames / writes

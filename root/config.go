@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,4 +119,13 @@ func (c Config) Validate() error {
 		return errors.New("root config: DrainTimeout must be > 0")
 	}
 	return nil
+}
+
+// RelayLoops is the number of relay event loops the root runs: Loops, or
+// one per CPU when 0.
+func (c Config) RelayLoops() int {
+	if c.Loops > 0 {
+		return c.Loops
+	}
+	return runtime.NumCPU()
 }

@@ -113,9 +113,7 @@ func (rl *relay) start(errc chan error) error {
 		// must rebind its port while old child conns sit in TIME_WAIT.
 		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetlog.Logger{L: rl.r.log.With("component", "gnet")}),
-	}
-	if cfg.Loops > 0 {
-		opts = append(opts, gnet.WithNumEventLoop(cfg.Loops))
+		gnet.WithNumEventLoop(cfg.RelayLoops()),
 	}
 	go func() { errc <- gnet.Run(rl, "tcp://"+cfg.Addr, opts...) }()
 	select {

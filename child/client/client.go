@@ -156,18 +156,15 @@ func (c *Client) symCmd(verb, arg string, syms []string) error {
 // line read before the error is kept.
 func (c *Client) Next() (*Event, error) {
 	line, err := c.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) || len(c.part)+len(line) > c.r.Size() {
+		c.part = c.part[:0]
+		return nil, fmt.Errorf("client: line over %d bytes", c.r.Size())
+	}
 	if err != nil {
-		if errors.Is(err, bufio.ErrBufferFull) || len(c.part)+len(line) > c.r.Size() {
-			return nil, fmt.Errorf("client: line over %d bytes", c.r.Size())
-		}
 		c.part = append(c.part, line...)
 		return nil, err
 	}
 	if len(c.part) > 0 {
-		if len(c.part)+len(line) > c.r.Size() {
-			c.part = c.part[:0]
-			return nil, fmt.Errorf("client: line over %d bytes", c.r.Size())
-		}
 		line = append(c.part, line...)
 		c.part = line[:0] // reused once the caller is done with this line
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -128,11 +127,7 @@ func runRoot(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	relayLoops := cfg.Loops
-	if relayLoops == 0 {
-		relayLoops = runtime.NumCPU()
-	}
-	gnetprocs.Reserve(relayLoops)
+	gnetprocs.Reserve(cfg.RelayLoops())
 
 	// The journal opens before anything listens: a corrupt, truncated or
 	// holed file stops the root here, with the journal's error naming it.
