@@ -1,5 +1,7 @@
 package child
 
+import "tickrelay/internal/prefault"
+
 // history is the frame ring RESUME reads: the text frames of a contiguous
 // run of seqs [first, next), bounded by a slot count (a power of two) and a
 // byte buffer. Frames are stored back to back in buf; a frame that does not
@@ -21,12 +23,17 @@ type histSlot struct {
 	off, n int32
 }
 
+// newHistory makes the ring with its memory populated up front: the first
+// lap would otherwise fault in a page every ~20 frames (internal/prefault).
 func newHistory(frames, bytes int) *history {
 	n := 1
 	for n < frames {
 		n <<= 1
 	}
-	return &history{slots: make([]histSlot, n), mask: uint64(n - 1), buf: make([]byte, bytes)}
+	h := &history{slots: make([]histSlot, n), mask: uint64(n - 1), buf: make([]byte, bytes)}
+	prefault.Slice(h.slots)
+	prefault.Populate(h.buf)
+	return h
 }
 
 func (h *history) len() uint64 { return h.next - h.first }

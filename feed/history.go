@@ -3,6 +3,7 @@ package feed
 import (
 	"sync"
 	"sync/atomic"
+	"tickrelay/internal/prefault"
 )
 
 // Segment bounds. A segment holds complete frames (length prefix included)
@@ -70,6 +71,8 @@ func (h *history) reserve(seq uint64) []byte {
 			s.sealed.Store(int64(s.n))
 		}
 		s = &segment{first: seq, buf: make([]byte, segBytes), offs: make([]uint32, segMsgs+1)}
+		prefault.Populate(s.buf) // faulting pages in one by one costs more than writing them
+		prefault.Slice(s.offs)
 		s.sealed.Store(-1)
 		h.mu.Lock()
 		h.segs = append(h.segs, s)

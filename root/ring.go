@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"tickrelay/internal/prefault"
 	"tickrelay/wire"
 )
 
@@ -20,7 +21,10 @@ var ErrGone = errors.New("root: seq no longer in the ring")
 // rootRecv i64, bodyLen u16, body) in a []byte owned by the slot: Append
 // copies into it, growing it only when a larger item lands there (to a size
 // class, at most wire.MaxRelayItem, cut from 1 MiB slabs), so Append
-// allocates once per slab while the ring fills and nothing once it is warm. Memory is bounded by size x wire.MaxRelayItem and in
+// allocates once per slab while the ring fills and nothing once it is warm.
+// The slot table and each new slab are populated when made
+// (internal/prefault): otherwise the first lap after a start takes a page
+// fault every few items. Memory is bounded by size x wire.MaxRelayItem and in
 // practice by size x (typical item size rounded up to 64 B).
 //
 // # Concurrency
@@ -47,7 +51,9 @@ func NewRing(size int) (*Ring, error) {
 	if size < 2 || size&(size-1) != 0 {
 		return nil, fmt.Errorf("root: ring size %d is not a power of two >= 2", size)
 	}
-	return &Ring{mask: uint64(size - 1), slots: make([][]byte, size), first: 1}, nil
+	r := &Ring{mask: uint64(size - 1), slots: make([][]byte, size), first: 1}
+	prefault.Slice(r.slots)
+	return r, nil
 }
 
 // Size returns the number of slots.
@@ -145,6 +151,7 @@ func (r *Ring) slotFor(s []byte, n int) []byte {
 	c := min((n+63)&^63, wire.MaxRelayItem)
 	if len(r.slab)+c > cap(r.slab) {
 		r.slab = make([]byte, 0, slabBytes)
+		prefault.Populate(r.slab[:slabBytes])
 	}
 	at := len(r.slab)
 	r.slab = r.slab[:at+c]
