@@ -281,16 +281,28 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
+// GenTick is the simulator's generation tick: each tick makes the messages
+// due since the previous one, stamped with the tick's time.
+const GenTick = time.Millisecond
+
+// LateStamp is the send stamp of a message due at due and sent at now: now,
+// or due+GenTick when it goes out later than that. A source held behind its
+// schedule (a late tick here, TCP backpressure for perf's peer publisher)
+// so counts its own lateness as latency instead of hiding it (coordinated
+// omission).
+func LateStamp(now, due int64) int64 { return min(now, due+int64(GenTick)) }
+
 // generate appends messages to the history at the configured pace.
 func (s *Server) generate(ctx context.Context) {
 	g := NewGenerator(GenConfig{Seed: s.cfg.Seed, Symbols: s.cfg.Symbols, Total: s.cfg.MaxSeq})
 	var m wire.Msg
-	tick := time.NewTicker(time.Millisecond)
+	tick := time.NewTicker(GenTick)
 	defer tick.Stop()
 	var (
 		start, last time.Time // of generation (after the StartOnLogon gate), of the previous tick
 		began       bool
 		credit      float64
+		rate        float64 // of this tick; 0: as fast as possible
 	)
 	for {
 		s.genMu.Lock()
@@ -302,7 +314,7 @@ func (s *Server) generate(ctx context.Context) {
 		if s.paused.Load() || !began {
 			n = 0
 		} else if s.cfg.Rate > 0 {
-			rate := float64(s.cfg.Rate)
+			rate = float64(s.cfg.Rate)
 			if s.cfg.BurstFactor > 1 && now.Sub(start)%s.cfg.BurstEvery < s.cfg.BurstFor {
 				rate *= s.cfg.BurstFactor
 			}
@@ -317,10 +329,14 @@ func (s *Server) generate(ctx context.Context) {
 		}
 		if n > 0 {
 			sendTime := s.now()
-			for range n {
+			for i := range n {
 				g.Next(&m)
 				seq := g.Seq()
-				out, _ := wire.AppendMsgFrame(s.hist.reserve(seq), seq, sendTime, &m)
+				stamp := sendTime
+				if rate > 0 { // a late tick catches up: message i was due (n-1-i)/rate ago
+					stamp = LateStamp(sendTime, sendTime-int64(float64(n-1-i)*float64(time.Second)/rate))
+				}
+				out, _ := wire.AppendMsgFrame(s.hist.reserve(seq), seq, stamp, &m)
 				s.hist.commit(len(out))
 			}
 			s.hist.publish(g.Seq())

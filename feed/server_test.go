@@ -458,3 +458,21 @@ func BenchmarkServerStream(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 }
+
+func TestLateStamp(t *testing.T) {
+	tick := int64(GenTick)
+	for _, c := range []struct {
+		name           string
+		now, due, want int64
+	}{
+		{"on time", 100, 100, 100},
+		{"early", 90, 100, 90},
+		{"within a tick", 100 + tick/2, 100, 100 + tick/2},
+		{"a tick late", 100 + tick, 100, 100 + tick},
+		{"held back", 100 + 50*tick, 100, 100 + tick}, // the 49 ticks of lateness count as latency
+	} {
+		if got := LateStamp(c.now, c.due); got != c.want {
+			t.Errorf("%s: LateStamp(%d, %d) = %d, want %d", c.name, c.now, c.due, got, c.want)
+		}
+	}
+}

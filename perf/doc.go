@@ -21,8 +21,10 @@
 //	child->client  clientRecv - ChildSend
 //	end-to-end     clientRecv - ExchSend
 //
-// A zero stamp means "not taken" (a peer's frame has only the publisher's
-// stamp), so the hops needing it are skipped; a hop that comes out negative
+// A peer's frame has only the publisher's stamp: the send time, or the time
+// the message was due when the server held the publisher back (dueStamp), so
+// end-to-end includes that backlog as tickrelay's does. A zero stamp means
+// "not taken", so the hops needing it are skipped; a hop that comes out negative
 // or above MaxLatency counts in that hop's errors and is not recorded.
 //
 // A child records the hops it sees itself in a Recorder exposed with a

@@ -50,8 +50,15 @@ type PublisherConfig struct {
 }
 
 // Publisher converts the feed into text frames (same bytes as a child's,
-// only the exchange stamp set, taken at publish time) and publishes each on
-// its symbol's subject (NATS) or channel (Redis).
+// only the exchange stamp set) and publishes each on its symbol's subject
+// (NATS) or channel (Redis).
+//
+// The exchange stamp is the publish time, but never later than the
+// message's place in the rate's schedule plus one tick (dueStamp), as the
+// simulator stamps. A server that cannot take the rate holds the publisher
+// back through TCP; stamping at the delayed send would leave that backlog
+// out of the latency (coordinated omission), while the simulator never waits
+// for tickrelay and its stamps include every backlog downstream.
 type Publisher struct {
 	cfg       PublisherConfig
 	now       func() int64
@@ -100,6 +107,17 @@ func (p *Publisher) Run(ctx context.Context) error {
 	return runNiced(p.cfg.Nice, func() error { return p.run(ctx) })
 }
 
+// dueStamp is the exchange stamp of message seq (1-based) sent at now by a
+// publisher that started at start at rate msgs/s (0: no schedule): the
+// simulator's rule, feed.LateStamp, against the message's place in the
+// schedule.
+func dueStamp(now, start int64, seq uint64, rate int) int64 {
+	if rate <= 0 {
+		return now
+	}
+	return feed.LateStamp(now, start+int64(float64(seq)*float64(time.Second)/float64(rate)))
+}
+
 func (p *Publisher) run(ctx context.Context) error {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", p.cfg.Addr)
@@ -137,6 +155,7 @@ func (p *Publisher) run(ctx context.Context) error {
 		hdr     = make([]byte, 0, 64)
 		seq     uint64
 		start   = time.Now()
+		startNs = p.now() // start on the stamps' clock
 		tick    = time.NewTicker(time.Millisecond)
 		stopped bool
 	)
@@ -157,7 +176,7 @@ func (p *Publisher) run(ctx context.Context) error {
 		for seq < target {
 			seq++
 			p.cfg.Source.Next(&m)
-			frame = wire.AppendTextFrame(frame[:0], seq, &m, wire.Stamps{ExchSend: p.now()})
+			frame = wire.AppendTextFrame(frame[:0], seq, &m, wire.Stamps{ExchSend: dueStamp(p.now(), startNs, seq, p.cfg.Rate)})
 			subj = AppendSubject(subj[:0], m.Security)
 			hdr = hdr[:0]
 			if p.cfg.Protocol == "nats" {

@@ -84,9 +84,10 @@ func RatioTable(res *Results) string {
 			st.CPUPerDeliveryNs, st.RSSPerClient)
 	}
 	b.WriteString("\nServers, load clients and the feed share one host, so every number includes their contention " +
-		"(and whatever else runs on it). Where a system falls behind, latency measures its backlog: the exchange " +
-		"simulator stamps each message when it generates it and never slows down for tickrelay, while the peers' " +
-		"publisher is held back by TCP (see achieved msgs/s), so their stamps exclude the backlog it holds. " +
+		"(and whatever else runs on it). Latency runs from each message's place in the publishing schedule " +
+		"(within one 1 ms tick): the exchange simulator keeps to the rate whatever tickrelay does, and the peers' " +
+		"publisher, when a server holds it back through TCP (achieved msgs/s below the rate), stamps a late " +
+		"message with the time it was due, so a backlog counts as latency for every system (no coordinated omission). " +
 		"The max rows compare each system at its own highest sustained rate.\n")
 	for _, n := range res.Notes {
 		fmt.Fprintf(&b, "\nNote: %s\n", n)

@@ -497,3 +497,25 @@ func TestMarkMedian(t *testing.T) {
 		}
 	}
 }
+
+func TestDueStamp(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	start := int64(1_000_000_000)
+	for _, c := range []struct {
+		name string
+		now  int64
+		seq  uint64
+		rate int
+		want int64
+	}{
+		{"no schedule", start + 500*ms, 1, 0, start + 500*ms},
+		{"on time", start + 10*ms, 10_000, 1_000_000, start + 10*ms},                     // due at 10 ms
+		{"within a tick", start + 10*ms + ms/2, 10_000, 1_000_000, start + 10*ms + ms/2}, // half a tick late
+		{"held back", start + 300*ms, 10_000, 1_000_000, start + 11*ms},                  // due at 10 ms: the backlog counts
+		{"early", start + 5*ms, 10, 1000, start + 5*ms},                                  // due at 10 ms, sent sooner
+	} {
+		if got := dueStamp(c.now, start, c.seq, c.rate); got != c.want {
+			t.Errorf("%s: dueStamp = %d ms after start, want %d", c.name, (got-start)/ms, (c.want-start)/ms)
+		}
+	}
+}
