@@ -22,7 +22,7 @@ type Config struct {
 	Loops             int           // gnet event loops (>= 1)
 	MaxPending        int           // unsent bytes per client before it is disconnected as slow
 	HistorySize       int           // frames held for RESUME (rounded up to a power of two)
-	HistoryBytes      int           // bytes of frames held for RESUME
+	HistoryBytes      int           // bytes of frames held for RESUME (resident from the start: populated when made)
 	MaxCommandsPerSec int           // client lines per second before ERR FLOOD and close
 	IdleTimeout       time.Duration // no relay frame for this long -> reconnect (the root heartbeats)
 	ClockInterval     time.Duration // TimeReq period

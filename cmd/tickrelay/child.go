@@ -24,7 +24,7 @@ func runChild(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Loops, "loops", cfg.Loops, "event loops serving clients")
 	fs.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, "unsent bytes per client before it is disconnected as slow")
 	fs.IntVar(&cfg.HistorySize, "history", cfg.HistorySize, "frames kept for RESUME")
-	fs.IntVar(&cfg.HistoryBytes, "history-bytes", cfg.HistoryBytes, "bytes of frames kept for RESUME")
+	fs.IntVar(&cfg.HistoryBytes, "history-bytes", cfg.HistoryBytes, "bytes of frames kept for RESUME (resident from the start)")
 	fs.IntVar(&cfg.MaxCommandsPerSec, "max-commands", cfg.MaxCommandsPerSec, "client command lines per second before ERR FLOOD")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "reconnect when the root is silent this long")
 	if err := parseFlags(fs, args); err != nil {
