@@ -60,11 +60,12 @@
 // results.json as spares).
 //
 // "max" is not an unthrottled step: after the fixed rates, each system gets
-// up to MaxTries more steps searching its highest sustained rate (all
+// up to MaxTries more rates searching its highest sustained rate (all
 // published within 5% of the rate, every frame delivered, end-to-end p99
 // within SustainP99): 1.5x the best sustained rate while nothing failed,
-// then the midpoint of the best sustained and the lowest failed. The
-// tables compare each system at its own max.
+// then the midpoint of the best sustained and the lowest failed. Each rate
+// runs until most of Repeats runs agree (probeRate), so one lucky run does
+// not set a max. The tables compare each system at its own max.
 //
 // Publish rate is over [first message, publisher done]; delivery rate over
 // [first message, last delivery]. A drain that stalls for 2 s ends the step

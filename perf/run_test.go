@@ -67,7 +67,7 @@ func TestSweepNATS(t *testing.T) {
 	var progress bytes.Buffer
 	cfg.Progress = &progress
 
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancel()
 	res, err := Run(ctx, cfg)
 	if err != nil {
@@ -75,8 +75,9 @@ func TestSweepNATS(t *testing.T) {
 	}
 	_, haveRedis := redisAvailable()
 	// Per system: 2k/s twice (one the median, one spare), a 3k/s probe
-	// (1.5x), and the max (a copy of the best).
-	if want := 4 * (1 + map[bool]int{true: 1}[haveRedis]); len(res.Steps) != want {
+	// (1.5x) run twice (both runs must agree with Repeats 2), and the max
+	// (a copy of the best).
+	if want := 5 * (1 + map[bool]int{true: 1}[haveRedis]); len(res.Steps) != want {
 		t.Fatalf("%d steps, want %d (redis on PATH: %v)", len(res.Steps), want, haveRedis)
 	}
 	medians := map[string]int{}
@@ -517,5 +518,46 @@ func TestDueStamp(t *testing.T) {
 		if got := dueStamp(c.now, start, c.seq, c.rate); got != c.want {
 			t.Errorf("%s: dueStamp = %d ms after start, want %d", c.name, (got-start)/ms, (c.want-start)/ms)
 		}
+	}
+}
+
+// TestProbeRate: a rate is sustained when most runs sustain it; the runs
+// stop once the majority is settled.
+func TestProbeRate(t *testing.T) {
+	const limit = 500 * time.Millisecond
+	run := func(p99s ...time.Duration) (func() StepResult, *int) {
+		n := 0
+		return func() StepResult {
+			st := StepResult{Scenario: Scenario{System: "x", Rate: 1000}, Expected: 10, Delivered: 10, AchievedRate: 1000}
+			st.Latency.Hops[HopEndToEnd].P99 = int64(p99s[n])
+			n++
+			return st
+		}, &n
+	}
+	for _, tc := range []struct {
+		name     string
+		repeats  int
+		p99s     []time.Duration
+		runs     int
+		sustains bool
+		p99      time.Duration // of the run returned
+	}{
+		{"two pass", 3, []time.Duration{300e6, 100e6}, 2, true, 100e6},
+		{"two fail", 3, []time.Duration{900e6, 700e6}, 2, false, 700e6},
+		{"lucky run outvoted", 3, []time.Duration{400e6, 800e6, 600e6}, 3, false, 600e6},
+		{"unlucky run outvoted", 3, []time.Duration{800e6, 200e6, 300e6}, 3, true, 200e6},
+		{"single run", 1, []time.Duration{600e6}, 1, false, 600e6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, n := run(tc.p99s...)
+			got := probeRate(tc.repeats, limit, f)
+			if *n != tc.runs {
+				t.Errorf("%d runs, want %d", *n, tc.runs)
+			}
+			if got.Sustained(limit) != tc.sustains || got.Latency.Hops[HopEndToEnd].P99 != int64(tc.p99) {
+				t.Errorf("got p99 %v (sustained %v), want %v (%v)", time.Duration(got.Latency.Hops[HopEndToEnd].P99),
+					got.Sustained(limit), tc.p99, tc.sustains)
+			}
+		})
 	}
 }

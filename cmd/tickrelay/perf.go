@@ -32,7 +32,7 @@ func runPerf(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", def.Duration, "publishing time per step")
 	warmup := fs.Duration("warmup", def.Warmup, "start of each step left out of the latency histograms (frames still counted)")
 	repeats := fs.Int("repeats", def.Repeats, "runs of each fixed rate per system; the median by end-to-end p99 is reported")
-	maxTries := fs.Int("max-tries", def.MaxTries, `extra steps per system searching the highest sustained rate for "max"`)
+	maxTries := fs.Int("max-tries", def.MaxTries, `extra rates per system searching the highest sustained rate for "max" (each decided by most of -repeats runs)`)
 	sustain := fs.Duration("sustain-p99", def.SustainP99, "the end-to-end p99 a sustained step stays within")
 	peers := fs.String("peers", "nats,redis", "peer systems (nats, redis; redis only if redis-server is on PATH); empty = none")
 	ours := fs.Bool("tickrelay", true, "measure tickrelay itself (exchange, root, children as processes)")
