@@ -3,6 +3,7 @@ package feed
 import (
 	"sync"
 	"sync/atomic"
+
 	"tickrelay/internal/prefault"
 )
 
