@@ -329,13 +329,15 @@ func (s *Server) generate(ctx context.Context) {
 		}
 		if n > 0 {
 			sendTime := s.now()
+			var interval float64 // ns between messages; 0: no schedule
+			if rate > 0 {
+				interval = float64(time.Second) / rate
+			}
 			for i := range n {
 				g.Next(&m)
 				seq := g.Seq()
-				stamp := sendTime
-				if rate > 0 { // a late tick catches up: message i was due (n-1-i)/rate ago
-					stamp = LateStamp(sendTime, sendTime-int64(float64(n-1-i)*float64(time.Second)/rate))
-				}
+				// A late tick catches up: message i was due (n-1-i) intervals ago.
+				stamp := LateStamp(sendTime, sendTime-int64(float64(n-1-i)*interval))
 				out, _ := wire.AppendMsgFrame(s.hist.reserve(seq), seq, stamp, &m)
 				s.hist.commit(len(out))
 			}

@@ -5,8 +5,8 @@ import (
 	"strconv"
 )
 
-// The load (harness, publisher's peers' readers) and the systems under test
-// share this host; in a real deployment they run on different machines. So
+// The load (the harness's subscriber connections) and the systems under
+// test share this host; in a real deployment they run on different machines. So
 // the servers and the feed sources (the exchange simulator, the peers'
 // publisher) run at a higher scheduling priority (nice ServerNice) than the
 // harness: a burst of client reads does not preempt the system it measures.

@@ -275,10 +275,10 @@ type StepResult struct {
 	Spare bool `json:"spare,omitempty"`
 }
 
-// markMedian marks every step of idx but the median by end-to-end p99 (a
-// failed step counts as the worst; of an even count, the lower middle) as
-// a spare.
-func markMedian(steps []StepResult, idx []int) {
+// medianByP99 returns the one of idx (indexes into steps) whose step has
+// the median end-to-end p99: a failed step counts as the worst; of an even
+// count, the lower middle.
+func medianByP99(steps []StepResult, idx []int) int {
 	p99 := func(i int) int64 {
 		if steps[i].Err != "" {
 			return math.MaxInt64
@@ -287,7 +287,13 @@ func markMedian(steps []StepResult, idx []int) {
 	}
 	sorted := slices.Clone(idx)
 	slices.SortStableFunc(sorted, func(a, b int) int { return cmp.Compare(p99(a), p99(b)) })
-	median := sorted[(len(sorted)-1)/2]
+	return sorted[(len(sorted)-1)/2]
+}
+
+// markMedian marks every step of idx but the median (medianByP99) as a
+// spare.
+func markMedian(steps []StepResult, idx []int) {
+	median := medianByP99(steps, idx)
 	for _, i := range idx {
 		steps[i].Spare = i != median
 	}
@@ -317,8 +323,8 @@ func (st StepResult) Sustained(limit time.Duration) bool {
 // (lo: the best sustained rate, hi: the lowest failing rate above it) it
 // tries 1.5 x lo while nothing failed, else the midpoint, at most tries
 // rates (try decides one, Run with probeRate), stopping once lo and hi are
-// within 10%. It returns the best
-// sustained step, or one carrying an error when none sustained.
+// within 10%. It returns the best sustained step, or one carrying an error
+// when none sustained.
 func searchMax(steps []StepResult, system string, tries int, limit time.Duration, try func(rate int) StepResult) StepResult {
 	var best StepResult
 	lo, hi := 0, 0
@@ -378,13 +384,7 @@ func probeRate(n int, limit time.Duration, run func() StepResult) StepResult {
 	for i := range idx {
 		idx[i] = i
 	}
-	markMedian(side, idx)
-	for _, st := range side {
-		if !st.Spare {
-			return st
-		}
-	}
-	return side[0]
+	return side[medianByP99(side, idx)]
 }
 
 func maxResult(best StepResult, system string, lo, hi int) StepResult {
@@ -468,7 +468,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	n := len(fixed) * len(systems) * cfg.Repeats
 	if wantMax {
-		n += len(systems) * cfg.MaxTries
+		n += len(systems) * cfg.MaxTries * cfg.Repeats // at most: a probe stops once its majority is settled
 	}
 	bar := newProgress(cfg.Progress, n)
 	defer bar.done()
@@ -719,11 +719,11 @@ func startRedis(ctx context.Context, cfg Config) (*proc, error) {
 //
 // The exchange starts last, once every client has subscribed; it holds its
 // generator until the root (retrying meanwhile) logs on, then publishes
-// exactly M = R * Duration messages. The
-// expected deliveries come from replaying the same deterministic stream
-// here (feed.Generator with the same seed, symbols and total). Publishing
-// ends when the root's ring head reaches M (the root has taken every
-// message: what the peers' publisher confirms with PING or replies).
+// exactly M = R * Duration messages. The expected deliveries come from
+// replaying the same deterministic stream here (feed.Generator with the
+// same seed, symbols and total). Publishing ends when the root's ring head
+// reaches M (the root has taken every message: what the peers' publisher
+// confirms with PING or replies).
 func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (StepResult, error) {
 	dir, err := os.MkdirTemp("", "tickrelay-perf-")
 	if err != nil {
