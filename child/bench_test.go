@@ -63,11 +63,11 @@ func BenchmarkFanoutLoop(b *testing.B) {
 			}
 			drain := func() { // flush without the writes
 				for _, cl := range f.dirty {
-					cl.one, cl.pending = nil, cl.pending[:0]
+					f.take(cl)
 				}
 				f.flushed()
 			}
-			f.add(bt, 1) // warm: pending buffers grown
+			f.add(bt, 1) // warm: buffers grown
 			drain()
 			f.frames = 0
 			b.ReportAllocs()

@@ -32,8 +32,11 @@ type Child struct {
 	offset atomic.Int64  // clock offset estimate (root - child), ns
 	bound  atomic.Int64  // its error bound, ns; -1 before any sample
 
-	badSeen uint64        // relay goroutine only
-	stamps  []wire.Stamps // relay goroutine only: the items of one batch, for hops
+	// relay goroutine only
+	badSeen   uint64
+	stamps    []wire.Stamps // the items of the open batch, for hops
+	open      *Batch        // being filled; ch.mu is held while it is non-nil
+	openItems int
 
 	// hops: shard 0 is the relay goroutine's (exch->root, root->child),
 	// shard i+1 event loop i's (child hop).

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"tickrelay/internal/prefault"
 	"tickrelay/wire"
 )
 
@@ -44,7 +45,10 @@ func getBatch() *Batch {
 		b.buf, b.frames = b.buf[:0], b.frames[:0]
 		return b
 	default:
-		return &Batch{buf: make([]byte, 0, 64<<10), frames: make([]frameRef, 0, 256)}
+		b := &Batch{buf: make([]byte, 0, batchBytes+wire.MaxTextFrame), frames: make([]frameRef, 0, 512)}
+		prefault.Populate(b.buf[:cap(b.buf)])
+		prefault.Slice(b.frames[:cap(b.frames)])
+		return b
 	}
 }
 

@@ -5,13 +5,15 @@
 // # Data path
 //
 //	root --relay--> session goroutine --Core.Apply (write lock)--> *Batch
+//	             (the relay frames of one read, up to batchBytes of frames)
 //	                                                   |
 //	      per loop: bounded ordered queue + one coalesced EventLoop.Execute
 //	                                                   v
 //	    loop drain: copy batch into the loop's arena, stamp child send, hand
-//	    each frame to each subscriber (a reference for its first frame, a
-//	    pending buffer from its second: fanout), then one Write per client
-//	    per flush (every drainChunk frames at most)
+//	    each frame to each subscriber (a delivery: a reference into the
+//	    arena, listed per client: fanout), then one Write per client per
+//	    flush (every drainChunk frames at most) of its frames laid out in
+//	    one shared buffer
 //
 // The relay session (relay.go) is a plain net.Conn goroutine: Hello from
 // LastSeq+1, frames read into one buffer, items older than LastSeq dropped as

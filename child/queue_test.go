@@ -7,15 +7,21 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"tickrelay/wire"
 )
 
 // TestStalledLoopStopsRelayReads: while the only event loop is stuck, the
-// relay goroutine parses at most maxQueued batches ahead and then stops
-// reading the root (the backlog stays in the root, not in this process);
-// once the loop runs again every frame reaches the client, in order.
+// relay goroutine fills the loop's queue (maxQueued batches of about
+// batchBytes of frames each, merged from many relay frames) and then stops
+// reading the root: the backlog stays in the root, not in this process.
+// Once the loop runs again every frame reaches the client, in order.
 func TestStalledLoopStopsRelayReads(t *testing.T) {
 	root := newFakeRoot(t)
-	ch := startChild(t, root, func(c *Config) { c.Loops = 1 })
+	ch := startChild(t, root, func(c *Config) {
+		c.Loops = 1
+		c.MaxPending = 64 << 20 // the whole queue goes out in one flush when the loop resumes
+	})
 	c := dial(t, ch)
 	c.Sub("*")
 	r := newReader(t, c)
@@ -26,12 +32,13 @@ func TestStalledLoopStopsRelayReads(t *testing.T) {
 	if len(loops) != 1 {
 		t.Fatalf("%d loops registered, want 1", len(loops))
 	}
+	l := loops[0]
 	release := make(chan struct{})
 	var once sync.Once
 	unstick := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unstick) // a failing test must not leave the loop stuck
 	stuck := make(chan struct{})
-	err := loops[0].el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+	err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		close(stuck)
 		<-release
 		return nil
@@ -40,22 +47,42 @@ func TestStalledLoopStopsRelayReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-stuck
-	const n = 20 * maxQueued * 7 // 20 queues' worth of the fake root's 7-item batches
+	// Several queues' worth: a frame is under 200 bytes, so a batch holds
+	// at least batchBytes/200 items.
+	const n = 4 * maxQueued * batchBytes / 200
 	root.publish(n)
-	// The relay parses maxQueued batches, one more it holds waiting for
-	// room, and then reads no further.
-	limit := uint64((maxQueued + 1) * 7)
-	for deadline := time.Now().Add(10 * time.Second); ch.LastSeq() < uint64(maxQueued*7); time.Sleep(time.Millisecond) {
+	queued := func() (batches, bytes int) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, b := range l.q {
+			bytes += len(b.buf)
+		}
+		return len(l.q), bytes
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if b, _ := queued(); b == maxQueued {
+			break
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("relay at seq %d, never filled the queue", ch.LastSeq())
 		}
 	}
+	at := ch.LastSeq()
 	time.Sleep(200 * time.Millisecond) // let a reader that ignores the bound run past it
-	if got := ch.LastSeq(); got > limit {
-		t.Fatalf("relay parsed up to seq %d with the loop stalled, bound %d", got, limit)
+	// The relay may hold one more batch, waiting for room, and reads no further.
+	if got := ch.LastSeq(); got-at > uint64(batchBytes) || got >= n {
+		t.Fatalf("relay went on parsing with the queue full: seq %d, then %d (published %d)", at, got, n)
+	}
+	if b, bytes := queued(); b > maxQueued || bytes > maxQueued*(batchBytes+20*wire.MaxTextFrame) {
+		t.Fatalf("queue holds %d batches, %d bytes of frames: bound %d batches of about %d bytes", b, bytes, maxQueued, batchBytes)
 	}
 	if f := ch.FlushedSeq(); f >= ch.LastSeq() {
 		t.Fatalf("FlushedSeq %d with the loop stalled, LastSeq %d", f, ch.LastSeq())
+	}
+	// The fake root sends 7-item relay frames; a backlog read at once is
+	// merged into larger batches.
+	if held := ch.LastSeq() - ch.FlushedSeq(); held <= (maxQueued+1)*7 {
+		t.Fatalf("queue holds %d items: relay frames not merged into batches", held)
 	}
 	unstick()
 	if err := r.untilSeq(n); err != nil {

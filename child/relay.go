@@ -113,6 +113,7 @@ func (ch *Child) readRelay(conn net.Conn, log interface {
 	Warn(string, ...any)
 	Error(string, ...any)
 }) (end sessionEnd) {
+	defer ch.publishOpen()
 	clock := NewClock(ch.cfg.ClockWindow)
 	buf := make([]byte, 256<<10)
 	r, w := 0, 0
@@ -130,6 +131,9 @@ func (ch *Child) readRelay(conn net.Conn, log interface {
 			}
 			end.progress = true
 			now := time.Now().UnixNano()
+			if typ != wire.RelayBatch {
+				ch.publishOpen() // the core may be needed unlocked (an Error resets it)
+			}
 			switch typ {
 			case wire.RelayBatch:
 				if e := ch.applyBatch(&br, p, now); e.err != nil {
@@ -167,6 +171,7 @@ func (ch *Child) readRelay(conn net.Conn, log interface {
 			w = copy(nb, buf[r:w])
 			r, buf = 0, nb
 		}
+		ch.publishOpen() // before waiting for more
 		conn.SetReadDeadline(time.Now().Add(ch.cfg.IdleTimeout))
 		n, err := conn.Read(buf[w:])
 		w += n
@@ -194,31 +199,31 @@ func frameLen(buf []byte) int {
 	return wire.RelayLenSize + int(binary.LittleEndian.Uint32(buf))
 }
 
-// applyBatch drops items already seen, detects gaps, parses the rest into a
-// Batch under the core lock and publishes it to the loops.
+// applyBatch drops items already seen, detects gaps and parses the rest
+// into the open Batch under the core lock. The open batch is published to
+// the loops once it holds batchBytes of frames, or when the read buffer
+// runs dry (readRelay), so a child that fell behind hands its loops a few
+// large batches rather than one per relay frame: each drain then covers
+// more of the backlog and a client's frames go out in fewer writes.
 func (ch *Child) applyBatch(br *wire.BatchReader, p []byte, childRecv int64) sessionEnd {
 	br.Reset(p)
-	var b *Batch
-	var last uint64
-	n := 0
-	ch.stamps = ch.stamps[:0]
 	for br.Next() {
 		it := &br.Item
-		last = ch.LastSeq()
+		last := ch.LastSeq()
 		if it.Seq <= last {
 			ch.metrics.Duplicates.Inc()
 			continue
 		}
 		if it.Seq != last+1 {
 			ch.metrics.Gaps.Inc()
-			if b != nil {
-				ch.finishBatch(b, n)
-			}
+			ch.publishOpen()
 			return sessionEnd{now: true, err: fmt.Errorf("gap: got seq %d after %d; resuming from %d", it.Seq, last, last+1)}
 		}
+		b := ch.open
 		if b == nil {
 			b = getBatch()
 			b.childRecv = childRecv
+			ch.open = b
 			ch.mu.Lock()
 		}
 		ch.stamps = append(ch.stamps, wire.Stamps{ExchSend: it.ExchSend, RootRecv: it.RootRecv,
@@ -226,10 +231,10 @@ func (ch *Child) applyBatch(br *wire.BatchReader, p []byte, childRecv int64) ses
 		ch.core.Apply(b, it, br.RootSend, childRecv)
 		b.last = it.Seq
 		ch.last.Store(it.Seq)
-		n++
+		ch.openItems++
 	}
-	if b != nil {
-		ch.finishBatch(b, n)
+	if ch.open != nil && len(ch.open.buf) >= batchBytes {
+		ch.publishOpen()
 	}
 	if err := br.Err(); err != nil {
 		return sessionEnd{err: fmt.Errorf("relay batch: %w", err)}
@@ -237,11 +242,21 @@ func (ch *Child) applyBatch(br *wire.BatchReader, p []byte, childRecv int64) ses
 	return sessionEnd{}
 }
 
-// finishBatch unlocks the core and publishes b (called with ch.mu held).
-func (ch *Child) finishBatch(b *Batch, items int) {
+// batchBytes is the size of frames at which the open batch is published
+// without waiting for the read buffer to run dry: the buffer getBatch
+// starts with.
+const batchBytes = 64 << 10
+
+// publishOpen unlocks the core and publishes the open batch, if any.
+func (ch *Child) publishOpen() {
+	b := ch.open
+	if b == nil {
+		return
+	}
 	bad := ch.core.Bad()
 	ch.mu.Unlock()
-	ch.metrics.Items.Add(float64(items))
+	ch.metrics.Items.Add(float64(ch.openItems))
+	ch.open, ch.openItems = nil, 0
 	if d := bad - ch.badSeen; d > 0 {
 		ch.metrics.BadItems.Add(float64(d))
 		ch.badSeen = bad

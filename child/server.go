@@ -20,21 +20,21 @@ import (
 // client is one client connection; it lives on its conn's event loop and
 // is touched only there.
 type client struct {
-	conn    gnet.Conn
-	loop    *loop
-	subs    map[uint64]struct{} // symbol hashes subscribed
-	all     bool                // subscribed to "*"
-	one     []byte              // the only frame of the current drain so far (in the arena)
-	pending []byte              // frames of the current drain, when more than one
-	out     []byte              // command replies of the current OnTraffic
-	in      []byte              // partial command line
-	tick    uint64
-	dead    bool // closed or closing: send nothing more
-	syms    [][]byte
-	sym     []byte
-	hashes  []uint64
-	winAt   int64 // flood window start
-	winN    int
+	conn   gnet.Conn
+	loop   *loop
+	subs   map[uint64]struct{} // symbol hashes subscribed
+	all    bool                // subscribed to "*"
+	first  int32               // its first and last delivery in loop.f.sent, index+1 (0: none)
+	last   int32
+	out    []byte // command replies of the current OnTraffic
+	in     []byte // partial command line
+	tick   uint64
+	dead   bool // closed or closing: send nothing more
+	syms   [][]byte
+	sym    []byte
+	hashes []uint64
+	winAt  int64 // flood window start
+	winN   int
 }
 
 // loop is one gnet event loop's share of the fan-out: an ordered queue of
@@ -111,15 +111,14 @@ func (l *loop) drain() {
 		l.mu.Unlock()
 		return
 	}
-	// Flush every drainChunk frames: a backlog drained in one go would grow
-	// every client's pending buffer to the whole backlog (regrowing them
-	// cost more than the writes) and hold the first frames until the last
-	// were appended.
+	// Flush every drainChunk frames (or maxDeliveries deliveries): a backlog
+	// drained in one go would hold the first frames until the last were
+	// appended and grow the arena to the whole backlog.
 	last := q[len(q)-1].last
 	now := time.Now().UnixNano()
 	frames := 0
 	for i, b := range q {
-		if frames >= drainChunk {
+		if frames >= drainChunk || len(l.f.sent) >= maxDeliveries {
 			l.flush()
 			now, frames = time.Now().UnixNano(), 0
 		}
@@ -141,33 +140,25 @@ func (l *loop) drain() {
 
 // drainChunk is how many frames a drain appends before it writes them out.
 // Large enough that a busy client gets many frames per write, small enough
-// that pending buffers stay within maxKeptPending and warm in cache.
+// that the arena stays within maxKeptArena.
 const drainChunk = 65536
 
-// maxKeptPending is the largest pending buffer a client keeps between
-// flushes ("*" subscribers reach ~drainChunk frames).
-const maxKeptPending = 4 << 20
+// maxDeliveries is how many deliveries (frame to client) a drain hands out
+// before it writes them out: it bounds the delivery list when many clients
+// take "*" (each frame then goes to all of them).
+const maxDeliveries = 1 << 20
 
-// flush writes each dirty client's pending frames with one Write and
-// disconnects clients whose unsent bytes pass MaxPending.
+// flush writes each dirty client's frames with one Write and disconnects
+// clients whose unsent bytes pass MaxPending.
 func (l *loop) flush() {
 	m := l.s.ch.metrics
 	var bytes, writes int
 	for _, cl := range l.f.dirty {
-		out := cl.pending
-		if cl.one != nil {
-			out = cl.one
-		}
-		cl.one = nil
+		out := l.f.take(cl)
 		if !cl.dead {
 			bytes += len(out)
 			cl.conn.Write(out) // copies what the socket does not take
 			writes++
-		}
-		if cap(cl.pending) > maxKeptPending {
-			cl.pending = nil
-		} else {
-			cl.pending = cl.pending[:0]
 		}
 		if l.tooSlow(cl) {
 			l.s.closeNow(cl)

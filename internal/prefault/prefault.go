@@ -45,6 +45,24 @@ func Slice[T any](s []T) {
 	Populate(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(s[0]))))
 }
 
+// Grow is append's growth for hot buffers: it returns s with room for n
+// more elements. When that takes a new array, the array's pages are
+// populated before the caller writes them, so a buffer that grows under
+// load costs one madvise instead of a fault per page.
+func Grow[T any](s []T, n int) []T {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	return grow(s, n)
+}
+
+func grow[T any](s []T, n int) []T {
+	ns := make([]T, len(s), max(2*cap(s), len(s)+n))
+	Slice(ns[:cap(ns)])
+	copy(ns, s)
+	return ns
+}
+
 // touch writes a zero to every page of b.
 func touch(b []byte) {
 	for i := 0; i < len(b); i += pageSize {

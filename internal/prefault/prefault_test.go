@@ -82,3 +82,21 @@ func TestSlice(t *testing.T) {
 	}
 	Slice([]slot(nil))
 }
+
+func TestGrow(t *testing.T) {
+	s := make([]int64, 3, 4)
+	copy(s, []int64{1, 2, 3})
+	if g := Grow(s, 1); unsafe.SliceData(g) != unsafe.SliceData(s) {
+		t.Fatal("Grow reallocated with room to spare")
+	}
+	g := Grow(s, 100)
+	if len(g) != 3 || cap(g) < 103 || g[0] != 1 || g[1] != 2 || g[2] != 3 {
+		t.Fatalf("Grow(s, 100): len %d cap %d %v", len(g), cap(g), g)
+	}
+	if g2 := Grow(g, cap(g)-len(g)+1); cap(g2) < 2*cap(g) {
+		t.Fatalf("Grow by one past cap %d gave cap %d: growth not geometric", cap(g), cap(g2))
+	}
+	if testing.AllocsPerRun(100, func() { _ = Grow(g, 1) }) != 0 {
+		t.Fatal("Grow allocates with room to spare")
+	}
+}

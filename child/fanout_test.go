@@ -1,0 +1,105 @@
+package child
+
+import (
+	"bytes"
+	"testing"
+	"unsafe"
+
+	"tickrelay/wire"
+)
+
+// TestFanoutTake: each client's frames come out of take back to back, in
+// seq order across batches, stamped with their batch's child send time,
+// once each, from its subscription's start on; a one-frame client gets the
+// arena's bytes without a copy; flushed starts the next round empty.
+func TestFanoutTake(t *testing.T) {
+	c := NewCore(1<<10, 1<<20)
+	b1, b2 := applyN(t, c, 1, 40), applyN(t, c, 41, 80)
+	sym1, sym2 := []byte(testSym(1)), []byte(testSym(2))
+
+	f := newFanout()
+	one, two, late, all, both := &client{}, &client{}, &client{}, &client{}, &client{}
+	f.subscribe(one, SymbolHash(sym1), false, 0)
+	f.subscribe(two, SymbolHash(sym2), false, 0)
+	f.subscribe(late, SymbolHash(sym1), false, 50) // frames after seq 50 only
+	f.subscribe(all, 0, true, 0)
+	f.subscribe(both, SymbolHash(sym1), false, 0)
+	f.subscribe(both, 0, true, 0) // "*" too: still each frame once
+
+	// want is what cl should receive: the frames it subscribes to, with
+	// the child send stamp of the batch that carried them.
+	var deliveries uint64
+	want := func(match func(seq uint64, frame []byte) bool) []byte {
+		var out []byte
+		for _, x := range []struct {
+			b   *Batch
+			now int64
+		}{{b1, 1001}, {b2, 1002}} {
+			for i := 0; i < x.b.Len(); i++ {
+				seq, fr := x.b.Frame(i)
+				if match(seq, fr) {
+					fr = append([]byte(nil), fr...)
+					wire.SetChildSend(fr, x.now)
+					out = append(out, fr...)
+					deliveries++
+				}
+			}
+		}
+		return out
+	}
+	symOf := func(fr []byte) []byte {
+		var m wire.Msg
+		if _, _, err := wire.DecodeTextFrame(fr, &m); err != nil {
+			t.Fatal(err)
+		}
+		return wire.AppendSymbol(nil, m.Security)
+	}
+	is := func(sym []byte) func(uint64, []byte) bool {
+		return func(_ uint64, fr []byte) bool { return bytes.Equal(symOf(fr), sym) }
+	}
+	wants := map[*client][]byte{
+		one:  want(is(sym1)),
+		two:  want(is(sym2)),
+		late: want(func(seq uint64, fr []byte) bool { return seq > 50 && is(sym1)(seq, fr) }),
+		all:  want(func(uint64, []byte) bool { return true }),
+		both: want(func(uint64, []byte) bool { return true }),
+	}
+
+	f.add(b1, 1001)
+	f.add(b2, 1002)
+	if f.frames != deliveries {
+		t.Errorf("frames counted %d, want %d", f.frames, deliveries)
+	}
+	if len(f.dirty) != 5 {
+		t.Fatalf("%d dirty clients, want 5", len(f.dirty))
+	}
+	for _, cl := range f.dirty {
+		if got := f.take(cl); !bytes.Equal(got, wants[cl]) {
+			t.Errorf("client %p got\n%q\nwant\n%q", cl, got, wants[cl])
+		}
+		if got := f.take(cl); got != nil {
+			t.Errorf("second take returned %q", got)
+		}
+	}
+	f.flushed()
+
+	// Next round: a single frame is handed out as the arena's own bytes.
+	b3 := applyN(t, c, 81, 81)
+	f.add(b3, 1003)
+	got := f.take(all)
+	if len(got) == 0 || !arenaHolds(f.arena, got) {
+		t.Errorf("one frame was copied (or lost): %q", got)
+	}
+	_, fr := b3.Frame(0)
+	fr = append([]byte(nil), fr...)
+	wire.SetChildSend(fr, 1003)
+	if !bytes.Equal(got, fr) {
+		t.Errorf("one frame: got %q want %q", got, fr)
+	}
+}
+
+func arenaHolds(arena, b []byte) bool {
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(arena)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return p >= lo && p+uintptr(len(b)) <= lo+uintptr(len(arena))
+}
