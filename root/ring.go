@@ -18,14 +18,21 @@ var ErrGone = errors.New("root: seq no longer in the ring")
 //
 // It holds the contiguous seqs [First, Head]; seq lives in slot seq & mask.
 // Each slot keeps its item in the relay item encoding (wire.AppendRelayItem:
-// rootRecv i64, bodyLen u16, body) in a []byte owned by the slot: Append
-// copies into it, growing it only when a larger item lands there (to a size
-// class, at most wire.MaxRelayItem, cut from 1 MiB slabs), so Append
-// allocates once per slab while the ring fills and nothing once it is warm.
-// The slot table and each new slab are populated when made
-// (internal/prefault): otherwise the first lap after a start takes a page
-// fault every few items. Memory is bounded by size x wire.MaxRelayItem and in
-// practice by size x (typical item size rounded up to 64 B).
+// rootRecv i64, bodyLen u16, body) in room of its own: Append copies into
+// it, growing it only when a larger item lands there (to a size class, at
+// most wire.MaxRelayItem, cut from 1 MiB slabs), so Append allocates once
+// per slab while the ring fills and nothing once it is warm. The slot table
+// and each new slab are populated when made (internal/prefault): otherwise
+// the first lap after a start takes a page fault every few items. A slot
+// that grows leaves its old room behind and at least doubles (up to
+// wire.MaxRelayItem), so memory is bounded by 3 x size x wire.MaxRelayItem,
+// and in practice by size x (typical item size rounded up to 64 B).
+//
+// The slot table holds no pointers: a slot names its slab by index. With a
+// slice per slot, each GC cycle marked a million pointers (a ring of 1M
+// slots): ~75 ms of CPU spread over every idle P, which at the daemons'
+// priority took both CPUs of a 2-core box from the clients for tens of
+// milliseconds.
 //
 // # Concurrency
 //
@@ -40,18 +47,23 @@ var ErrGone = errors.New("root: seq no longer in the ring")
 type Ring struct {
 	mu    sync.RWMutex
 	mask  uint64
-	slots [][]byte
-	slab  []byte // where new slot room is cut from (writer only, under mu)
-	first uint64 // oldest seq held; head+1 when empty
-	head  uint64 // newest seq held; 0 before the first Append
+	slots []slot
+	slabs [][]byte // slot room; new room is cut from the last (writer only, under mu)
+	cut   int      // bytes of the last slab handed out
+	first uint64   // oldest seq held; head+1 when empty
+	head  uint64   // newest seq held; 0 before the first Append
 }
+
+// slot locates one item: slabs[slab][off:off+n], in room of c bytes (c is 0
+// for a slot never written).
+type slot struct{ slab, off, n, c uint32 }
 
 // NewRing returns a ring of size slots; size must be a power of two >= 2.
 func NewRing(size int) (*Ring, error) {
 	if size < 2 || size&(size-1) != 0 {
 		return nil, fmt.Errorf("root: ring size %d is not a power of two >= 2", size)
 	}
-	r := &Ring{mask: uint64(size - 1), slots: make([][]byte, size), first: 1}
+	r := &Ring{mask: uint64(size - 1), slots: make([]slot, size), first: 1}
 	prefault.Slice(r.slots)
 	return r, nil
 }
@@ -100,9 +112,8 @@ func (r *Ring) Append(seq uint64, rootRecv int64, body []byte) error {
 	if err := r.advance(seq); err != nil {
 		return err
 	}
-	i := seq & r.mask
-	s := r.slotFor(r.slots[i], wire.RelayItemHeader+len(body))
-	r.slots[i] = wire.AppendRelayItem(s, rootRecv, body)
+	sl := &r.slots[seq&r.mask]
+	sl.n = uint32(len(wire.AppendRelayItem(r.room(sl, wire.RelayItemHeader+len(body)), rootRecv, body)))
 	return nil
 }
 
@@ -117,8 +128,8 @@ func (r *Ring) AppendItem(seq uint64, item []byte) error {
 	if err := r.advance(seq); err != nil {
 		return err
 	}
-	i := seq & r.mask
-	r.slots[i] = append(r.slotFor(r.slots[i], len(item)), item...)
+	sl := &r.slots[seq&r.mask]
+	sl.n = uint32(len(append(r.room(sl, len(item)), item...)))
 	return nil
 }
 
@@ -140,23 +151,26 @@ func (r *Ring) advance(seq uint64) error {
 	return nil
 }
 
-// slotFor returns s emptied, with room for n bytes (grown to a 64 B class).
-// New room is cut from a shared slab, so filling the ring the first time
-// costs one allocation per slab rather than one per item. A slot that grows
-// leaves its old piece unused (each slot grows at most a few times).
-func (r *Ring) slotFor(s []byte, n int) []byte {
-	if cap(s) >= n {
-		return s[:0]
+// room returns sl's room emptied, first growing it to hold n bytes (to a
+// 64 B class, and at least double). New room is cut from a shared slab, so
+// filling the ring the first time costs one allocation per slab rather than
+// one per item.
+func (r *Ring) room(sl *slot, n int) []byte {
+	if int(sl.c) < n {
+		c := min(max((n+63)&^63, 2*int(sl.c)), wire.MaxRelayItem)
+		if len(r.slabs) == 0 || r.cut+c > slabBytes {
+			slab := make([]byte, slabBytes)
+			prefault.Populate(slab)
+			r.slabs, r.cut = append(r.slabs, slab), 0
+		}
+		sl.slab, sl.off, sl.c = uint32(len(r.slabs)-1), uint32(r.cut), uint32(c)
+		r.cut += c
 	}
-	c := min((n+63)&^63, wire.MaxRelayItem)
-	if len(r.slab)+c > cap(r.slab) {
-		r.slab = make([]byte, 0, slabBytes)
-		prefault.Populate(r.slab[:slabBytes])
-	}
-	at := len(r.slab)
-	r.slab = r.slab[:at+c]
-	return r.slab[at : at : at+c]
+	return r.slabs[sl.slab][sl.off : sl.off : sl.off+sl.c]
 }
+
+// item returns the bytes of the item in sl.
+func (r *Ring) item(sl slot) []byte { return r.slabs[sl.slab][sl.off : sl.off+sl.n] }
 
 // slabBytes is the size of the slabs slots are cut from.
 const slabBytes = 1 << 20
@@ -169,7 +183,7 @@ func (r *Ring) Get(dst []byte, seq uint64) (out []byte, ok bool) {
 	if seq < r.first || seq > r.head {
 		return dst, false
 	}
-	return append(dst, r.slots[seq&r.mask]...), true
+	return append(dst, r.item(r.slots[seq&r.mask])...), true
 }
 
 // AppendBatch appends to dst one relay batch frame holding the items from
@@ -190,7 +204,7 @@ func (r *Ring) AppendBatch(dst []byte, from uint64, maxItemBytes int, rootSend i
 	dst, at := wire.BeginBatch(dst, rootSend)
 	start, maxRecv := len(dst), rootSend
 	for seq := from; seq <= r.head; seq++ {
-		s := r.slots[seq&r.mask]
+		s := r.item(r.slots[seq&r.mask])
 		if n > 0 && len(dst)-start+len(s) > maxItemBytes {
 			break
 		}

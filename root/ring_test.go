@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"reflect"
 	"sync"
 	"testing"
 
@@ -257,5 +258,43 @@ func TestRingFirstLapAllocations(t *testing.T) {
 	// The slots array, the ring and one 1 MiB slab per ~10k items of 100 B.
 	if allocs > 8 {
 		t.Fatalf("filling a %d-slot ring took %.0f allocations", n, allocs)
+	}
+}
+
+// TestRingSlotGrowth: a slot that meets ever larger items keeps each one
+// whole, and the room it leaves behind stays under twice the largest room
+// below the cap (room at least doubles), so 3 x size x MaxRelayItem bounds
+// the slabs.
+func TestRingSlotGrowth(t *testing.T) {
+	r, _ := NewRing(2)
+	seq := uint64(1)
+	for n := 1; n <= wire.MaxFeedBody; n += 37 {
+		for range 2 { // both slots
+			body := bytes.Repeat([]byte{byte(n)}, n)
+			if err := r.Append(seq, int64(seq), body); err != nil {
+				t.Fatal(err)
+			}
+			got, ok := r.Get(nil, seq)
+			if want := wire.AppendRelayItem(nil, int64(seq), body); !ok || !bytes.Equal(got, want) {
+				t.Fatalf("seq %d (%d B): got %d B, want %d", seq, n, len(got), len(want))
+			}
+			seq++
+		}
+	}
+	if cut := (len(r.slabs)-1)*slabBytes + r.cut; cut > 3*2*wire.MaxRelayItem {
+		t.Fatalf("2 slots cut %d bytes of room: over 3 x size x MaxRelayItem = %d", cut, 3*2*wire.MaxRelayItem)
+	}
+}
+
+// TestRingSlotsHoldNoPointers: the slot table (a million entries in the
+// daemon) is not scanned by the GC only while a slot holds no pointers.
+func TestRingSlotsHoldNoPointers(t *testing.T) {
+	typ := reflect.TypeOf(slot{})
+	for i := range typ.NumField() {
+		switch typ.Field(i).Type.Kind() {
+		case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Int32, reflect.Int64:
+		default:
+			t.Fatalf("slot field %s is a %s: the GC would scan the slot table", typ.Field(i).Name, typ.Field(i).Type)
+		}
 	}
 }
