@@ -17,14 +17,15 @@ type frameRef struct {
 	off, end int32
 }
 
-// Batch is the parsed form of one relay batch: its text frames back to back
-// (child send stamp still zero) and where each starts. A Batch is immutable
-// once published to the loops; each loop releases its reference after its
-// drain and the last one recycles it.
+// Batch is the parsed form of the relay batches of one read (up to
+// batchBytes of frames): their text frames back to back (child send stamp
+// still zero) and where each starts. A Batch is immutable once published to
+// the loops; each loop releases its reference after its drain and the last
+// one recycles it.
 type Batch struct {
 	buf       []byte
 	frames    []frameRef
-	childRecv int64  // when the relay batch arrived (every item's ChildRecv)
+	childRecv int64  // when its first relay batch arrived
 	last      uint64 // seq of its last item (with or without a frame)
 	refs      atomic.Int32
 }

@@ -67,9 +67,10 @@ func (l *loop) Run(context.Context) error {
 	return nil
 }
 
-// maxQueued bounds a loop's queue of batches (each at most the root's
-// MaxBatchBytes of items): enough to cover a drain's writes, well within
-// the batch free list.
+// maxQueued bounds a loop's queue of batches (each about batchBytes of
+// frames at most): ~4 MiB, some 25k frames, so a loop that fell behind
+// catches up in drains of many frames per client write; well within the
+// batch free list.
 const maxQueued = 64
 
 func (l *loop) enqueue(b *Batch) {
