@@ -873,9 +873,8 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 		})
 	var frames, writes float64
 	for _, a := range childAdmins {
-		f, _ := Scrape(a, "tickrelay_child_frames_out_total")
-		w, _ := Scrape(a, "tickrelay_child_writes_total")
-		frames, writes = frames+f, writes+w
+		m := ScrapeAll(a, "tickrelay_child_frames_out_total", "tickrelay_child_writes_total")
+		frames, writes = frames+m["tickrelay_child_frames_out_total"], writes+m["tickrelay_child_writes_total"]
 	}
 	if writes > 0 {
 		r.FramesPerWrite = frames / writes
@@ -912,29 +911,43 @@ func fetchProfile(addr string, secs int, path string) error {
 // admin address: the first line whose series is name (labels, if any, are
 // not matched). ok is false when it is absent or the endpoint is down.
 func Scrape(addr, name string) (v float64, ok bool) {
+	v, ok = ScrapeAll(addr, name)[name]
+	return v, ok
+}
+
+// ScrapeAll is Scrape for several names in one request: the map holds the
+// first sample of each name present (none when the endpoint is down).
+func ScrapeAll(addr string, names ...string) map[string]float64 {
+	out := make(map[string]float64, len(names))
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
-		return 0, false
+		return out
 	}
 	req.Header.Set("Accept-Encoding", "identity") // no gzip work for the daemon
 	c := http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, false
+		return out
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
+	for sc.Scan() && len(out) < len(names) {
 		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-			continue
+		for _, name := range names {
+			rest, ok := strings.CutPrefix(line, name)
+			if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+				continue
+			}
+			if _, seen := out[name]; seen {
+				continue
+			}
+			if f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+				out[name] = f
+			}
 		}
-		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		return f, err == nil
 	}
-	return 0, false
+	return out
 }
 
 // execCommand is exec.CommandContext (a var for the tests' sake).

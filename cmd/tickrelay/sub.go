@@ -234,8 +234,9 @@ func (s *subStats) rootOffset(admin string) {
 	if admin == "" {
 		return
 	}
-	off, ok1 := perf.Scrape(admin, "tickrelay_child_clock_offset_seconds")
-	bound, ok2 := perf.Scrape(admin, "tickrelay_child_clock_offset_bound_seconds")
+	m := perf.ScrapeAll(admin, "tickrelay_child_clock_offset_seconds", "tickrelay_child_clock_offset_bound_seconds")
+	off, ok1 := m["tickrelay_child_clock_offset_seconds"]
+	bound, ok2 := m["tickrelay_child_clock_offset_bound_seconds"]
 	if ok1 && ok2 {
 		// The child publishes root minus child; Hops wants child minus root.
 		s.rootOff, s.rootBound = -int64(off*1e9), int64(bound*1e9)
