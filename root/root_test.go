@@ -706,3 +706,52 @@ func TestDrainOnShutdown(t *testing.T) {
 		t.Fatalf("got %v at next %d; want every item then Shutdown", err, c.next)
 	}
 }
+
+// TestFeedWakesOnlyLoopsWithChildren: items from the exchange wake the loop
+// that serves a child, not a loop that only a closed connection ever
+// reached (OnTick, an hour apart here, would be its only wake-up).
+func TestFeedWakesOnlyLoopsWithChildren(t *testing.T) {
+	ex := newFakeExchange(t)
+	cfg := testConfig(t, ex)
+	cfg.Loops = 2
+	cfg.Tick = time.Hour
+	r, _ := startRoot(t, cfg)
+	probe, err := net.Dial("tcp", r.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the probe to be served", func() bool { return len(*r.relay.loops.Load()) == 1 })
+	probe.Close()
+	c := dialChild(t, r.Addr(), 1)
+	waitFor(t, "a child on each loop, then the probe gone", func() bool {
+		loops := *r.relay.loops.Load()
+		return len(loops) == 2 && loops[0].nconns.Load()+loops[1].nconns.Load() == 1
+	})
+	loops := *r.relay.loops.Load()
+	idle, busy := loops[0], loops[1]
+	if idle.nconns.Load() != 0 {
+		idle, busy = busy, idle
+	}
+	idleBefore, busyBefore := idle.passes.Load(), busy.passes.Load()
+	for n := uint64(100); n <= 1000; n += 100 {
+		ex.publish(n)
+		if err := c.readTo(n, ioTimeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := idle.passes.Load() - idleBefore; got != 0 {
+		t.Errorf("the loop without children ran %d drain passes for the feed", got)
+	}
+	if got := busy.passes.Load() - busyBefore; got < 10 {
+		t.Errorf("the child's loop ran %d drain passes for 10 publishes", got)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(ioTimeout); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

@@ -220,7 +220,7 @@ func (s *session) flush() {
 	first, head := s.r.ring.Bounds()
 	s.r.m.RingHead.Set(float64(head))
 	s.r.m.RingFirst.Set(float64(first))
-	s.r.relay.signalAll()
+	s.r.relay.signalFed()
 }
 
 // bad records malformed exchange input of a kind and returns the session error.
