@@ -742,9 +742,10 @@ func TestFeedWakesOnlyLoopsWithChildren(t *testing.T) {
 	if got := idle.passes.Load() - idleBefore; got != 0 {
 		t.Errorf("the loop without children ran %d drain passes for the feed", got)
 	}
-	if got := busy.passes.Load() - busyBefore; got < 10 {
-		t.Errorf("the child's loop ran %d drain passes for 10 publishes", got)
-	}
+	// One pass may carry several publishes (its drain goes on while items
+	// arrive, and the pass they queued may still be to come), so only
+	// "some, eventually" is certain.
+	waitFor(t, "a drain pass on the child's loop", func() bool { return busy.passes.Load() > busyBefore })
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
