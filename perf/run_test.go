@@ -74,14 +74,21 @@ func TestSweepNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, haveRedis := redisAvailable()
-	// Per system: 2k/s twice (one the median, one spare), a 3k/s probe
-	// (1.5x) run twice (both runs must agree with Repeats 2), and the max
-	// (a copy of the best).
-	if want := 5 * (1 + map[bool]int{true: 1}[haveRedis]); len(res.Steps) != want {
+	// First the warm-up (NATS at 2k/s, unshown); then per system: 2k/s
+	// twice (one the median, one spare), a 3k/s probe (1.5x) run twice
+	// (both runs must agree with Repeats 2), and the max (a copy of the
+	// best).
+	if want := 1 + 5*(1+map[bool]int{true: 1}[haveRedis]); len(res.Steps) != want {
 		t.Fatalf("%d steps, want %d (redis on PATH: %v)", len(res.Steps), want, haveRedis)
 	}
+	if w := res.Steps[0]; !w.WarmUp || w.System != SystemNATS || w.Rate != 2000 || w.Duration != cfg.SweepWarmUp || w.Delivered == 0 {
+		t.Fatalf("first step %+v: want the NATS 2k/s warm-up of %v, delivered", w.Scenario, cfg.SweepWarmUp)
+	}
+	if _, shown := res.Steps[0].column(); shown {
+		t.Fatal("the warm-up step is shown")
+	}
 	medians := map[string]int{}
-	for _, st := range res.Steps {
+	for _, st := range res.Steps[1:] {
 		checkPeerStep(t, st)
 		if st.Rate == 2000 && !st.Max {
 			if st.Round < 1 || st.Round > 2 {
@@ -397,6 +404,7 @@ func TestHarnessModesCost(t *testing.T) {
 func TestSweepTickrelayStepFailsCleanly(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Rates, cfg.Clients, cfg.Symbols, cfg.Duration, cfg.Warmup, cfg.Repeats = []int{1000}, 2, 2, time.Second, 0, 1
+	cfg.SweepWarmUp = 0
 	cfg.Systems, cfg.Out, cfg.Spawn = []string{SystemTickrelay}, "", testSpawner
 	var err error
 	for _, p := range []*int{&cfg.ExchangePort, &cfg.RootPort, &cfg.ChildPort} {

@@ -31,6 +31,7 @@ func runPerf(ctx context.Context, args []string) error {
 	seed := fs.Int64("seed", def.Seed, "feed seed")
 	duration := fs.Duration("duration", def.Duration, "publishing time per step")
 	warmup := fs.Duration("warmup", def.Warmup, "start of each step left out of the latency histograms (frames still counted)")
+	sweepWarmUp := fs.Duration("sweep-warmup", def.SweepWarmUp, "publishing time of one unshown step before the sweep, warming the host and the load clients (0 = none)")
 	repeats := fs.Int("repeats", def.Repeats, "runs of each fixed rate per system; the median by end-to-end p99 is reported")
 	maxTries := fs.Int("max-tries", def.MaxTries, `extra rates per system searching the highest sustained rate for "max" (each decided by most of -repeats runs)`)
 	sustain := fs.Duration("sustain-p99", def.SustainP99, "the end-to-end p99 a sustained step stays within")
@@ -63,6 +64,7 @@ func runPerf(ctx context.Context, args []string) error {
 	cfg.Clients, cfg.SubsPerClient, cfg.Children, cfg.Symbols = *clients, *subs, *children, *symbols
 	cfg.Seed, cfg.Duration, cfg.Out, cfg.UpdateReadme = *seed, *duration, *out, *readme
 	cfg.Repeats, cfg.MaxTries, cfg.SustainP99, cfg.ProfileDir, cfg.Warmup = *repeats, *maxTries, *sustain, *profileDir, *warmup
+	cfg.SweepWarmUp = *sweepWarmUp
 	cfg.ChildArgs, cfg.RootArgs = strings.Fields(*childFlags), strings.Fields(*rootFlags)
 	cfg.ServerNice = *serverNice
 	cfg.Command = strings.Join(append([]string{os.Args[0], "perf"}, args...), " ")
