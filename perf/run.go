@@ -445,8 +445,8 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	res := &Results{Started: time.Now().UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
 		Command: cfg.Command,
-		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay child(ren), %v per step (first %v warm-up, not in the histograms), median of %d runs by e2e p99, seed %d, harness %s, servers and feed sources at nice %d, root flags %q; max = highest rate sustained (published on time, all delivered, e2e p99 <= %v, in most of up to %d runs) within %d extra rates",
-			cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children, cfg.Duration, cfg.Warmup, cfg.Repeats, cfg.Seed, cfg.HarnessMode,
+		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay child(ren), %v per step (first %v warm-up, not in the histograms; before the sweep one unshown %v step), median of %d runs by e2e p99, seed %d, harness %s, servers and feed sources at nice %d, root flags %q; max = highest rate sustained (published on time, all delivered, e2e p99 <= %v, in most of up to %d runs) within %d extra rates",
+			cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children, cfg.Duration, cfg.Warmup, cfg.SweepWarmUp, cfg.Repeats, cfg.Seed, cfg.HarnessMode,
 			cfg.ServerNice, strings.Join(cfg.RootArgs, " "), cfg.SustainP99, cfg.Repeats, cfg.MaxTries)}
 	if cfg.ServerNice < 0 {
 		if out, err := exec.CommandContext(ctx, "nice", "-n", strconv.Itoa(cfg.ServerNice), "true").CombinedOutput(); err != nil || len(out) > 0 {
