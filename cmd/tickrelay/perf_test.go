@@ -21,7 +21,7 @@ func TestPerfTickrelayStep(t *testing.T) {
 	cfg := perf.DefaultConfig()
 	cfg.Rates = []int{2000}
 	cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children = 50, 4, 20, 1
-	cfg.Duration, cfg.Repeats = 2*time.Second, 1
+	cfg.Duration, cfg.Repeats, cfg.SweepWarmUp = 2*time.Second, 1, 0 // one step: no warm-up
 	cfg.Systems, cfg.Out = []string{perf.SystemTickrelay}, ""
 	cfg.Spawn = func(ctx context.Context, args ...string) *exec.Cmd { return exec.CommandContext(ctx, bin, args...) }
 	cfg.ServerLog = testWriter{t}
