@@ -1,6 +1,8 @@
 package child
 
 import (
+	"unsafe"
+
 	"tickrelay/internal/prefault"
 	"tickrelay/wire"
 )
@@ -182,7 +184,7 @@ func (f *fanout) flushed() {
 	}
 	f.dirty = f.dirty[:0]
 	f.arena = truncate(f.arena, maxKeptArena)
-	f.sent = truncate(f.sent, maxKeptArena/12)
+	f.sent = truncate(f.sent, maxKeptArena/int(unsafe.Sizeof(delivery{})))
 	f.out = truncate(f.out, maxKeptArena)
 }
 
