@@ -14,8 +14,11 @@ TESTFLAGS ?= -count=1 -timeout 15m -p 1
 
 all: build
 
+# The daemons, and the NATS peer of `make perf` (a binary of its own, so the
+# daemons do not link a NATS server).
 build:
 	$(GO) build -o $(BIN) ./cmd/tickrelay
+	$(GO) build -o bin/tickrelay-natspeer ./cmd/tickrelay-natspeer
 
 # Starts a throwaway PostgreSQL (or uses $$TICKRELAY_TEST_PG) and runs every test.
 test:

@@ -37,7 +37,7 @@
 //
 // Servers never share a process with the load:
 //
-//	peers:     tickrelay perf peer-nats -addr 127.0.0.1:0   (prints "ready ADDR")
+//	peers:     tickrelay-natspeer -addr 127.0.0.1:0         (prints "ready ADDR")
 //	           redis-server --bind 127.0.0.1 ...            (when on PATH)
 //	tickrelay: tickrelay root / child / exchange            (ports 9100/9200/9000)
 //	driver:    this process: publisher (peers only) and harness

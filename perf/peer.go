@@ -3,107 +3,21 @@ package perf
 import (
 	"bufio"
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	natsserver "github.com/nats-io/nats-server/v2/server"
 )
 
-// RunNATS runs an embedded NATS server on addr (host must be loopback or
-// empty, meaning 127.0.0.1) until ctx ends. ready gets the bound address.
-// Limits stay at NATS defaults (64 MiB pending per client) so the peer runs
-// the way its users run it.
-func RunNATS(ctx context.Context, addr string, ready func(net.Addr)) error {
-	host, port, err := splitLoopback(addr)
-	if err != nil {
-		return err
-	}
-	opts := &natsserver.Options{
-		Host:   host,
-		Port:   port,
-		NoLog:  true,
-		NoSigs: true,
-	}
-	if port == 0 {
-		opts.Port = natsserver.RANDOM_PORT
-	}
-	s, err := natsserver.NewServer(opts)
-	if err != nil {
-		return fmt.Errorf("perf: nats: %w", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return errors.New("perf: nats: not ready within 10s")
-	}
-	if ready != nil {
-		ready(s.Addr())
-	}
-	<-ctx.Done()
-	s.Shutdown()
-	s.WaitForShutdown()
-	return nil
-}
-
-// splitLoopback parses addr and insists on a loopback host: peers and
-// daemons in a perf run bind 127.0.0.1 only.
-func splitLoopback(addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, fmt.Errorf("perf: addr %q: %w", addr, err)
-	}
-	if host == "" || host == "localhost" {
-		host = "127.0.0.1"
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return "", 0, fmt.Errorf("perf: addr %q: perf servers bind loopback only", addr)
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("perf: addr %q: bad port", addr)
-	}
-	return host, port, nil
-}
-
 // ReadyPrefix starts the line a peer process prints on stdout once it
-// listens: "ready 127.0.0.1:4222".
+// listens: "ready 127.0.0.1:4222" (natspeer.ReadyPrefix).
 const ReadyPrefix = "ready "
-
-// PeerMain runs one `tickrelay perf <mode>` helper process:
-//
-//	peer-nats -addr 127.0.0.1:0   embedded NATS server until SIGTERM
-//
-// It prints ReadyPrefix+addr on stdout when listening.
-func PeerMain(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("perf: peer mode missing")
-	}
-	switch args[0] {
-	case "peer-nats":
-		fs := flag.NewFlagSet("tickrelay perf peer-nats", flag.ContinueOnError)
-		addr := fs.String("addr", "127.0.0.1:4222", "listen address (loopback only)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		return RunNATS(ctx, *addr, func(a net.Addr) { fmt.Fprintf(stdout, "%s%s\n", ReadyPrefix, a) })
-	}
-	return fmt.Errorf("perf: unknown mode %q", args[0])
-}
-
-// IsPeerMode reports whether args name a PeerMain helper mode.
-func IsPeerMode(args []string) bool {
-	return len(args) > 0 && strings.HasPrefix(args[0], "peer-")
-}
 
 // proc is one server process of a run.
 type proc struct {
@@ -198,8 +112,8 @@ func (p *proc) stop() {
 // pid is the process id.
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-// Spawner builds the command for one tickrelay subcommand invocation, e.g.
-// ("perf", "peer-nats", "-addr", "127.0.0.1:0") or ("exchange", "-addr", ...).
+// Spawner builds the command for one invocation of a program: of tickrelay
+// ("exchange", "-addr", ...) or of the NATS peer ("-addr", "127.0.0.1:0").
 type Spawner func(ctx context.Context, args ...string) *exec.Cmd
 
 // SelfSpawner runs the current executable (the tickrelay binary).
@@ -211,6 +125,31 @@ func SelfSpawner() (Spawner, error) {
 	return func(ctx context.Context, args ...string) *exec.Cmd {
 		return exec.CommandContext(ctx, exe, args...)
 	}, nil
+}
+
+// NATSPeerName is the NATS peer's binary (cmd/tickrelay-natspeer).
+const NATSPeerName = "tickrelay-natspeer"
+
+// NATSPeerSpawner runs the NATS peer binary found next to the current
+// executable (where `make build` puts both), else on PATH.
+func NATSPeerSpawner() (Spawner, error) {
+	path, err := exec.LookPath(NATSPeerName)
+	if exe, eerr := os.Executable(); eerr == nil {
+		if p := filepath.Join(filepath.Dir(exe), NATSPeerName); isExecutable(p) {
+			path, err = p, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s not next to this binary nor on PATH (make build builds it)", NATSPeerName)
+	}
+	return func(ctx context.Context, args ...string) *exec.Cmd {
+		return exec.CommandContext(ctx, path, args...)
+	}, nil
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
 // redisAvailable reports whether redis-server is on PATH.

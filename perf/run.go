@@ -64,8 +64,11 @@ type Config struct {
 	UpdateReadme string
 	// HarnessMode is how the load clients read (goroutines or epoll).
 	HarnessMode harness.Mode
-	// Spawn starts server processes; nil means SelfSpawner.
+	// Spawn starts the tickrelay processes; nil means SelfSpawner.
 	Spawn Spawner
+	// SpawnNATS starts the NATS peer (tickrelay-natspeer); nil means
+	// NATSPeerSpawner. Without one, NATS is skipped with a note.
+	SpawnNATS Spawner
 	// NewSource makes the feed for a step; nil means NewFeedSource.
 	// The tickrelay side uses the exchange simulator's own stream.
 	NewSource func(symbols int, seed int64) Source
@@ -455,7 +458,17 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 	}
 	var systems []string
+	if cfg.SpawnNATS == nil && slices.Contains(cfg.Systems, SystemNATS) {
+		if sp, err := NATSPeerSpawner(); err != nil {
+			res.Notes = append(res.Notes, "nats skipped: "+err.Error())
+		} else {
+			cfg.SpawnNATS = sp
+		}
+	}
 	for _, s := range cfg.Systems {
+		if s == SystemNATS && cfg.SpawnNATS == nil {
+			continue
+		}
 		if s == SystemRedis {
 			if _, ok := redisAvailable(); !ok {
 				res.Notes = append(res.Notes, "redis skipped: redis-server not on PATH")
@@ -599,7 +612,7 @@ func runPeer(ctx context.Context, cfg Config, sc Scenario, bar *progress) (StepR
 	var err error
 	switch sc.System {
 	case SystemNATS:
-		srv, err = startProc(ctx, "nats", niced(cfg.Spawn(ctx, "perf", "peer-nats", "-addr", "127.0.0.1:0"), cfg.ServerNice), true, "", cfg.ServerLog)
+		srv, err = startProc(ctx, "nats", niced(cfg.SpawnNATS(ctx, "-addr", "127.0.0.1:0"), cfg.ServerNice), true, "", cfg.ServerLog)
 	case SystemRedis:
 		srv, err = startRedis(ctx, cfg)
 	}

@@ -18,22 +18,18 @@ import (
 	"time"
 
 	"tickrelay/perf/harness"
+	"tickrelay/perf/natspeer"
 )
 
-// The test binary doubles as the helper processes of a sweep (`tickrelay
-// perf peer-nats ...`): testSpawner re-runs it with the args in this env var.
+// The test binary doubles as the NATS peer of a sweep (tickrelay-natspeer):
+// natsSpawner re-runs it with the args in this env var.
 const execEnv = "TICKRELAY_PERF_TEST_EXEC"
 
 func TestMain(m *testing.M) {
 	if a := os.Getenv(execEnv); a != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
-		args := strings.Split(a, "\x1f")
-		if len(args) < 2 || args[0] != "perf" {
-			fmt.Fprintln(os.Stderr, "test helper: only `perf <mode>` is available, not", args)
-			os.Exit(2)
-		}
-		if err := PeerMain(ctx, args[1:], os.Stdout); err != nil {
+		if err := natspeer.Main(ctx, strings.Split(a, "\x1f"), os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -42,7 +38,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func testSpawner(ctx context.Context, args ...string) *exec.Cmd {
+func natsSpawner(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), execEnv+"="+strings.Join(args, "\x1f"))
 	return cmd
@@ -63,7 +59,7 @@ func TestSweepNATS(t *testing.T) {
 	cfg.Duration = 2 * time.Second
 	cfg.Systems = []string{SystemNATS, SystemRedis}
 	cfg.Out, cfg.UpdateReadme = filepath.Join(dir, "out"), readme
-	cfg.Spawn = testSpawner
+	cfg.SpawnNATS = natsSpawner
 	var progress bytes.Buffer
 	cfg.Progress = &progress
 
@@ -179,7 +175,7 @@ func TestPublisherMaxMessagesNATS(t *testing.T) {
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- RunNATS(ctx, "127.0.0.1:0", func(a net.Addr) { addrc <- a.String() })
+		done <- natspeer.Run(ctx, "127.0.0.1:0", func(a net.Addr) { addrc <- a.String() })
 	}()
 	var addr string
 	select {
@@ -297,17 +293,6 @@ func TestReplaceBetween(t *testing.T) {
 	}
 }
 
-func TestLoopbackOnly(t *testing.T) {
-	for _, a := range []string{"0.0.0.0:4222", "10.0.0.1:1", ":4222x"} {
-		if _, _, err := splitLoopback(a); err == nil {
-			t.Errorf("%q accepted", a)
-		}
-	}
-	if h, p, err := splitLoopback(":0"); err != nil || h != "127.0.0.1" || p != 0 {
-		t.Fatalf("%s %d %v", h, p, err)
-	}
-}
-
 func TestRatioTableAndPlot(t *testing.T) {
 	mk := func(sys string, rate int, p50 int64) StepResult {
 		h := NewHops()
@@ -364,7 +349,7 @@ func TestHarnessModesCost(t *testing.T) {
 	}
 	for _, mode := range []harness.Mode{harness.ModeGoroutines, harness.ModeEpoll} {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		srv, err := startProc(ctx, "nats", testSpawner(ctx, "perf", "peer-nats", "-addr", "127.0.0.1:0"), true, "", os.Stderr)
+		srv, err := startProc(ctx, "nats", natsSpawner(ctx, "-addr", "127.0.0.1:0"), true, "", os.Stderr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,14 +383,14 @@ func TestHarnessModesCost(t *testing.T) {
 	}
 }
 
-// When a daemon cannot start (this test binary only knows the peer modes),
-// the tickrelay step must fail cleanly (recorded
+// When a daemon cannot start (this test binary only runs the NATS peer,
+// which refuses a daemon's arguments), the tickrelay step must fail cleanly (recorded
 // in its StepResult) rather than hang or abort the sweep.
 func TestSweepTickrelayStepFailsCleanly(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Rates, cfg.Clients, cfg.Symbols, cfg.Duration, cfg.Warmup, cfg.Repeats = []int{1000}, 2, 2, time.Second, 0, 1
 	cfg.SweepWarmUp = 0
-	cfg.Systems, cfg.Out, cfg.Spawn = []string{SystemTickrelay}, "", testSpawner
+	cfg.Systems, cfg.Out, cfg.Spawn = []string{SystemTickrelay}, "", natsSpawner
 	var err error
 	for _, p := range []*int{&cfg.ExchangePort, &cfg.RootPort, &cfg.ChildPort} {
 		if *p, err = freePort(); err != nil {
@@ -567,5 +552,36 @@ func TestProbeRate(t *testing.T) {
 					got.Sustained(limit), tc.p99, tc.sustains)
 			}
 		})
+	}
+}
+
+// The NATS peer is a binary of its own: found on PATH (or next to the
+// running binary), else NATS is skipped with a note rather than failing the
+// sweep.
+func TestNATSPeerLookup(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("PATH", dir)
+	if _, err := NATSPeerSpawner(); err == nil || !strings.Contains(err.Error(), NATSPeerName) {
+		t.Fatalf("no peer binary anywhere: err %v", err)
+	}
+	cfg := DefaultConfig()
+	cfg.Systems, cfg.Rates, cfg.Out, cfg.SweepWarmUp = []string{SystemNATS}, []int{1000}, "", 0
+	res, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Steps) != 0 || !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.HasPrefix(n, "nats skipped: ") }) {
+		t.Fatalf("steps %d, notes %q", len(res.Steps), res.Notes)
+	}
+	peer := filepath.Join(dir, NATSPeerName)
+	if err := os.WriteFile(peer, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := NATSPeerSpawner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd := sp(t.Context(), "-addr", "127.0.0.1:0"); cmd.Path != peer || !slices.Equal(cmd.Args[1:], []string{"-addr", "127.0.0.1:0"}) {
+		t.Fatalf("spawns %s %q, want %s", cmd.Path, cmd.Args, peer)
 	}
 }

@@ -17,10 +17,6 @@ func init() {
 }
 
 func runPerf(ctx context.Context, args []string) error {
-	// Helper processes of a sweep: `tickrelay perf peer-nats -addr ...`.
-	if perf.IsPeerMode(args) {
-		return perf.PeerMain(ctx, args, os.Stdout)
-	}
 	def := perf.DefaultConfig()
 	fs := newFlags("perf")
 	rates := fs.String("rates", "10000,50000,100000,200000,max", "target exchange rates, msgs/s (NNk ok), one step each; max = search each system's highest sustained rate")
@@ -35,7 +31,7 @@ func runPerf(ctx context.Context, args []string) error {
 	repeats := fs.Int("repeats", def.Repeats, "runs of each fixed rate per system; the median by end-to-end p99 is reported")
 	maxTries := fs.Int("max-tries", def.MaxTries, `extra rates per system searching the highest sustained rate for "max" (each decided by most of -repeats runs)`)
 	sustain := fs.Duration("sustain-p99", def.SustainP99, "the end-to-end p99 a sustained step stays within")
-	peers := fs.String("peers", "nats,redis", "peer systems (nats, redis; redis only if redis-server is on PATH); empty = none")
+	peers := fs.String("peers", "nats,redis", "peer systems (nats, redis; nats needs tickrelay-natspeer next to this binary or on PATH, redis needs redis-server on PATH); empty = none")
 	ours := fs.Bool("tickrelay", true, "measure tickrelay itself (exchange, root, children as processes)")
 	out := fs.String("out", def.Out, "results directory (results.json, latency.png); empty = none")
 	readme := fs.String("update-readme", "", "README whose <!-- perf:begin/end --> markers get the ratio table")
