@@ -18,8 +18,8 @@ import (
 	"tickrelay/wire"
 )
 
-// Child is the child daemon: one relay session to a root, parse-once core,
-// and the client fan-out server on gnet.
+// Child is the child daemon: a relay line to each root (arbitrated by seq,
+// arbiter.go), the parse-once core, and the client fan-out server on gnet.
 type Child struct {
 	cfg     Config
 	log     *slog.Logger
@@ -29,13 +29,20 @@ type Child struct {
 	core *Core
 
 	last   atomic.Uint64 // mirrors core.LastSeq for lock-free readers
-	offset atomic.Int64  // clock offset estimate (root - child), ns
+	offset atomic.Int64  // clock offset estimate (root - child) of the active line, ns
 	bound  atomic.Int64  // its error bound, ns; -1 before any sample
 
-	// relay goroutine only
+	lines  []*line
+	active atomic.Pointer[line] // the line whose items were published last
+
+	// relayMu serializes the relay lines: one applies frames at a time,
+	// and the fields below are theirs.
+	relayMu   sync.Mutex
+	arb       *arbiter
 	badSeen   uint64
 	stamps    []wire.Stamps // the items of the open batch, for hops
 	open      *Batch        // being filled; ch.mu is held while it is non-nil
+	openLine  *line         // the line filling open
 	openItems int
 
 	// hops: shard 0 is the relay goroutine's (exch->root, root->child),
@@ -71,6 +78,12 @@ func New(cfg Config) (*Child, error) {
 	}
 	ch.last.Store(cfg.FromSeq - 1)
 	ch.bound.Store(-1)
+	ch.arb = newArbiter(len(cfg.Roots))
+	for i, addr := range cfg.Roots {
+		l := &line{i: i, addr: addr}
+		l.bound.Store(-1)
+		ch.lines = append(ch.lines, l)
+	}
 	ch.srv = newServer(ch)
 	return ch, nil
 }
@@ -88,7 +101,7 @@ func (ch *Child) Addr() net.Addr {
 	}
 }
 
-// LastSeq is the last seq received from the root (FromSeq-1 before any).
+// LastSeq is the last seq received from the roots (FromSeq-1 before any).
 func (ch *Child) LastSeq() uint64 { return ch.last.Load() }
 
 // FlushedSeq is the last seq every event loop has handed to its clients'
@@ -107,7 +120,8 @@ func (ch *Child) FlushedSeq() uint64 {
 }
 
 // ClockOffset returns the estimated root clock minus child clock and its
-// error bound (ns); ok is false before the first TimeReply.
+// error bound (ns), for the root whose items the child published last (the
+// first to answer, before any); ok is false before the first TimeReply.
 func (ch *Child) ClockOffset() (offset, bound int64, ok bool) {
 	b := ch.bound.Load()
 	return ch.offset.Load(), b, b >= 0
@@ -152,14 +166,13 @@ func (ch *Child) Run(ctx context.Context) error {
 		}
 	}
 	close(ch.ready)
-	ch.log.Info("child listening", "addr", ch.srv.addr.String(), "root", ch.cfg.RootAddr, "loops", ch.cfg.Loops)
+	ch.log.Info("child listening", "addr", ch.srv.addr.String(), "roots", ch.cfg.Roots, "loops", ch.cfg.Loops)
 
 	relayCtx, cancelRelay := context.WithCancel(ctx)
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		ch.relayLoop(relayCtx)
-	}()
+	var relays sync.WaitGroup
+	for _, l := range ch.lines {
+		relays.Go(func() { ch.relayLoop(relayCtx, l) })
+	}
 
 	var err error
 	select {
@@ -169,7 +182,7 @@ func (ch *Child) Run(ctx context.Context) error {
 		engErr <- nil
 	}
 	cancelRelay()
-	<-relayDone
+	relays.Wait()
 
 	// Drain: every loop flushes its queue and closes its clients.
 	ch.shutdownLoops()

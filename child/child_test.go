@@ -39,7 +39,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 func startChild(t *testing.T, root *fakeRoot, mod func(*Config)) *Child {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.RootAddr, cfg.Addr, cfg.Name = root.addr(), "127.0.0.1:0", "t"
+	cfg.Roots, cfg.Addr, cfg.Name = []string{root.addr()}, "127.0.0.1:0", "t"
 	cfg.Loops = 2
 	cfg.Logger = testLogger(t)
 	cfg.Registerer = prometheus.NewRegistry()
@@ -590,7 +590,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestShutdownDrains(t *testing.T) {
 	root := newFakeRoot(t)
 	cfg := DefaultConfig()
-	cfg.RootAddr, cfg.Addr, cfg.Loops, cfg.Logger = root.addr(), "127.0.0.1:0", 2, testLogger(t)
+	cfg.Roots, cfg.Addr, cfg.Loops, cfg.Logger = []string{root.addr()}, "127.0.0.1:0", 2, testLogger(t)
 	ch, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -628,7 +628,7 @@ func TestShutdownDrains(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return")
 	}
-	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "RootAddr") {
+	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Roots") {
 		t.Fatalf("Validate: %v", err)
 	}
 }

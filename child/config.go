@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,10 +15,14 @@ import (
 
 // Config configures a Child.
 type Config struct {
-	RootAddr string // root relay address, host:port
-	Addr     string // client listen address, host:port ("127.0.0.1:0" in tests)
-	Name     string // sent to the root in Hello; labels logs
-	FromSeq  uint64 // first seq to ask the root for (>= 1)
+	// Roots are the root relay addresses (host:port): one, or an A/B pair
+	// (up to MaxRoots) relaying the same exchange feed. The child keeps a
+	// relay line to each and takes every seq from whichever line delivers
+	// it first (arbitration by the exchange seq, arbiter.go).
+	Roots   []string
+	Addr    string // client listen address, host:port ("127.0.0.1:0" in tests)
+	Name    string // sent to the roots in Hello; labels logs
+	FromSeq uint64 // first seq to ask the roots for (>= 1)
 
 	Loops             int           // gnet event loops (>= 1)
 	MaxPending        int           // unsent bytes per client before it is disconnected as slow
@@ -36,13 +41,16 @@ type Config struct {
 	Registerer prometheus.Registerer // nil: metrics are kept but not registered
 }
 
+// MaxRoots bounds Config.Roots: an A/B pair, with room for a third line.
+const MaxRoots = 4
+
 // DefaultConfig returns a Config with the defaults of `tickrelay child`.
 func DefaultConfig() Config {
 	return Config{
-		RootAddr: "127.0.0.1:9100",
-		Addr:     "127.0.0.1:9200",
-		Name:     "child",
-		FromSeq:  1,
+		Roots:   []string{"127.0.0.1:9100"},
+		Addr:    "127.0.0.1:9200",
+		Name:    "child",
+		FromSeq: 1,
 		// One loop per CPU but one: the relay goroutine, the one serial
 		// stage every frame crosses, must find a P free rather than queue
 		// behind busy (thread-locked) loops. On 2 shared CPUs at 100k
@@ -69,8 +77,15 @@ func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("child config: %s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if c.RootAddr == "" {
-		bad("RootAddr", "required")
+	if len(c.Roots) < 1 || len(c.Roots) > MaxRoots {
+		bad("Roots", "%d addresses, want 1..%d", len(c.Roots), MaxRoots)
+	}
+	for i, a := range c.Roots {
+		if a == "" {
+			bad("Roots", "address %d is empty", i+1)
+		} else if slices.Contains(c.Roots[:i], a) {
+			bad("Roots", "%s twice", a)
+		}
 	}
 	if c.Addr == "" {
 		bad("Addr", "required")

@@ -1,6 +1,7 @@
-// Package child is the child daemon: it holds one relay session to a root,
-// parses every item once into a client text frame, and fans the frames out
-// to subscribed clients over gnet.
+// Package child is the child daemon: it holds a relay line to its root (or
+// to each of an A/B pair, arbitrated by seq: arbiter.go), parses every item
+// once into a client text frame, and fans the frames out to subscribed
+// clients over gnet.
 //
 // # Data path
 //
@@ -15,14 +16,18 @@
 //	    flush (every drainChunk frames at most) of its frames laid out in
 //	    one shared buffer
 //
-// The relay session (relay.go) is a plain net.Conn goroutine: Hello from
+// Each relay line (relay.go) is a plain net.Conn goroutine: Hello from
 // LastSeq+1, frames read into one buffer, items older than LastSeq dropped as
 // duplicates, a gap (first new seq != LastSeq+1) ends the session and the next
 // Hello asks from LastSeq+1. Error SeqGone restarts from the seq the root
 // names (the skipped seqs are logged and counted as lost); SeqFuture and other
 // errors reconnect with backoff; no frame for IdleTimeout reconnects. A second
 // goroutine sends TimeReq every ClockInterval; Clock (clock.go) estimates the
-// root's clock offset from the min-RTT sample of a window.
+// root's clock offset from the min-RTT sample of a window. With several
+// roots the lines take turns under Child.relayMu, one read's frames at a
+// time, so the first copy of a seq is applied and later ones are dropped as
+// duplicates; a line whose root answers SeqGone while another line streams
+// retries with backoff instead of skipping (arbiter.go).
 //
 // Core (core.go, history.go) is pure: decode, AppendTextFrame once per item
 // (stamps exch, rootRecv, rootSend, childRecv; child send is patched per loop
@@ -58,7 +63,8 @@
 // dups the listener fd (Engine.Dup) and asks the kernel (net.FileListener);
 // Addr reports it once Ready is closed.
 //
-// Locks: Child.mu guards the core (relay goroutine writes per batch, loops
-// read snapshots); loop.mu guards one loop's queue. They are never held
-// together: a batch is published after Child.mu is released.
+// Locks: Child.relayMu serializes the relay lines; Child.mu guards the core
+// (a relay line writes per batch, loops read snapshots); loop.mu guards one
+// loop's queue. A batch is published after Child.mu is released, so loop.mu
+// is never held with it (relayMu is, on the way in: relayMu -> loop.mu).
 package child

@@ -56,6 +56,7 @@ type fakeRoot struct {
 	gapAt  uint64        // skip this seq (once)
 	batch  int           // items per batch
 	silent bool          // no heartbeats when idle
+	down   bool          // off the network: connections are closed at once
 	more   chan struct{} // closed on publish
 	conns  map[net.Conn]bool
 	wg     sync.WaitGroup
@@ -97,6 +98,19 @@ func (r *fakeRoot) set(f func(r *fakeRoot)) {
 	r.mu.Unlock()
 }
 
+// setDown takes the root off the network (its relay connections closed,
+// new ones refused) or puts it back.
+func (r *fakeRoot) setDown(down bool) {
+	r.mu.Lock()
+	r.down = down
+	if down {
+		for c := range r.conns {
+			c.Close()
+		}
+	}
+	r.mu.Unlock()
+}
+
 func (r *fakeRoot) accept() {
 	defer r.wg.Done()
 	for {
@@ -105,6 +119,11 @@ func (r *fakeRoot) accept() {
 			return
 		}
 		r.mu.Lock()
+		if r.down {
+			r.mu.Unlock()
+			c.Close()
+			continue
+		}
 		r.conns[c] = true
 		r.mu.Unlock()
 		r.wg.Add(1)

@@ -8,10 +8,10 @@ import (
 type Metrics struct {
 	Items          prometheus.Counter // relay items parsed
 	BadItems       prometheus.Counter // items whose body did not decode
-	Duplicates     prometheus.Counter // relay items dropped as already seen
+	Duplicates     prometheus.Counter // relay items dropped as already applied (the other root's copy, or a resend)
 	Gaps           prometheus.Counter // gaps in the relay stream (each forces a reconnect)
 	LostItems      prometheus.Counter // seqs skipped because the root no longer held them
-	Reconnects     prometheus.Counter // relay sessions started after the first
+	Reconnects     prometheus.Counter // relay sessions started after each line's first
 	LastSeq        prometheus.Gauge
 	RootHead       prometheus.Gauge // head seq from the root's last heartbeat
 	Clients        prometheus.Gauge
@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	m := &Metrics{
 		Items:          c("items_total", "Relay items parsed into text frames."),
 		BadItems:       c("bad_items_total", "Relay items whose body did not decode."),
-		Duplicates:     c("duplicate_items_total", "Relay items dropped as already received."),
+		Duplicates:     c("duplicate_items_total", "Relay items dropped as already applied (with A/B roots, the later copy of each seq)."),
 		Gaps:           c("gaps_total", "Gaps detected in the relay stream."),
 		LostItems:      c("lost_items_total", "Seqs skipped because the root no longer held them."),
 		Reconnects:     c("reconnects_total", "Relay sessions started after the first."),

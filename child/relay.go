@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tickrelay/wire"
@@ -21,21 +22,30 @@ type sessionEnd struct {
 	now      bool // reconnect at once (gap, seq gone)
 }
 
-// relayLoop runs relay sessions until ctx ends, reconnecting with backoff.
-func (ch *Child) relayLoop(ctx context.Context) {
+// line is the relay line to one root (Config.Roots[i]).
+type line struct {
+	i      int
+	addr   string
+	offset atomic.Int64 // clock offset estimate (this root - child), ns
+	bound  atomic.Int64 // its error bound, ns; -1 before any sample
+}
+
+// relayLoop runs relay sessions to l's root until ctx ends, reconnecting
+// with backoff.
+func (ch *Child) relayLoop(ctx context.Context, l *line) {
 	backoff := ch.cfg.BackoffMin
 	for n := 0; ctx.Err() == nil; n++ {
 		if n > 0 {
 			ch.metrics.Reconnects.Inc()
 		}
-		end := ch.session(ctx)
+		end := ch.session(ctx, l)
 		if ctx.Err() != nil {
 			return
 		}
 		if end.progress {
 			backoff = ch.cfg.BackoffMin
 		}
-		ch.log.Warn("relay session ended", "root", ch.cfg.RootAddr, "err", end.err, "last_seq", ch.LastSeq())
+		ch.log.Warn("relay session ended", "root", l.addr, "err", end.err, "last_seq", ch.LastSeq())
 		// A gap or a SeqGone restart retries after the shortest wait; a
 		// failure without progress backs off (with jitter) up to BackoffMax.
 		wait := ch.cfg.BackoffMin
@@ -51,16 +61,16 @@ func (ch *Child) relayLoop(ctx context.Context) {
 	}
 }
 
-// session is one connection to the root: Hello from LastSeq+1, then read
+// session is one connection to l's root: Hello from LastSeq+1, then read
 // frames until an error, a gap, an idle timeout or ctx's end.
-func (ch *Child) session(ctx context.Context) (end sessionEnd) {
+func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 	d := net.Dialer{Timeout: ch.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", ch.cfg.RootAddr)
+	conn, err := d.DialContext(ctx, "tcp", l.addr)
 	if err != nil {
 		return sessionEnd{err: err}
 	}
 	from := ch.LastSeq() + 1
-	log := ch.log.With("root", ch.cfg.RootAddr)
+	log := ch.log.With("root", l.addr)
 	log.Info("relay session", "from_seq", from)
 
 	var wmu sync.Mutex // the writer goroutine and the reader both write
@@ -104,61 +114,33 @@ func (ch *Child) session(ctx context.Context) (end sessionEnd) {
 		conn.Close()
 		wg.Wait()
 	}()
-	end = ch.readRelay(conn, log)
+	end = ch.readRelay(conn, l, log)
 	return end
 }
 
-// readRelay reads relay frames from conn and applies them.
-func (ch *Child) readRelay(conn net.Conn, log interface {
+// logger is what the relay logs with (a *slog.Logger carrying the root).
+type logger interface {
 	Warn(string, ...any)
 	Error(string, ...any)
-}) (end sessionEnd) {
-	defer ch.publishOpen()
+}
+
+// readRelay reads relay frames from conn and applies them.
+func (ch *Child) readRelay(conn net.Conn, l *line, log logger) (end sessionEnd) {
+	defer func() {
+		ch.relayMu.Lock()
+		ch.arb.setUp(l.i, false)
+		ch.relayMu.Unlock()
+	}()
 	clock := NewClock(ch.cfg.ClockWindow)
 	buf := make([]byte, 256<<10)
 	r, w := 0, 0
 	var br wire.BatchReader
 	for {
-		// Parse every complete frame held.
-		for {
-			typ, p, n, err := wire.NextRelayFrame(buf[r:w])
-			if errors.Is(err, wire.ErrShort) {
-				break
-			}
-			if err != nil {
-				end.err = fmt.Errorf("relay frame: %w", err)
-				return end
-			}
-			end.progress = true
-			now := time.Now().UnixNano()
-			if typ != wire.RelayBatch {
-				ch.publishOpen() // the core may be needed unlocked (an Error resets it)
-			}
-			switch typ {
-			case wire.RelayBatch:
-				if e := ch.applyBatch(&br, p, now); e.err != nil {
-					e.progress = true
-					return e
-				}
-			case wire.RelayHeartbeat:
-				head, _ := wire.ParseHeartbeat(p)
-				ch.metrics.RootHead.Set(float64(head))
-			case wire.RelayTimeReply:
-				t0, t1, t2 := wire.ParseTimeReply(p)
-				if _, ok := clock.Add(t0, t1, t2, now); ok {
-					off, bound, _ := clock.Estimate()
-					ch.offset.Store(off)
-					ch.bound.Store(bound)
-					ch.metrics.ClockOffset.Set(float64(off) / 1e9)
-					ch.metrics.ClockBound.Set(float64(bound) / 1e9)
-				}
-			case wire.RelayError:
-				return ch.relayError(wire.ParseRelayError(p), log)
-			default:
-				log.Warn("unexpected relay frame from root", "type", string(typ))
-			}
-			r += n
+		n, end, done := ch.consume(l, clock, &br, buf[r:w], log)
+		if done {
+			return end
 		}
+		r += n
 		// Keep the partial frame, moved to the front, and make room for it.
 		if r == w {
 			r, w = 0, 0
@@ -171,7 +153,6 @@ func (ch *Child) readRelay(conn net.Conn, log interface {
 			w = copy(nb, buf[r:w])
 			r, buf = 0, nb
 		}
-		ch.publishOpen() // before waiting for more
 		conn.SetReadDeadline(time.Now().Add(ch.cfg.IdleTimeout))
 		n, err := conn.Read(buf[w:])
 		w += n
@@ -185,10 +166,76 @@ func (ch *Child) readRelay(conn net.Conn, log interface {
 			} else if errors.Is(err, io.EOF) {
 				err = errors.New("root closed the connection")
 			}
-			end.err = err
-			return end
+			return sessionEnd{progress: end.progress, err: err}
 		}
 	}
+}
+
+// consume handles every complete relay frame at the start of p, holding
+// relayMu so the lines apply one at a time, and publishes the open batch
+// before it lets go (the next line, or the wait for more bytes, must not
+// find it open). It returns the bytes consumed; done ends the session.
+func (ch *Child) consume(l *line, clock *Clock, br *wire.BatchReader, p []byte, log logger) (n int, end sessionEnd, done bool) {
+	ch.relayMu.Lock()
+	defer ch.relayMu.Unlock()
+	defer ch.publishOpen()
+	for {
+		typ, frame, fn, err := wire.NextRelayFrame(p[n:])
+		if errors.Is(err, wire.ErrShort) {
+			return n, end, false
+		}
+		if err != nil {
+			return n, sessionEnd{progress: end.progress, err: fmt.Errorf("relay frame: %w", err)}, true
+		}
+		if !end.progress {
+			end.progress = true
+			ch.arb.setUp(l.i, true)
+		}
+		now := time.Now().UnixNano()
+		if typ != wire.RelayBatch {
+			ch.publishOpen() // the core may be needed unlocked (an Error resets it)
+		}
+		switch typ {
+		case wire.RelayBatch:
+			if e := ch.applyBatch(l, br, frame, now); e.err != nil {
+				e.progress = true
+				return n, e, true
+			}
+		case wire.RelayHeartbeat:
+			if a := ch.active.Load(); a == nil || a == l {
+				head, _ := wire.ParseHeartbeat(frame)
+				ch.metrics.RootHead.Set(float64(head))
+			}
+		case wire.RelayTimeReply:
+			t0, t1, t2 := wire.ParseTimeReply(frame)
+			if _, ok := clock.Add(t0, t1, t2, now); ok {
+				off, bound, _ := clock.Estimate()
+				l.offset.Store(off)
+				l.bound.Store(bound)
+				if a := ch.active.Load(); a == nil || a == l {
+					ch.showClock(l)
+				}
+			}
+		case wire.RelayError:
+			return n, ch.relayError(wire.ParseRelayError(frame), l, log), true
+		default:
+			log.Warn("unexpected relay frame from root", "type", string(typ))
+		}
+		n += fn
+	}
+}
+
+// showClock makes l's clock estimate the child's (ClockOffset, metrics):
+// that of the line whose items the child last published.
+func (ch *Child) showClock(l *line) {
+	off, bound := l.offset.Load(), l.bound.Load()
+	if bound < 0 {
+		return
+	}
+	ch.offset.Store(off)
+	ch.bound.Store(bound)
+	ch.metrics.ClockOffset.Set(float64(off) / 1e9)
+	ch.metrics.ClockBound.Set(float64(bound) / 1e9)
 }
 
 // frameLen is the full size of the relay frame starting buf (0 if unknown yet).
@@ -205,16 +252,16 @@ func frameLen(buf []byte) int {
 // runs dry (readRelay), so a child that fell behind hands its loops a few
 // large batches rather than one per relay frame: each drain then covers
 // more of the backlog and a client's frames go out in fewer writes.
-func (ch *Child) applyBatch(br *wire.BatchReader, p []byte, childRecv int64) sessionEnd {
+func (ch *Child) applyBatch(l *line, br *wire.BatchReader, p []byte, childRecv int64) sessionEnd {
 	br.Reset(p)
 	for br.Next() {
 		it := &br.Item
 		last := ch.LastSeq()
-		if it.Seq <= last {
+		switch arbitrate(last, it.Seq) {
+		case duplicate:
 			ch.metrics.Duplicates.Inc()
 			continue
-		}
-		if it.Seq != last+1 {
+		case gap:
 			ch.metrics.Gaps.Inc()
 			ch.publishOpen()
 			return sessionEnd{now: true, err: fmt.Errorf("gap: got seq %d after %d; resuming from %d", it.Seq, last, last+1)}
@@ -223,7 +270,7 @@ func (ch *Child) applyBatch(br *wire.BatchReader, p []byte, childRecv int64) ses
 		if b == nil {
 			b = getBatch()
 			b.childRecv = childRecv
-			ch.open = b
+			ch.open, ch.openLine = b, l
 			ch.mu.Lock()
 		}
 		ch.stamps = append(ch.stamps, wire.Stamps{ExchSend: it.ExchSend, RootRecv: it.RootRecv,
@@ -263,19 +310,25 @@ func (ch *Child) publishOpen() {
 	}
 	ch.metrics.LastSeq.Set(float64(ch.LastSeq()))
 	// root->child in the root's time base: perf's offset is child minus root.
-	ch.hops.RecordBatch(0, ch.stamps, 0, -ch.offset.Load())
+	l := ch.openLine
+	ch.hops.RecordBatch(0, ch.stamps, 0, -l.offset.Load())
 	ch.stamps = ch.stamps[:0]
+	if ch.active.Swap(l) != l {
+		ch.showClock(l)
+	}
 	ch.srv.publish(b)
 }
 
-// relayError handles an Error frame from the root.
-func (ch *Child) relayError(e wire.RelayErr, log interface {
-	Warn(string, ...any)
-	Error(string, ...any)
-}) sessionEnd {
+// relayError handles an Error frame from l's root.
+func (ch *Child) relayError(e wire.RelayErr, l *line, log logger) sessionEnd {
 	last := ch.LastSeq()
 	switch e.Code {
 	case wire.CodeSeqGone:
+		if e.Seq > last+1 && !ch.arb.maySkip(l.i) {
+			log.Warn("root no longer holds the seqs we need; another root's line is streaming them",
+				"asked_from", last+1, "first_available", e.Seq, "reason", e.Reason)
+			return sessionEnd{err: e} // retried with backoff, from the then last+1
+		}
 		if e.Seq > last+1 {
 			lost := e.Seq - last - 1
 			log.Error("root no longer holds the seqs we need: skipping them; clients will see a gap",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -10,13 +11,13 @@ import (
 )
 
 func init() {
-	commands["child"] = command{"child daemon: relay from a root, fan out text frames to clients", runChild}
+	commands["child"] = command{"child daemon: relay from a root (or an A/B pair), fan out text frames to clients", runChild}
 }
 
 func runChild(ctx context.Context, args []string) error {
 	cfg := child.DefaultConfig()
 	fs := newFlags("child")
-	fs.StringVar(&cfg.RootAddr, "root", cfg.RootAddr, "root relay address")
+	roots := fs.String("root", strings.Join(cfg.Roots, ","), "root relay address; an A/B pair as addrA,addrB (each seq is taken from whichever root delivers it first)")
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "client listen address")
 	admin := fs.String("admin", "", "admin address (/metrics, /healthz), e.g. 127.0.0.1:9201; empty disables")
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "child name (sent to the root, labels logs and metrics)")
@@ -30,6 +31,7 @@ func runChild(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	cfg.Roots = strings.Split(*roots, ",")
 	log, err := newLogger(fs)
 	if err != nil {
 		return err

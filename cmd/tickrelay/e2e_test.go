@@ -68,10 +68,13 @@ func startRoot(t *testing.T, cfg root.Config) (*root.Root, func()) {
 	return r, daemontest.Start(t, "root", r)
 }
 
-func startChild(t *testing.T, rootAddr net.Addr, name string, fromSeq uint64) (*child.Child, func()) {
+func startChild(t *testing.T, rootAddr net.Addr, name string, fromSeq uint64, moreRoots ...net.Addr) (*child.Child, func()) {
 	t.Helper()
 	cfg := child.DefaultConfig()
-	cfg.RootAddr, cfg.Addr, cfg.Name, cfg.FromSeq = rootAddr.String(), "127.0.0.1:0", name, fromSeq
+	cfg.Roots, cfg.Addr, cfg.Name, cfg.FromSeq = []string{rootAddr.String()}, "127.0.0.1:0", name, fromSeq
+	for _, a := range moreRoots {
+		cfg.Roots = append(cfg.Roots, a.String())
+	}
 	cfg.Loops = 2
 	// Correctness, not the slow-consumer policy (child tests cover that):
 	// clients under -race read slowly.
@@ -525,6 +528,55 @@ func TestEndToEndResume(t *testing.T) {
 		}
 		if i%3 != 0 && r.conns < 2 {
 			t.Fatalf("client %d of the restarted child connected only %d time(s)", i, r.conns)
+		}
+	}
+}
+
+// TestEndToEndABRoots: two roots take the same exchange feed and one child
+// has a relay line to each. Root A stops mid-stream and comes back (empty:
+// it re-reads the feed from the exchange), then root B stops for good.
+// Every client must get every seq exactly once, in order, equal to what the
+// exchange sent, without reconnecting: the failovers are the child's.
+func TestEndToEndABRoots(t *testing.T) {
+	const maxSeq = 40_000
+	ex := startExchange(t, 20_000, 100, maxSeq)
+	acfg, bcfg := newRootConfig(ex.Addr()), newRootConfig(ex.Addr())
+	rootA, stopA := startRoot(t, acfg)
+	rootB, stopB := startRoot(t, bcfg)
+	ch, _ := startChild(t, rootA.Addr(), "ab", 1, rootB.Addr())
+	addr := ch.Addr().String()
+
+	resumers := make([]*resumer, 8)
+	errs := make([]error, len(resumers))
+	var wg sync.WaitGroup
+	for i := range resumers {
+		resumers[i] = &resumer{}
+		wg.Go(func() { errs[i] = resumers[i].run(t.Context(), ex, func() string { return addr }, maxSeq) })
+	}
+
+	waitFor(t, "child at seq 10000", 30*time.Second, func() bool { return ch.LastSeq() >= 10_000 })
+	stopA()
+	waitFor(t, "child at seq 20000 on root B alone", 30*time.Second, func() bool { return ch.LastSeq() >= 20_000 })
+	acfg.Addr = rootA.Addr().String()
+	rootA, _ = startRoot(t, acfg)
+	waitFor(t, "restarted root A past the child", 30*time.Second, func() bool { return rootA.Head() >= ch.LastSeq() })
+	stopB()
+	wg.Wait()
+
+	m := ch.Metrics()
+	t.Logf("child: last %d, %v duplicates, %v reconnects", ch.LastSeq(), testutil.ToFloat64(m.Duplicates), testutil.ToFloat64(m.Reconnects))
+	if g, l := testutil.ToFloat64(m.Gaps), testutil.ToFloat64(m.LostItems); g != 0 || l != 0 {
+		t.Fatalf("child: %v gaps, %v lost items", g, l)
+	}
+	if testutil.ToFloat64(m.Duplicates) == 0 {
+		t.Fatal("no duplicates: the two lines never both delivered")
+	}
+	for i, r := range resumers {
+		if errs[i] != nil {
+			t.Fatalf("client %d: %v", i, errs[i])
+		}
+		if r.last != maxSeq || r.dupes != 0 || len(r.gaps) != 0 || r.bad != "" || r.conns != 1 {
+			t.Fatalf("client %d: last %d (want %d), %d duplicates, gaps %v, %d connections, content: %s", i, r.last, maxSeq, r.dupes, r.gaps, r.conns, r.bad)
 		}
 	}
 }

@@ -204,7 +204,7 @@ func rootArgs(exchange net.Addr, addr, admin, journalPath string, extra ...strin
 func startChildAt(t *testing.T, rootAddr, name string, fromSeq uint64) *child.Child {
 	t.Helper()
 	cfg := child.DefaultConfig()
-	cfg.RootAddr, cfg.Addr, cfg.Name, cfg.FromSeq = rootAddr, "127.0.0.1:0", name, fromSeq
+	cfg.Roots, cfg.Addr, cfg.Name, cfg.FromSeq = []string{rootAddr}, "127.0.0.1:0", name, fromSeq
 	cfg.Loops = 1
 	cfg.HistorySize, cfg.HistoryBytes = 1<<18, 256<<20
 	cfg.MaxPending = 512 << 20 // verifyResume's RESUME writes the whole history at once

@@ -1,0 +1,190 @@
+package child
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestArbitrate(t *testing.T) {
+	for _, tc := range []struct {
+		last, seq uint64
+		want      verdict
+	}{
+		{0, 1, apply}, {0, 2, gap}, {41, 42, apply}, {41, 41, duplicate}, {41, 7, duplicate}, {41, 100, gap},
+	} {
+		if got := arbitrate(tc.last, tc.seq); got != tc.want {
+			t.Errorf("arbitrate(last %d, seq %d) = %d, want %d", tc.last, tc.seq, got, tc.want)
+		}
+	}
+	a := newArbiter(2)
+	if !a.maySkip(0) {
+		t.Error("no line streaming, yet line 0 may not skip")
+	}
+	a.setUp(0, true)
+	if !a.maySkip(0) || a.maySkip(1) {
+		t.Error("line 0 streaming: it may skip (it is the one asking), line 1 may not")
+	}
+	a.setUp(0, false)
+	if !a.maySkip(1) {
+		t.Error("line 0 down again, yet line 1 may not skip")
+	}
+}
+
+// startABChild runs a child with a relay line to each of roots and waits
+// for each line's first Hello.
+func startABChild(t *testing.T, roots ...*fakeRoot) *Child {
+	t.Helper()
+	ch := startChild(t, roots[0], func(c *Config) {
+		c.Roots = nil
+		for _, r := range roots {
+			c.Roots = append(c.Roots, r.addr())
+		}
+	})
+	return ch
+}
+
+func waitMetric(t *testing.T, what string, get func() float64, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for get() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v, want %v", what, get(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestABFailover: a child on an A/B pair of roots takes each seq once from
+// whichever line has it first, and carries on without a gap or a duplicate
+// while either root is down.
+func TestABFailover(t *testing.T) {
+	a, b := newFakeRoot(t), newFakeRoot(t)
+	ch := startABChild(t, a, b)
+	for _, r := range []*fakeRoot{a, b} {
+		if h := <-r.hellos; h.FromSeq != 1 {
+			t.Fatalf("first hello %+v", h)
+		}
+	}
+	c := dial(t, ch)
+	c.Sub("*")
+	rd := newReader(t, c)
+	if err := rd.untilOKs(1); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(n uint64) { a.publish(n); b.publish(n) }
+
+	publish(2000) // both lines deliver every seq: one applies it, the other's copy is a duplicate
+	if err := rd.untilSeq(2000); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, "duplicates", func() float64 { return testutil.ToFloat64(ch.Metrics().Duplicates) }, 2000)
+
+	a.setDown(true) // B alone
+	publish(2000)
+	if err := rd.untilSeq(4000); err != nil {
+		t.Fatal(err)
+	}
+	a.setDown(false) // A rejoins from the last seq + 1, then B goes
+	if h := <-a.hellos; h.FromSeq < 4001 {
+		t.Fatalf("A rejoined from %d, want > 4000", h.FromSeq)
+	}
+	b.setDown(true)
+	publish(2000)
+	if err := rd.untilSeq(6000); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rd.frames, expect(0, 6000, "*")) {
+		t.Fatalf("client got %d frames, want 1..6000 once each, in order", len(rd.frames))
+	}
+	m := ch.Metrics()
+	if g, l := testutil.ToFloat64(m.Gaps), testutil.ToFloat64(m.LostItems); g != 0 || l != 0 {
+		t.Fatalf("gaps %v, lost items %v", g, l)
+	}
+}
+
+// TestABSeqGoneFilledByOther: root A no longer holds the seqs the child
+// needs; while B's line streams them, A's line waits rather than skipping
+// them, and joins once the child is past the hole.
+func TestABSeqGoneFilledByOther(t *testing.T) {
+	a, b := newFakeRoot(t), newFakeRoot(t)
+	a.set(func(r *fakeRoot) { r.oldest, r.down = 1000, true })
+	ch := startABChild(t, a, b)
+	<-b.hellos
+	c := dial(t, ch)
+	c.Sub("*")
+	rd := newReader(t, c)
+	if err := rd.untilOKs(1); err != nil {
+		t.Fatal(err)
+	}
+	a.publish(500)
+	b.publish(500)
+	if err := rd.untilSeq(500); err != nil {
+		t.Fatal(err)
+	}
+	a.setDown(false)
+	for i := range 2 { // A answers SeqGone; its line retries rather than skip
+		if h := <-a.hellos; h.FromSeq != 501 {
+			t.Fatalf("A's hello %d from %d, want 501 (below its oldest seq 1000)", i+1, h.FromSeq)
+		}
+	}
+	if last, lost := ch.LastSeq(), testutil.ToFloat64(ch.Metrics().LostItems); last != 500 || lost != 0 {
+		t.Fatalf("after A's SeqGone: last seq %d, lost items %v; want 500 and 0 (B streams those seqs)", last, lost)
+	}
+	a.publish(2500)
+	b.publish(2500)
+	if err := rd.untilSeq(3000); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rd.frames, expect(0, 3000, "*")) {
+		t.Fatalf("client got %d frames, want 1..3000 once each, in order", len(rd.frames))
+	}
+	if l := testutil.ToFloat64(ch.Metrics().LostItems); l != 0 {
+		t.Fatalf("lost items %v: A skipped seqs B was streaming", l)
+	}
+	// A rejoins once past its hole: B goes, A carries the feed.
+	b.setDown(true)
+	a.publish(100)
+	if err := rd.untilSeq(3100); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rd.frames, expect(0, 3100, "*")) {
+		t.Fatalf("client got %d frames, want 1..3100 once each, in order", len(rd.frames))
+	}
+}
+
+// TestABSeqGoneAlone: with the other root down, a line whose root no longer
+// holds the next seq skips to what it holds, as a lone root's line does.
+func TestABSeqGoneAlone(t *testing.T) {
+	a, b := newFakeRoot(t), newFakeRoot(t)
+	a.set(func(r *fakeRoot) { r.oldest, r.head = 100, 150 })
+	b.setDown(true)
+	ch := startABChild(t, a, b)
+	if h := <-a.hellos; h.FromSeq != 1 {
+		t.Fatalf("first hello %+v", h)
+	}
+	if h := <-a.hellos; h.FromSeq != 100 {
+		t.Fatalf("hello after SeqGone: from %d, want 100", h.FromSeq)
+	}
+	waitSeq(t, ch, 150)
+	if got := testutil.ToFloat64(ch.Metrics().LostItems); got != 99 {
+		t.Errorf("lost items %v, want 99", got)
+	}
+}
+
+func TestConfigRoots(t *testing.T) {
+	for _, roots := range [][]string{nil, {""}, {"a:1", "a:1"}, {"a:1", "b:1", "c:1", "d:1", "e:1"}} {
+		cfg := DefaultConfig()
+		cfg.Roots = roots
+		if err := cfg.Validate(); err == nil {
+			t.Errorf("Roots %q accepted", roots)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Roots = []string{"127.0.0.1:9100", "127.0.0.1:9110"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
