@@ -55,11 +55,11 @@ func BenchmarkFanoutLoop(b *testing.B) {
 			for i := range clients {
 				clients[i] = &client{}
 				if i < 20 {
-					f.subscribe(clients[i], 0, true, 0)
+					f.subscribe(clients[i], 0, nil, true, 0)
 					continue
 				}
 				sym := wire.AppendSymbol(nil, uint32(i%testSymbols)+1)
-				f.subscribe(clients[i], SymbolHash(sym), false, 0)
+				f.subscribe(clients[i], SymbolHash(sym), sym, false, 0)
 			}
 			drain := func() { // flush without the writes
 				for _, cl := range f.dirty {

@@ -25,7 +25,9 @@ type Config struct {
 	FromSeq uint64 // first seq to ask the roots for (>= 1)
 
 	Loops             int           // gnet event loops (>= 1)
-	MaxPending        int           // unsent bytes per client before it is disconnected as slow
+	MaxPending        int           // unsent bytes per client before the slow-client policy applies
+	SlowPolicy        string        // SlowDisconnect (ERR SLOW, close) or SlowConflate (resync with images)
+	SlowTimeout       time.Duration // SlowConflate: a client still behind after this long is disconnected
 	HistorySize       int           // frames held for RESUME (rounded up to a power of two)
 	HistoryBytes      int           // bytes of frames held for RESUME (resident from the start: populated when made)
 	MaxCommandsPerSec int           // client lines per second before ERR FLOOD and close
@@ -40,6 +42,20 @@ type Config struct {
 	Logger     *slog.Logger          // default slog.Default()
 	Registerer prometheus.Registerer // nil: metrics are kept but not registered
 }
+
+// Slow-client policies (Config.SlowPolicy), applied once a client's unsent
+// bytes pass MaxPending.
+const (
+	// SlowDisconnect sends ERR SLOW and closes the client (NATS and Redis
+	// do the same at their limits).
+	SlowDisconnect = "disconnect"
+	// SlowConflate stops sending the client frames; once its backlog is
+	// down to MaxPending/4 it gets each subscribed symbol's image and
+	// "OK SUB sym P" again, then every update after P: the latest state,
+	// the updates between conflated away. A "*" subscriber (no image) is
+	// disconnected, as is one still behind after SlowTimeout.
+	SlowConflate = "conflate"
+)
 
 // MaxRoots bounds Config.Roots: an A/B pair, with room for a third line.
 const MaxRoots = 4
@@ -58,6 +74,8 @@ func DefaultConfig() Config {
 		// ~145 ms with 2 (tickrelay perf, noisy box).
 		Loops:             max(runtime.NumCPU()-1, 1),
 		MaxPending:        4 << 20,
+		SlowPolicy:        SlowDisconnect,
+		SlowTimeout:       30 * time.Second,
 		HistorySize:       1 << 18,
 		HistoryBytes:      64 << 20,
 		MaxCommandsPerSec: 1000,
@@ -99,6 +117,9 @@ func (c Config) Validate() error {
 	if c.MaxPending < 64<<10 {
 		bad("MaxPending", "%d < 64 KiB", c.MaxPending)
 	}
+	if c.SlowPolicy != SlowDisconnect && c.SlowPolicy != SlowConflate {
+		bad("SlowPolicy", "%q: want %q or %q", c.SlowPolicy, SlowDisconnect, SlowConflate)
+	}
 	if c.HistorySize < 1 || c.HistorySize > 1<<26 {
 		bad("HistorySize", "%d not in 1..%d", c.HistorySize, 1<<26)
 	}
@@ -112,7 +133,8 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{{"IdleTimeout", c.IdleTimeout}, {"ClockInterval", c.ClockInterval}, {"DialTimeout", c.DialTimeout},
-		{"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax}, {"DrainTimeout", c.DrainTimeout}} {
+		{"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax}, {"DrainTimeout", c.DrainTimeout},
+		{"SlowTimeout", c.SlowTimeout}} {
 		if d.v <= 0 {
 			bad(d.name, "must be > 0")
 		}

@@ -44,8 +44,9 @@ type fanout struct {
 
 func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
 
-// subscribe adds (or re-arms) cl's subscription to hash from seq from on.
-func (f *fanout) subscribe(cl *client, hash uint64, all bool, from uint64) {
+// subscribe adds (or re-arms) cl's subscription to hash (the canonical
+// symbol sym, kept for conflation's resync) from seq from on.
+func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from uint64) {
 	if all {
 		if cl.all {
 			for i := range f.all {
@@ -69,9 +70,9 @@ func (f *fanout) subscribe(cl *client, hash uint64, all bool, from uint64) {
 		return
 	}
 	if cl.subs == nil {
-		cl.subs = make(map[uint64]struct{})
+		cl.subs = make(map[uint64][]byte)
 	}
-	cl.subs[hash] = struct{}{}
+	cl.subs[hash] = append([]byte(nil), sym...)
 	f.index[hash] = append(f.index[hash], subEntry{cl, from})
 }
 
@@ -140,7 +141,7 @@ func (f *fanout) add(b *Batch, now int64) {
 }
 
 func (f *fanout) deliver(cl *client, off, end int32) {
-	if cl.tick == f.tick || cl.dead {
+	if cl.tick == f.tick || cl.dead || cl.stale {
 		return
 	}
 	cl.tick = f.tick

@@ -19,12 +19,12 @@ func TestFanoutTake(t *testing.T) {
 
 	f := newFanout()
 	one, two, late, all, both := &client{}, &client{}, &client{}, &client{}, &client{}
-	f.subscribe(one, SymbolHash(sym1), false, 0)
-	f.subscribe(two, SymbolHash(sym2), false, 0)
-	f.subscribe(late, SymbolHash(sym1), false, 50) // frames after seq 50 only
-	f.subscribe(all, 0, true, 0)
-	f.subscribe(both, SymbolHash(sym1), false, 0)
-	f.subscribe(both, 0, true, 0) // "*" too: still each frame once
+	f.subscribe(one, SymbolHash(sym1), sym1, false, 0)
+	f.subscribe(two, SymbolHash(sym2), sym2, false, 0)
+	f.subscribe(late, SymbolHash(sym1), sym1, false, 50) // frames after seq 50 only
+	f.subscribe(all, 0, nil, true, 0)
+	f.subscribe(both, SymbolHash(sym1), sym1, false, 0)
+	f.subscribe(both, 0, nil, true, 0) // "*" too: still each frame once
 
 	// want is what cl should receive: the frames it subscribes to, with
 	// the child send stamp of the batch that carried them.

@@ -16,6 +16,8 @@ type Metrics struct {
 	RootHead       prometheus.Gauge // head seq from the root's last heartbeat
 	Clients        prometheus.Gauge
 	SlowDisconnect prometheus.Counter
+	SlowConflated  prometheus.Counter     // clients gone stale under SlowPolicy conflate
+	SlowResynced   prometheus.Counter     // stale clients caught up with images
 	ClientErrors   *prometheus.CounterVec // ERR codes sent, by code
 	BytesOut       prometheus.Counter     // bytes written to clients
 	FramesOut      prometheus.Counter     // frames written to clients (fan-out copies)
@@ -42,7 +44,9 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		LastSeq:        g("last_seq", "Last seq received from the root."),
 		RootHead:       g("root_head_seq", "Head seq announced by the root's last heartbeat."),
 		Clients:        g("clients", "Connected clients."),
-		SlowDisconnect: c("slow_disconnects_total", "Clients disconnected for too many unsent bytes."),
+		SlowDisconnect: c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
+		SlowConflated:  c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
+		SlowResynced:   c("slow_resynced_total", "Conflated clients caught up with each symbol's image and OK SUB."),
 		ClientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
 			Name: "client_errors_total", Help: "ERR lines sent to clients, by code.", ConstLabels: labels}, []string{"code"}),
 		BytesOut:    c("bytes_out_total", "Bytes written to clients."),
@@ -53,7 +57,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Clients, m.SlowDisconnect, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound)
+			m.RootHead, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound)
 	}
 	return m
 }

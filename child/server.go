@@ -20,21 +20,25 @@ import (
 // client is one client connection; it lives on its conn's event loop and
 // is touched only there.
 type client struct {
-	conn   gnet.Conn
-	loop   *loop
-	subs   map[uint64]struct{} // symbol hashes subscribed
-	all    bool                // subscribed to "*"
-	first  int32               // its first and last delivery in loop.f.sent, index+1 (0: none)
-	last   int32
-	out    []byte // command replies of the current OnTraffic
-	in     []byte // partial command line
-	tick   uint64
-	dead   bool // closed or closing: send nothing more
-	syms   [][]byte
-	sym    []byte
-	hashes []uint64
-	winAt  int64 // flood window start
-	winN   int
+	conn  gnet.Conn
+	loop  *loop
+	subs  map[uint64][]byte // symbol hash -> canonical symbol, subscribed
+	all   bool              // subscribed to "*"
+	first int32             // its first and last delivery in loop.f.sent, index+1 (0: none)
+	last  int32
+	out   []byte // command replies of the current OnTraffic
+	in    []byte // partial command line
+	tick  uint64
+	dead  bool // closed or closing: send nothing more
+	// stale: behind by over MaxPending under SlowPolicy conflate, since
+	// staleAt: it gets no frames until resync catches it up with images.
+	stale   bool
+	staleAt int64
+	syms    [][]byte
+	sym     []byte
+	hashes  []uint64
+	winAt   int64 // flood window start
+	winN    int
 }
 
 // loop is one gnet event loop's share of the fan-out: an ordered queue of
@@ -59,6 +63,7 @@ type loop struct {
 
 	f       *fanout // loop-only from here on
 	clients map[*client]struct{}
+	stale   []*client // conflated clients waiting for resync
 }
 
 // Run drains the loop's queue; it runs on the loop (gnet.Runnable).
@@ -131,6 +136,7 @@ func (l *loop) drain() {
 		<-l.room
 	}
 	l.flush()
+	l.resync()
 	l.flushed.Store(last)
 	l.mu.Lock()
 	if l.spare == nil {
@@ -172,21 +178,83 @@ func (l *loop) flush() {
 	l.f.frames = 0
 }
 
-// tooSlow reports whether cl's outbound buffer passed MaxPending; if so
-// it writes ERR SLOW (best effort: unsent bytes are discarded on close) and
-// marks cl dead. The caller closes it.
+// tooSlow applies the slow-client policy once cl's outbound buffer passed
+// MaxPending. Disconnect: it writes ERR SLOW (best effort: unsent bytes
+// are discarded on close), marks cl dead and reports true; the caller
+// closes it. Conflate: cl goes stale (no frames until resync) unless it
+// takes "*", which has no image to resync with and is disconnected.
 func (l *loop) tooSlow(cl *client) bool {
-	if cl.dead || cl.conn == nil {
+	if cl.dead || cl.conn == nil || cl.stale {
 		return false
 	}
 	n := cl.conn.OutboundBuffered()
-	if n <= l.s.ch.cfg.MaxPending {
+	cfg := &l.s.ch.cfg
+	if n <= cfg.MaxPending {
 		return false
 	}
-	l.s.ch.metrics.SlowDisconnect.Inc()
-	l.s.ch.log.Warn("disconnecting slow client", "remote", cl.conn.RemoteAddr().String(), "pending", n)
-	l.s.writeErr(cl, wire.ErrCodeSlow, "unsent bytes "+strconv.Itoa(n)+" over limit "+strconv.Itoa(l.s.ch.cfg.MaxPending))
+	if cfg.SlowPolicy == SlowConflate && !cl.all {
+		cl.stale, cl.staleAt = true, time.Now().UnixNano()
+		l.stale = append(l.stale, cl)
+		l.s.ch.metrics.SlowConflated.Inc()
+		l.s.ch.log.Info("slow client conflated", "remote", cl.conn.RemoteAddr().String(), "pending", n)
+		return false
+	}
+	l.dropSlow(cl, "unsent bytes "+strconv.Itoa(n)+" over limit "+strconv.Itoa(cfg.MaxPending))
 	return true
+}
+
+// dropSlow writes ERR SLOW with reason to cl and marks it dead.
+func (l *loop) dropSlow(cl *client, reason string) {
+	l.s.ch.metrics.SlowDisconnect.Inc()
+	l.s.ch.log.Warn("disconnecting slow client", "remote", cl.conn.RemoteAddr().String(), "reason", reason)
+	l.s.writeErr(cl, wire.ErrCodeSlow, reason)
+}
+
+// resync runs after each drain's flush under SlowPolicy conflate. A stale
+// client whose backlog has gone down to MaxPending/4 gets, per symbol, the
+// image and "OK SUB sym P" (as for a SUB), then every update after P: the
+// updates it missed are conflated into the images. One still behind after
+// SlowTimeout (or one that took "*" meanwhile) is disconnected.
+func (l *loop) resync() {
+	if len(l.stale) == 0 {
+		return
+	}
+	ch := l.s.ch
+	now := time.Now().UnixNano()
+	stale := l.stale
+	l.stale = nil // a resync's own write may make its client stale again
+	keep := stale[:0]
+	for _, cl := range stale {
+		switch {
+		case cl.dead || cl.conn == nil:
+		case cl.all:
+			l.dropSlow(cl, "conflated, then subscribed to * (which has no image to resync with)")
+			l.s.closeNow(cl)
+		case cl.conn.OutboundBuffered() <= ch.cfg.MaxPending/4:
+			cl.stale = false
+			cl.out = cl.out[:0]
+			ch.mu.RLock()
+			p := ch.core.LastSeq()
+			for h, sym := range cl.subs {
+				cl.out = ch.core.AppendImage(cl.out, sym, now)
+				l.f.subscribe(cl, h, sym, false, p)
+				cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, p)
+			}
+			ch.mu.RUnlock()
+			ch.metrics.SlowResynced.Inc()
+			l.s.writeOut(cl)
+			if cl.dead {
+				l.s.closeNow(cl)
+			}
+		case now-cl.staleAt > int64(ch.cfg.SlowTimeout):
+			l.dropSlow(cl, "behind for over "+ch.cfg.SlowTimeout.String())
+			l.s.closeNow(cl)
+		default:
+			keep = append(keep, cl)
+		}
+	}
+	clear(stale[len(keep):])
+	l.stale = append(keep, l.stale...)
 }
 
 // server is the gnet event handler for clients.
@@ -432,7 +500,7 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 			if !all {
 				cl.out = ch.core.AppendImage(cl.out, cl.sym, now)
 			}
-			f.subscribe(cl, SymbolHash(cl.sym), all, p)
+			f.subscribe(cl, SymbolHash(cl.sym), cl.sym, all, p)
 			cl.out = wire.AppendOK(cl.out, wire.CmdSub, cl.sym, p)
 		}
 		ch.mu.RUnlock()
@@ -462,7 +530,8 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 		cl.out = out
 		from := max(p, cmd.Seq-1)
 		for i, sym := range cmd.Symbols {
-			f.subscribe(cl, cl.hashes[i], string(sym) == wire.AllSymbols, from)
+			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
+			f.subscribe(cl, cl.hashes[i], cl.sym, string(sym) == wire.AllSymbols, from)
 		}
 	}
 }

@@ -1,0 +1,291 @@
+package child
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	subclient "tickrelay/child/client"
+	"tickrelay/wire"
+)
+
+// dialTinyWindow connects a client with a 4 KiB receive buffer.
+func dialTinyWindow(t *testing.T, ch *Child) *subclient.Client {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.DialContext(t.Context(), "tcp", ch.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := subclient.New(conn)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// allSymbols is every symbol of the test feed, named one by one.
+func allSymbols() []string {
+	var s []string
+	for code := uint32(1); code <= testSymbols; code++ {
+		s = append(s, string(wire.AppendSymbol(nil, code)))
+	}
+	return s
+}
+
+// symLine is what one client saw of one symbol: the seq of each OK SUB and
+// the frames after each.
+type symLine struct {
+	oks  []uint64
+	segs [][]seenFrame // segs[i]: the frames after oks[i]
+}
+
+type seenFrame struct {
+	seq  uint64
+	same bool // content equals the feed's message of seq (not so for a BK image)
+}
+
+// live returns the seqs of seg's frames, checking each is the feed's message.
+func live(t *testing.T, sym string, seg []seenFrame) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	for _, f := range seg {
+		if !f.same {
+			t.Fatalf("%s: seq %d differs from what the root sent", sym, f.seq)
+		}
+		seqs = append(seqs, f.seq)
+	}
+	return seqs
+}
+
+// backlogThenImage reports whether seg is updates after p0 in order, with
+// no gap or duplicate, followed by an image: 1..nKinds+1 frames at or
+// before p. It returns the number of updates.
+func backlogThenImage(seg []seenFrame, sym string, p0, p uint64) (int, bool) {
+	for k := 1; k <= min(nKinds+1, len(seg)); k++ {
+		head, img := seg[:len(seg)-k], seg[len(seg)-k:]
+		var seqs []uint64
+		for _, f := range head {
+			if !f.same {
+				seqs = nil
+				break
+			}
+			seqs = append(seqs, f.seq)
+		}
+		if len(seqs) != len(head) || len(seqs) > 0 && !slices.Equal(seqs, symSeqs(sym, p0, seqs[len(seqs)-1])) {
+			continue
+		}
+		if !slices.ContainsFunc(img, func(f seenFrame) bool { return f.seq > p }) {
+			return len(head), true
+		}
+	}
+	return 0, false
+}
+
+// symSeqs returns the seqs of sym in (from, to].
+func symSeqs(sym string, from, to uint64) []uint64 {
+	var out []uint64
+	for s := from + 1; s <= to; s++ {
+		if testSym(s) == sym {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestSlowClientConflated: under SlowPolicy conflate a client that stops
+// reading gets no frames instead of being cut off; once it reads its
+// backlog it gets each symbol's image and "OK SUB sym P" again, then every
+// update after P, in order. A fast client meanwhile gets everything.
+func TestSlowClientConflated(t *testing.T) {
+	root := newFakeRoot(t)
+	ch := startChild(t, root, func(c *Config) {
+		c.MaxPending, c.SlowPolicy, c.SlowTimeout = 64<<10, SlowConflate, time.Minute
+	})
+	slow := dialTinyWindow(t, ch)
+	slow.Sub(allSymbols()...) // every frame, by name: "*" has no image to resync with
+	fast := dial(t, ch)
+	fast.Sub("*")
+	rf := newReader(t, fast)
+	if err := rf.untilOKs(1); err != nil {
+		t.Fatal(err)
+	}
+	var read atomic.Uint64
+	fastDone := make(chan error, 1)
+	go func() {
+		for {
+			if err := rf.step(); err != nil {
+				fastDone <- err
+				return
+			}
+			if n := len(rf.frames); n > 0 {
+				read.Store(rf.frames[n-1])
+			}
+		}
+	}()
+	var total uint64
+	feed := func(until func() bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !until() {
+			if time.Now().After(deadline) || total >= 4_000_000 {
+				t.Fatalf("%s: not after %d frames", what, total)
+			}
+			root.publish(1000)
+			total += 1000
+			for read.Load()+2000 < total { // the fast client lags by ~260 KB at most
+				select {
+				case err := <-fastDone:
+					t.Fatalf("fast client at seq %d of %d: %v", read.Load(), total, err)
+				case <-time.After(time.Millisecond):
+				}
+			}
+		}
+	}
+	m := ch.Metrics()
+	feed(func() bool { return testutil.ToFloat64(m.SlowConflated) == 1 }, "slow client conflated")
+	conflatedAt := total
+
+	// The slow client now reads: its backlog, then the resync.
+	lines := map[string]*symLine{}
+	var slowLast atomic.Uint64 // highest live seq after a resync OK
+	slowDone := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := slow.Next()
+			if err != nil {
+				slowDone <- err
+				return
+			}
+			switch ev.Kind {
+			case wire.LineOK:
+				_, sym, seq, err := ev.OK()
+				if err != nil {
+					slowDone <- err
+					return
+				}
+				l := lines[sym]
+				if l == nil {
+					l = &symLine{segs: [][]seenFrame{nil}}
+					lines[sym] = l
+				}
+				l.oks, l.segs = append(l.oks, seq), append(l.segs, nil)
+			case wire.LineFrame:
+				sym := string(wire.AppendSymbol(nil, ev.Msg.Security))
+				l := lines[sym]
+				if l == nil {
+					l = &symLine{segs: [][]seenFrame{nil}} // frames before the first OK: an image
+					lines[sym] = l
+				}
+				seg := &l.segs[len(l.segs)-1]
+				*seg = append(*seg, seenFrame{ev.Seq, ev.Msg == testMsg(ev.Seq)})
+				if len(l.oks) > 1 {
+					slowLast.Store(max(slowLast.Load(), ev.Seq))
+				}
+			default:
+				slowDone <- fmt.Errorf("unexpected line %q", ev.Line)
+				return
+			}
+		}
+	}()
+	feed(func() bool { return testutil.ToFloat64(m.SlowResynced) == 1 }, "slow client resynced")
+	root.publish(1000)
+	total += 1000
+	deadline := time.Now().Add(20 * time.Second)
+	for slowLast.Load() < total {
+		select {
+		case err := <-slowDone:
+			t.Fatalf("slow client: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slow client at seq %d of %d", slowLast.Load(), total)
+		}
+	}
+	slow.Close()
+	<-slowDone
+	for read.Load() < total {
+		time.Sleep(time.Millisecond)
+	}
+	fast.Close()
+	<-fastDone
+	if !slices.Equal(rf.frames, expect(0, total, "*")) {
+		t.Fatalf("fast client: %d frames, want %d", len(rf.frames), total)
+	}
+	if n := testutil.ToFloat64(m.SlowDisconnect); n != 0 {
+		t.Fatalf("%v slow disconnects, want 0", n)
+	}
+	// Per symbol: the subscription's OK at P0 (the feed had not started, so
+	// no image before it), then updates P0+1..C with no gap or duplicate
+	// (C where the conflation cut it off), then the image (a frame per kept
+	// kind, at most) and the resync's OK at P past the conflation, then
+	// exactly the updates after P.
+	got := 0 // updates received, images aside
+	for _, sym := range allSymbols() {
+		l := lines[sym]
+		if l == nil || len(l.oks) != 2 || len(l.segs[0]) > 0 {
+			t.Fatalf("%s: %+v, want OK SUB, updates, image, OK SUB, updates", sym, l)
+		}
+		p0, p := l.oks[0], l.oks[1]
+		if p < conflatedAt {
+			t.Fatalf("%s: resync at seq %d, before the conflation at %d", sym, p, conflatedAt)
+		}
+		backlog, ok := backlogThenImage(l.segs[1], sym, p0, p)
+		if !ok {
+			t.Fatalf("%s: between the OKs %v, want updates %d.. in order, then an image at <= %d", sym, l.segs[1], p0+1, p)
+		}
+		after := live(t, sym, l.segs[2])
+		if want := symSeqs(sym, p, total); !slices.Equal(after, want) {
+			t.Fatalf("%s after resync at %d: %d frames, want %d", sym, p, len(after), len(want))
+		}
+		got += backlog + len(after)
+	}
+	// What the conflation saved: the updates the client never got.
+	if got >= int(total) {
+		t.Fatalf("slow client got %d updates of %d: nothing was conflated", got, total)
+	}
+	t.Logf("conflated at ~%d, resynced at %d of %d: %d updates conflated away", conflatedAt, lines[allSymbols()[0]].oks[1], total, int(total)-got)
+}
+
+// TestSlowClientConflateLimits: under conflate a "*" subscriber (no image to
+// resync with) is still disconnected, and so is a client still behind
+// after SlowTimeout.
+func TestSlowClientConflateLimits(t *testing.T) {
+	root := newFakeRoot(t)
+	ch := startChild(t, root, func(c *Config) {
+		c.MaxPending, c.SlowPolicy, c.SlowTimeout = 64<<10, SlowConflate, 300*time.Millisecond
+	})
+	star := dialTinyWindow(t, ch)
+	star.Sub("*")
+	stuck := dialTinyWindow(t, ch)
+	stuck.Sub(allSymbols()...)
+	m := ch.Metrics()
+	deadline := time.Now().Add(20 * time.Second)
+	for testutil.ToFloat64(m.SlowDisconnect) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("slow disconnects %v, conflated %v", testutil.ToFloat64(m.SlowDisconnect), testutil.ToFloat64(m.SlowConflated))
+		}
+		root.publish(1000)
+		time.Sleep(2 * time.Millisecond)
+	}
+	if c, r := testutil.ToFloat64(m.SlowConflated), testutil.ToFloat64(m.SlowResynced); c != 1 || r != 0 {
+		t.Fatalf("conflated %v (want the named-symbols client only), resynced %v", c, r)
+	}
+	// Both streams end (EOF or reset: ERR SLOW is queued behind what they
+	// never read, and a close discards unsent bytes).
+	for name, c := range map[string]*subclient.Client{"*": star, "stuck": stuck} {
+		c.Conn().SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(io.Discard, c.Conn())
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("%s client: %v after %d bytes", name, err, n)
+		}
+	}
+}
