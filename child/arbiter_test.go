@@ -68,12 +68,7 @@ func TestABFailover(t *testing.T) {
 			t.Fatalf("first hello %+v", h)
 		}
 	}
-	c := dial(t, ch)
-	c.Sub("*")
-	rd := newReader(t, c)
-	if err := rd.untilOKs(1); err != nil {
-		t.Fatal(err)
-	}
+	rd := subAll(t, ch)
 	publish := func(n uint64) { a.publish(n); b.publish(n) }
 
 	publish(2000) // both lines deliver every seq: one applies it, the other's copy is a duplicate
@@ -113,12 +108,7 @@ func TestABSeqGoneFilledByOther(t *testing.T) {
 	a.set(func(r *fakeRoot) { r.oldest, r.down = 1000, true })
 	ch := startABChild(t, a, b)
 	<-b.hellos
-	c := dial(t, ch)
-	c.Sub("*")
-	rd := newReader(t, c)
-	if err := rd.untilOKs(1); err != nil {
-		t.Fatal(err)
-	}
+	rd := subAll(t, ch)
 	a.publish(500)
 	b.publish(500)
 	if err := rd.untilSeq(500); err != nil {
@@ -152,25 +142,6 @@ func TestABSeqGoneFilledByOther(t *testing.T) {
 	}
 	if !slices.Equal(rd.frames, expect(0, 3100, "*")) {
 		t.Fatalf("client got %d frames, want 1..3100 once each, in order", len(rd.frames))
-	}
-}
-
-// TestABSeqGoneAlone: with the other root down, a line whose root no longer
-// holds the next seq skips to what it holds, as a lone root's line does.
-func TestABSeqGoneAlone(t *testing.T) {
-	a, b := newFakeRoot(t), newFakeRoot(t)
-	a.set(func(r *fakeRoot) { r.oldest, r.head = 100, 150 })
-	b.setDown(true)
-	ch := startABChild(t, a, b)
-	if h := <-a.hellos; h.FromSeq != 1 {
-		t.Fatalf("first hello %+v", h)
-	}
-	if h := <-a.hellos; h.FromSeq != 100 {
-		t.Fatalf("hello after SeqGone: from %d, want 100", h.FromSeq)
-	}
-	waitSeq(t, ch, 150)
-	if got := testutil.ToFloat64(ch.Metrics().LostItems); got != 99 {
-		t.Errorf("lost items %v, want 99", got)
 	}
 }
 

@@ -117,6 +117,17 @@ func (r *reader) untilOKs(n int) error {
 	return nil
 }
 
+// subAll dials ch, subscribes to "*" and reads up to its OK.
+func subAll(t *testing.T, ch *Child) *reader {
+	t.Helper()
+	r := newReader(t, dial(t, ch))
+	r.c.Sub("*")
+	if err := r.untilOKs(1); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func (r *reader) untilSeq(last uint64) error {
 	for len(r.frames) == 0 || r.frames[len(r.frames)-1] < last {
 		if err := r.step(); err != nil {
@@ -351,81 +362,116 @@ func TestManyClients(t *testing.T) {
 	}
 }
 
+// pacedFeed publishes on root, 1000 items at a time, while a "*" client
+// reads everything in the background. Publishing waits while that client
+// lags by over 2000 frames (~260 KB), far below any slow-client limit of
+// the tests, so only a client that does not read can fall behind.
+type pacedFeed struct {
+	t     *testing.T
+	root  *fakeRoot
+	fast  *subclient.Client
+	rf    *reader
+	read  atomic.Uint64 // last seq the fast client got
+	done  chan error
+	total uint64 // items published
+}
+
+func startPacedFeed(t *testing.T, root *fakeRoot, ch *Child) *pacedFeed {
+	t.Helper()
+	p := &pacedFeed{t: t, root: root, fast: dial(t, ch), done: make(chan error, 1)}
+	p.fast.Sub("*")
+	p.rf = newReader(t, p.fast)
+	if err := p.rf.untilOKs(1); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if err := p.rf.step(); err != nil {
+				p.done <- err
+				return
+			}
+			if n := len(p.rf.frames); n > 0 {
+				p.read.Store(p.rf.frames[n-1])
+			}
+		}
+	}()
+	return p
+}
+
+// until publishes until cond holds, however much that takes on this machine.
+func (p *pacedFeed) until(what string, cond func() bool) {
+	p.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) || p.total >= 4_000_000 {
+			p.t.Fatalf("%s: not after %d items", what, p.total)
+		}
+		p.root.publish(1000)
+		p.total += 1000
+		p.waitRead(max(p.total, 2000) - 2000)
+	}
+}
+
+func (p *pacedFeed) waitRead(seq uint64) {
+	p.t.Helper()
+	for p.read.Load() < seq {
+		select {
+		case err := <-p.done:
+			p.t.Fatalf("fast client at seq %d of %d: %v", p.read.Load(), p.total, err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// finish waits until the fast client has every item, closes it and checks
+// it got each once, in order.
+func (p *pacedFeed) finish() {
+	p.t.Helper()
+	p.waitRead(p.total)
+	p.fast.Close()
+	<-p.done
+	if !slices.Equal(p.rf.frames, expect(0, p.total, "*")) {
+		p.t.Fatalf("fast client: %d frames, want %d", len(p.rf.frames), p.total)
+	}
+}
+
+// dialTinyWindow connects a client with a 4 KiB receive buffer.
+func dialTinyWindow(t *testing.T, ch *Child) *subclient.Client {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.DialContext(t.Context(), "tcp", ch.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := subclient.New(conn)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestSlowClient: a client that never reads is disconnected once its
+// unsent bytes pass MaxPending; a reading one gets every frame.
 func TestSlowClient(t *testing.T) {
 	root := newFakeRoot(t)
 	// A limit well above what a reading client's socket buffers can lag by
 	// in a burst, so only the client that never reads passes it.
-	const limit = 512 << 10
-	ch := startChild(t, root, func(c *Config) { c.MaxPending = limit })
-	// The slow client has a tiny receive window and never reads.
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	slow, err := d.DialContext(t.Context(), "tcp", ch.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
-	slow.Write([]byte("SUB *\n"))
-	fast := dial(t, ch)
-	fast.Sub("*")
-	rf := newReader(t, fast)
-	if err := rf.untilOKs(1); err != nil {
-		t.Fatal(err)
-	}
-	// The fast client reads all along; the feed goes on until the slow
-	// client is disconnected, however much that takes on this machine.
-	var read atomic.Uint64
-	done := make(chan error, 1)
-	go func() {
-		for {
-			if err := rf.step(); err != nil {
-				done <- err
-				return
-			}
-			if n := len(rf.frames); n > 0 {
-				read.Store(rf.frames[n-1])
-			}
-		}
-	}()
-	var total uint64
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(ch.Metrics().SlowDisconnect) == 0 {
-		if time.Now().After(deadline) || total >= 4_000_000 {
-			t.Fatalf("slow client not disconnected after %d frames", total)
-		}
-		root.publish(1000)
-		total += 1000
-		for read.Load()+2000 < total { // the fast client lags by ~260 KB at most
-			select {
-			case err := <-done:
-				t.Fatalf("fast client at seq %d of %d: %v", read.Load(), total, err)
-			case <-time.After(time.Millisecond):
-			}
-		}
-	}
-	for read.Load() < total {
-		select {
-		case err := <-done:
-			t.Fatalf("fast client at seq %d of %d: %v", read.Load(), total, err)
-		case <-time.After(time.Millisecond):
-		}
-	}
-	fast.Close()
-	<-done
-	if !slices.Equal(rf.frames, expect(0, total, "*")) {
-		t.Fatalf("fast client: %d frames, want %d", len(rf.frames), total)
-	}
+	ch := startChild(t, root, func(c *Config) { c.MaxPending = 512 << 10 })
+	slow := dialTinyWindow(t, ch)
+	slow.Sub("*")
+	feed := startPacedFeed(t, root, ch)
+	feed.until("slow client disconnected", func() bool { return testutil.ToFloat64(ch.Metrics().SlowDisconnect) > 0 })
+	feed.finish()
 	if n := testutil.ToFloat64(ch.Metrics().SlowDisconnect); n != 1 {
 		t.Fatalf("%v slow disconnects, want 1", n)
 	}
 	// The slow client's stream ends (EOF or reset) before all frames.
-	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
-	n, err := io.Copy(io.Discard, slow)
+	slow.Conn().SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, slow.Conn())
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("slow client read: %v after %d bytes", err, n)
 	}
-	t.Logf("slow client disconnected after %d frames; it got %d bytes before the close", total, n)
+	t.Logf("slow client disconnected after %d items; it got %d bytes before the close", feed.total, n)
 }
 
 func TestBadLines(t *testing.T) {
@@ -488,12 +534,7 @@ func TestRelayDrop(t *testing.T) {
 	if h := <-root.hellos; h.FromSeq != 1 || h.Name != "t" {
 		t.Fatalf("first hello %+v", h)
 	}
-	c := dial(t, ch)
-	c.Sub("*")
-	r := newReader(t, c)
-	if err := r.untilOKs(1); err != nil {
-		t.Fatal(err)
-	}
+	r := subAll(t, ch)
 	root.publish(200)
 	if h := <-root.hellos; h.FromSeq != 51 {
 		t.Fatalf("hello after drop: from %d, want 51", h.FromSeq)
@@ -515,12 +556,7 @@ func TestRelayGap(t *testing.T) {
 	root.set(func(r *fakeRoot) { r.gapAt = 30 })
 	ch := startChild(t, root, nil)
 	<-root.hellos
-	c := dial(t, ch)
-	c.Sub("*")
-	r := newReader(t, c)
-	if err := r.untilOKs(1); err != nil {
-		t.Fatal(err)
-	}
+	r := subAll(t, ch)
 	root.publish(100)
 	if h := <-root.hellos; h.FromSeq != 30 {
 		t.Fatalf("hello after gap: from %d, want 30", h.FromSeq)
@@ -539,9 +575,25 @@ func TestRelayGap(t *testing.T) {
 // TestSeqGone: the root no longer holds FromSeq; the child restarts from
 // the first seq it names.
 func TestSeqGone(t *testing.T) {
+	t.Run("one root", func(t *testing.T) { testSeqGone(t, false) })
+	// With the other root of an A/B pair down, nothing else can deliver
+	// the seqs: the line skips as a lone one does.
+	t.Run("A/B, B down", func(t *testing.T) { testSeqGone(t, true) })
+}
+
+func testSeqGone(t *testing.T, withDownB bool) {
 	root := newFakeRoot(t)
 	root.set(func(r *fakeRoot) { r.oldest, r.head = 100, 150 })
-	ch := startChild(t, root, nil)
+	var b *fakeRoot
+	if withDownB {
+		b = newFakeRoot(t)
+		b.setDown(true)
+	}
+	ch := startChild(t, root, func(c *Config) {
+		if b != nil {
+			c.Roots = append(c.Roots, b.addr())
+		}
+	})
 	if h := <-root.hellos; h.FromSeq != 1 {
 		t.Fatalf("first hello %+v", h)
 	}
@@ -599,12 +651,7 @@ func TestShutdownDrains(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- ch.Run(ctx) }()
 	<-ch.Ready()
-	c := dial(t, ch)
-	c.Sub("*")
-	r := newReader(t, c)
-	if err := r.untilOKs(1); err != nil {
-		t.Fatal(err)
-	}
+	r := subAll(t, ch)
 	root.publish(50)
 	waitSeq(t, ch, 50)
 	cancel()

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -16,21 +15,6 @@ import (
 	subclient "tickrelay/child/client"
 	"tickrelay/wire"
 )
-
-// dialTinyWindow connects a client with a 4 KiB receive buffer.
-func dialTinyWindow(t *testing.T, ch *Child) *subclient.Client {
-	t.Helper()
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	conn, err := d.DialContext(t.Context(), "tcp", ch.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := subclient.New(conn)
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // allSymbols is every symbol of the test feed, named one by one.
 func allSymbols() []string {
@@ -112,47 +96,10 @@ func TestSlowClientConflated(t *testing.T) {
 	})
 	slow := dialTinyWindow(t, ch)
 	slow.Sub(allSymbols()...) // every frame, by name: "*" has no image to resync with
-	fast := dial(t, ch)
-	fast.Sub("*")
-	rf := newReader(t, fast)
-	if err := rf.untilOKs(1); err != nil {
-		t.Fatal(err)
-	}
-	var read atomic.Uint64
-	fastDone := make(chan error, 1)
-	go func() {
-		for {
-			if err := rf.step(); err != nil {
-				fastDone <- err
-				return
-			}
-			if n := len(rf.frames); n > 0 {
-				read.Store(rf.frames[n-1])
-			}
-		}
-	}()
-	var total uint64
-	feed := func(until func() bool, what string) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !until() {
-			if time.Now().After(deadline) || total >= 4_000_000 {
-				t.Fatalf("%s: not after %d frames", what, total)
-			}
-			root.publish(1000)
-			total += 1000
-			for read.Load()+2000 < total { // the fast client lags by ~260 KB at most
-				select {
-				case err := <-fastDone:
-					t.Fatalf("fast client at seq %d of %d: %v", read.Load(), total, err)
-				case <-time.After(time.Millisecond):
-				}
-			}
-		}
-	}
+	feed := startPacedFeed(t, root, ch)
 	m := ch.Metrics()
-	feed(func() bool { return testutil.ToFloat64(m.SlowConflated) == 1 }, "slow client conflated")
-	conflatedAt := total
+	feed.until("slow client conflated", func() bool { return testutil.ToFloat64(m.SlowConflated) == 1 })
+	conflatedAt := feed.total
 
 	// The slow client now reads: its backlog, then the resync.
 	lines := map[string]*symLine{}
@@ -196,9 +143,10 @@ func TestSlowClientConflated(t *testing.T) {
 			}
 		}
 	}()
-	feed(func() bool { return testutil.ToFloat64(m.SlowResynced) == 1 }, "slow client resynced")
-	root.publish(1000)
-	total += 1000
+	feed.until("slow client resynced", func() bool { return testutil.ToFloat64(m.SlowResynced) == 1 })
+	feed.root.publish(1000)
+	feed.total += 1000
+	total := feed.total
 	deadline := time.Now().Add(20 * time.Second)
 	for slowLast.Load() < total {
 		select {
@@ -212,14 +160,7 @@ func TestSlowClientConflated(t *testing.T) {
 	}
 	slow.Close()
 	<-slowDone
-	for read.Load() < total {
-		time.Sleep(time.Millisecond)
-	}
-	fast.Close()
-	<-fastDone
-	if !slices.Equal(rf.frames, expect(0, total, "*")) {
-		t.Fatalf("fast client: %d frames, want %d", len(rf.frames), total)
-	}
+	feed.finish()
 	if n := testutil.ToFloat64(m.SlowDisconnect); n != 0 {
 		t.Fatalf("%v slow disconnects, want 0", n)
 	}

@@ -48,12 +48,7 @@ func TestClockOffsetWithinBound(t *testing.T) {
 func TestChildHopMetrics(t *testing.T) {
 	root := newFakeRoot(t)
 	ch := startChild(t, root, nil)
-	c := dial(t, ch)
-	c.Sub("*")
-	r := newReader(t, c)
-	if err := r.untilOKs(1); err != nil {
-		t.Fatal(err)
-	}
+	r := subAll(t, ch)
 	const n = 500
 	root.publish(n)
 	if err := r.untilSeq(n); err != nil {

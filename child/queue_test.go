@@ -22,12 +22,7 @@ func TestStalledLoopStopsRelayReads(t *testing.T) {
 		c.Loops = 1
 		c.MaxPending = 64 << 20 // the whole queue goes out in one flush when the loop resumes
 	})
-	c := dial(t, ch)
-	c.Sub("*")
-	r := newReader(t, c)
-	if err := r.untilOKs(1); err != nil {
-		t.Fatal(err)
-	}
+	r := subAll(t, ch)
 	loops := *ch.srv.loops.Load()
 	if len(loops) != 1 {
 		t.Fatalf("%d loops registered, want 1", len(loops))
