@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# make demo: exchange simulator -> root -> two children -> subscribers, all on
-# loopback with embedded defaults (no Postgres), for a few seconds; then a
-# short summary and a clean shutdown of everything.
+# make demo: exchange simulator -> roots A and B -> two children (b on both
+# roots, an A/B pair) -> subscribers, all on loopback with embedded defaults
+# (no Postgres), for a few seconds; root A is stopped halfway and child b
+# carries on from root B. Then a short summary and a clean shutdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-bin/tickrelay}
@@ -28,23 +29,32 @@ wait_port() {
 	echo "demo: nothing listening on 127.0.0.1:$1 (see $DATA/*.log)" >&2; exit 1
 }
 
-echo "== starting exchange simulator (20k msgs/s, 200 symbols), root, two children"
+echo "== starting exchange simulator (20k msgs/s, 200 symbols), roots A and B, two children (b on both roots)"
 start exchange exchange -addr 127.0.0.1:$BASE -rate 20000 -symbols 200 -seed 7 -admin 127.0.0.1:$((BASE + 1))
 wait_port $BASE
 start root root -exchange 127.0.0.1:$BASE -addr 127.0.0.1:$((BASE + 10)) -admin 127.0.0.1:$((BASE + 11)) \
 	-journal "$DATA/root.journal"
+root_a=$!
+start root-b root -exchange 127.0.0.1:$BASE -addr 127.0.0.1:$((BASE + 12)) -admin 127.0.0.1:$((BASE + 13)) -journal ""
 wait_port $((BASE + 10))
+wait_port $((BASE + 12))
 start child-a child -root 127.0.0.1:$((BASE + 10)) -addr 127.0.0.1:$((BASE + 20)) -admin 127.0.0.1:$((BASE + 21)) -name a
-start child-b child -root 127.0.0.1:$((BASE + 10)) -addr 127.0.0.1:$((BASE + 30)) -admin 127.0.0.1:$((BASE + 31)) -name b
+start child-b child -root 127.0.0.1:$((BASE + 10)),127.0.0.1:$((BASE + 12)) -addr 127.0.0.1:$((BASE + 30)) -admin 127.0.0.1:$((BASE + 31)) -name b
 wait_port $((BASE + 20))
 wait_port $((BASE + 30))
 
 echo "== first frames for symbols 00001 and 00002 from child a"
 "$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub 00001,00002 -count 12
 
-echo "== every symbol from child b for ${SECS}s"
-timeout --signal=INT "$SECS" "$BIN" sub -addr 127.0.0.1:$((BASE + 30)) -sub '*' -quiet -stats || true
-
 echo "== root metrics"
 curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | grep -E '^tickrelay_' | grep -v -E '_bucket|_sum|_count' | head -15 || true
+
+echo "== every symbol from child b for ${SECS}s; root A is stopped halfway, child b goes on with root B"
+(sleep $((SECS / 2)) && kill -TERM "$root_a" 2>/dev/null && echo "   (root A stopped)") &
+timeout --signal=INT "$SECS" "$BIN" sub -addr 127.0.0.1:$((BASE + 30)) -sub '*' -quiet -stats || true
+wait $! 2>/dev/null || true
+
+echo "== child b after the failover: no gap, nothing lost; the later copy of each seq was dropped"
+curl -fsS "http://127.0.0.1:$((BASE + 31))/metrics" 2>/dev/null |
+	grep -E '^tickrelay_child_(last_seq|gaps_total|lost_items_total|duplicate_items_total|reconnects_total)' || true
 echo "== stopping (logs in $DATA/)"
