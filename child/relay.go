@@ -125,7 +125,7 @@ type logger interface {
 }
 
 // readRelay reads relay frames from conn and applies them.
-func (ch *Child) readRelay(conn net.Conn, l *line, log logger) (end sessionEnd) {
+func (ch *Child) readRelay(conn net.Conn, l *line, log logger) sessionEnd {
 	defer func() {
 		ch.relayMu.Lock()
 		ch.arb.setUp(l.i, false)
@@ -135,8 +135,10 @@ func (ch *Child) readRelay(conn net.Conn, l *line, log logger) (end sessionEnd) 
 	buf := make([]byte, 256<<10)
 	r, w := 0, 0
 	var br wire.BatchReader
+	progress := false // a frame arrived in this session
 	for {
 		n, end, done := ch.consume(l, clock, &br, buf[r:w], log)
+		progress = progress || end.progress
 		if done {
 			return end
 		}
@@ -166,7 +168,7 @@ func (ch *Child) readRelay(conn net.Conn, l *line, log logger) (end sessionEnd) 
 			} else if errors.Is(err, io.EOF) {
 				err = errors.New("root closed the connection")
 			}
-			return sessionEnd{progress: end.progress, err: err}
+			return sessionEnd{progress: progress, err: err}
 		}
 	}
 }
@@ -187,9 +189,9 @@ func (ch *Child) consume(l *line, clock *Clock, br *wire.BatchReader, p []byte, 
 		if err != nil {
 			return n, sessionEnd{progress: end.progress, err: fmt.Errorf("relay frame: %w", err)}, true
 		}
-		if !end.progress {
-			end.progress = true
-			ch.arb.setUp(l.i, true)
+		end.progress = true
+		if typ == wire.RelayBatch || typ == wire.RelayHeartbeat {
+			ch.arb.setUp(l.i, true) // streaming (an Error is not)
 		}
 		now := time.Now().UnixNano()
 		if typ != wire.RelayBatch {
