@@ -96,13 +96,29 @@ func TestSlowClientConflated(t *testing.T) {
 	})
 	slow := dialTinyWindow(t, ch)
 	slow.Sub(allSymbols()...) // every frame, by name: "*" has no image to resync with
+	lines := map[string]*symLine{}
+	sawOK := func(sym string, seq uint64) {
+		l := lines[sym]
+		if l == nil {
+			l = &symLine{segs: [][]seenFrame{nil}}
+			lines[sym] = l
+		}
+		l.oks, l.segs = append(l.oks, seq), append(l.segs, nil)
+	}
+	for range testSymbols { // its OKs, before the feed starts; then it stops reading
+		ev, err := slow.Next()
+		if err != nil || ev.Kind != wire.LineOK {
+			t.Fatalf("slow client's SUB: %v %v", ev, err)
+		}
+		_, sym, seq, _ := ev.OK()
+		sawOK(sym, seq)
+	}
 	feed := startPacedFeed(t, root, ch)
 	m := ch.Metrics()
 	feed.until("slow client conflated", func() bool { return testutil.ToFloat64(m.SlowConflated) == 1 })
 	conflatedAt := feed.total
 
 	// The slow client now reads: its backlog, then the resync.
-	lines := map[string]*symLine{}
 	var slowLast atomic.Uint64 // highest live seq after a resync OK
 	slowDone := make(chan error, 1)
 	go func() {
@@ -119,12 +135,7 @@ func TestSlowClientConflated(t *testing.T) {
 					slowDone <- err
 					return
 				}
-				l := lines[sym]
-				if l == nil {
-					l = &symLine{segs: [][]seenFrame{nil}}
-					lines[sym] = l
-				}
-				l.oks, l.segs = append(l.oks, seq), append(l.segs, nil)
+				sawOK(sym, seq)
 			case wire.LineFrame:
 				sym := string(wire.AppendSymbol(nil, ev.Msg.Security))
 				l := lines[sym]
