@@ -50,8 +50,8 @@ const (
 	// do the same at their limits).
 	SlowDisconnect = "disconnect"
 	// SlowConflate stops sending the client frames; once its backlog is
-	// down to MaxPending/4 it gets each subscribed symbol's image and
-	// "OK SUB sym P" again, then every update after P: the latest state,
+	// down to MaxPending/4 it gets ERR CONFLATED, each subscribed symbol's
+	// image and "OK SUB sym P" again, then every update after P: the latest state,
 	// the updates between conflated away. A "*" subscriber (no image) is
 	// disconnected, as is one still behind after SlowTimeout.
 	SlowConflate = "conflate"

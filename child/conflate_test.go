@@ -28,8 +28,9 @@ func allSymbols() []string {
 // symLine is what one client saw of one symbol: the seq of each OK SUB and
 // the frames after each.
 type symLine struct {
-	oks  []uint64
-	segs [][]seenFrame // segs[i]: the frames after oks[i]
+	oks   []uint64
+	segs  [][]seenFrame // segs[0]: frames before the first OK; segs[i]: after oks[i-1]
+	split int           // frames of the last segment before ERR CONFLATED (-1: none seen)
 }
 
 type seenFrame struct {
@@ -48,30 +49,6 @@ func live(t *testing.T, sym string, seg []seenFrame) []uint64 {
 		seqs = append(seqs, f.seq)
 	}
 	return seqs
-}
-
-// backlogThenImage reports whether seg is updates after p0 in order, with
-// no gap or duplicate, followed by an image: 1..nKinds+1 frames at or
-// before p. It returns the number of updates.
-func backlogThenImage(seg []seenFrame, sym string, p0, p uint64) (int, bool) {
-	for k := 1; k <= min(nKinds+1, len(seg)); k++ {
-		head, img := seg[:len(seg)-k], seg[len(seg)-k:]
-		var seqs []uint64
-		for _, f := range head {
-			if !f.same {
-				seqs = nil
-				break
-			}
-			seqs = append(seqs, f.seq)
-		}
-		if len(seqs) != len(head) || len(seqs) > 0 && !slices.Equal(seqs, symSeqs(sym, p0, seqs[len(seqs)-1])) {
-			continue
-		}
-		if !slices.ContainsFunc(img, func(f seenFrame) bool { return f.seq > p }) {
-			return len(head), true
-		}
-	}
-	return 0, false
 }
 
 // symSeqs returns the seqs of sym in (from, to].
@@ -100,11 +77,12 @@ func TestSlowClientConflated(t *testing.T) {
 	sawOK := func(sym string, seq uint64) {
 		l := lines[sym]
 		if l == nil {
-			l = &symLine{segs: [][]seenFrame{nil}}
+			l = &symLine{segs: [][]seenFrame{nil}, split: -1}
 			lines[sym] = l
 		}
 		l.oks, l.segs = append(l.oks, seq), append(l.segs, nil)
 	}
+	conflatedNotices := 0
 	for range testSymbols { // its OKs, before the feed starts; then it stops reading
 		ev, err := slow.Next()
 		if err != nil || ev.Kind != wire.LineOK {
@@ -148,6 +126,15 @@ func TestSlowClientConflated(t *testing.T) {
 				if len(l.oks) > 1 {
 					slowLast.Store(max(slowLast.Load(), ev.Seq))
 				}
+			case wire.LineErr:
+				if code, _ := ev.Err(); code != wire.ErrCodeConflated {
+					slowDone <- fmt.Errorf("unexpected %q", ev.Line)
+					return
+				}
+				conflatedNotices++
+				for _, l := range lines {
+					l.split = len(l.segs[len(l.segs)-1])
+				}
 			default:
 				slowDone <- fmt.Errorf("unexpected line %q", ev.Line)
 				return
@@ -177,9 +164,9 @@ func TestSlowClientConflated(t *testing.T) {
 	}
 	// Per symbol: the subscription's OK at P0 (the feed had not started, so
 	// no image before it), then updates P0+1..C with no gap or duplicate
-	// (C where the conflation cut it off), then the image (a frame per kept
-	// kind, at most) and the resync's OK at P past the conflation, then
-	// exactly the updates after P.
+	// (C where the conflation cut it off), ERR CONFLATED, the image (a frame
+	// per kept kind, at most) and the resync's OK at P past the conflation,
+	// then exactly the updates after P.
 	got := 0 // updates received, images aside
 	for _, sym := range allSymbols() {
 		l := lines[sym]
@@ -190,15 +177,24 @@ func TestSlowClientConflated(t *testing.T) {
 		if p < conflatedAt {
 			t.Fatalf("%s: resync at seq %d, before the conflation at %d", sym, p, conflatedAt)
 		}
-		backlog, ok := backlogThenImage(l.segs[1], sym, p0, p)
-		if !ok {
-			t.Fatalf("%s: between the OKs %v, want updates %d.. in order, then an image at <= %d", sym, l.segs[1], p0+1, p)
+		if l.split < 0 {
+			t.Fatalf("%s: no ERR CONFLATED before the resync", sym)
+		}
+		backlog, img := l.segs[1][:l.split], l.segs[1][l.split:]
+		if seqs := live(t, sym, backlog); len(seqs) > 0 && !slices.Equal(seqs, symSeqs(sym, p0, seqs[len(seqs)-1])) {
+			t.Fatalf("%s: updates before ERR CONFLATED are not %d.. in order: %v", sym, p0+1, seqs)
+		}
+		if len(img) < 1 || len(img) > nKinds+1 || slices.ContainsFunc(img, func(f seenFrame) bool { return f.seq > p }) {
+			t.Fatalf("%s: image %v, want 1..%d frames at or before %d", sym, img, nKinds+1, p)
 		}
 		after := live(t, sym, l.segs[2])
 		if want := symSeqs(sym, p, total); !slices.Equal(after, want) {
 			t.Fatalf("%s after resync at %d: %d frames, want %d", sym, p, len(after), len(want))
 		}
-		got += backlog + len(after)
+		got += len(backlog) + len(after)
+	}
+	if conflatedNotices != 1 {
+		t.Fatalf("%d ERR CONFLATED lines, want 1", conflatedNotices)
 	}
 	// What the conflation saved: the updates the client never got.
 	if got >= int(total) {

@@ -58,8 +58,8 @@
 // "ERR SLOW" (best effort: closing discards unsent bytes) and closes it.
 // Conflate marks it stale: fanout skips it, and after each drain the loop
 // checks its stale clients (resync): one whose backlog is down to
-// MaxPending/4 gets each subscribed symbol's image and "OK SUB sym P" again
-// and is re-armed from P, exactly as a SUB; every update it missed is
+// MaxPending/4 gets "ERR CONFLATED", then each subscribed symbol's image and
+// "OK SUB sym P" again, and is re-armed from P, exactly as a SUB; every update it missed is
 // conflated into the images. "*" has no image, so a "*" subscriber is
 // disconnected instead, as is a client still stale after SlowTimeout. Lines over wire.MaxLineLen get ERR TOOLONG and a close; more
 // than MaxCommandsPerSec lines in a second get ERR FLOOD and a close; bad

@@ -211,10 +211,11 @@ func (l *loop) dropSlow(cl *client, reason string) {
 }
 
 // resync runs after each drain's flush under SlowPolicy conflate. A stale
-// client whose backlog has gone down to MaxPending/4 gets, per symbol, the
-// image and "OK SUB sym P" (as for a SUB), then every update after P: the
-// updates it missed are conflated into the images. One still behind after
-// SlowTimeout (or one that took "*" meanwhile) is disconnected.
+// client whose backlog has gone down to MaxPending/4 gets ERR CONFLATED,
+// then per symbol the image and "OK SUB sym P" (as for a SUB), then every
+// update after P: the updates it missed are conflated into the images. One
+// still behind after SlowTimeout (or one that took "*" meanwhile) is
+// disconnected.
 func (l *loop) resync() {
 	if len(l.stale) == 0 {
 		return
@@ -232,7 +233,8 @@ func (l *loop) resync() {
 			l.s.closeNow(cl)
 		case cl.conn.OutboundBuffered() <= ch.cfg.MaxPending/4:
 			cl.stale = false
-			cl.out = cl.out[:0]
+			ch.metrics.ClientErrors.WithLabelValues(wire.ErrCodeConflated).Inc()
+			cl.out = wire.AppendErr(cl.out[:0], wire.ErrCodeConflated, "updates skipped while behind; each symbol's image and OK SUB follow")
 			ch.mu.RLock()
 			p := ch.core.LastSeq()
 			for h, sym := range cl.subs {

@@ -27,8 +27,12 @@ const (
 	ErrCodeTooLong    = "TOOLONG" // line over MaxLineLen; connection closes
 	ErrCodeFlood      = "FLOOD"   // too many commands; connection closes
 	ErrCodeSlow       = "SLOW"    // unsent bytes over the limit; connection closes
-	ErrCodeGone       = "GONE"    // RESUME seq older than the history held
-	ErrCodeShutdown   = "SHUTDOWN"
+	// ErrCodeConflated (slow policy conflate): the client fell behind and
+	// missed updates; each subscribed symbol's image and "OK SUB sym seq"
+	// follow, then every update after seq. The connection lives.
+	ErrCodeConflated = "CONFLATED"
+	ErrCodeGone      = "GONE" // RESUME seq older than the history held
+	ErrCodeShutdown  = "SHUTDOWN"
 )
 
 // Command is one parsed client line. Symbols alias the line.

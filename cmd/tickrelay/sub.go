@@ -101,6 +101,8 @@ func runSub(ctx context.Context, args []string) error {
 			st.frame(ev)
 		case wire.LineOK:
 			st.ok(ev)
+		case wire.LineErr:
+			st.err(ev)
 		case wire.LineTime:
 			st.time(ev)
 		}
@@ -153,17 +155,18 @@ func syncClock(c *client.Client, st *subStats, n int) error {
 // when -child-admin lets us read it (tickrelay_child_clock_offset_seconds),
 // else taken as is (right on one host).
 type subStats struct {
-	okSeq      map[string]uint64 // symbol (or "*") -> OK seq
-	all        bool
-	last       uint64 // last live seq
-	frames     int
-	live       int
-	gaps, dups int
-	start      time.Time
-	ivStart    time.Time
-	ivFrames   int
-	iv, total  *perf.Hops
-	sym        []byte
+	okSeq       map[string]uint64 // symbol (or "*") -> OK seq
+	all         bool
+	last        uint64 // last live seq
+	frames      int
+	live        int
+	gaps, dups  int
+	conflations int // ERR CONFLATED seen
+	start       time.Time
+	ivStart     time.Time
+	ivFrames    int
+	iv, total   *perf.Hops
+	sym         []byte
 
 	clock      *child.Clock // client<->child: "root" = the child
 	childOff   int64        // child clock minus client clock, ns
@@ -193,6 +196,15 @@ func (s *subStats) ok(ev *client.Event) {
 	s.okSeq[sym] = seq
 	if sym == wire.AllSymbols || s.last == 0 {
 		s.last = max(s.last, seq)
+	}
+}
+
+// err takes an ERR line: after ERR CONFLATED the child sends each symbol's
+// image again, so frames count as images until the symbol's next OK.
+func (s *subStats) err(ev *client.Event) {
+	if code, _ := ev.Err(); code == wire.ErrCodeConflated {
+		s.conflations++
+		clear(s.okSeq)
 	}
 }
 
@@ -258,8 +270,8 @@ func (s *subStats) print(w io.Writer, what string) {
 		set, rate = s.iv, float64(s.ivFrames)/now.Sub(s.ivStart).Seconds()
 		s.ivStart, s.ivFrames = now, 0
 	}
-	fmt.Fprintf(w, "%s: %d frames (%d live), %.0f frames/s, last seq %d, gaps %d, duplicates %d\n",
-		what, s.frames, s.live, rate, s.last, s.gaps, s.dups)
+	fmt.Fprintf(w, "%s: %d frames (%d live), %.0f frames/s, last seq %d, gaps %d, duplicates %d, conflations %d\n",
+		what, s.frames, s.live, rate, s.last, s.gaps, s.dups, s.conflations)
 	fmt.Fprintf(w, "  clock: child-client %s, root-child %s\n", offsetText(s.childOff, s.childBound),
 		offsetText(-s.rootOff, s.rootBound))
 	set.Snapshot().WriteTable(w)

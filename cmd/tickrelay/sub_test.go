@@ -56,3 +56,30 @@ func TestSubStatsClockCorrection(t *testing.T) {
 		}
 	}
 }
+
+// TestSubStatsConflated: after ERR CONFLATED the frames before a symbol's
+// next OK are its image, not duplicates; live updates go on after the OK.
+func TestSubStatsConflated(t *testing.T) {
+	s := newSubStats([]string{"00007"}, 0)
+	line := func(kind wire.LineKind, text string) *client.Event {
+		return &client.Event{Kind: kind, Line: []byte(text)}
+	}
+	frame := func(seq uint64) {
+		ev := &client.Event{Kind: wire.LineFrame, Seq: seq}
+		ev.Msg.Security = 7
+		s.frame(ev)
+	}
+	s.ok(line(wire.LineOK, "OK SUB 00007 0"))
+	for seq := uint64(1); seq <= 5; seq++ {
+		frame(seq)
+	}
+	s.err(line(wire.LineErr, "ERR CONFLATED updates skipped while behind; each symbol's image and OK SUB follow"))
+	frame(3) // the image: older than the last live frame
+	frame(9)
+	s.ok(line(wire.LineOK, "OK SUB 00007 10"))
+	frame(11)
+	frame(12)
+	if s.live != 7 || s.dups != 0 || s.conflations != 1 || s.last != 12 {
+		t.Fatalf("live %d (want 7), duplicates %d (want 0), conflations %d (want 1), last %d (want 12)", s.live, s.dups, s.conflations, s.last)
+	}
+}
