@@ -47,6 +47,9 @@ func newArbiter(lines int) *arbiter { return &arbiter{up: make([]bool, lines)} }
 // setUp records whether line i is streaming.
 func (a *arbiter) setUp(i int, up bool) { a.up[i] = up }
 
+// isUp reports whether line i is streaming.
+func (a *arbiter) isUp(i int) bool { return a.up[i] }
+
 // maySkip reports whether line i, whose root no longer holds the next seq,
 // may skip to what it holds: only when no other line is streaming (one
 // might still deliver the seqs).

@@ -98,6 +98,15 @@ func TestABFailover(t *testing.T) {
 	if g, l := testutil.ToFloat64(m.Gaps), testutil.ToFloat64(m.LostItems); g != 0 || l != 0 {
 		t.Fatalf("gaps %v, lost items %v", g, l)
 	}
+	// Each root's share of the items adds up; B, down now, is not up.
+	fromA, fromB := testutil.ToFloat64(m.RootItems.WithLabelValues(a.addr())), testutil.ToFloat64(m.RootItems.WithLabelValues(b.addr()))
+	if fromA+fromB != 6000 || fromA < 2000 || fromB < 2000 {
+		t.Fatalf("items from A %v, from B %v: want 6000 in all, at least the 2000 each carried alone", fromA, fromB)
+	}
+	waitMetric(t, "root_up of B", func() float64 { return testutil.ToFloat64(m.RootUp.WithLabelValues(b.addr())) }, 0)
+	if up := testutil.ToFloat64(m.RootUp.WithLabelValues(a.addr())); up != 1 {
+		t.Fatalf("root_up of A %v, want 1", up)
+	}
 }
 
 // TestABSeqGoneFilledByOther: root A no longer holds the seqs the child

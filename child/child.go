@@ -80,7 +80,7 @@ func New(cfg Config) (*Child, error) {
 	ch.bound.Store(-1)
 	ch.arb = newArbiter(len(cfg.Roots))
 	for i, addr := range cfg.Roots {
-		l := &line{i: i, addr: addr}
+		l := &line{i: i, addr: addr, up: ch.metrics.RootUp.WithLabelValues(addr), items: ch.metrics.RootItems.WithLabelValues(addr)}
 		l.bound.Store(-1)
 		ch.lines = append(ch.lines, l)
 	}

@@ -24,6 +24,10 @@ type Metrics struct {
 	Writes         prometheus.Counter     // client writes of frames (frames/writes = coalescing)
 	ClockOffset    prometheus.Gauge       // root clock minus child clock, seconds
 	ClockBound     prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
+	// Per root (label root = its address): whether its line streams, and
+	// the items taken from it (the first copy of each seq).
+	RootUp    *prometheus.GaugeVec
+	RootItems *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, name string) *Metrics {
@@ -54,10 +58,14 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		Writes:      c("writes_total", "Writes of frames to clients (frames_out_total / writes_total is the frames per write)."),
 		ClockOffset: g("clock_offset_seconds", "Estimated root clock minus child clock."),
 		ClockBound:  g("clock_offset_bound_seconds", "Error bound of the clock offset (RTT/2)."),
+		RootUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child",
+			Name: "root_up", Help: "1 while the relay line to this root streams (batches or heartbeats), else 0.", ConstLabels: labels}, []string{"root"}),
+		RootItems: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
+			Name: "root_items_total", Help: "Items taken from this root: the first copy of each seq (with an A/B pair, the faster root's share).", ConstLabels: labels}, []string{"root"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound)
+			m.RootHead, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems)
 	}
 	return m
 }

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"tickrelay/wire"
 )
 
@@ -28,6 +30,8 @@ type line struct {
 	addr   string
 	offset atomic.Int64 // clock offset estimate (this root - child), ns
 	bound  atomic.Int64 // its error bound, ns; -1 before any sample
+	up     prometheus.Gauge
+	items  prometheus.Counter
 }
 
 // relayLoop runs relay sessions to l's root until ctx ends, reconnecting
@@ -129,6 +133,7 @@ func (ch *Child) readRelay(conn net.Conn, l *line, log logger) sessionEnd {
 	defer func() {
 		ch.relayMu.Lock()
 		ch.arb.setUp(l.i, false)
+		l.up.Set(0)
 		ch.relayMu.Unlock()
 	}()
 	clock := NewClock(ch.cfg.ClockWindow)
@@ -190,8 +195,9 @@ func (ch *Child) consume(l *line, clock *Clock, br *wire.BatchReader, p []byte, 
 			return n, sessionEnd{progress: end.progress, err: fmt.Errorf("relay frame: %w", err)}, true
 		}
 		end.progress = true
-		if typ == wire.RelayBatch || typ == wire.RelayHeartbeat {
+		if (typ == wire.RelayBatch || typ == wire.RelayHeartbeat) && !ch.arb.isUp(l.i) {
 			ch.arb.setUp(l.i, true) // streaming (an Error is not)
+			l.up.Set(1)
 		}
 		now := time.Now().UnixNano()
 		if typ != wire.RelayBatch {
@@ -305,6 +311,7 @@ func (ch *Child) publishOpen() {
 	bad := ch.core.Bad()
 	ch.mu.Unlock()
 	ch.metrics.Items.Add(float64(ch.openItems))
+	ch.openLine.items.Add(float64(ch.openItems))
 	ch.open, ch.openItems = nil, 0
 	if d := bad - ch.badSeen; d > 0 {
 		ch.metrics.BadItems.Add(float64(d))
