@@ -56,5 +56,5 @@ wait $! 2>/dev/null || true
 
 echo "== child b after the failover: no gap, nothing lost; the later copy of each seq was dropped"
 curl -fsS "http://127.0.0.1:$((BASE + 31))/metrics" 2>/dev/null |
-	grep -E '^tickrelay_child_(last_seq|gaps_total|lost_items_total|duplicate_items_total|reconnects_total)' || true
+	grep -E '^tickrelay_child_(last_seq|gaps_total|lost_items_total|duplicate_items_total|root_up|root_items_total)' || true
 echo "== stopping (logs in $DATA/)"
