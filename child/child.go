@@ -25,7 +25,7 @@ type Child struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	mu   sync.RWMutex // guards core: the relay goroutine writes, loops read snapshots
+	mu   sync.RWMutex // guards core: a relay line writes (under relayMu), loops read snapshots
 	core *Core
 
 	last   atomic.Uint64 // mirrors core.LastSeq for lock-free readers
@@ -45,7 +45,7 @@ type Child struct {
 	openLine  *line         // the line filling open
 	openItems int
 
-	// hops: shard 0 is the relay goroutine's (exch->root, root->child),
+	// hops: shard 0 is the relay lines' (exch->root, root->child),
 	// shard i+1 event loop i's (child hop).
 	hops *perf.Recorder
 
@@ -135,8 +135,8 @@ func (ch *Child) Hops() *perf.Hops { return ch.hops.Merged() }
 // Metrics returns the child's metrics.
 func (ch *Child) Metrics() *Metrics { return ch.metrics }
 
-// Run binds the client listener, runs the relay session and serves clients
-// until ctx ends; then it stops reading the root, flushes what is queued,
+// Run binds the client listener, runs a relay line per root and serves clients
+// until ctx ends; then it stops reading the roots, flushes what is queued,
 // sends ERR SHUTDOWN to every client and stops the engine. It runs once.
 func (ch *Child) Run(ctx context.Context) error {
 	if !ch.running.CompareAndSwap(false, true) {

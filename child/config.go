@@ -67,7 +67,7 @@ func DefaultConfig() Config {
 		Addr:    "127.0.0.1:9200",
 		Name:    "child",
 		FromSeq: 1,
-		// One loop per CPU but one: the relay goroutine, the one serial
+		// One loop per CPU but one: the relay reader, the one serial
 		// stage every frame crosses, must find a P free rather than queue
 		// behind busy (thread-locked) loops. On 2 shared CPUs at 100k
 		// msgs/s to 5,000 clients, root->child p50 was ~2 ms with 1 loop,

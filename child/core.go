@@ -121,8 +121,8 @@ type symState struct {
 // Core is the pure heart of the child: it parses each relay item once into
 // a text frame, keeps the frame history for RESUME and the last value per
 // symbol for SUB images. It does no I/O, reads no clock and is not safe for
-// concurrent use (the Child guards it with an RWMutex: the relay goroutine
-// writes, loops read snapshots).
+// concurrent use (the Child guards it with an RWMutex: the relay lines
+// write, one at a time, loops read snapshots).
 type Core struct {
 	last    uint64
 	hist    *history

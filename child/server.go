@@ -42,12 +42,12 @@ type client struct {
 }
 
 // loop is one gnet event loop's share of the fan-out: an ordered queue of
-// parsed batches filled by the relay goroutine, and the fanout index. The
+// parsed batches filled by the relay lines, and the fanout index. The
 // relay signals the loop with one Execute per burst (signalled); the loop
 // drains the whole queue in order, so Execute's own ordering never matters.
 //
 // The queue is bounded (room): a loop that falls behind makes the relay
-// goroutine wait, so it stops reading the root and the backlog stays in
+// lines wait, so they stop reading the roots and the backlog stays in
 // the root's ring and journal (TCP backpressure) instead of growing here as
 // parsed batches, which would also outrun the batch free list.
 type loop struct {
