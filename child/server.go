@@ -48,7 +48,7 @@ type client struct {
 //
 // The queue is bounded (room): a loop that falls behind makes the relay
 // lines wait, so they stop reading the roots and the backlog stays in
-// the root's ring and journal (TCP backpressure) instead of growing here as
+// the roots' rings and journals (TCP backpressure) instead of growing here as
 // parsed batches, which would also outrun the batch free list.
 type loop struct {
 	s   *server
