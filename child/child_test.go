@@ -273,6 +273,109 @@ func TestSubImageThenLive(t *testing.T) {
 	}
 }
 
+// imageOf reads c's lines up to its nOK-th OK SUB and returns the frames
+// before them (the images, the feed being still) by symbol, and the OKs' seqs.
+func imageOf(t *testing.T, c *subclient.Client, nOK int) (map[string][]wire.Msg, []uint64) {
+	t.Helper()
+	img := map[string][]wire.Msg{}
+	var oks []uint64
+	for len(oks) < nOK {
+		ev, err := c.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Kind {
+		case wire.LineOK:
+			_, _, seq, _ := ev.OK()
+			oks = append(oks, seq)
+		case wire.LineFrame:
+			sym := string(wire.AppendSymbol(nil, ev.Msg.Security))
+			img[sym] = append(img[sym], ev.Msg)
+		default:
+			t.Fatalf("unexpected %q", ev.Line)
+		}
+	}
+	return img, oks
+}
+
+// TestSubAllImage: SUB * starts with the image of every symbol, the same
+// frames a SUB of each symbol by name gives, then "OK SUB * P" and every
+// update after P.
+func TestSubAllImage(t *testing.T) {
+	root := newFakeRoot(t)
+	ch := startChild(t, root, nil)
+	root.publish(500)
+	waitSeq(t, ch, 500)
+	star, named := dial(t, ch), dial(t, ch)
+	star.Sub("*")
+	named.Sub(allSymbols()...)
+	starImg, starOK := imageOf(t, star, 1)
+	namedImg, namedOKs := imageOf(t, named, testSymbols)
+	if starOK[0] != 500 || slices.ContainsFunc(namedOKs, func(s uint64) bool { return s != 500 }) {
+		t.Fatalf("OK seqs: * %v, by name %v; want 500", starOK, namedOKs)
+	}
+	if len(starImg) != testSymbols {
+		t.Fatalf("SUB * imaged %d symbols, want %d", len(starImg), testSymbols)
+	}
+	for sym, want := range namedImg {
+		if !slices.Equal(starImg[sym], want) {
+			t.Fatalf("%s: SUB * image %d frames, SUB %s %d frames, or they differ", sym, len(starImg[sym]), sym, len(want))
+		}
+	}
+	r := newReader(t, star)
+	r.oks["*"] = 500 // read above
+	root.publish(100)
+	if err := r.untilSeq(600); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.frames, expect(500, 600, "*")) {
+		t.Fatalf("after OK SUB * 500: %v", r.frames)
+	}
+}
+
+// TestSubAllImageOverMaxPending: a SUB * image larger than MaxPending does
+// not make its client slow (the reply it asked for has that grace); the
+// client reads it, then the live updates, and is never cut off.
+func TestSubAllImageOverMaxPending(t *testing.T) {
+	const symbols = 9999 // 4 kinds each (not a multiple of 4): an image of ~6 MB, more than a socket takes at once
+	manySyms := func(seq uint64) []byte {
+		m := testMsg(seq)
+		m.Security = uint32(seq%symbols) + 1
+		f, _ := wire.AppendMsgFrame(nil, seq, int64(seq)*1000+1_700_000_000_000_000_000, &m)
+		return f[wire.FeedLenSize:]
+	}
+	root := newFakeRoot(t)
+	root.set(func(r *fakeRoot) { r.body = manySyms })
+	ch := startChild(t, root, func(c *Config) { c.MaxPending = 64 << 10 })
+	root.publish(4 * symbols)
+	waitSeq(t, ch, 4*symbols)
+	c := dialTinyWindow(t, ch)
+	c.Sub("*")
+	img, oks := imageOf(t, c, 1)
+	var frames, bytes int
+	for _, msgs := range img {
+		frames += len(msgs)
+	}
+	bytes = int(testutil.ToFloat64(ch.Metrics().BytesOut))
+	if len(img) != symbols || oks[0] != 4*symbols || bytes < 4<<20 {
+		t.Fatalf("image of %d symbols (%d frames, %d bytes out), OK at %v; want %d symbols, OK at %d, over 4 MiB", len(img), frames, bytes, oks, symbols, 4*symbols)
+	}
+	root.publish(100)
+	for seq := uint64(0); seq < 4*symbols+100; {
+		ev, err := c.Next()
+		if err != nil {
+			t.Fatalf("after the image, at seq %d: %v", seq, err)
+		}
+		if ev.Kind != wire.LineFrame || ev.Seq != max(seq, 4*symbols)+1 {
+			t.Fatalf("after the image: %q, want the frame of seq %d", ev.Line, max(seq, 4*symbols)+1)
+		}
+		seq = ev.Seq
+	}
+	if n := testutil.ToFloat64(ch.Metrics().SlowDisconnect); n != 0 {
+		t.Fatalf("%v slow disconnects", n)
+	}
+}
+
 func TestResume(t *testing.T) {
 	root := newFakeRoot(t)
 	ch := startChild(t, root, func(c *Config) { c.HistorySize = 64 })

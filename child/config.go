@@ -50,10 +50,10 @@ const (
 	// do the same at their limits).
 	SlowDisconnect = "disconnect"
 	// SlowConflate stops sending the client frames; once its backlog is
-	// down to MaxPending/4 it gets ERR CONFLATED, each subscribed symbol's
-	// image and "OK SUB sym P" again, then every update after P: the latest state,
-	// the updates between conflated away. A "*" subscriber (no image) is
-	// disconnected, as is one still behind after SlowTimeout.
+	// down to MaxPending/4 it gets ERR CONFLATED, the images and OKs of its
+	// subscriptions again, then every update after them: the latest state,
+	// the updates between conflated away. A client still behind after
+	// SlowTimeout is disconnected.
 	SlowConflate = "conflate"
 )
 

@@ -64,26 +64,38 @@ func symSeqs(sym string, from, to uint64) []uint64 {
 
 // TestSlowClientConflated: under SlowPolicy conflate a client that stops
 // reading gets no frames instead of being cut off; once it reads its
-// backlog it gets each symbol's image and "OK SUB sym P" again, then every
-// update after P, in order. A fast client meanwhile gets everything.
+// backlog it gets the images and OKs of its subscriptions again ("OK SUB
+// sym P" per symbol, or one "OK SUB * P"), then every update after P, in
+// order. A fast client meanwhile gets everything.
 func TestSlowClientConflated(t *testing.T) {
+	t.Run("symbols", func(t *testing.T) { testSlowClientConflated(t, allSymbols()) })
+	t.Run("*", func(t *testing.T) { testSlowClientConflated(t, []string{wire.AllSymbols}) })
+}
+
+func testSlowClientConflated(t *testing.T, subs []string) {
 	root := newFakeRoot(t)
 	ch := startChild(t, root, func(c *Config) {
 		c.MaxPending, c.SlowPolicy, c.SlowTimeout = 64<<10, SlowConflate, time.Minute
 	})
 	slow := dialTinyWindow(t, ch)
-	slow.Sub(allSymbols()...) // every frame, by name: "*" has no image to resync with
+	slow.Sub(subs...) // every frame either way
 	lines := map[string]*symLine{}
 	sawOK := func(sym string, seq uint64) {
-		l := lines[sym]
-		if l == nil {
-			l = &symLine{segs: [][]seenFrame{nil}, split: -1}
-			lines[sym] = l
+		syms := []string{sym}
+		if sym == wire.AllSymbols {
+			syms = allSymbols()
 		}
-		l.oks, l.segs = append(l.oks, seq), append(l.segs, nil)
+		for _, sym := range syms {
+			l := lines[sym]
+			if l == nil {
+				l = &symLine{segs: [][]seenFrame{nil}, split: -1}
+				lines[sym] = l
+			}
+			l.oks, l.segs = append(l.oks, seq), append(l.segs, nil)
+		}
 	}
 	conflatedNotices := 0
-	for range testSymbols { // its OKs, before the feed starts; then it stops reading
+	for range subs { // its OKs, before the feed starts; then it stops reading
 		ev, err := slow.Next()
 		if err != nil || ev.Kind != wire.LineOK {
 			t.Fatalf("slow client's SUB: %v %v", ev, err)
@@ -95,6 +107,9 @@ func TestSlowClientConflated(t *testing.T) {
 	m := ch.Metrics()
 	feed.until("slow client conflated", func() bool { return testutil.ToFloat64(m.SlowConflated) == 1 })
 	conflatedAt := feed.total
+	for range 5 { // SUBs while stale change subscriptions only: no image or OK piles up
+		slow.Sub(subs...)
+	}
 
 	// The slow client now reads: its backlog, then the resync.
 	var slowLast atomic.Uint64 // highest live seq after a resync OK
@@ -203,18 +218,17 @@ func TestSlowClientConflated(t *testing.T) {
 	t.Logf("conflated at ~%d, resynced at %d of %d: %d updates conflated away", conflatedAt, lines[allSymbols()[0]].oks[1], total, int(total)-got)
 }
 
-// TestSlowClientConflateLimits: under conflate a "*" subscriber (no image to
-// resync with) is still disconnected, and so is a client still behind
-// after SlowTimeout.
-func TestSlowClientConflateLimits(t *testing.T) {
+// TestSlowClientConflateTimeout: under conflate clients that never read
+// again ("*" or named symbols) are disconnected after SlowTimeout.
+func TestSlowClientConflateTimeout(t *testing.T) {
 	root := newFakeRoot(t)
 	ch := startChild(t, root, func(c *Config) {
 		c.MaxPending, c.SlowPolicy, c.SlowTimeout = 64<<10, SlowConflate, 300*time.Millisecond
 	})
 	star := dialTinyWindow(t, ch)
 	star.Sub("*")
-	stuck := dialTinyWindow(t, ch)
-	stuck.Sub(allSymbols()...)
+	named := dialTinyWindow(t, ch)
+	named.Sub(allSymbols()...)
 	m := ch.Metrics()
 	deadline := time.Now().Add(20 * time.Second)
 	for testutil.ToFloat64(m.SlowDisconnect) < 2 {
@@ -224,12 +238,12 @@ func TestSlowClientConflateLimits(t *testing.T) {
 		root.publish(1000)
 		time.Sleep(2 * time.Millisecond)
 	}
-	if c, r := testutil.ToFloat64(m.SlowConflated), testutil.ToFloat64(m.SlowResynced); c != 1 || r != 0 {
-		t.Fatalf("conflated %v (want the named-symbols client only), resynced %v", c, r)
+	if c, r := testutil.ToFloat64(m.SlowConflated), testutil.ToFloat64(m.SlowResynced); c != 2 || r != 0 {
+		t.Fatalf("conflated %v (want both clients), resynced %v", c, r)
 	}
 	// Both streams end (EOF or reset: ERR SLOW is queued behind what they
 	// never read, and a close discards unsent bytes).
-	for name, c := range map[string]*subclient.Client{"*": star, "stuck": stuck} {
+	for name, c := range map[string]*subclient.Client{"*": star, "named": named} {
 		c.Conn().SetReadDeadline(time.Now().Add(10 * time.Second))
 		n, err := io.Copy(io.Discard, c.Conn())
 		if err != nil && !errors.Is(err, syscall.ECONNRESET) {

@@ -127,6 +127,7 @@ type Core struct {
 	last    uint64
 	hist    *history
 	syms    map[uint32]*symState
+	codes   []uint32 // the keys of syms, ascending: the order of SUB *'s image
 	msg     wire.Msg
 	symText []byte
 	bad     uint64
@@ -172,6 +173,8 @@ func (c *Core) Apply(b *Batch, it *wire.Item, rootSend, childRecv int64) error {
 	if s == nil {
 		s = new(symState)
 		c.syms[m.Security] = s
+		i, _ := slices.BinarySearch(c.codes, m.Security)
+		c.codes = slices.Insert(c.codes, i, m.Security)
 	}
 	if k := kindOf(m.Type); k >= 0 {
 		s.last[k].seq = it.Seq
@@ -225,10 +228,23 @@ func (c *Core) AppendImage(dst []byte, sym []byte, now int64) []byte {
 	if !ok {
 		return dst
 	}
-	s := c.syms[code]
-	if s == nil {
-		return dst
+	if s := c.syms[code]; s != nil {
+		dst = s.appendImage(dst, code, now)
 	}
+	return dst
+}
+
+// AppendAllImages appends the image of every symbol seen (SUB *), in
+// symbol order.
+func (c *Core) AppendAllImages(dst []byte, now int64) []byte {
+	for _, code := range c.codes {
+		dst = c.syms[code].appendImage(dst, code, now)
+	}
+	return dst
+}
+
+// appendImage appends s's image (AppendImage); code is its symbol.
+func (s *symState) appendImage(dst []byte, code uint32, now int64) []byte {
 	var order [nKinds + 1]struct {
 		seq  uint64
 		kind int

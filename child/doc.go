@@ -48,22 +48,27 @@
 // lock and subscribes with "deliver seq > P": frames still queued that the
 // image covers are skipped, later ones all flow, so the client sees image,
 // "OK SUB sym P", then every update > P in order, no gap, no duplicate.
-// "SUB *" has no image (it would be every symbol's): it is "OK SUB * P"
-// then every update > P. RESUME does the same with the history (from its
-// seq to P), "ERR GONE" when the seq is older than held. A client gets
-// each frame once even if both "*" and the symbol match.
+// "SUB *" sends the image of every symbol (in symbol order), then
+// "OK SUB * P" and every update > P. RESUME does the same with the history
+// (from its seq to P), "ERR GONE" when the seq is older than held. A client
+// gets each frame once even if both "*" and the symbol match.
 //
 // Slow clients: after each Write, OutboundBuffered over MaxPending applies
-// Config.SlowPolicy to that client only. Disconnect (the default) sends
-// "ERR SLOW" (best effort: closing discards unsent bytes) and closes it.
-// Conflate marks it stale: fanout skips it, and after each drain the loop
-// checks its stale clients (resync): one whose backlog is down to
-// MaxPending/4 gets "ERR CONFLATED", then each subscribed symbol's image and
-// "OK SUB sym P" again, and is re-armed from P, exactly as a SUB; every update it missed is
-// conflated into the images. "*" has no image, so a "*" subscriber is
-// disconnected instead, as is a client still stale after SlowTimeout. Lines over wire.MaxLineLen get ERR TOOLONG and a close; more
-// than MaxCommandsPerSec lines in a second get ERR FLOOD and a close; bad
-// lines get ERR BADCMD/BADARG and the connection lives.
+// Config.SlowPolicy to that client only. A reply the client asked for (a
+// SUB's image, megabytes for "*") gets a grace of its own size until the
+// buffer drains below MaxPending. Disconnect (the default) sends "ERR SLOW"
+// (best effort: closing discards unsent bytes) and closes it. Conflate
+// marks it stale: fanout skips it, and after each drain the loop checks its
+// stale clients (resync): one whose backlog is down to MaxPending/4 gets
+// "ERR CONFLATED", then the images and OKs of its subscriptions again, and
+// is re-armed from P, exactly as a SUB; every update it missed is conflated
+// into the images (a SUB or RESUME it sends while stale only changes its
+// subscriptions: the resync answers for them). A client still stale after
+// SlowTimeout is disconnected.
+//
+// Lines over wire.MaxLineLen get ERR TOOLONG and a close; more than
+// MaxCommandsPerSec lines in a second get ERR FLOOD and a close; bad lines
+// get ERR BADCMD/BADARG and the connection lives.
 //
 // Binding ":0": gnet keeps the resolved listen address to itself, so OnBoot
 // dups the listener fd (Engine.Dup) and asks the kernel (net.FileListener);

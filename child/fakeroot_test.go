@@ -51,13 +51,14 @@ type fakeRoot struct {
 
 	mu     sync.Mutex
 	head   uint64
-	oldest uint64        // FromSeq below this gets Error SeqGone
-	dropAt uint64        // close the connection right after sending this seq (once)
-	gapAt  uint64        // skip this seq (once)
-	batch  int           // items per batch
-	silent bool          // no heartbeats when idle
-	down   bool          // off the network: connections are closed at once
-	more   chan struct{} // closed on publish
+	oldest uint64                  // FromSeq below this gets Error SeqGone
+	dropAt uint64                  // close the connection right after sending this seq (once)
+	gapAt  uint64                  // skip this seq (once)
+	batch  int                     // items per batch
+	silent bool                    // no heartbeats when idle
+	body   func(seq uint64) []byte // the feed body of seq (testBody)
+	down   bool                    // off the network: connections are closed at once
+	more   chan struct{}           // closed on publish
 	conns  map[net.Conn]bool
 	wg     sync.WaitGroup
 }
@@ -67,7 +68,7 @@ func newFakeRoot(t *testing.T) *fakeRoot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &fakeRoot{t: t, ln: ln, hellos: make(chan wire.Hello, 100), batch: 7, more: make(chan struct{}), conns: map[net.Conn]bool{}}
+	r := &fakeRoot{t: t, ln: ln, hellos: make(chan wire.Hello, 100), batch: 7, body: testBody, more: make(chan struct{}), conns: map[net.Conn]bool{}}
 	r.wg.Add(1)
 	go r.accept()
 	t.Cleanup(func() {
@@ -196,7 +197,7 @@ func (r *fakeRoot) serve(c net.Conn) {
 		})
 	}()
 	r.mu.Lock()
-	oldest := r.oldest
+	oldest, body := r.oldest, r.body
 	r.mu.Unlock()
 	if hello.FromSeq < oldest {
 		write(wire.AppendRelayError(nil, wire.RelayErr{Code: wire.CodeSeqGone, Seq: oldest, Reason: "seq gone"}))
@@ -234,7 +235,7 @@ func (r *fakeRoot) serve(c net.Conn) {
 		send := time.Now().UnixNano()
 		b, at := wire.BeginBatch(nil, send)
 		for s := cursor; s <= end; s++ {
-			b = wire.AppendRelayItem(b, send-1000, testBody(s))
+			b = wire.AppendRelayItem(b, send-1000, body(s))
 		}
 		b = wire.EndBatch(b, at, int(end-cursor+1))
 		if write(b) != nil {

@@ -34,11 +34,15 @@ type client struct {
 	// staleAt: it gets no frames until resync catches it up with images.
 	stale   bool
 	staleAt int64
-	syms    [][]byte
-	sym     []byte
-	hashes  []uint64
-	winAt   int64 // flood window start
-	winN    int
+	// grace: the size of the largest reply (a SUB's image) still draining;
+	// unsent bytes may pass MaxPending by that much: an image the client
+	// asked for does not make it slow. 0 once below MaxPending.
+	grace  int
+	syms   [][]byte
+	sym    []byte
+	hashes []uint64
+	winAt  int64 // flood window start
+	winN   int
 }
 
 // loop is one gnet event loop's share of the fan-out: an ordered queue of
@@ -179,10 +183,10 @@ func (l *loop) flush() {
 }
 
 // tooSlow applies the slow-client policy once cl's outbound buffer passed
-// MaxPending. Disconnect: it writes ERR SLOW (best effort: unsent bytes
-// are discarded on close), marks cl dead and reports true; the caller
-// closes it. Conflate: cl goes stale (no frames until resync) unless it
-// takes "*", which has no image to resync with and is disconnected.
+// MaxPending (plus its grace). Disconnect: it writes ERR SLOW (best
+// effort: unsent bytes are discarded on close), marks cl dead and reports
+// true; the caller closes it. Conflate: cl goes stale (no frames until
+// resync).
 func (l *loop) tooSlow(cl *client) bool {
 	if cl.dead || cl.conn == nil || cl.stale {
 		return false
@@ -190,9 +194,13 @@ func (l *loop) tooSlow(cl *client) bool {
 	n := cl.conn.OutboundBuffered()
 	cfg := &l.s.ch.cfg
 	if n <= cfg.MaxPending {
+		cl.grace = 0
 		return false
 	}
-	if cfg.SlowPolicy == SlowConflate && !cl.all {
+	if n <= cfg.MaxPending+cl.grace {
+		return false
+	}
+	if cfg.SlowPolicy == SlowConflate {
 		cl.stale, cl.staleAt = true, time.Now().UnixNano()
 		l.stale = append(l.stale, cl)
 		l.s.ch.metrics.SlowConflated.Inc()
@@ -212,10 +220,9 @@ func (l *loop) dropSlow(cl *client, reason string) {
 
 // resync runs after each drain's flush under SlowPolicy conflate. A stale
 // client whose backlog has gone down to MaxPending/4 gets ERR CONFLATED,
-// then per symbol the image and "OK SUB sym P" (as for a SUB), then every
+// then the images and OKs of its subscriptions (as for a SUB), then every
 // update after P: the updates it missed are conflated into the images. One
-// still behind after SlowTimeout (or one that took "*" meanwhile) is
-// disconnected.
+// still behind after SlowTimeout is disconnected.
 func (l *loop) resync() {
 	if len(l.stale) == 0 {
 		return
@@ -228,17 +235,21 @@ func (l *loop) resync() {
 	for _, cl := range stale {
 		switch {
 		case cl.dead || cl.conn == nil:
-		case cl.all:
-			l.dropSlow(cl, "conflated, then subscribed to * (which has no image to resync with)")
-			l.s.closeNow(cl)
 		case cl.conn.OutboundBuffered() <= ch.cfg.MaxPending/4:
 			cl.stale = false
 			ch.metrics.ClientErrors.WithLabelValues(wire.ErrCodeConflated).Inc()
-			cl.out = wire.AppendErr(cl.out[:0], wire.ErrCodeConflated, "updates skipped while behind; each symbol's image and OK SUB follow")
+			cl.out = wire.AppendErr(cl.out[:0], wire.ErrCodeConflated, "updates skipped while behind; the images and OK SUB of your subscriptions follow")
 			ch.mu.RLock()
 			p := ch.core.LastSeq()
+			if cl.all { // every image, once: the symbols' own OKs follow it
+				cl.out = ch.core.AppendAllImages(cl.out, now)
+				l.f.subscribe(cl, 0, nil, true, p)
+				cl.out = wire.AppendOK(cl.out, wire.CmdSub, []byte(wire.AllSymbols), p)
+			}
 			for h, sym := range cl.subs {
-				cl.out = ch.core.AppendImage(cl.out, sym, now)
+				if !cl.all {
+					cl.out = ch.core.AppendImage(cl.out, sym, now)
+				}
 				l.f.subscribe(cl, h, sym, false, p)
 				cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, p)
 			}
@@ -441,6 +452,7 @@ func (s *server) writeOut(cl *client) {
 	if len(cl.out) == 0 || cl.dead {
 		return
 	}
+	cl.grace = max(cl.grace, len(cl.out))
 	s.ch.metrics.BytesOut.Add(float64(len(cl.out)))
 	cl.conn.Write(cl.out)
 	if cap(cl.out) > 1<<20 {
@@ -492,49 +504,69 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 			f.unsubscribe(cl, SymbolHash(cl.sym), all)
 			cl.out = wire.AppendOK(cl.out, wire.CmdUnsub, cl.sym, 0)
 		}
-	case wire.CmdSub:
+	case wire.CmdSub, wire.CmdResume:
+		if cl.stale {
+			// Conflated: its resync will send the images and OKs of all
+			// its subscriptions; replies now would only pile up unread.
+			for _, sym := range cmd.Symbols {
+				cl.sym = CanonicalSymbol(cl.sym[:0], sym)
+				f.subscribe(cl, SymbolHash(cl.sym), cl.sym, string(sym) == wire.AllSymbols, ch.LastSeq())
+			}
+			return
+		}
+		if cmd.Verb == wire.CmdResume {
+			s.resume(cl, cmd, f)
+			return
+		}
 		now := time.Now().UnixNano()
 		ch.mu.RLock()
 		p := ch.core.LastSeq()
 		for _, sym := range cmd.Symbols {
 			all := string(sym) == wire.AllSymbols
 			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
-			if !all {
+			if all {
+				cl.out = ch.core.AppendAllImages(cl.out, now)
+			} else {
 				cl.out = ch.core.AppendImage(cl.out, cl.sym, now)
 			}
 			f.subscribe(cl, SymbolHash(cl.sym), cl.sym, all, p)
 			cl.out = wire.AppendOK(cl.out, wire.CmdSub, cl.sym, p)
 		}
 		ch.mu.RUnlock()
-	case wire.CmdResume:
-		now := time.Now().UnixNano()
-		all := false
-		cl.hashes = cl.hashes[:0]
-		for _, sym := range cmd.Symbols {
-			if string(sym) == wire.AllSymbols {
-				all = true
-			}
-			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
-			cl.hashes = append(cl.hashes, SymbolHash(cl.sym))
+	}
+}
+
+// resume runs RESUME seq sym...: the history from seq (or ERR GONE), then
+// every update after it.
+func (s *server) resume(cl *client, cmd wire.Command, f *fanout) {
+	ch := s.ch
+	now := time.Now().UnixNano()
+	all := false
+	cl.hashes = cl.hashes[:0]
+	for _, sym := range cmd.Symbols {
+		if string(sym) == wire.AllSymbols {
+			all = true
 		}
-		ch.mu.RLock()
-		p := ch.core.LastSeq()
-		at := len(cl.out)
-		cl.out = wire.AppendOK(cl.out, wire.CmdResume, nil, cmd.Seq)
-		out, ok := ch.core.AppendHistory(cl.out, cmd.Seq, cl.hashes, all, now)
-		oldest := ch.core.OldestSeq()
-		ch.mu.RUnlock()
-		if !ok {
-			cl.out = cl.out[:at]
-			s.replyErr(cl, wire.ErrCodeGone, fmt.Sprintf("seq %d is no longer held; oldest %d, last %d", cmd.Seq, oldest, p))
-			return
-		}
-		cl.out = out
-		from := max(p, cmd.Seq-1)
-		for i, sym := range cmd.Symbols {
-			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
-			f.subscribe(cl, cl.hashes[i], cl.sym, string(sym) == wire.AllSymbols, from)
-		}
+		cl.sym = CanonicalSymbol(cl.sym[:0], sym)
+		cl.hashes = append(cl.hashes, SymbolHash(cl.sym))
+	}
+	ch.mu.RLock()
+	p := ch.core.LastSeq()
+	at := len(cl.out)
+	cl.out = wire.AppendOK(cl.out, wire.CmdResume, nil, cmd.Seq)
+	out, ok := ch.core.AppendHistory(cl.out, cmd.Seq, cl.hashes, all, now)
+	oldest := ch.core.OldestSeq()
+	ch.mu.RUnlock()
+	if !ok {
+		cl.out = cl.out[:at]
+		s.replyErr(cl, wire.ErrCodeGone, fmt.Sprintf("seq %d is no longer held; oldest %d, last %d", cmd.Seq, oldest, p))
+		return
+	}
+	cl.out = out
+	from := max(p, cmd.Seq-1)
+	for i, sym := range cmd.Symbols {
+		cl.sym = CanonicalSymbol(cl.sym[:0], sym)
+		f.subscribe(cl, cl.hashes[i], cl.sym, string(sym) == wire.AllSymbols, from)
 	}
 }
 

@@ -153,6 +153,9 @@ func (s *subscriber) read(ex *feed.Server, done func(*subscriber) bool, ended fu
 				l.ok, l.okSeq = true, seq
 			}
 		case wire.LineFrame:
+			if s.all && !s.allOn {
+				continue // part of the image before "OK SUB *"
+			}
 			l := s.log(ev.Msg.Security)
 			if l == nil {
 				return fmt.Errorf("frame for unsubscribed symbol: %q", ev.Line)
