@@ -51,17 +51,6 @@ func live(t *testing.T, sym string, seg []seenFrame) []uint64 {
 	return seqs
 }
 
-// symSeqs returns the seqs of sym in (from, to].
-func symSeqs(sym string, from, to uint64) []uint64 {
-	var out []uint64
-	for s := from + 1; s <= to; s++ {
-		if testSym(s) == sym {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // TestSlowClientConflated: under SlowPolicy conflate a client that stops
 // reading gets no frames instead of being cut off; once it reads its
 // backlog it gets the images and OKs of its subscriptions again ("OK SUB
@@ -196,14 +185,14 @@ func testSlowClientConflated(t *testing.T, subs []string) {
 			t.Fatalf("%s: no ERR CONFLATED before the resync", sym)
 		}
 		backlog, img := l.segs[1][:l.split], l.segs[1][l.split:]
-		if seqs := live(t, sym, backlog); len(seqs) > 0 && !slices.Equal(seqs, symSeqs(sym, p0, seqs[len(seqs)-1])) {
+		if seqs := live(t, sym, backlog); len(seqs) > 0 && !slices.Equal(seqs, expect(p0, seqs[len(seqs)-1], sym)) {
 			t.Fatalf("%s: updates before ERR CONFLATED are not %d.. in order: %v", sym, p0+1, seqs)
 		}
 		if len(img) < 1 || len(img) > nKinds+1 || slices.ContainsFunc(img, func(f seenFrame) bool { return f.seq > p }) {
 			t.Fatalf("%s: image %v, want 1..%d frames at or before %d", sym, img, nKinds+1, p)
 		}
 		after := live(t, sym, l.segs[2])
-		if want := symSeqs(sym, p, total); !slices.Equal(after, want) {
+		if want := expect(p, total, sym); !slices.Equal(after, want) {
 			t.Fatalf("%s after resync at %d: %d frames, want %d", sym, p, len(after), len(want))
 		}
 		got += len(backlog) + len(after)
