@@ -242,16 +242,10 @@ func (l *loop) resync() {
 			ch.mu.RLock()
 			p := ch.core.LastSeq()
 			if cl.all { // every image, once: the symbols' own OKs follow it
-				cl.out = ch.core.AppendAllImages(cl.out, now)
-				l.f.subscribe(cl, 0, nil, true, p)
-				cl.out = wire.AppendOK(cl.out, wire.CmdSub, []byte(wire.AllSymbols), p)
+				l.s.subscribeAt(cl, 0, []byte(wire.AllSymbols), true, true, p, now)
 			}
 			for h, sym := range cl.subs {
-				if !cl.all {
-					cl.out = ch.core.AppendImage(cl.out, sym, now)
-				}
-				l.f.subscribe(cl, h, sym, false, p)
-				cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, p)
+				l.s.subscribeAt(cl, h, sym, false, !cl.all, p, now)
 			}
 			ch.mu.RUnlock()
 			ch.metrics.SlowResynced.Inc()
@@ -522,18 +516,28 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 		ch.mu.RLock()
 		p := ch.core.LastSeq()
 		for _, sym := range cmd.Symbols {
-			all := string(sym) == wire.AllSymbols
 			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
-			if all {
-				cl.out = ch.core.AppendAllImages(cl.out, now)
-			} else {
-				cl.out = ch.core.AppendImage(cl.out, cl.sym, now)
-			}
-			f.subscribe(cl, SymbolHash(cl.sym), cl.sym, all, p)
-			cl.out = wire.AppendOK(cl.out, wire.CmdSub, cl.sym, p)
+			s.subscribeAt(cl, SymbolHash(cl.sym), cl.sym, string(sym) == wire.AllSymbols, true, p, now)
 		}
 		ch.mu.RUnlock()
 	}
+}
+
+// subscribeAt subscribes cl to the canonical symbol sym (or to "*": all)
+// from seq p on and appends what a SUB answers: the image (every symbol's
+// for "*"; none when image is false, it went out already), then
+// "OK SUB sym p". The caller holds the core's read lock, under which it
+// took p, so the image and the subscription meet exactly at p.
+func (s *server) subscribeAt(cl *client, hash uint64, sym []byte, all, image bool, p uint64, now int64) {
+	core := s.ch.core
+	switch {
+	case image && all:
+		cl.out = core.AppendAllImages(cl.out, now)
+	case image:
+		cl.out = core.AppendImage(cl.out, sym, now)
+	}
+	cl.loop.f.subscribe(cl, hash, sym, all, p)
+	cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, p)
 }
 
 // resume runs RESUME seq sym...: the history from seq (or ERR GONE), then
