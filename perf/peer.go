@@ -122,9 +122,14 @@ func SelfSpawner() (Spawner, error) {
 	if err != nil {
 		return nil, err
 	}
+	return spawnerOf(exe), nil
+}
+
+// spawnerOf runs the program at path.
+func spawnerOf(path string) Spawner {
 	return func(ctx context.Context, args ...string) *exec.Cmd {
-		return exec.CommandContext(ctx, exe, args...)
-	}, nil
+		return exec.CommandContext(ctx, path, args...)
+	}
 }
 
 // NATSPeerName is the NATS peer's binary (cmd/tickrelay-natspeer).
@@ -142,9 +147,7 @@ func NATSPeerSpawner() (Spawner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s not next to this binary nor on PATH (make build builds it)", NATSPeerName)
 	}
-	return func(ctx context.Context, args ...string) *exec.Cmd {
-		return exec.CommandContext(ctx, path, args...)
-	}, nil
+	return spawnerOf(path), nil
 }
 
 func isExecutable(path string) bool {
