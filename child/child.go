@@ -149,6 +149,7 @@ func (ch *Child) Run(ctx context.Context) error {
 			gnet.WithNumEventLoop(ch.cfg.Loops),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
+			gnet.WithTicker(ch.cfg.SlowPolicy == SlowConflate), // OnTick: resync on a quiet feed
 			gnet.WithLogger(gnetlog.Logger{L: ch.log}))
 		close(ch.srv.stopped) // no loop drains any more: publish must not wait
 		engErr <- err

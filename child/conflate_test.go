@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -238,5 +239,73 @@ func TestSlowClientConflateTimeout(t *testing.T) {
 		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 			t.Fatalf("%s client: %v after %d bytes", name, err, n)
 		}
+	}
+}
+
+// TestSlowClientConflatedQuietFeed: resync and SlowTimeout do not wait for
+// the next item. After the feed stops, a conflated client that reads its
+// backlog gets ERR CONFLATED and the images with OK SUB at the last seq,
+// and one that never reads is disconnected after SlowTimeout.
+func TestSlowClientConflatedQuietFeed(t *testing.T) {
+	root := newFakeRoot(t)
+	ch := startChild(t, root, func(c *Config) {
+		c.MaxPending, c.SlowPolicy, c.SlowTimeout = 64<<10, SlowConflate, 3*time.Second
+	})
+	reader, silent := dialTinyWindow(t, ch), dialTinyWindow(t, ch)
+	for _, c := range []*subclient.Client{reader, silent} {
+		c.Sub("*")
+		if ev, err := c.Next(); err != nil || ev.Kind != wire.LineOK {
+			t.Fatalf("SUB *: %v %v", ev, err)
+		}
+	}
+	feed := startPacedFeed(t, root, ch)
+	m := ch.Metrics()
+	feed.until("both clients conflated", func() bool { return testutil.ToFloat64(m.SlowConflated) == 2 })
+	feed.finish() // the feed is quiet from here on
+
+	reader.Conn().SetReadDeadline(time.Now().Add(10 * time.Second))
+	conflated := false
+	for {
+		ev, err := reader.Next()
+		if err != nil {
+			t.Fatalf("reader, conflated %v: %v (resynced %v)", conflated, err, testutil.ToFloat64(m.SlowResynced))
+		}
+		if ev.Kind == wire.LineErr {
+			if code, _ := ev.Err(); code != wire.ErrCodeConflated || conflated {
+				t.Fatalf("unexpected %q", ev.Line)
+			}
+			conflated = true
+			continue
+		}
+		if ev.Kind == wire.LineOK {
+			_, sym, seq, err := ev.OK()
+			if err != nil || !conflated || sym != wire.AllSymbols || seq != feed.total {
+				t.Fatalf("%q after ERR CONFLATED %v, want OK SUB * %d", ev.Line, conflated, feed.total)
+			}
+			break
+		}
+		if ev.Kind != wire.LineFrame || ev.Seq > feed.total {
+			t.Fatalf("unexpected %q", ev.Line)
+		}
+	}
+	// Nothing follows the OK: no item came after it.
+	reader.Conn().SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if ev, err := reader.Next(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after the resync: %v %v", ev, err)
+	}
+	// The silent client is cut once stale for SlowTimeout, with no item to
+	// trigger a drain; then its stream ends.
+	for deadline := time.Now().Add(20 * time.Second); testutil.ToFloat64(m.SlowDisconnect) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the silent client was not disconnected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	silent.Conn().SetReadDeadline(time.Now().Add(20 * time.Second))
+	if n, err := io.Copy(io.Discard, silent.Conn()); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("silent client: %v after %d bytes", err, n)
+	}
+	if d, r := testutil.ToFloat64(m.SlowDisconnect), testutil.ToFloat64(m.SlowResynced); d != 1 || r != 1 {
+		t.Fatalf("slow disconnects %v, resynced %v; want 1 each", d, r)
 	}
 }

@@ -58,8 +58,8 @@
 // SUB's image, megabytes for "*") gets a grace of its own size until the
 // buffer drains below MaxPending. Disconnect (the default) sends "ERR SLOW"
 // (best effort: closing discards unsent bytes) and closes it. Conflate
-// marks it stale: fanout skips it, and after each drain the loop checks its
-// stale clients (resync): one whose backlog is down to MaxPending/4 gets
+// marks it stale: fanout skips it, and after each drain (and every 100 ms
+// on a quiet feed) the loop checks its stale clients (resync): one whose backlog is down to MaxPending/4 gets
 // "ERR CONFLATED", then the images and OKs of its subscriptions again, and
 // is re-armed from P, exactly as a SUB; every update it missed is conflated
 // into the images (a SUB or RESUME it sends while stale only changes its

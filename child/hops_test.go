@@ -73,7 +73,7 @@ func TestChildHopMetrics(t *testing.T) {
 		}
 	}
 	t.Logf("counts %v errors %v", counts, errs)
-	for _, hop := range []perf.Hop{perf.HopExchRoot, perf.HopRootChild} {
+	for _, hop := range []perf.Hop{perf.HopExchRoot, perf.HopRoot, perf.HopRootChild} {
 		k := hop.Key()
 		if got := counts[k] + uint64(errs[k]); got != n {
 			t.Errorf("%s: %d recorded + %v errors, want %d items", k, counts[k], errs[k], n)

@@ -68,6 +68,11 @@ type loop struct {
 	f       *fanout // loop-only from here on
 	clients map[*client]struct{}
 	stale   []*client // conflated clients waiting for resync
+	// hasStale mirrors len(stale) > 0 for the engine's ticker, which then
+	// runs resyncRun on the loop: a stale client must catch up (or time
+	// out) on a quiet feed too, not only after a drain.
+	hasStale  atomic.Bool
+	resyncRun gnet.Runnable
 }
 
 // Run drains the loop's queue; it runs on the loop (gnet.Runnable).
@@ -203,6 +208,7 @@ func (l *loop) tooSlow(cl *client) bool {
 	if cfg.SlowPolicy == SlowConflate {
 		cl.stale, cl.staleAt = true, time.Now().UnixNano()
 		l.stale = append(l.stale, cl)
+		l.hasStale.Store(true)
 		l.s.ch.metrics.SlowConflated.Inc()
 		l.s.ch.log.Info("slow client conflated", "remote", cl.conn.RemoteAddr().String(), "pending", n)
 		return false
@@ -218,7 +224,8 @@ func (l *loop) dropSlow(cl *client, reason string) {
 	l.s.writeErr(cl, wire.ErrCodeSlow, reason)
 }
 
-// resync runs after each drain's flush under SlowPolicy conflate. A stale
+// resync runs after each drain's flush under SlowPolicy conflate, and every
+// resyncEvery while the loop has stale clients (OnTick). A stale
 // client whose backlog has gone down to MaxPending/4 gets ERR CONFLATED,
 // then the images and OKs of its subscriptions (as for a SUB), then every
 // update after P: the updates it missed are conflated into the images. One
@@ -262,6 +269,22 @@ func (l *loop) resync() {
 	}
 	clear(stale[len(keep):])
 	l.stale = append(keep, l.stale...)
+	l.hasStale.Store(len(l.stale) > 0)
+}
+
+// resyncEvery is how often the engine's ticker has a loop with stale
+// clients run resync when no drain does.
+const resyncEvery = 100 * time.Millisecond
+
+// OnTick runs on gnet's ticker goroutine: it hands resync to each loop
+// holding stale clients.
+func (s *server) OnTick() (time.Duration, gnet.Action) {
+	for _, l := range *s.loops.Load() {
+		if l.hasStale.Load() {
+			l.el.Execute(context.Background(), l.resyncRun) // fails only when the engine stops
+		}
+	}
+	return resyncEvery, gnet.None
 }
 
 // server is the gnet event handler for clients.
@@ -326,6 +349,7 @@ func (s *server) loopOf(el gnet.EventLoop) *loop {
 	old := *s.loops.Load()
 	l := &loop{s: s, el: el, idx: len(old), f: newFanout(), clients: make(map[*client]struct{}),
 		room: make(chan struct{}, maxQueued)}
+	l.resyncRun = gnet.RunnableFunc(func(context.Context) error { l.resync(); return nil })
 	l.flushed.Store(s.ch.LastSeq()) // earlier batches were never this loop's
 	s.byEL[el] = l
 	next := append(append(make([]*loop, 0, len(old)+1), old...), l)

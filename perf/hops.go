@@ -18,10 +18,13 @@ import (
 // Hop names one measured segment of a frame's path.
 type Hop int
 
-// The hops, in path order, and the end-to-end total. HopChild is the time
-// inside a child (ChildSend - ChildRecv: parse, queue, fan-out).
+// The hops, in path order, and the end-to-end total. HopRoot is the time
+// inside the root (RootSend - RootRecv: ring, hand-off to a relay loop,
+// batching) and HopChild the time inside a child (ChildSend - ChildRecv:
+// parse, queue, fan-out); the others cross a socket.
 const (
 	HopExchRoot Hop = iota
+	HopRoot
 	HopRootChild
 	HopChild
 	HopChildClient
@@ -33,10 +36,10 @@ const (
 // (what the plot shows, one panel each).
 var PathHops = [...]Hop{HopExchRoot, HopRootChild, HopChildClient, HopEndToEnd}
 
-var hopNames = [NumHops]string{"exch->root", "root->child", "child", "child->client", "end-to-end"}
+var hopNames = [NumHops]string{"exch->root", "root", "root->child", "child", "child->client", "end-to-end"}
 
 // hopKeys are the hop names usable in metric labels and JSON keys.
-var hopKeys = [NumHops]string{"exch_root", "root_child", "child", "child_client", "end_to_end"}
+var hopKeys = [NumHops]string{"exch_root", "root", "root_child", "child", "child_client", "end_to_end"}
 
 func (h Hop) String() string {
 	if h < 0 || h >= NumHops {
@@ -83,6 +86,9 @@ func (h *Hops) Record(st wire.Stamps, clientRecv, offset int64) {
 	h.frames++
 	if st.ExchSend != 0 && st.RootRecv != 0 {
 		h.record(HopExchRoot, st.RootRecv-st.ExchSend)
+	}
+	if st.RootRecv != 0 && st.RootSend != 0 {
+		h.record(HopRoot, st.RootSend-st.RootRecv)
 	}
 	if st.RootSend != 0 && st.ChildRecv != 0 {
 		h.record(HopRootChild, st.ChildRecv-st.RootSend-offset)

@@ -16,12 +16,15 @@ import (
 
 const base = int64(1_700_000_000_000_000_000)
 
+// rootDwell is synth's time inside the root (RootSend - RootRecv), ns.
+const rootDwell = 1000
+
 // synth builds stamps whose hops are exactly a, b, c, d ns (offset applied
 // to the child clock).
 func synth(exchRoot, rootChild, childClient, offset int64) (wire.Stamps, int64) {
 	st := wire.Stamps{ExchSend: base}
 	st.RootRecv = st.ExchSend + exchRoot
-	st.RootSend = st.RootRecv + 1000
+	st.RootSend = st.RootRecv + rootDwell
 	st.ChildRecv = st.RootSend + rootChild + offset
 	st.ChildSend = st.ChildRecv + 500
 	return st, st.ChildSend + childClient
@@ -62,6 +65,9 @@ func TestHopsPercentiles(t *testing.T) {
 			}
 		}
 	}
+	if r := s.Hops[HopRoot]; r.Count != 10000 || r.Errors != 0 || !within(r.P50, rootDwell) || !within(r.Max, rootDwell) {
+		t.Errorf("root: %+v", r)
+	}
 	// End to end = all three hops plus root and child dwell (1000 + 500 ns),
 	// on uncorrected clocks (offset included).
 	if e := s.Hops[HopEndToEnd]; !within(e.P50, 6*5000*1000+1500+offset) || !within(e.Max, 6*10000*1000+1500+offset) {
@@ -92,6 +98,7 @@ func TestHopsErrorsNotRecorded(t *testing.T) {
 	s := h.Snapshot()
 	want := map[Hop][2]int64{ // count, errors
 		HopExchRoot:    {3, 1},
+		HopRoot:        {4, 0},
 		HopRootChild:   {3, 1},
 		HopChildClient: {3, 1},
 		HopEndToEnd:    {5, 1},

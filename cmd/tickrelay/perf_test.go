@@ -60,7 +60,7 @@ func TestPerfTickrelayStep(t *testing.T) {
 	if st.WarmupFrames == 0 || recorded <= 0 {
 		t.Fatalf("%d of %d frames in the %v warm-up", st.WarmupFrames, st.Delivered, st.Warmup)
 	}
-	for _, h := range []perf.Hop{perf.HopExchRoot, perf.HopRootChild, perf.HopChild, perf.HopChildClient, perf.HopEndToEnd} {
+	for _, h := range []perf.Hop{perf.HopExchRoot, perf.HopRoot, perf.HopRootChild, perf.HopChild, perf.HopChildClient, perf.HopEndToEnd} {
 		hs := st.Latency.Hops[h]
 		if hs.Count+hs.Errors != recorded || hs.Count == 0 || hs.P50 <= 0 {
 			t.Errorf("%s: %+v", h, hs)
