@@ -71,7 +71,7 @@ func New(cfg Config) (*Child, error) {
 		hops:    perf.NewRecorder(cfg.Loops + 1),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(perf.NewCollector("tickrelay_child", ch.hops.Merged, nil),
+		cfg.Registerer.MustRegister(perf.NewCollector("tickrelay_child", ch.hops.Merged, nil, perf.HopExchRoot, perf.HopRoot, perf.HopRootChild, perf.HopChild),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child", Name: "flushed_seq",
 				Help:        "Last seq every event loop has written to its clients (last_seq minus this is the fan-out backlog).",
 				ConstLabels: prometheus.Labels{"child": cfg.Name}}, func() float64 { return float64(ch.FlushedSeq()) }))

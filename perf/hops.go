@@ -336,6 +336,15 @@ func (r *Recorder) RecordBatch(key int, st []wire.Stamps, clientRecv, offset int
 	}
 }
 
+// With runs f on shard key%n's Hops under the shard's lock: many
+// latencies for one lock. f must not keep h. It allocates nothing.
+func (r *Recorder) With(key int, f func(h *Hops)) {
+	s := &r.shards[uint(key)%uint(len(r.shards))]
+	s.mu.Lock()
+	f(s.h)
+	s.mu.Unlock()
+}
+
 // SetWarmup makes RecordBatch skip the frames sent within d of the first
 // frame it sees: a step's start-up transient (connections' first writes,
 // caches and page faults of fresh processes) is not its steady state. Call

@@ -25,16 +25,24 @@ type Collector struct {
 	errDesc *prometheus.Desc
 	source  func() *Hops
 	buckets []float64
+	hops    []Hop
 }
 
 // NewCollector returns a Collector reading source at each scrape; source must
 // return a Hops the collector may read while no one records into it (e.g.
-// Recorder.Merged). buckets nil means DefaultBuckets.
-func NewCollector(namespace string, source func() *Hops, buckets []float64) *Collector {
+// Recorder.Merged). buckets nil means DefaultBuckets. It exposes hops, the
+// ones the daemon records (none given: every hop).
+func NewCollector(namespace string, source func() *Hops, buckets []float64, hops ...Hop) *Collector {
 	if buckets == nil {
 		buckets = DefaultBuckets
 	}
+	if len(hops) == 0 {
+		for i := Hop(0); i < NumHops; i++ {
+			hops = append(hops, i)
+		}
+	}
 	return &Collector{
+		hops: hops,
 		desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "hop_latency_seconds"),
 			"Per-hop latency of delivered frames (from HDR histograms).", []string{"hop"}, nil),
 		errDesc: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "hop_latency_errors_total"),
@@ -56,7 +64,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if h == nil {
 		return
 	}
-	for i := Hop(0); i < NumHops; i++ {
+	for _, i := range c.hops {
 		ch <- &hdrMetric{desc: c.desc, hop: i.Key(), h: buildHistogram(h, i, c.buckets)}
 		ch <- prometheus.MustNewConstMetric(c.errDesc, prometheus.CounterValue, float64(h.Errors(i)), i.Key())
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"tickrelay/perf"
 	"tickrelay/wire"
 )
 
@@ -124,4 +125,35 @@ func BenchmarkRelayBatch(b *testing.B) {
 			from = 1
 		}
 	}
+}
+
+// BenchmarkRelayDwell is the root hop's bookkeeping per relay batch sent
+// (<= 64 KiB of items): reread each item's receive stamp and record
+// RootSend minus it. 0 allocs/op.
+func BenchmarkRelayDwell(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.RingSize = 1 << 16
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 4096; seq++ { // bodies carry their seq: the batch rereads them
+		r.ring.Append(seq, int64(seq)*1000, testBody(seq))
+	}
+	batch, n, err := r.ring.AppendBatch(nil, 1, 64<<10, 5_000_000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := &loop{rl: r.relay}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.recordDwell(batch)
+	}
+	b.StopTimer()
+	if got := r.Hops().Count(perf.HopRoot); got != int64(n)*int64(b.N) {
+		b.Fatalf("recorded %d, want %d", got, int64(n)*int64(b.N))
+	}
+	b.ReportMetric(float64(n), "items/op")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"tickrelay/internal/gnetlog"
+	"tickrelay/perf"
 	"tickrelay/wire"
 )
 
@@ -67,6 +68,7 @@ func newRelay(r *Root) *relay {
 type loop struct {
 	rl      *relay
 	el      gnet.EventLoop
+	idx     int           // registration order: the loop's hops shard is idx+1
 	pending atomic.Bool   // a drain pass is queued
 	nconns  atomic.Int32  // children on this loop (for signalFed)
 	passes  atomic.Uint64 // drain passes run
@@ -75,6 +77,7 @@ type loop struct {
 	conns   []*child
 	iter    []*child
 	scratch []byte
+	br      wire.BatchReader // rereads what was sent, for the root hop
 }
 
 type childState uint8
@@ -199,7 +202,7 @@ func (rl *relay) loopFor(el gnet.EventLoop) *loop {
 	if l := rl.byLoop[el]; l != nil {
 		return l
 	}
-	l := &loop{rl: rl, el: el, scratch: make([]byte, 0, rl.r.cfg.MaxBatchBytes+wire.RelayBatchHeader+wire.MaxRelayItem)}
+	l := &loop{rl: rl, el: el, idx: len(*rl.loops.Load()), scratch: make([]byte, 0, rl.r.cfg.MaxBatchBytes+wire.RelayBatchHeader+wire.MaxRelayItem)}
 	l.run = func(context.Context) error { l.pass(); return nil }
 	rl.byLoop[el] = l
 	all := append(append([]*loop(nil), *rl.loops.Load()...), l)
@@ -452,12 +455,28 @@ func (l *loop) drainChild(ch *child, now int64) bool {
 		if !ch.write(b) {
 			return false
 		}
+		l.recordDwell(b)
 		l.rl.r.m.Batches.Inc()
 		ch.cursor += uint64(n)
 		ch.lastSend = now
 		budget -= len(b)
 	}
 	return ch.state == stateRing && ch.cursor <= l.rl.r.ring.Head()
+}
+
+// recordDwell adds the time each item of the relay batch frame b spent in
+// the root (its RootSend minus its RootRecv) to the loop's hops shard.
+func (l *loop) recordDwell(b []byte) {
+	_, payload, _, err := wire.NextRelayFrame(b)
+	if err != nil {
+		return
+	}
+	l.br.Reset(payload)
+	l.rl.r.hops.With(l.idx+1, func(h *perf.Hops) {
+		for recv, ok := l.br.NextRecv(); ok; recv, ok = l.br.NextRecv() {
+			h.RecordHop(perf.HopRoot, l.br.RootSend-recv)
+		}
+	})
 }
 
 func (ch *child) wakeStore() {

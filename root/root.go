@@ -43,6 +43,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"tickrelay/perf"
 )
 
 // Root is the root daemon.
@@ -53,6 +55,9 @@ type Root struct {
 	ring  *Ring
 	relay *relay
 	now   func() int64
+	// hops: shard 0 is the exchange session's (exch->root), shard i+1
+	// relay loop i's (root).
+	hops *perf.Recorder
 
 	ready   chan struct{}
 	started atomic.Bool
@@ -77,7 +82,11 @@ func New(cfg Config) (*Root, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Root{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), ring: ring, now: cfg.Now, ready: make(chan struct{})}
+	r := &Root{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), ring: ring, now: cfg.Now, ready: make(chan struct{}),
+		hops: perf.NewRecorder(1 + cfg.RelayLoops())}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(perf.NewCollector("tickrelay_root", r.hops.Merged, nil, perf.HopExchRoot, perf.HopRoot))
+	}
 	r.relay = newRelay(r)
 	return r, nil
 }
@@ -100,6 +109,11 @@ func (r *Root) Head() uint64 { return r.ring.Head() }
 
 // Ring returns the root's ring (read-only use: Get, First, Head).
 func (r *Root) Ring() *Ring { return r.ring }
+
+// Hops returns a copy of the latency histograms the root records:
+// exch->root once per item received, root (RootSend - RootRecv) once per
+// item and child it is sent to from the ring.
+func (r *Root) Hops() *perf.Hops { return r.hops.Merged() }
 
 // Metrics returns the root's metrics.
 func (r *Root) Metrics() *Metrics { return r.m }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"tickrelay/feed"
+	"tickrelay/perf"
 	"tickrelay/wire"
 )
 
@@ -754,5 +755,59 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestHopHistograms: the root records exch->root once per item received
+// and its own dwell (root hop) once per item and child sent from the ring,
+// and exposes just those two on its registry.
+func TestHopHistograms(t *testing.T) {
+	ex := newFakeExchange(t)
+	cfg := testConfig(t, ex)
+	r, _ := startRoot(t, cfg)
+	ex.publish(500)
+	waitHead(t, r, 500)
+	a := dialChild(t, r.Addr(), 1)
+	b := dialChild(t, r.Addr(), 300)
+	for _, c := range []*fakeChild{a, b} {
+		if err := c.readTo(500, ioTimeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The loop records a batch right after writing it.
+	want := int64(500 + 201)
+	var h *perf.Hops
+	for deadline := time.Now().Add(ioTimeout); ; time.Sleep(5 * time.Millisecond) {
+		h = r.Hops()
+		if h.Count(perf.HopRoot) >= want || time.Now().After(deadline) {
+			break
+		}
+	}
+	if n, e := h.Count(perf.HopRoot), h.Errors(perf.HopRoot); n != want || e != 0 {
+		t.Fatalf("root hop: %d recorded, %d errors; want %d items sent", n, e, want)
+	}
+	if n := h.Count(perf.HopExchRoot) + h.Errors(perf.HopExchRoot); n != 500 {
+		t.Fatalf("exch->root: %d recorded or rejected, want 500", n)
+	}
+	if max := h.Histogram(perf.HopRoot).Max(); max <= 0 || max > int64(10*time.Second) {
+		t.Fatalf("root hop max %d ns", max)
+	}
+	mfs, err := cfg.Registerer.(*prometheus.Registry).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hops := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "tickrelay_root_hop_latency_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				hops[lp.GetValue()] = m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if len(hops) != 2 || hops["root"] != uint64(want) {
+		t.Fatalf("exposed hops %v, want exch_root and root (%d)", hops, want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tickrelay/feed"
+	"tickrelay/perf"
 	"tickrelay/wire"
 )
 
@@ -34,6 +35,7 @@ type session struct {
 	// pending counts items accepted since the last flush.
 	pending int
 	logon   []byte
+	sent    []int64 // exchange send times of the items of one apply
 }
 
 func newSession(r *Root) *session {
@@ -158,6 +160,7 @@ func (s *session) readLoop(conn net.Conn) error {
 // with one receive time (the bytes arrived together).
 func (s *session) apply() error {
 	recv := s.r.now()
+	defer s.recordExchRoot(recv)
 	for {
 		_, body, err := s.in.Next()
 		if err != nil {
@@ -170,6 +173,20 @@ func (s *session) apply() error {
 			return err
 		}
 	}
+}
+
+// recordExchRoot adds the exch->root latency of the items one apply
+// accepted (received at recv) under one lock.
+func (s *session) recordExchRoot(recv int64) {
+	if len(s.sent) == 0 {
+		return
+	}
+	s.r.hops.With(0, func(h *perf.Hops) {
+		for _, t := range s.sent {
+			h.RecordHop(perf.HopExchRoot, recv-t)
+		}
+	})
+	s.sent = s.sent[:0]
 }
 
 // item applies one structurally valid frame body.
@@ -206,6 +223,7 @@ func (s *session) item(body []byte, recv int64) error {
 	}
 	s.last = h.Seq
 	s.pending++
+	s.sent = append(s.sent, h.SendTime)
 	return nil
 }
 

@@ -272,6 +272,21 @@ func FuzzBatchReader(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		rootSend, items, err := readBatch(p)
+		// NextRecv walks the same items (or, past what Next rejects, more).
+		var r BatchReader
+		r.Reset(p)
+		for i := 0; ; i++ {
+			recv, ok := r.NextRecv()
+			if !ok {
+				if err == nil && i != len(items) {
+					t.Fatalf("NextRecv stopped at item %d of %d", i, len(items))
+				}
+				break
+			}
+			if i < len(items) && recv != items[i].RootRecv {
+				t.Fatalf("NextRecv item %d: recv %d, Next %d", i, recv, items[i].RootRecv)
+			}
+		}
 		if err != nil {
 			checkDecodeErr(t, 0, err)
 			return

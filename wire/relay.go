@@ -262,5 +262,28 @@ func (r *BatchReader) Next() bool {
 	return true
 }
 
+// NextRecv steps over the next item reading only its root receive stamp:
+// a cheap walk over a batch this process built itself (no body checks, so
+// not for batches off the wire). False at the end or on a truncated item.
+func (r *BatchReader) NextRecv() (recv int64, ok bool) {
+	if r.err != nil || r.seen == r.Count {
+		return 0, false
+	}
+	if len(r.rest) < RelayItemHeader {
+		r.err = errorf("relay batch", ErrTruncated, "item %d of %d: header", r.seen, r.Count)
+		return 0, false
+	}
+	le := binary.LittleEndian
+	recv = int64(le.Uint64(r.rest))
+	l := RelayItemHeader + int(le.Uint16(r.rest[8:]))
+	if len(r.rest) < l {
+		r.err = errorf("relay batch", ErrTruncated, "item %d of %d: body %d bytes", r.seen, r.Count, l-RelayItemHeader)
+		return 0, false
+	}
+	r.rest = r.rest[l:]
+	r.seen++
+	return recv, true
+}
+
 // Err returns the first decode error, if any.
 func (r *BatchReader) Err() error { return r.err }
