@@ -33,6 +33,35 @@ func TestArbitrate(t *testing.T) {
 	}
 }
 
+// TestArbiterAllDown: allDown fires once the last streaming line goes
+// down, not while another streams nor for a line already down.
+func TestArbiterAllDown(t *testing.T) {
+	a := newArbiter(3)
+	fired := func(c chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	c := a.allDown
+	a.setUp(1, false) // down -> down
+	a.setUp(0, true)
+	a.setUp(2, true)
+	a.setUp(0, false) // line 2 still streams
+	if fired(c) || !a.otherUp(1) || a.otherUp(2) {
+		t.Fatal("allDown fired, or otherUp wrong, while line 2 streams")
+	}
+	a.setUp(2, false)
+	if !fired(c) || a.anyUp() {
+		t.Fatal("the last streaming line went down: allDown did not fire")
+	}
+	if next := a.allDown; fired(next) {
+		t.Fatal("the next allDown is already closed")
+	}
+}
+
 // startABChild runs a child with a relay line to each of roots and waits
 // for each line's first Hello.
 func startABChild(t *testing.T, roots ...*fakeRoot) *Child {
@@ -167,4 +196,38 @@ func TestConfigRoots(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestABFailoverToWaitingLine: B's root is behind (SeqFuture), so its line
+// backs off while A streams. When A goes down, B's line retries at once
+// instead of waiting out its backoff (here at least 2.5 s).
+func TestABFailoverToWaitingLine(t *testing.T) {
+	a, b := newFakeRoot(t), newFakeRoot(t)
+	b.set(func(r *fakeRoot) { r.future, r.down = true, true })
+	ch := startChild(t, a, func(c *Config) {
+		c.Roots = []string{a.addr(), b.addr()}
+		c.BackoffMin, c.BackoffMax = 5*time.Second, time.Minute
+	})
+	<-a.hellos
+	rd := subAll(t, ch)
+	a.publish(500)
+	if err := rd.untilSeq(500); err != nil {
+		t.Fatal(err)
+	}
+	b.setDown(false) // B comes up empty: its line asks from 501, gets SeqFuture, backs off
+	waitMetric(t, "SeqFuture from B", func() float64 {
+		return testutil.ToFloat64(ch.Metrics().RootErrors.WithLabelValues(b.addr(), "seq_future"))
+	}, 1)
+	b.publish(600)  // B has caught up, but its line waits out its backoff...
+	a.setDown(true) // ...until A, the line it yielded to, goes down
+	a.publish(100)
+	start := time.Now()
+	rd.c.Conn().SetReadDeadline(start.Add(2 * time.Second)) // B's backoff: >= 2.5 s
+	if err := rd.untilSeq(600); err != nil {
+		t.Fatalf("after A went down: %v (at seq %d)", err, ch.LastSeq())
+	}
+	if !slices.Equal(rd.frames, expect(0, 600, "*")) {
+		t.Fatalf("client got %d frames, want 1..600 once each, in order", len(rd.frames))
+	}
+	t.Logf("B took over %v after A went down", time.Since(start))
 }

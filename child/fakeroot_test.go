@@ -52,6 +52,7 @@ type fakeRoot struct {
 	mu     sync.Mutex
 	head   uint64
 	oldest uint64                  // FromSeq below this gets Error SeqGone
+	future bool                    // FromSeq past head+1 gets Error SeqFuture (as a real root), not a wait
 	dropAt uint64                  // close the connection right after sending this seq (once)
 	gapAt  uint64                  // skip this seq (once)
 	batch  int                     // items per batch
@@ -197,10 +198,14 @@ func (r *fakeRoot) serve(c net.Conn) {
 		})
 	}()
 	r.mu.Lock()
-	oldest, body := r.oldest, r.body
+	oldest, body, head, future := r.oldest, r.body, r.head, r.future
 	r.mu.Unlock()
 	if hello.FromSeq < oldest {
 		write(wire.AppendRelayError(nil, wire.RelayErr{Code: wire.CodeSeqGone, Seq: oldest, Reason: "seq gone"}))
+		return
+	}
+	if future && hello.FromSeq > head+1 {
+		write(wire.AppendRelayError(nil, wire.RelayErr{Code: wire.CodeSeqFuture, Seq: head, Reason: "beyond head"}))
 		return
 	}
 	cursor := hello.FromSeq

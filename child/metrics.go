@@ -26,8 +26,9 @@ type Metrics struct {
 	ClockBound     prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
 	// Per root (label root = its address): whether its line streams, and
 	// the items taken from it (the first copy of each seq).
-	RootUp    *prometheus.GaugeVec
-	RootItems *prometheus.CounterVec
+	RootUp     *prometheus.GaugeVec
+	RootItems  *prometheus.CounterVec
+	RootErrors *prometheus.CounterVec // Error frames from this root, by code (wire.RelayCodeName)
 }
 
 func newMetrics(reg prometheus.Registerer, name string) *Metrics {
@@ -62,10 +63,12 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 			Name: "root_up", Help: "1 while the relay line to this root streams (batches or heartbeats), else 0.", ConstLabels: labels}, []string{"root"}),
 		RootItems: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
 			Name: "root_items_total", Help: "Items taken from this root: the first copy of each seq (with an A/B pair, the faster root's share).", ConstLabels: labels}, []string{"root"}),
+		RootErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
+			Name: "root_errors_total", Help: "Error frames from this root, by code (seq_gone, seq_future, shutdown, ...).", ConstLabels: labels}, []string{"root", "code"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems)
+			m.RootHead, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }

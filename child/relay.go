@@ -22,6 +22,7 @@ type sessionEnd struct {
 	err      error
 	progress bool // received at least one frame: reset the backoff
 	now      bool // reconnect at once (gap, seq gone)
+	yield    bool // its root cannot serve the next seq yet while another line streams it
 }
 
 // line is the relay line to one root (Config.Roots[i]).
@@ -57,10 +58,20 @@ func (ch *Child) relayLoop(ctx context.Context, l *line) {
 			wait = backoff/2 + rand.N(backoff/2+1)
 			backoff = min(2*backoff, ch.cfg.BackoffMax)
 		}
+		// With other lines, the wait ends when the last streaming one goes
+		// down (or went down already, if this one yielded to it).
+		ch.relayMu.Lock()
+		allDown := ch.arb.allDown
+		if end.yield && !ch.arb.anyUp() {
+			wait = 0
+		}
+		ch.relayMu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-allDown:
+			backoff = ch.cfg.BackoffMin
 		}
 	}
 }
@@ -330,13 +341,14 @@ func (ch *Child) publishOpen() {
 
 // relayError handles an Error frame from l's root.
 func (ch *Child) relayError(e wire.RelayErr, l *line, log logger) sessionEnd {
+	ch.metrics.RootErrors.WithLabelValues(l.addr, wire.RelayCodeName(e.Code)).Inc()
 	last := ch.LastSeq()
 	switch e.Code {
 	case wire.CodeSeqGone:
 		if e.Seq > last+1 && !ch.arb.maySkip(l.i) {
 			log.Warn("root no longer holds the seqs we need; another root's line is streaming them",
 				"asked_from", last+1, "first_available", e.Seq, "reason", e.Reason)
-			return sessionEnd{err: e} // retried with backoff, from the then last+1
+			return sessionEnd{err: e, yield: true} // retried with backoff, from the then last+1
 		}
 		if e.Seq > last+1 {
 			lost := e.Seq - last - 1
@@ -350,6 +362,10 @@ func (ch *Child) relayError(e wire.RelayErr, l *line, log logger) sessionEnd {
 		}
 		return sessionEnd{err: e}
 	case wire.CodeSeqFuture:
+		if ch.arb.otherUp(l.i) { // this root is catching up while another line streams
+			log.Warn("root is behind us; retrying while another root's line streams", "asked_from", last+1, "root_head", e.Seq)
+			return sessionEnd{err: e, yield: true}
+		}
 		log.Error("root is behind us; retrying", "asked_from", last+1, "root_head", e.Seq, "reason", e.Reason)
 		return sessionEnd{err: e}
 	default:

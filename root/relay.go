@@ -346,7 +346,7 @@ func (ch *child) write(b []byte) bool {
 // best-effort by gnet's close).
 func (ch *child) fail(code uint16, seq uint64, reason string) {
 	m := ch.l.rl.r.m
-	m.ChildErrors.WithLabelValues(codeName(code)).Inc()
+	m.ChildErrors.WithLabelValues(wire.RelayCodeName(code)).Inc()
 	if code == wire.CodeShutdown {
 		ch.log.Info("closing child", "code", code, "seq", seq, "reason", reason)
 	} else {
@@ -363,22 +363,6 @@ func (ch *child) close() {
 		ch.state = stateClosing
 		ch.c.Close()
 	}
-}
-
-func codeName(code uint16) string {
-	switch code {
-	case wire.CodeSeqGone:
-		return "seq_gone"
-	case wire.CodeBadFrame:
-		return "bad_frame"
-	case wire.CodeShutdown:
-		return "shutdown"
-	case wire.CodeSlow:
-		return "slow"
-	case wire.CodeSeqFuture:
-		return "seq_future"
-	}
-	return "other"
 }
 
 // pass is one drain pass over the loop's children (runs on the loop).

@@ -36,6 +36,24 @@ const (
 	CodeSeqFuture uint16 = 5 // requested seq beyond the head + 1; seq = head
 )
 
+// RelayCodeName names an Error frame's code for metric labels: seq_gone,
+// bad_frame, shutdown, slow, seq_future, or other.
+func RelayCodeName(code uint16) string {
+	switch code {
+	case CodeSeqGone:
+		return "seq_gone"
+	case CodeBadFrame:
+		return "bad_frame"
+	case CodeShutdown:
+		return "shutdown"
+	case CodeSlow:
+		return "slow"
+	case CodeSeqFuture:
+		return "seq_future"
+	}
+	return "other"
+}
+
 // NextRelayFrame returns the type and payload of the relay frame at the
 // start of buf and the bytes it occupies. The payload aliases buf.
 func NextRelayFrame(buf []byte) (typ byte, payload []byte, n int, err error) {
