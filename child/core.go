@@ -1,6 +1,8 @@
 package child
 
 import (
+	"cmp"
+	"math"
 	"slices"
 	"sync/atomic"
 
@@ -237,10 +239,60 @@ func (c *Core) AppendImage(dst []byte, sym []byte, now int64) []byte {
 // AppendAllImages appends the image of every symbol seen (SUB *), in
 // symbol order.
 func (c *Core) AppendAllImages(dst []byte, now int64) []byte {
-	for _, code := range c.codes {
+	dst, _, _ = c.AppendImages(dst, 0, len(c.codes), now)
+	return dst
+}
+
+// AppendImages appends the images of up to n symbols with code >= from, in
+// symbol order: one part of SUB *'s image. It returns the code the next
+// part starts at; more is false when none is left.
+func (c *Core) AppendImages(dst []byte, from uint32, n int, now int64) (out []byte, next uint32, more bool) {
+	i, _ := slices.BinarySearch(c.codes, from)
+	end := min(i+n, len(c.codes))
+	for _, code := range c.codes[i:end] {
 		dst = c.syms[code].appendImage(dst, code, now)
 	}
-	return dst
+	if end == len(c.codes) {
+		return dst, 0, false
+	}
+	return dst, c.codes[end], true
+}
+
+// ImageCut says how far one part of an image built in parts (AppendImages)
+// went: the symbols with code >= From, up to the next cut's From, were
+// imaged as of seq Seq.
+type ImageCut struct {
+	From uint32
+	Seq  uint64
+}
+
+// AppendMissed appends, in seq order and with child send stamp now, every
+// held frame a part of an image missed: a frame newer than the cut (cuts in
+// ascending From, starting at 0) its symbol falls in. After it the image is
+// as if taken at LastSeq in one piece. It reports false, appending nothing,
+// when the history no longer holds every seq after the first cut.
+func (c *Core) AppendMissed(dst []byte, cuts []ImageCut, now int64) ([]byte, bool) {
+	from := cuts[0].Seq + 1
+	if from > c.last {
+		return dst, true
+	}
+	if o := c.hist.oldest(); o == 0 || o > from {
+		return dst, false
+	}
+	c.hist.scan(from, func(seq, _ uint64, frame []byte) bool {
+		code, _ := wire.TextFrameCode(frame) // a frame we made: always numeric
+		i, found := slices.BinarySearchFunc(cuts, code, func(cut ImageCut, code uint32) int { return cmp.Compare(cut.From, code) })
+		if !found {
+			i-- // the cut before the first From above code
+		}
+		if seq > cuts[i].Seq {
+			at := len(dst)
+			dst = append(dst, frame...)
+			wire.SetChildSend(dst[at:], now)
+		}
+		return true
+	})
+	return dst, true
 }
 
 // appendImage appends s's image (AppendImage); code is its symbol.
@@ -292,10 +344,23 @@ func (s *symState) appendImage(dst []byte, code uint32, now int64) []byte {
 // false (appending nothing) when from is older than the history holds.
 // Seqs beyond LastSeq are simply not there yet.
 func (c *Core) AppendHistory(dst []byte, from uint64, hashes []uint64, all bool, now int64) ([]byte, bool) {
+	dst, _, ok := c.AppendHistoryPart(dst, from, hashes, all, now, math.MaxInt)
+	return dst, ok
+}
+
+// AppendHistoryPart is AppendHistory over at most n seqs from from on: one
+// part of a long RESUME. next is the seq the next part starts at (LastSeq+1
+// once this part reached the end).
+func (c *Core) AppendHistoryPart(dst []byte, from uint64, hashes []uint64, all bool, now int64, n int) (out []byte, next uint64, ok bool) {
 	if from <= c.last && (c.hist.oldest() == 0 || from < c.hist.oldest()) {
-		return dst, false
+		return dst, from, false
 	}
-	c.hist.scan(from, func(_, h uint64, frame []byte) bool {
+	next = max(from, c.last+1)
+	c.hist.scan(from, func(seq, h uint64, frame []byte) bool {
+		if seq-from >= uint64(n) {
+			next = seq
+			return false
+		}
 		if all || slices.Contains(hashes, h) {
 			at := len(dst)
 			dst = append(dst, frame...)
@@ -303,5 +368,5 @@ func (c *Core) AppendHistory(dst []byte, from uint64, hashes []uint64, all bool,
 		}
 		return true
 	})
-	return dst, true
+	return dst, next, true
 }

@@ -154,3 +154,156 @@ func TestBookImage(t *testing.T) {
 		t.Fatal("clear")
 	}
 }
+
+// partsMsg is the message of seq in TestImageInParts' feed: 1000 symbols
+// (even codes) up to seq 3000, then new ones (odd codes) among them.
+func partsMsg(seq uint64) wire.Msg {
+	m := testMsg(seq)
+	if seq <= 3000 {
+		m.Security = uint32(2 * ((seq*7)%1000 + 1))
+	} else {
+		m.Security = uint32((seq*13)%2000 + 1)
+	}
+	return m
+}
+
+func applyParts(t *testing.T, c *Core, from, to uint64) {
+	t.Helper()
+	b := getBatch()
+	defer b.release()
+	for s := from; s <= to; s++ {
+		m := partsMsg(s)
+		f, ok := wire.AppendMsgFrame(nil, s, int64(s), &m)
+		if !ok {
+			t.Fatal("encode")
+		}
+		it := wire.Item{Seq: s, ExchSend: int64(s), RootRecv: 5, Body: f[wire.FeedLenSize:]}
+		if err := c.Apply(b, &it, 6, 7); err != nil {
+			t.Fatal(err)
+		}
+		b.buf, b.frames = b.buf[:0], b.frames[:0]
+	}
+}
+
+// TestImageInParts: SUB *'s image built in parts while items keep coming
+// (AppendImages, then AppendMissed) brings a client to exactly the state
+// the core holds at the end: per symbol, the last frame of each kind and
+// the book, with no update twice and none missing.
+func TestImageInParts(t *testing.T) {
+	c := NewCore(1<<14, 16<<20)
+	applyParts(t, c, 1, 3000)
+	var img []byte
+	var cuts []ImageCut
+	seq := uint64(3000)
+	for from, more := uint32(0), true; more; {
+		cuts = append(cuts, ImageCut{From: from, Seq: c.LastSeq()})
+		img, from, more = c.AppendImages(img, from, 100, 1)
+		applyParts(t, c, seq+1, seq+37) // the relay applies items between parts
+		seq += 37
+	}
+	imaged := len(img)
+	out, ok := c.AppendMissed(img, cuts, 1)
+	if !ok || len(cuts) < 10 {
+		t.Fatalf("AppendMissed %v over %d parts", ok, len(cuts))
+	}
+	cutOf := func(code uint32) ImageCut {
+		i := len(cuts) - 1
+		for cuts[i].From > code {
+			i--
+		}
+		return cuts[i]
+	}
+	// What the client ends up with, symbol by symbol.
+	model := map[uint32]*symState{}
+	missed, newInOldPart := 0, false
+	for at := 0; at < len(out); {
+		n := bytes.IndexByte(out[at:], '\n') + 1
+		line := out[at : at+n]
+		var m wire.Msg
+		s, _, err := wire.DecodeTextFrame(line, &m)
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		st := model[m.Security]
+		if st == nil {
+			st = new(symState)
+			model[m.Security] = st
+		}
+		if at >= imaged { // a missed update: newer than its symbol's part
+			missed++
+			if cut := cutOf(m.Security); s <= cut.Seq {
+				t.Fatalf("seq %d of %05d again: its part was taken at %d", s, m.Security, cut.Seq)
+			}
+			newInOldPart = newInOldPart || (m.Security%2 == 1 && c.syms[m.Security] != nil && m.Security < cuts[len(cuts)-1].From)
+		}
+		if k := kindOf(m.Type); k >= 0 {
+			if s <= st.last[k].seq {
+				t.Fatalf("%05d kind %d: seq %d after %d", m.Security, k, s, st.last[k].seq)
+			}
+			st.last[k].seq = s
+		} else {
+			st.applyBook(&m)
+		}
+		at += n
+	}
+	wantMissed := 0
+	for s := uint64(3001); s <= c.LastSeq(); s++ {
+		if s > cutOf(partsMsg(s).Security).Seq {
+			wantMissed++
+		}
+	}
+	if missed != wantMissed || !newInOldPart {
+		t.Fatalf("%d missed updates, want %d (a new symbol in an earlier part: %v)", missed, wantMissed, newInOldPart)
+	}
+	if len(model) != len(c.syms) {
+		t.Fatalf("client knows %d symbols, core %d", len(model), len(c.syms))
+	}
+	for code, s := range c.syms {
+		got := model[code]
+		for k := range s.last {
+			if got.last[k].seq != s.last[k].seq {
+				t.Fatalf("%05d kind %d: client at seq %d, core %d", code, k, got.last[k].seq, s.last[k].seq)
+			}
+		}
+		if got.book != s.book {
+			t.Fatalf("%05d: client's book differs from the core's", code)
+		}
+	}
+
+	// A history too short for what the parts missed: AppendMissed says so.
+	short := NewCore(64, 1<<20)
+	applyParts(t, short, 1, 3000)
+	cuts = []ImageCut{{0, short.LastSeq()}}
+	applyParts(t, short, 3001, 3100)
+	if out, ok := short.AppendMissed(nil, cuts, 1); ok || len(out) != 0 {
+		t.Fatal("AppendMissed over seqs the history lost")
+	}
+}
+
+// TestHistoryInParts: a RESUME scanned in parts gives what one scan gives.
+func TestHistoryInParts(t *testing.T) {
+	c := NewCore(1024, 1<<20)
+	applyN(t, c, 1, 700)
+	hashes := []uint64{SymbolHash([]byte("00003")), SymbolHash([]byte("00011"))}
+	for _, all := range []bool{true, false} {
+		whole, ok := c.AppendHistory(nil, 40, hashes, all, 9)
+		if !ok {
+			t.Fatal("history from 40")
+		}
+		var parts []byte
+		next, n := uint64(40), 0
+		for ; next <= c.LastSeq(); n++ {
+			parts, next, ok = c.AppendHistoryPart(parts, next, hashes, all, 9, 50)
+			if !ok {
+				t.Fatal("part")
+			}
+		}
+		if !bytes.Equal(parts, whole) || n != 14 || next != 701 {
+			t.Fatalf("all=%v: %d parts ending at %d, %d bytes vs %d", all, n, next, len(parts), len(whole))
+		}
+	}
+	applyN(t, c, 701, 2000) // seq 100 is evicted: the next part must say so
+	if _, _, ok := c.AppendHistoryPart(nil, 100, nil, true, 9, 50); ok {
+		t.Fatal("a part from an evicted seq")
+	}
+}

@@ -50,8 +50,11 @@
 // image covers are skipped, later ones all flow, so the client sees image,
 // "OK SUB sym P", then every update > P in order, no gap, no duplicate.
 // "SUB *" sends the image of every symbol (in symbol order), then
-// "OK SUB * P" and every update > P. RESUME does the same with the history
-// (from its seq to P), "ERR GONE" when the seq is older than held. A client
+// "OK SUB * P" and every update > P; it builds the image in parts (a hold
+// of the read lock each) followed by the updates each part missed
+// (Core.AppendMissed), so the image still ends exactly at P. RESUME does
+// the same with the history (from its seq to P, in parts too), "ERR GONE"
+// when the seq is older than held. A client
 // gets each frame once even if both "*" and the symbol match.
 //
 // Slow clients: after each Write, OutboundBuffered over MaxPending applies

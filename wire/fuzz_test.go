@@ -331,6 +331,9 @@ func FuzzDecodeTextFrame(f *testing.F) {
 		if len(frame) > MaxTextFrame {
 			t.Fatalf("frame %d > MaxTextFrame", len(frame))
 		}
+		if code, ok := TextFrameCode(frame); !ok || code != m.Security {
+			t.Fatalf("TextFrameCode %d %v, want %d", code, ok, m.Security)
+		}
 		seq2, st2, err := DecodeTextFrame(frame, &m2)
 		if err != nil || seq2 != seq || st2 != st || m2 != m {
 			t.Fatalf("round trip of %q via %q: %v\n%+v\n%+v", line, frame, err, m, m2)

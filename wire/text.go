@@ -78,6 +78,24 @@ func ParseSymbol(s []byte) (uint32, bool) {
 	return uint32(v), true
 }
 
+// TextFrameCode returns the security code of a text frame ("TR 17 00005
+// ..."): its third field, parsed. It decodes nothing else.
+func TextFrameCode(frame []byte) (uint32, bool) {
+	i := 0
+	for range 2 {
+		sp := bytes.IndexByte(frame[i:], ' ')
+		if sp < 0 {
+			return 0, false
+		}
+		i += sp + 1
+	}
+	end := i
+	for end < len(frame) && frame[end] != ' ' && frame[end] != '\n' {
+		end++
+	}
+	return ParseSymbol(frame[i:end])
+}
+
 // MaxTextFrame bounds one text frame (a full book update is the longest).
 const MaxTextFrame = 2048
 

@@ -241,3 +241,18 @@ func TestParsePrice(t *testing.T) {
 		}
 	}
 }
+
+func TestTextFrameCode(t *testing.T) {
+	for _, tc := range []struct {
+		frame string
+		code  uint32
+		ok    bool
+	}{
+		{"TR 17 00005 px=1.000\n", 5, true}, {"BK 1 00700\n", 700, true}, {"NP 9 4294967295", 1<<32 - 1, true},
+		{"", 0, false}, {"TR", 0, false}, {"TR 17", 0, false}, {"TR 17 ", 0, false}, {"TR 17 x5 px=1", 0, false}, {"TR 17 4294967296 ", 0, false},
+	} {
+		if code, ok := TextFrameCode([]byte(tc.frame)); code != tc.code || ok != tc.ok {
+			t.Errorf("TextFrameCode(%q) = %d %v, want %d %v", tc.frame, code, ok, tc.code, tc.ok)
+		}
+	}
+}
