@@ -207,7 +207,6 @@ func startChildAt(t *testing.T, rootAddr, name string, fromSeq uint64) *child.Ch
 	cfg.Roots, cfg.Addr, cfg.Name, cfg.FromSeq = []string{rootAddr}, "127.0.0.1:0", name, fromSeq
 	cfg.Loops = 1
 	cfg.HistorySize, cfg.HistoryBytes = 1<<18, 256<<20
-	cfg.MaxPending = 512 << 20 // verifyResume's RESUME writes the whole history at once
 	cfg.BackoffMin, cfg.BackoffMax = 10*time.Millisecond, 200*time.Millisecond
 	cfg.Logger = testLogger()
 	c, err := child.New(cfg)
