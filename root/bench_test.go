@@ -54,9 +54,8 @@ func BenchmarkRingGet(b *testing.B) {
 	}
 }
 
-// BenchmarkSessionRead measures the feed read path per item: frame
-// decoding, validation, gap check, stamping and the ring append.
-func BenchmarkSessionRead(b *testing.B) {
+// benchRoot is a root with a 64k ring that logs nothing; it is not run.
+func benchRoot(b *testing.B) *Root {
 	cfg := DefaultConfig()
 	cfg.RingSize = 1 << 16
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -64,6 +63,13 @@ func BenchmarkSessionRead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return r
+}
+
+// BenchmarkSessionRead measures the feed read path per item: frame
+// decoding, validation, gap check, stamping and the ring append.
+func BenchmarkSessionRead(b *testing.B) {
+	r := benchRoot(b)
 	s := newSession(r)
 	const k = 1024
 	var frames []byte
@@ -131,13 +137,7 @@ func BenchmarkRelayBatch(b *testing.B) {
 // (<= 64 KiB of items): reread each item's receive stamp and record
 // RootSend minus it. 0 allocs/op.
 func BenchmarkRelayDwell(b *testing.B) {
-	cfg := DefaultConfig()
-	cfg.RingSize = 1 << 16
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	r, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	r := benchRoot(b)
 	for seq := uint64(1); seq <= 4096; seq++ { // bodies carry their seq: the batch rereads them
 		r.ring.Append(seq, int64(seq)*1000, testBody(seq))
 	}
