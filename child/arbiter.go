@@ -1,6 +1,9 @@
 package child
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // Arbitration of relay lines. A child may take the same exchange feed from
 // several roots (an A/B pair): one relay line each. Every line carries the
@@ -18,8 +21,9 @@ import "slices"
 // other line is streaming; otherwise it retries later, as does a line whose
 // root is behind (SeqFuture). Such retries back off, but not past the end
 // of the line they yield to: when the last streaming line goes down, every
-// line waiting to retry tries at once (allDown), so a failover never waits
-// out a backoff.
+// line waiting to retry tries at once (wake), so a failover never waits
+// out a backoff. A line that just went down may be back in a moment with
+// the seqs, so for its next session (at most a grace) no line skips them.
 
 // verdict is what to do with an arriving item.
 type verdict uint8
@@ -43,24 +47,42 @@ func arbitrate(last, seq uint64) verdict {
 }
 
 // arbiter tracks which relay lines are streaming. It is a pure type: the
-// caller serializes access (Child.relayMu).
+// caller serializes access (Child.relayMu) and passes the time.
 type arbiter struct {
-	up      []bool        // line i has a session that delivered frames
-	allDown chan struct{} // closed (and replaced) when the last up line goes down
+	up     []bool        // line i has a session that delivered frames
+	rejoin []time.Time   // when line i went down, while its next session may still bring it back
+	grace  time.Duration // the longest a rejoin may hold others back
+	wake   chan struct{} // closed (and replaced) when lines waiting on others should retry now
 }
 
-func newArbiter(lines int) *arbiter {
-	return &arbiter{up: make([]bool, lines), allDown: make(chan struct{})}
+func newArbiter(lines int, grace time.Duration) *arbiter {
+	return &arbiter{up: make([]bool, lines), rejoin: make([]time.Time, lines), grace: grace, wake: make(chan struct{})}
 }
 
-// setUp records whether line i is streaming.
-func (a *arbiter) setUp(i int, up bool) {
-	was := a.up[i]
-	a.up[i] = up
-	if was && !up && !a.anyUp() {
-		close(a.allDown)
-		a.allDown = make(chan struct{})
+// setUp records that line i is streaming.
+func (a *arbiter) setUp(i int) {
+	a.up[i] = true
+	a.rejoin[i] = time.Time{}
+}
+
+// ended records that a session of line i ended at now and reports whether
+// the line was streaming in it. A line that was streaming is rejoining
+// until its next session ends or comes up: a drop is often brief, and until
+// then another line may not skip the seqs it would have delivered. The
+// waiting lines wake when the last streaming line goes down and when the
+// last hope of one coming back fails.
+func (a *arbiter) ended(i int, now time.Time) (streamed bool) {
+	streamed, rejoined := a.up[i], !a.rejoin[i].IsZero()
+	a.up[i] = false
+	a.rejoin[i] = time.Time{}
+	if streamed {
+		a.rejoin[i] = now
 	}
+	if (streamed || rejoined) && !a.anyUp() {
+		close(a.wake)
+		a.wake = make(chan struct{})
+	}
+	return streamed
 }
 
 // anyUp reports whether some line is streaming.
@@ -70,9 +92,20 @@ func (a *arbiter) anyUp() bool { return slices.Contains(a.up, true) }
 func (a *arbiter) isUp(i int) bool { return a.up[i] }
 
 // maySkip reports whether line i, whose root no longer holds the next seq,
-// may skip to what it holds: only when no other line is streaming (one
-// might still deliver the seqs).
-func (a *arbiter) maySkip(i int) bool { return !a.otherUp(i) }
+// may skip to what it holds: only when no other line is streaming or
+// rejoining (one might still deliver the seqs). If a line is rejoining,
+// retry is how long it may still hold line i back.
+func (a *arbiter) maySkip(i int, now time.Time) (ok bool, retry time.Duration) {
+	if a.otherUp(i) {
+		return false, 0
+	}
+	for j, t := range a.rejoin {
+		if j != i && !t.IsZero() {
+			retry = max(retry, t.Add(a.grace).Sub(now))
+		}
+	}
+	return retry <= 0, max(retry, 0)
+}
 
 // otherUp reports whether a line other than i is streaming.
 func (a *arbiter) otherUp(i int) bool {

@@ -1,6 +1,7 @@
 package child
 
 import (
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -19,46 +20,72 @@ func TestArbitrate(t *testing.T) {
 			t.Errorf("arbitrate(last %d, seq %d) = %d, want %d", tc.last, tc.seq, got, tc.want)
 		}
 	}
-	a := newArbiter(2)
-	if !a.maySkip(0) {
+	t0 := time.Unix(1000, 0)
+	a := newArbiter(2, time.Second)
+	if ok, _ := a.maySkip(0, t0); !ok {
 		t.Error("no line streaming, yet line 0 may not skip")
 	}
-	a.setUp(0, true)
-	if !a.maySkip(0) || a.maySkip(1) {
-		t.Error("line 0 streaming: it may skip (it is the one asking), line 1 may not")
+	a.setUp(0)
+	if ok, _ := a.maySkip(0, t0); !ok {
+		t.Error("line 0 streaming: it may skip (it is the one asking)")
 	}
-	a.setUp(0, false)
-	if !a.maySkip(1) {
-		t.Error("line 0 down again, yet line 1 may not skip")
+	if ok, retry := a.maySkip(1, t0); ok || retry != 0 {
+		t.Errorf("line 0 streaming: line 1 may skip (%v) or has a retry (%v), want neither", ok, retry)
+	}
+	a.ended(0, t0)
+	if ok, retry := a.maySkip(1, t0.Add(300*time.Millisecond)); ok || retry != 700*time.Millisecond {
+		t.Errorf("line 0 rejoining: maySkip(1) = %v, retry %v; want false, 700ms", ok, retry)
+	}
+	if ok, _ := a.maySkip(1, t0.Add(time.Second)); !ok {
+		t.Error("line 0's grace is over, yet line 1 may not skip")
+	}
+	a.ended(0, t0.Add(50*time.Millisecond)) // its next session did not come up
+	if ok, _ := a.maySkip(1, t0.Add(60*time.Millisecond)); !ok {
+		t.Error("line 0 failed to come back, yet line 1 may not skip")
+	}
+	a.setUp(0)
+	a.ended(0, t0)
+	a.setUp(0) // back: no longer rejoining, but streaming
+	a.ended(0, t0.Add(2*time.Second))
+	if ok, retry := a.maySkip(1, t0.Add(2*time.Second)); ok || retry != time.Second {
+		t.Errorf("line 0 down again: maySkip(1) = %v, retry %v; want false, 1s", ok, retry)
 	}
 }
 
-// TestArbiterAllDown: allDown fires once the last streaming line goes
-// down, not while another streams nor for a line already down.
-func TestArbiterAllDown(t *testing.T) {
-	a := newArbiter(3)
-	fired := func(c chan struct{}) bool {
-		select {
-		case <-c:
-			return true
-		default:
-			return false
-		}
+// TestArbiterWake: wake fires once the last streaming line goes down, and
+// when the last rejoining line fails to come back; not while another line
+// streams nor for a line down already.
+func TestArbiterWake(t *testing.T) {
+	now := time.Unix(1000, 0)
+	a := newArbiter(3, time.Minute)
+	c := a.wake
+	if a.ended(1, now) || closed(c) { // down -> down
+		t.Fatal("a line that was down ended streaming, or woke the others")
 	}
-	c := a.allDown
-	a.setUp(1, false) // down -> down
-	a.setUp(0, true)
-	a.setUp(2, true)
-	a.setUp(0, false) // line 2 still streams
-	if fired(c) || !a.otherUp(1) || a.otherUp(2) {
-		t.Fatal("allDown fired, or otherUp wrong, while line 2 streams")
+	a.setUp(0)
+	a.setUp(2)
+	if !a.ended(0, now) || closed(c) || !a.otherUp(1) || a.otherUp(2) {
+		t.Fatal("wake fired, or otherUp is wrong, while line 2 streams")
 	}
-	a.setUp(2, false)
-	if !fired(c) || a.anyUp() {
-		t.Fatal("the last streaming line went down: allDown did not fire")
+	if a.ended(0, now) || closed(c) {
+		t.Fatal("line 0 failed to come back while line 2 streams: wake fired")
 	}
-	if next := a.allDown; fired(next) {
-		t.Fatal("the next allDown is already closed")
+	a.ended(2, now)
+	if !closed(c) || a.anyUp() {
+		t.Fatal("the last streaming line went down: wake did not fire")
+	}
+	c = a.wake
+	if closed(c) {
+		t.Fatal("the next wake is already closed")
+	}
+	a.ended(2, now) // its next session did not come up
+	if !closed(c) {
+		t.Fatal("the last rejoining line failed to come back: wake did not fire")
+	}
+	c = a.wake
+	a.ended(2, now)
+	if closed(c) {
+		t.Fatal("a line neither streaming nor rejoining ended: wake fired")
 	}
 }
 
@@ -230,4 +257,123 @@ func TestABFailoverToWaitingLine(t *testing.T) {
 		t.Fatalf("client got %d frames, want 1..600 once each, in order", len(rd.frames))
 	}
 	t.Logf("B took over %v after A went down", time.Since(start))
+}
+
+// waitMetricAtLeast waits until get() >= want.
+func waitMetricAtLeast(t *testing.T, what string, get func() float64, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for get() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v, want at least %v", what, get(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// startYielding runs a child on roots A and B where B's root no longer
+// holds seqs 501..999: A streams 1..500 while B's line yields to it.
+func startYielding(t *testing.T, mod func(*Config)) (a, b *fakeRoot, ch *Child, rd *reader) {
+	a, b = newFakeRoot(t), newFakeRoot(t)
+	b.set(func(r *fakeRoot) { r.oldest, r.down = 1000, true })
+	ch = startChild(t, a, func(c *Config) {
+		c.Roots = []string{a.addr(), b.addr()}
+		if mod != nil {
+			mod(c)
+		}
+	})
+	<-a.hellos
+	rd = subAll(t, ch)
+	a.publish(500)
+	b.publish(2000)
+	if err := rd.untilSeq(500); err != nil {
+		t.Fatal(err)
+	}
+	b.setDown(false)
+	waitMetricAtLeast(t, "SeqGone from B", func() float64 {
+		return testutil.ToFloat64(ch.Metrics().RootErrors.WithLabelValues(b.addr(), "seq_gone"))
+	}, 1)
+	return a, b, ch, rd
+}
+
+// TestABBriefDropLosesNothing: A's line drops for a moment. B's line wakes
+// at once, but while A may be back it does not skip the seqs B's root lost:
+// A returns and delivers them.
+func TestABBriefDropLosesNothing(t *testing.T) {
+	a, _, ch, rd := startYielding(t, nil)
+	a.set(func(r *fakeRoot) { r.dropAt = 600 })
+	a.publish(1500)
+	if err := rd.untilSeq(2000); err != nil {
+		t.Fatalf("%v (at seq %d)", err, ch.LastSeq())
+	}
+	if !slices.Equal(rd.frames, expect(0, 2000, "*")) {
+		t.Fatalf("client got %d frames, want 1..2000 once each, in order", len(rd.frames))
+	}
+	if l := testutil.ToFloat64(ch.Metrics().LostItems); l != 0 {
+		t.Fatalf("lost items %v: B skipped seqs A was about to deliver", l)
+	}
+}
+
+// TestABSkipWhenDroppedLineStaysDown: A goes down for good. Once A's line
+// fails to come back, B's line skips to what its root holds, without waiting
+// out the rejoin grace (here over 12 s).
+func TestABSkipWhenDroppedLineStaysDown(t *testing.T) {
+	a, _, ch, rd := startYielding(t, func(c *Config) { c.DialTimeout = 10 * time.Second })
+	a.setDown(true)
+	start := time.Now()
+	rd.c.Conn().SetReadDeadline(start.Add(5 * time.Second))
+	if err := rd.untilSeq(2000); err != nil {
+		t.Fatalf("after A went down: %v (at seq %d)", err, ch.LastSeq())
+	}
+	if want := append(expect(0, 500, "*"), expect(999, 2000, "*")...); !slices.Equal(rd.frames, want) {
+		t.Fatalf("client got %d frames, want 1..500 and 1000..2000 once each, in order", len(rd.frames))
+	}
+	if l := testutil.ToFloat64(ch.Metrics().LostItems); l != 499 {
+		t.Fatalf("lost items %v, want 499 (501..999)", l)
+	}
+	t.Logf("B skipped to its root's oldest seq %v after A went down", time.Since(start))
+}
+
+// TestABWakeDuringSession: the last streaming line goes down while B's
+// line is in a session that will not stream (its root holds it, then hangs
+// up). B's line retries as soon as that session ends instead of waiting out
+// its backoff (here at least 2.5 s).
+func TestABWakeDuringSession(t *testing.T) {
+	a := newFakeRoot(t)
+	bl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bl.Close()
+	bconns := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := bl.Accept()
+			if err != nil {
+				return
+			}
+			bconns <- c
+		}
+	}()
+	ch := startChild(t, a, func(c *Config) {
+		c.Roots = []string{a.addr(), bl.Addr().String()}
+		c.BackoffMin, c.BackoffMax = 5*time.Second, time.Minute
+	})
+	held := <-bconns // B's first session: held open, silent
+	defer held.Close()
+	<-a.hellos
+	rd := subAll(t, ch)
+	a.publish(500)
+	if err := rd.untilSeq(500); err != nil {
+		t.Fatal(err)
+	}
+	a.setDown(true)
+	waitMetric(t, "root_up of A", func() float64 { return testutil.ToFloat64(ch.Metrics().RootUp.WithLabelValues(a.addr())) }, 0)
+	held.Close()
+	select {
+	case c := <-bconns:
+		c.Close()
+	case <-time.After(2 * time.Second):
+		t.Fatal("B's line waited out its backoff after a session that ended once A had gone down")
+	}
 }

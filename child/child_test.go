@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -306,11 +307,15 @@ func TestSubAllImage(t *testing.T) {
 	ch := startChild(t, root, nil)
 	root.publish(500)
 	waitSeq(t, ch, 500)
-	star, named := dial(t, ch), dial(t, ch)
+	star, named, both := dial(t, ch), dial(t, ch), dial(t, ch)
 	star.Sub("*")
 	named.Sub(allSymbols()...)
+	both.Sub("*", "00005") // one image of 00005, not two
 	starImg, starOK := imageOf(t, star, 1)
 	namedImg, namedOKs := imageOf(t, named, testSymbols)
+	if bothImg, _ := imageOf(t, both, 2); !maps.EqualFunc(bothImg, starImg, slices.Equal) {
+		t.Fatalf("SUB * 00005 imaged 00005 in %d frames, SUB * in %d (or others differ)", len(bothImg["00005"]), len(starImg["00005"]))
+	}
 	if starOK[0] != 500 || slices.ContainsFunc(namedOKs, func(s uint64) bool { return s != 500 }) {
 		t.Fatalf("OK seqs: * %v, by name %v; want 500", starOK, namedOKs)
 	}

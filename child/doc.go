@@ -28,7 +28,9 @@
 // time, so the first copy of a seq is applied and later ones are dropped as
 // duplicates; a line whose root answers SeqGone while another line streams
 // retries with backoff instead of skipping, and every line waiting to
-// retry tries at once when the last streaming line goes down (arbiter.go).
+// retry tries at once when the last streaming line goes down; until that
+// line's next session comes up or fails, none skips the seqs it may still
+// deliver (arbiter.go).
 //
 // Core (core.go, history.go) is pure: decode, AppendTextFrame once per item
 // (stamps exch, rootRecv, rootSend, childRecv; child send is patched per loop

@@ -48,12 +48,13 @@ func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
 // symbol sym, kept for conflation's resync) from seq from on.
 func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from uint64) {
 	if all {
+		// What "*" answers (images or history up to from) covers the
+		// client's named symbols too: their frames up to from are not due.
+		for h := range cl.subs {
+			setFrom(f.index[h], cl, func(was uint64) uint64 { return max(was, from) })
+		}
 		if cl.all {
-			for i := range f.all {
-				if f.all[i].cl == cl {
-					f.all[i].from = from
-				}
-			}
+			setFrom(f.all, cl, func(uint64) uint64 { return from })
 			return
 		}
 		cl.all = true
@@ -61,12 +62,7 @@ func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from u
 		return
 	}
 	if _, ok := cl.subs[hash]; ok {
-		l := f.index[hash]
-		for i := range l {
-			if l[i].cl == cl {
-				l[i].from = from
-			}
-		}
+		setFrom(f.index[hash], cl, func(uint64) uint64 { return from })
 		return
 	}
 	if cl.subs == nil {
@@ -74,6 +70,16 @@ func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from u
 	}
 	cl.subs[hash] = append([]byte(nil), sym...)
 	f.index[hash] = append(f.index[hash], subEntry{cl, from})
+}
+
+// setFrom sets the from of cl's entry in l to set(its from).
+func setFrom(l []subEntry, cl *client, set func(uint64) uint64) {
+	for i := range l {
+		if l[i].cl == cl {
+			l[i].from = set(l[i].from)
+			return
+		}
+	}
 }
 
 func removeEntry(l []subEntry, cl *client) []subEntry {

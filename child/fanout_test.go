@@ -10,7 +10,8 @@ import (
 
 // TestFanoutTake: each client's frames come out of take back to back, in
 // seq order across batches, stamped with their batch's child send time,
-// once each, from its subscription's start on; a one-frame client gets the
+// once each, from its subscription's start on (a "*" subscription's start
+// covering the client's named symbols too); a one-frame client gets the
 // arena's bytes without a copy; flushed starts the next round empty.
 func TestFanoutTake(t *testing.T) {
 	c := NewCore(1<<10, 1<<20)
@@ -18,13 +19,15 @@ func TestFanoutTake(t *testing.T) {
 	sym1, sym2 := []byte(testSym(1)), []byte(testSym(2))
 
 	f := newFanout()
-	one, two, late, all, both := &client{}, &client{}, &client{}, &client{}, &client{}
+	one, two, late, all, both, widened := &client{}, &client{}, &client{}, &client{}, &client{}, &client{}
 	f.subscribe(one, SymbolHash(sym1), sym1, false, 0)
 	f.subscribe(two, SymbolHash(sym2), sym2, false, 0)
 	f.subscribe(late, SymbolHash(sym1), sym1, false, 50) // frames after seq 50 only
 	f.subscribe(all, 0, nil, true, 0)
 	f.subscribe(both, SymbolHash(sym1), sym1, false, 0)
 	f.subscribe(both, 0, nil, true, 0) // "*" too: still each frame once
+	f.subscribe(widened, SymbolHash(sym1), sym1, false, 0)
+	f.subscribe(widened, 0, nil, true, 50) // "*"'s answer covers sym1 too, up to 50
 
 	// want is what cl should receive: the frames it subscribes to, with
 	// the child send stamp of the batch that carried them.
@@ -58,11 +61,12 @@ func TestFanoutTake(t *testing.T) {
 		return func(_ uint64, fr []byte) bool { return bytes.Equal(symOf(fr), sym) }
 	}
 	wants := map[*client][]byte{
-		one:  want(is(sym1)),
-		two:  want(is(sym2)),
-		late: want(func(seq uint64, fr []byte) bool { return seq > 50 && is(sym1)(seq, fr) }),
-		all:  want(func(uint64, []byte) bool { return true }),
-		both: want(func(uint64, []byte) bool { return true }),
+		one:     want(is(sym1)),
+		two:     want(is(sym2)),
+		late:    want(func(seq uint64, fr []byte) bool { return seq > 50 && is(sym1)(seq, fr) }),
+		all:     want(func(uint64, []byte) bool { return true }),
+		both:    want(func(uint64, []byte) bool { return true }),
+		widened: want(func(seq uint64, _ []byte) bool { return seq > 50 }),
 	}
 
 	f.add(b1, 1001)
@@ -70,8 +74,8 @@ func TestFanoutTake(t *testing.T) {
 	if f.frames != deliveries {
 		t.Errorf("frames counted %d, want %d", f.frames, deliveries)
 	}
-	if len(f.dirty) != 5 {
-		t.Fatalf("%d dirty clients, want 5", len(f.dirty))
+	if len(f.dirty) != 6 {
+		t.Fatalf("%d dirty clients, want 6", len(f.dirty))
 	}
 	for _, cl := range f.dirty {
 		if got := f.take(cl); !bytes.Equal(got, wants[cl]) {

@@ -20,9 +20,11 @@ import (
 // sessionEnd says how a relay session ended and what to do next.
 type sessionEnd struct {
 	err      error
-	progress bool // received at least one frame: reset the backoff
-	now      bool // reconnect at once (gap, seq gone)
-	yield    bool // its root cannot serve the next seq yet while another line streams it
+	progress bool          // received at least one frame: reset the backoff
+	now      bool          // reconnect at once (gap, seq gone)
+	yield    bool          // its root cannot serve the next seq yet while another line may
+	retry    time.Duration // with yield: retry after this long even if no line is streaming
+	streamed bool          // the line was streaming in this session
 }
 
 // line is the relay line to one root (Config.Roots[i]).
@@ -43,6 +45,9 @@ func (ch *Child) relayLoop(ctx context.Context, l *line) {
 		if n > 0 {
 			ch.metrics.Reconnects.Inc()
 		}
+		ch.relayMu.Lock()
+		wake := ch.arb.wake
+		ch.relayMu.Unlock()
 		end := ch.session(ctx, l)
 		if ctx.Err() != nil {
 			return
@@ -59,18 +64,19 @@ func (ch *Child) relayLoop(ctx context.Context, l *line) {
 			backoff = min(2*backoff, ch.cfg.BackoffMax)
 		}
 		// With other lines, the wait ends when the last streaming one goes
-		// down (or went down already, if this one yielded to it).
+		// down, or went down already: during this session, if this one
+		// yielded to it or was not streaming itself.
 		ch.relayMu.Lock()
-		allDown := ch.arb.allDown
-		if end.yield && !ch.arb.anyUp() {
-			wait = 0
+		if !ch.arb.anyUp() && (end.yield || !end.streamed && closed(wake)) {
+			wait = end.retry
 		}
+		wake = ch.arb.wake
 		ch.relayMu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
-		case <-allDown:
+		case <-wake:
 			backoff = ch.cfg.BackoffMin
 		}
 	}
@@ -82,6 +88,7 @@ func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 	d := net.Dialer{Timeout: ch.cfg.DialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", l.addr)
 	if err != nil {
+		ch.lineEnded(l)
 		return sessionEnd{err: err}
 	}
 	from := ch.LastSeq() + 1
@@ -98,6 +105,7 @@ func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 	}
 	if err := write(wire.AppendHello(nil, wire.Hello{FromSeq: from, Name: ch.cfg.Name})); err != nil {
 		conn.Close()
+		ch.lineEnded(l)
 		return sessionEnd{err: fmt.Errorf("hello: %w", err)}
 	}
 
@@ -139,14 +147,28 @@ type logger interface {
 	Error(string, ...any)
 }
 
+// lineEnded tells the arbiter a session of l ended; it reports whether l
+// was streaming in it.
+func (ch *Child) lineEnded(l *line) (streamed bool) {
+	ch.relayMu.Lock()
+	defer ch.relayMu.Unlock()
+	l.up.Set(0)
+	return ch.arb.ended(l.i, time.Now())
+}
+
+// closed reports whether c is closed.
+func closed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 // readRelay reads relay frames from conn and applies them.
-func (ch *Child) readRelay(conn net.Conn, l *line, log logger) sessionEnd {
-	defer func() {
-		ch.relayMu.Lock()
-		ch.arb.setUp(l.i, false)
-		l.up.Set(0)
-		ch.relayMu.Unlock()
-	}()
+func (ch *Child) readRelay(conn net.Conn, l *line, log logger) (end sessionEnd) {
+	defer func() { end.streamed = ch.lineEnded(l) }()
 	clock := NewClock(ch.cfg.ClockWindow)
 	buf := make([]byte, 256<<10)
 	r, w := 0, 0
@@ -207,7 +229,7 @@ func (ch *Child) consume(l *line, clock *Clock, br *wire.BatchReader, p []byte, 
 		}
 		end.progress = true
 		if (typ == wire.RelayBatch || typ == wire.RelayHeartbeat) && !ch.arb.isUp(l.i) {
-			ch.arb.setUp(l.i, true) // streaming (an Error is not)
+			ch.arb.setUp(l.i) // streaming (an Error is not)
 			l.up.Set(1)
 		}
 		now := time.Now().UnixNano()
@@ -345,10 +367,10 @@ func (ch *Child) relayError(e wire.RelayErr, l *line, log logger) sessionEnd {
 	last := ch.LastSeq()
 	switch e.Code {
 	case wire.CodeSeqGone:
-		if e.Seq > last+1 && !ch.arb.maySkip(l.i) {
-			log.Warn("root no longer holds the seqs we need; another root's line is streaming them",
+		if ok, retry := ch.arb.maySkip(l.i, time.Now()); e.Seq > last+1 && !ok {
+			log.Warn("root no longer holds the seqs we need; another root's line is streaming them or may be back soon",
 				"asked_from", last+1, "first_available", e.Seq, "reason", e.Reason)
-			return sessionEnd{err: e, yield: true} // retried with backoff, from the then last+1
+			return sessionEnd{err: e, yield: true, retry: retry} // retried from the then last+1
 		}
 		if e.Seq > last+1 {
 			lost := e.Seq - last - 1

@@ -551,8 +551,7 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 		}
 		for _, sym := range cmd.Symbols {
 			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
-			star := string(sym) == wire.AllSymbols
-			s.subscribeAt(cl, SymbolHash(cl.sym), cl.sym, star, !star, p, now)
+			s.subscribeAt(cl, SymbolHash(cl.sym), cl.sym, string(sym) == wire.AllSymbols, !all, p, now)
 		}
 		ch.mu.RUnlock()
 	}
