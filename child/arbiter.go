@@ -59,26 +59,34 @@ func newArbiter(lines int, grace time.Duration) *arbiter {
 	return &arbiter{up: make([]bool, lines), rejoin: make([]time.Time, lines), grace: grace, wake: make(chan struct{})}
 }
 
-// setUp records that line i is streaming.
-func (a *arbiter) setUp(i int) {
+// streaming records that line i is streaming: a frame of the feed (a
+// batch, items) or a heartbeat arrived on it. Only items end a rejoin: a
+// root that heartbeats and hangs up, again and again, must not hold the
+// other lines back past one grace.
+func (a *arbiter) streaming(i int, items bool) {
 	a.up[i] = true
-	a.rejoin[i] = time.Time{}
+	if items {
+		a.rejoin[i] = time.Time{}
+	}
 }
 
 // ended records that a session of line i ended at now and reports whether
 // the line was streaming in it. A line that was streaming is rejoining
-// until its next session ends or comes up: a drop is often brief, and until
-// then another line may not skip the seqs it would have delivered. The
-// waiting lines wake when the last streaming line goes down and when the
-// last hope of one coming back fails.
+// until it delivers items again or a session of it ends without streaming:
+// a drop is often brief, and until then (for at most the grace from the
+// first drop) another line may not skip the seqs it would have delivered.
+// The waiting lines wake when the last streaming line goes down and when
+// the last hope of one coming back fails.
 func (a *arbiter) ended(i int, now time.Time) (streamed bool) {
-	streamed, rejoined := a.up[i], !a.rejoin[i].IsZero()
+	streamed, rejoining := a.up[i], !a.rejoin[i].IsZero()
 	a.up[i] = false
-	a.rejoin[i] = time.Time{}
-	if streamed {
+	switch {
+	case streamed && !rejoining:
 		a.rejoin[i] = now
+	case !streamed:
+		a.rejoin[i] = time.Time{}
 	}
-	if (streamed || rejoined) && !a.anyUp() {
+	if (streamed || rejoining) && !a.anyUp() {
 		close(a.wake)
 		a.wake = make(chan struct{})
 	}

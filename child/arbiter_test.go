@@ -3,10 +3,13 @@ package child
 import (
 	"net"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"tickrelay/wire"
 )
 
 func TestArbitrate(t *testing.T) {
@@ -21,11 +24,12 @@ func TestArbitrate(t *testing.T) {
 		}
 	}
 	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	a := newArbiter(2, time.Second)
 	if ok, _ := a.maySkip(0, t0); !ok {
 		t.Error("no line streaming, yet line 0 may not skip")
 	}
-	a.setUp(0)
+	a.streaming(0, true)
 	if ok, _ := a.maySkip(0, t0); !ok {
 		t.Error("line 0 streaming: it may skip (it is the one asking)")
 	}
@@ -33,22 +37,33 @@ func TestArbitrate(t *testing.T) {
 		t.Errorf("line 0 streaming: line 1 may skip (%v) or has a retry (%v), want neither", ok, retry)
 	}
 	a.ended(0, t0)
-	if ok, retry := a.maySkip(1, t0.Add(300*time.Millisecond)); ok || retry != 700*time.Millisecond {
+	if ok, retry := a.maySkip(1, at(300*time.Millisecond)); ok || retry != 700*time.Millisecond {
 		t.Errorf("line 0 rejoining: maySkip(1) = %v, retry %v; want false, 700ms", ok, retry)
 	}
-	if ok, _ := a.maySkip(1, t0.Add(time.Second)); !ok {
+	if ok, _ := a.maySkip(1, at(time.Second)); !ok {
 		t.Error("line 0's grace is over, yet line 1 may not skip")
 	}
-	a.ended(0, t0.Add(50*time.Millisecond)) // its next session did not come up
-	if ok, _ := a.maySkip(1, t0.Add(60*time.Millisecond)); !ok {
+	a.ended(0, at(50*time.Millisecond)) // its next session did not stream
+	if ok, _ := a.maySkip(1, at(60*time.Millisecond)); !ok {
 		t.Error("line 0 failed to come back, yet line 1 may not skip")
 	}
-	a.setUp(0)
-	a.ended(0, t0)
-	a.setUp(0) // back: no longer rejoining, but streaming
-	a.ended(0, t0.Add(2*time.Second))
-	if ok, retry := a.maySkip(1, t0.Add(2*time.Second)); ok || retry != time.Second {
-		t.Errorf("line 0 down again: maySkip(1) = %v, retry %v; want false, 1s", ok, retry)
+
+	// A line that heartbeats and drops again and again holds the others
+	// back for one grace from its first drop, not one per drop.
+	a.streaming(0, true)
+	a.ended(0, at(2*time.Second))
+	for d := 2100 * time.Millisecond; d < 3*time.Second; d += 100 * time.Millisecond {
+		a.streaming(0, false) // a heartbeat, no items
+		a.ended(0, at(d))
+	}
+	if ok, _ := a.maySkip(1, at(3*time.Second)); !ok {
+		t.Error("line 0 flapped on heartbeats for its whole grace, yet line 1 may not skip")
+	}
+	// Items end the rejoin: the next drop starts a grace of its own.
+	a.streaming(0, true)
+	a.ended(0, at(4*time.Second))
+	if ok, retry := a.maySkip(1, at(4*time.Second)); ok || retry != time.Second {
+		t.Errorf("line 0 down again after items: maySkip(1) = %v, retry %v; want false, 1s", ok, retry)
 	}
 }
 
@@ -62,8 +77,8 @@ func TestArbiterWake(t *testing.T) {
 	if a.ended(1, now) || closed(c) { // down -> down
 		t.Fatal("a line that was down ended streaming, or woke the others")
 	}
-	a.setUp(0)
-	a.setUp(2)
+	a.streaming(0, true)
+	a.streaming(2, true)
 	if !a.ended(0, now) || closed(c) || !a.otherUp(1) || a.otherUp(2) {
 		t.Fatal("wake fired, or otherUp is wrong, while line 2 streams")
 	}
@@ -375,5 +390,127 @@ func TestABWakeDuringSession(t *testing.T) {
 		c.Close()
 	case <-time.After(2 * time.Second):
 		t.Fatal("B's line waited out its backoff after a session that ended once A had gone down")
+	}
+}
+
+// flappingRoot accepts relay sessions, sends a heartbeat at once, holds the
+// connection for hold and hangs up: streaming, but delivering nothing.
+func flappingRoot(t *testing.T, hold time.Duration) (addr string, sessions *atomic.Int64) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	sessions = new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			sessions.Add(1)
+			go func() {
+				defer c.Close()
+				c.Write(wire.AppendHeartbeatFrame(nil, 0, time.Now().UnixNano()))
+				time.Sleep(hold)
+			}()
+		}
+	}()
+	return ln.Addr().String(), sessions
+}
+
+// TestABFlappingLineHoldsOneGrace: A's root heartbeats and hangs up on
+// every session, delivering nothing; B's root holds seqs 1000.. only. A's
+// drops hold B's skip back for one grace (here 0.71 s) from the first, not
+// one per drop: B skips and the feed flows.
+func TestABFlappingLineHoldsOneGrace(t *testing.T) {
+	aAddr, aSessions := flappingRoot(t, 20*time.Millisecond)
+	b := newFakeRoot(t)
+	b.set(func(r *fakeRoot) { r.oldest, r.down = 1000, true })
+	b.publish(2000)
+	go func() { // the fake root blocks once 100 hellos are unread
+		for range b.hellos {
+		}
+	}()
+	ch := startChild(t, b, func(c *Config) {
+		c.Roots = []string{aAddr, b.addr()}
+		c.DialTimeout, c.IdleTimeout = 200*time.Millisecond, 500*time.Millisecond
+	})
+	waitMetricAtLeast(t, "A's sessions", func() float64 { return float64(aSessions.Load()) }, 2)
+	rd := subAll(t, ch)
+	b.setDown(false)
+	start := time.Now()
+	rd.c.Conn().SetReadDeadline(start.Add(6 * time.Second))
+	if err := rd.untilSeq(2000); err != nil {
+		t.Fatalf("B's line never skipped while A flaps: %v (A's sessions %d, last seq %d)", err, aSessions.Load(), ch.LastSeq())
+	}
+	t.Logf("B skipped after %v; A's sessions %d", time.Since(start), aSessions.Load())
+}
+
+// TestABRejoinFailsAfterYield: B's line yields to A's rejoin (SeqGone) and
+// A's rejoin fails a moment later. However close the two, B retries at once
+// rather than waiting out the grace it was told at its SeqGone (6 s).
+func TestABRejoinFailsAfterYield(t *testing.T) {
+	seqGone := wire.AppendRelayError(nil, wire.RelayErr{Code: wire.CodeSeqGone, Seq: 1000, Reason: "gone"})
+	for trial := range 10 {
+		a, b := newRawRoot(t), newRawRoot(t)
+		startChild(t, &fakeRoot{ln: a.ln}, func(c *Config) {
+			c.Roots = []string{a.ln.Addr().String(), b.ln.Addr().String()}
+			c.DialTimeout, c.IdleTimeout = 3*time.Second, 3*time.Second
+			c.ClockInterval = time.Hour
+		})
+		a1 := a.next(t)
+		a1.Write(wire.AppendHeartbeatFrame(nil, 0, time.Now().UnixNano()))
+		time.Sleep(20 * time.Millisecond) // A streams
+		b.next(t).Write(seqGone)          // B yields to A
+		time.Sleep(20 * time.Millisecond)
+		a1.Close() // A rejoining; the wake: B retries at once
+		b2, a2 := b.next(t), a.next(t)
+		time.Sleep(20 * time.Millisecond) // both sessions open, silent
+		b2.Write(seqGone)                 // B yields to A's rejoin...
+		time.Sleep(time.Duration(trial%10) * 20 * time.Microsecond)
+		a2.Close() // ...which fails
+		select {
+		case <-b.conns:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("trial %d: B's line did not retry within 2 s after A's rejoin failed", trial)
+		}
+	}
+}
+
+// rawRoot is a listener whose relay connections the test drives by hand.
+type rawRoot struct {
+	ln    net.Listener
+	conns chan net.Conn
+}
+
+func newRawRoot(t *testing.T) *rawRoot {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rawRoot{ln, make(chan net.Conn, 100)}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			r.conns <- c
+		}
+	}()
+	return r
+}
+
+func (r *rawRoot) next(t *testing.T) net.Conn {
+	t.Helper()
+	select {
+	case c := <-r.conns:
+		return c
+	case <-time.After(5 * time.Second):
+		t.Fatal("no relay connection within 5 s")
+		return nil
 	}
 }

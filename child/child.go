@@ -79,7 +79,8 @@ func New(cfg Config) (*Child, error) {
 	ch.last.Store(cfg.FromSeq - 1)
 	ch.bound.Store(-1)
 	// A line that went down is back, or has failed to come back, within a
-	// backoff, a dial and an idle timeout: the longest it holds others back.
+	// backoff, a dial and an idle timeout: the longest its drop holds the
+	// others' skips back.
 	ch.arb = newArbiter(len(cfg.Roots), cfg.BackoffMin+cfg.DialTimeout+cfg.IdleTimeout)
 	for i, addr := range cfg.Roots {
 		l := &line{i: i, addr: addr, up: ch.metrics.RootUp.WithLabelValues(addr), items: ch.metrics.RootItems.WithLabelValues(addr)}

@@ -29,8 +29,8 @@
 // duplicates; a line whose root answers SeqGone while another line streams
 // retries with backoff instead of skipping, and every line waiting to
 // retry tries at once when the last streaming line goes down; until that
-// line's next session comes up or fails, none skips the seqs it may still
-// deliver (arbiter.go).
+// line delivers again or a session of it fails (at most a grace), none
+// skips the seqs it may still deliver (arbiter.go).
 //
 // Core (core.go, history.go) is pure: decode, AppendTextFrame once per item
 // (stamps exch, rootRecv, rootSend, childRecv; child send is patched per loop

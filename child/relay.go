@@ -20,11 +20,11 @@ import (
 // sessionEnd says how a relay session ended and what to do next.
 type sessionEnd struct {
 	err      error
-	progress bool          // received at least one frame: reset the backoff
-	now      bool          // reconnect at once (gap, seq gone)
-	yield    bool          // its root cannot serve the next seq yet while another line may
-	retry    time.Duration // with yield: retry after this long even if no line is streaming
-	streamed bool          // the line was streaming in this session
+	progress bool // received at least one frame: reset the backoff
+	now      bool // reconnect at once (gap, seq gone)
+	yield    bool // its root cannot serve the next seq yet while another line may
+	held     bool // with yield: its root lost the seqs and a line that may have them is rejoining
+	streamed bool // the line was streaming in this session
 }
 
 // line is the relay line to one root (Config.Roots[i]).
@@ -68,7 +68,10 @@ func (ch *Child) relayLoop(ctx context.Context, l *line) {
 		// yielded to it or was not streaming itself.
 		ch.relayMu.Lock()
 		if !ch.arb.anyUp() && (end.yield || !end.streamed && closed(wake)) {
-			wait = end.retry
+			wait = 0
+			if end.held { // until the rejoin that holds it ends (asked now: it may have)
+				_, wait = ch.arb.maySkip(l.i, time.Now())
+			}
 		}
 		wake = ch.arb.wake
 		ch.relayMu.Unlock()
@@ -228,9 +231,11 @@ func (ch *Child) consume(l *line, clock *Clock, br *wire.BatchReader, p []byte, 
 			return n, sessionEnd{progress: end.progress, err: fmt.Errorf("relay frame: %w", err)}, true
 		}
 		end.progress = true
-		if (typ == wire.RelayBatch || typ == wire.RelayHeartbeat) && !ch.arb.isUp(l.i) {
-			ch.arb.setUp(l.i) // streaming (an Error is not)
-			l.up.Set(1)
+		if typ == wire.RelayBatch || typ == wire.RelayHeartbeat { // streaming (an Error is not)
+			if !ch.arb.isUp(l.i) {
+				l.up.Set(1)
+			}
+			ch.arb.streaming(l.i, typ == wire.RelayBatch)
 		}
 		now := time.Now().UnixNano()
 		if typ != wire.RelayBatch {
@@ -258,7 +263,9 @@ func (ch *Child) consume(l *line, clock *Clock, br *wire.BatchReader, p []byte, 
 				}
 			}
 		case wire.RelayError:
-			return n, ch.relayError(wire.ParseRelayError(frame), l, log), true
+			e := ch.relayError(wire.ParseRelayError(frame), l, log)
+			e.progress = e.progress || ch.arb.isUp(l.i) // an Error after streaming: back off from the start
+			return n, e, true
 		default:
 			log.Warn("unexpected relay frame from root", "type", string(typ))
 		}
@@ -370,7 +377,7 @@ func (ch *Child) relayError(e wire.RelayErr, l *line, log logger) sessionEnd {
 		if ok, retry := ch.arb.maySkip(l.i, time.Now()); e.Seq > last+1 && !ok {
 			log.Warn("root no longer holds the seqs we need; another root's line is streaming them or may be back soon",
 				"asked_from", last+1, "first_available", e.Seq, "reason", e.Reason)
-			return sessionEnd{err: e, yield: true, retry: retry} // retried from the then last+1
+			return sessionEnd{err: e, yield: true, held: retry > 0} // retried from the then last+1
 		}
 		if e.Seq > last+1 {
 			lost := e.Seq - last - 1
