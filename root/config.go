@@ -52,6 +52,9 @@ type Config struct {
 	Tick time.Duration
 	// DrainTimeout bounds the final flush to children on shutdown.
 	DrainTimeout time.Duration
+	// HelloTimeout closes a child connection that sends no Hello for this
+	// long (a stray or stuck peer holds no socket for ever).
+	HelloTimeout time.Duration
 
 	// Now returns the time in ns since the Unix epoch (default time.Now).
 	Now func() int64
@@ -79,6 +82,7 @@ func DefaultConfig() Config {
 		Heartbeat:     time.Second,
 		Tick:          100 * time.Millisecond,
 		DrainTimeout:  2 * time.Second,
+		HelloTimeout:  10 * time.Second,
 	}
 }
 
@@ -117,6 +121,8 @@ func (c Config) Validate() error {
 		return errors.New("root config: Tick must be > 0")
 	case c.DrainTimeout <= 0:
 		return errors.New("root config: DrainTimeout must be > 0")
+	case c.HelloTimeout <= 0:
+		return errors.New("root config: HelloTimeout must be > 0")
 	}
 	return nil
 }

@@ -97,6 +97,7 @@ type child struct {
 	log      *slog.Logger
 	state    childState
 	cursor   uint64 // next seq to send (ring state)
+	opened   int64  // when it connected (for HelloTimeout)
 	lastSend int64
 	goodbye  bool // Shutdown frame sent
 	// store catch-up hand-off
@@ -212,7 +213,8 @@ func (rl *relay) loopFor(el gnet.EventLoop) *loop {
 
 func (rl *relay) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := rl.loopFor(c.EventLoop())
-	ch := &child{c: c, l: l, log: rl.r.log.With("child", c.RemoteAddr().String()), lastSend: rl.r.now(),
+	now := rl.r.now()
+	ch := &child{c: c, l: l, log: rl.r.log.With("child", c.RemoteAddr().String()), opened: now, lastSend: now,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	c.SetContext(ch)
 	l.conns = append(l.conns, ch)
@@ -282,8 +284,12 @@ func (rl *relay) OnTraffic(c gnet.Conn) gnet.Action {
 			}
 			rl.hello(ch, wire.ParseHello(p), now)
 		case wire.RelayTimeReq:
-			t0 := wire.ParseTimeReq(p)
-			ch.write(wire.AppendTimeReply(ch.l.scratch[:0], t0, now, rl.r.now()))
+			// A child that asks but does not read gets no more replies than
+			// its backpressure allows (it could not use them anyway).
+			if c.OutboundBuffered() <= rl.r.cfg.MaxOutbound {
+				t0 := wire.ParseTimeReq(p)
+				ch.write(wire.AppendTimeReply(ch.l.scratch[:0], t0, now, rl.r.now()))
+			}
 		case wire.RelayError:
 			e := wire.ParseRelayError(p)
 			ch.log.Warn("child sent an error; closing", "code", e.Code, "seq", e.Seq, "reason", e.Reason)
@@ -385,6 +391,10 @@ func (l *loop) pass() {
 				if ch.write(wire.AppendHeartbeatFrame(l.scratch[:0], rl.r.ring.Head(), now)) {
 					ch.lastSend = now
 				}
+			}
+		case stateHello:
+			if now-ch.opened > int64(rl.r.cfg.HelloTimeout) {
+				ch.fail(wire.CodeBadFrame, 0, fmt.Sprintf("no hello within %v", rl.r.cfg.HelloTimeout))
 			}
 		case stateStore:
 			if ch.storeWaiting && ch.c.OutboundBuffered() < rl.r.cfg.MaxOutbound/2 {

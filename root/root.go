@@ -207,6 +207,11 @@ func (r *Root) refill() error {
 	var aerr error
 	n := 0
 	err := st.Range(from, func(seq uint64, item []byte) bool {
+		if h := r.ring.Head(); h != 0 && seq > h+1 {
+			// The store's retention dropped the items after h while we
+			// read them: the ring starts over from what is left.
+			r.ring.Reset(seq)
+		}
 		if aerr = r.ring.AppendItem(seq, item); aerr != nil {
 			return false
 		}
@@ -238,6 +243,6 @@ func (r *Root) storeFailed(seq uint64, err error) {
 	if time.Since(r.storeErrLast) < time.Second {
 		return
 	}
-	r.log.Error("store append failed; relaying anyway", "seq", seq, "err", err, "failures", r.storeErrN)
+	r.log.Error("store append failed; relaying anyway, the store catches up from the ring when it recovers", "seq", seq, "err", err, "failures", r.storeErrN)
 	r.storeErrLast, r.storeErrN = time.Now(), 0
 }

@@ -2,6 +2,7 @@ package root
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,10 @@ type session struct {
 	pending int
 	logon   []byte
 	sent    []int64 // exchange send times of the items of one apply
+	// storeNext is the first seq the store failed to take (0: none): later
+	// items go to the store only after the ring's copies of the missed ones.
+	storeNext uint64
+	storeItem []byte // scratch: a ring item being re-appended to the store
 }
 
 func newSession(r *Root) *session {
@@ -97,7 +102,9 @@ func (s *session) once(ctx context.Context) (accepted uint64, err error) {
 		return 0, err
 	}
 	conn.SetWriteDeadline(time.Time{})
-	fresh := s.last == 0 && s.r.ring.Head() == 0
+	// An empty ring means nothing received (an empty store too: refill ran),
+	// even after a LogonUnavailable reply moved last to the then oldest seq.
+	fresh := s.r.ring.Head() == 0
 	switch {
 	case reply.Status == wire.LogonUnavailable && fresh && reply.NextSeq > start:
 		// A fresh root takes the stream from the oldest seq the exchange serves.
@@ -214,9 +221,7 @@ func (s *session) item(body []byte, recv int64) error {
 		return fmt.Errorf("%w: got seq %d, want %d", errGap, h.Seq, s.last+1)
 	}
 	if st := s.r.cfg.Store; st != nil {
-		if err := st.Append(h.Seq, recv, body); err != nil {
-			s.r.storeFailed(h.Seq, err)
-		}
+		s.appendStore(st, h.Seq, recv, body)
 	}
 	if err := s.r.ring.Append(h.Seq, recv, body); err != nil {
 		return err // cannot happen: seq is last+1 and the body was validated
@@ -225,6 +230,32 @@ func (s *session) item(body []byte, recv int64) error {
 	s.pending++
 	s.sent = append(s.sent, h.SendTime)
 	return nil
+}
+
+// appendStore appends item seq to the store. The feed goes on when the
+// store fails (the relay must not wait for a full disk), and the store gets
+// what it missed from the ring once it takes items again: an item is
+// durable late rather than never. Should the ring lap the store first, the
+// store stays behind (logged each second) until a restart refills the ring
+// from the store and the exchange resends the rest.
+func (s *session) appendStore(st Store, seq uint64, recv int64, body []byte) {
+	for ; s.storeNext != 0 && s.storeNext < seq; s.storeNext++ {
+		var ok bool
+		if s.storeItem, ok = s.r.ring.Get(s.storeItem[:0], s.storeNext); !ok {
+			s.r.storeFailed(s.storeNext, fmt.Errorf("the ring no longer holds seq %d (lapped while the store failed): the store stays behind until a restart", s.storeNext))
+			return
+		}
+		if err := st.Append(s.storeNext, int64(binary.LittleEndian.Uint64(s.storeItem)), s.storeItem[wire.RelayItemHeader:]); err != nil {
+			s.r.storeFailed(s.storeNext, err)
+			return
+		}
+	}
+	if err := st.Append(seq, recv, body); err != nil {
+		s.storeNext = seq
+		s.r.storeFailed(seq, err)
+		return
+	}
+	s.storeNext = 0
 }
 
 // flush publishes what apply accepted: metrics and one coalesced signal to

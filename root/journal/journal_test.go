@@ -210,9 +210,12 @@ func TestGroupCommit(t *testing.T) {
 	if st.Appended != n {
 		t.Fatalf("appended %d", st.Appended)
 	}
-	// At most one commit per 1,000 items plus the final flush.
-	if st.Commits == 0 || st.Commits > n/1000+1 {
-		t.Fatalf("%d commits for %d items, want 1..%d", st.Commits, n, n/1000+1)
+	// About one commit per 1,000 items plus the final flush. A kick that
+	// arrives while the committer already writes the batch it announces
+	// stays queued and commits what piled up meanwhile: at most one such
+	// small commit per full one.
+	if st.Commits == 0 || st.Commits > 2*(n/1000)+1 {
+		t.Fatalf("%d commits for %d items, want 1..%d", st.Commits, n, 2*(n/1000)+1)
 	}
 	t.Logf("%d items in %d commits", n, st.Commits)
 
