@@ -77,6 +77,7 @@ func New(cfg Config) (*Child, error) {
 				ConstLabels: prometheus.Labels{"child": cfg.Name}}, func() float64 { return float64(ch.FlushedSeq()) }))
 	}
 	ch.last.Store(cfg.FromSeq - 1)
+	ch.core.Skip(cfg.FromSeq - 1)
 	ch.bound.Store(-1)
 	// A line that went down is back, or has failed to come back, within a
 	// backoff, a dial and an idle timeout: the longest its drop holds the

@@ -147,6 +147,17 @@ func (c *Core) LastSeq() uint64 { return c.last }
 // Bad counts items whose body did not decode (they consume their seq).
 func (c *Core) Bad() uint64 { return c.bad }
 
+// Skip makes last the last seq, with nothing held before it: the child
+// starts past the feed's start (FromSeq) or skipped seqs its root no longer
+// held. RESUME from a seq up to last is then answered GONE, not silently
+// served from a later seq.
+func (c *Core) Skip(last uint64) {
+	if last > c.last {
+		c.last = last
+		c.hist.reset(last + 1)
+	}
+}
+
 // OldestSeq is the first seq RESUME can serve (0 when the history is empty).
 func (c *Core) OldestSeq() uint64 { return c.hist.oldest() }
 
@@ -340,7 +351,7 @@ func (s *symState) appendImage(dst []byte, code uint32, now int64) []byte {
 }
 
 // AppendHistory appends every held frame with seq >= from whose symbol hash
-// is in hashes (all frames if all), with child send stamp now, and reports
+// is in hashes (sorted; all frames if all), with child send stamp now, and reports
 // false (appending nothing) when from is older than the history holds.
 // Seqs beyond LastSeq are simply not there yet.
 func (c *Core) AppendHistory(dst []byte, from uint64, hashes []uint64, all bool, now int64) ([]byte, bool) {
@@ -361,7 +372,7 @@ func (c *Core) AppendHistoryPart(dst []byte, from uint64, hashes []uint64, all b
 			next = seq
 			return false
 		}
-		if all || slices.Contains(hashes, h) {
+		if _, in := slices.BinarySearch(hashes, h); all || in {
 			at := len(dst)
 			dst = append(dst, frame...)
 			wire.SetChildSend(dst[at:], now)

@@ -3,6 +3,7 @@ package child
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -284,11 +285,19 @@ func TestImageInParts(t *testing.T) {
 func TestHistoryInParts(t *testing.T) {
 	c := NewCore(1024, 1<<20)
 	applyN(t, c, 1, 700)
-	hashes := []uint64{SymbolHash([]byte("00003")), SymbolHash([]byte("00011"))}
+	hashes := []uint64{SymbolHash([]byte("00003")), SymbolHash([]byte("00011")), SymbolHash([]byte("00017"))}
+	slices.Sort(hashes)
 	for _, all := range []bool{true, false} {
 		whole, ok := c.AppendHistory(nil, 40, hashes, all, 9)
 		if !ok {
 			t.Fatal("history from 40")
+		}
+		want := expect(39, 700, "00003", "00011", "00017")
+		if all {
+			want = expect(39, 700, "*")
+		}
+		if n := bytes.Count(whole, []byte("\n")); n != len(want) {
+			t.Fatalf("all=%v: history from 40 has %d frames, want %d", all, n, len(want))
 		}
 		var parts []byte
 		next, n := uint64(40), 0

@@ -48,13 +48,8 @@ func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
 // symbol sym, kept for conflation's resync) from seq from on.
 func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from uint64) {
 	if all {
-		// What "*" answers (images or history up to from) covers the
-		// client's named symbols too: their frames up to from are not due.
-		for h := range cl.subs {
-			setFrom(f.index[h], cl, func(was uint64) uint64 { return max(was, from) })
-		}
 		if cl.all {
-			setFrom(f.all, cl, func(uint64) uint64 { return from })
+			setFrom(f.all, cl, from)
 			return
 		}
 		cl.all = true
@@ -62,7 +57,7 @@ func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from u
 		return
 	}
 	if _, ok := cl.subs[hash]; ok {
-		setFrom(f.index[hash], cl, func(uint64) uint64 { return from })
+		setFrom(f.index[hash], cl, from)
 		return
 	}
 	if cl.subs == nil {
@@ -72,11 +67,25 @@ func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from u
 	f.index[hash] = append(f.index[hash], subEntry{cl, from})
 }
 
-// setFrom sets the from of cl's entry in l to set(its from).
-func setFrom(l []subEntry, cl *client, set func(uint64) uint64) {
+// covered raises the from of cl's named subscriptions to at least p: an
+// answer to "*" (every image, or the history) up to p covered them too, so
+// their queued frames up to p are not due again.
+func (f *fanout) covered(cl *client, p uint64) {
+	for h := range cl.subs {
+		l := f.index[h]
+		for i := range l {
+			if l[i].cl == cl {
+				l[i].from = max(l[i].from, p)
+			}
+		}
+	}
+}
+
+// setFrom sets the from of cl's entry in l.
+func setFrom(l []subEntry, cl *client, from uint64) {
 	for i := range l {
 		if l[i].cl == cl {
-			l[i].from = set(l[i].from)
+			l[i].from = from
 			return
 		}
 	}

@@ -10,8 +10,8 @@ import (
 
 // TestFanoutTake: each client's frames come out of take back to back, in
 // seq order across batches, stamped with their batch's child send time,
-// once each, from its subscription's start on (a "*" subscription's start
-// covering the client's named symbols too); a one-frame client gets the
+// once each, from its subscription's start on (or from what an answer to
+// "*" covered of its named symbols); a one-frame client gets the
 // arena's bytes without a copy; flushed starts the next round empty.
 func TestFanoutTake(t *testing.T) {
 	c := NewCore(1<<10, 1<<20)
@@ -27,7 +27,8 @@ func TestFanoutTake(t *testing.T) {
 	f.subscribe(both, SymbolHash(sym1), sym1, false, 0)
 	f.subscribe(both, 0, nil, true, 0) // "*" too: still each frame once
 	f.subscribe(widened, SymbolHash(sym1), sym1, false, 0)
-	f.subscribe(widened, 0, nil, true, 50) // "*"'s answer covers sym1 too, up to 50
+	f.subscribe(widened, 0, nil, true, 50)
+	f.covered(widened, 50) // "*"'s answer covered sym1 too, up to 50
 
 	// want is what cl should receive: the frames it subscribes to, with
 	// the child send stamp of the batch that carried them.

@@ -386,6 +386,7 @@ func (ch *Child) relayError(e wire.RelayErr, l *line, log logger) sessionEnd {
 			ch.metrics.LostItems.Add(float64(lost))
 			ch.mu.Lock()
 			ch.last.Store(e.Seq - 1)
+			ch.core.Skip(e.Seq - 1)
 			ch.mu.Unlock()
 			return sessionEnd{now: true, progress: true, err: e}
 		}

@@ -74,6 +74,7 @@ type loop struct {
 	// out) on a quiet feed too, not only after a drain.
 	hasStale  atomic.Bool
 	resyncRun gnet.Runnable
+	seen      map[uint64]struct{} // scratch: the symbols of one command line
 }
 
 // Run drains the loop's queue; it runs on the loop (gnet.Runnable).
@@ -453,6 +454,12 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 			return s.closeAction(cl)
 		}
 		s.command(cl, line, recv)
+		if len(cl.out) >= replyFlushAt {
+			// A big answer (an image, a history) goes out, and is counted
+			// against MaxPending, before the next line's: pipelined SUB *
+			// or RESUME lines would otherwise pile up gigabytes here.
+			s.writeOut(cl)
+		}
 	}
 	if cl.dead {
 		return s.closeAction(cl)
@@ -461,6 +468,10 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 	s.writeOut(cl)
 	return s.closeAction(cl)
 }
+
+// replyFlushAt is the size of pending replies at which OnTraffic writes
+// them out before running the client's next line.
+const replyFlushAt = 64 << 10
 
 // closeAction is gnet.Close for a live conn marked dead (nil conn: already closed).
 func (s *server) closeAction(cl *client) gnet.Action {
@@ -512,6 +523,7 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 		return
 	}
 	cl.syms = cmd.Symbols[:0]
+	cmd.Symbols = cl.distinct(cmd.Symbols)
 	f := cl.loop.f
 	ch := s.ch
 	switch cmd.Verb {
@@ -554,8 +566,36 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 			s.subscribeAt(cl, SymbolHash(cl.sym), cl.sym, string(sym) == wire.AllSymbols, !all, p, now)
 		}
 		ch.mu.RUnlock()
+		if all {
+			f.covered(cl, p)
+		}
 	}
 }
+
+// distinct drops the repeats of a symbol (by canonical form) from syms, in
+// place: each is answered once.
+func (cl *client) distinct(syms [][]byte) [][]byte {
+	if len(syms) < 2 {
+		return syms
+	}
+	seen := cl.loop.seen
+	if seen == nil {
+		seen = make(map[uint64]struct{})
+		cl.loop.seen = seen
+	}
+	clear(seen)
+	out := syms[:0]
+	for _, sym := range syms {
+		cl.sym = CanonicalSymbol(cl.sym[:0], sym)
+		if h := SymbolHash(cl.sym); !has(seen, h) {
+			seen[h] = struct{}{}
+			out = append(out, sym)
+		}
+	}
+	return out
+}
+
+func has(m map[uint64]struct{}, k uint64) bool { _, ok := m[k]; return ok }
 
 // subscribeAt subscribes cl to the canonical symbol sym (or to "*": all)
 // from seq p on and appends what a SUB answers: the symbol's image (when
@@ -618,6 +658,10 @@ func (s *server) resume(cl *client, cmd wire.Command, f *fanout) {
 		cl.sym = CanonicalSymbol(cl.sym[:0], sym)
 		cl.hashes = append(cl.hashes, SymbolHash(cl.sym))
 	}
+	n := len(cl.hashes) // cl.hashes[n:]: the same, sorted, for the history's matching
+	cl.hashes = append(cl.hashes, cl.hashes...)
+	match := cl.hashes[n:]
+	slices.Sort(match)
 	at := len(cl.out)
 	out := wire.AppendOK(cl.out, wire.CmdResume, nil, cmd.Seq)
 	// The history in parts of resumePart seqs, each in a hold of the core's
@@ -625,7 +669,7 @@ func (s *server) resume(cl *client, cmd wire.Command, f *fanout) {
 	ch.mu.RLock()
 	next, ok := cmd.Seq, true
 	for {
-		out, next, ok = ch.core.AppendHistoryPart(out, next, cl.hashes, all, now, resumePart)
+		out, next, ok = ch.core.AppendHistoryPart(out, next, match, all, now, resumePart)
 		if !ok || next > ch.core.LastSeq() {
 			break
 		}
@@ -645,6 +689,9 @@ func (s *server) resume(cl *client, cmd wire.Command, f *fanout) {
 	for i, sym := range cmd.Symbols {
 		cl.sym = CanonicalSymbol(cl.sym[:0], sym)
 		f.subscribe(cl, cl.hashes[i], cl.sym, string(sym) == wire.AllSymbols, from)
+	}
+	if all {
+		f.covered(cl, p) // the history covered the named ones up to p (not from: a future seq)
 	}
 }
 

@@ -1,0 +1,151 @@
+package child
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"tickrelay/wire"
+)
+
+// TestResumeBeforeFirstItem: a child started at FromSeq 1000 holds nothing
+// before it, so RESUME 500 is answered ERR GONE, not OK followed by seq 1000
+// (500..999 silently missing).
+func TestResumeBeforeFirstItem(t *testing.T) {
+	root := newFakeRoot(t)
+	ch := startChild(t, root, func(c *Config) { c.FromSeq = 1000 })
+	c := dial(t, ch)
+	c.Resume(500, "*")
+	ev, err := c.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Kind != wire.LineErr || !strings.Contains(string(ev.Line), wire.ErrCodeGone) {
+		t.Fatalf("RESUME 500 on a child starting at 1000: got %q, want ERR %s", ev.Line, wire.ErrCodeGone)
+	}
+}
+
+// TestResumeAfterSkip: once the child skipped seqs its root no longer held
+// (SeqGone: 101..999), a RESUME from before the skip is answered ERR GONE,
+// also before the first item after the skip arrives.
+func TestResumeAfterSkip(t *testing.T) {
+	root := newFakeRoot(t)
+	ch := startChild(t, root, nil)
+	root.publish(100)
+	waitSeq(t, ch, 100)
+	root.setDown(true)
+	root.set(func(r *fakeRoot) { r.oldest = 1000 }) // and nothing from 1000 on yet
+	root.setDown(false)
+	waitSeq(t, ch, 999)
+	for _, from := range []uint64{50, 500} {
+		c := dial(t, ch)
+		c.Resume(from, "*")
+		ev, err := c.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind != wire.LineErr || !strings.Contains(string(ev.Line), wire.ErrCodeGone) {
+			t.Fatalf("RESUME %d after a skip from 101 to 1000: got %q, want ERR %s", from, ev.Line, wire.ErrCodeGone)
+		}
+	}
+}
+
+// TestPipelinedRepliesBounded: one packet of 200 "RESUME 1 *" lines asks for
+// the whole history 200 times from a client that reads nothing for now. Each
+// answer is written and counted against MaxPending before the next line
+// runs, so the client is cut off after a few answers instead of the child
+// building all 200 (600 MB) in memory.
+func TestPipelinedRepliesBounded(t *testing.T) {
+	root := newFakeRoot(t)
+	root.set(func(r *fakeRoot) { r.batch = 500 })
+	ch := startChild(t, root, func(c *Config) { c.MaxPending = 1 << 20 })
+	root.publish(20000)
+	waitSeq(t, ch, 20000)
+	c := dial(t, ch)
+	const lines = 200
+	c.Conn().Write([]byte(strings.Repeat("RESUME 1 *\n", lines)))
+	time.Sleep(300 * time.Millisecond) // the child runs the lines as they come, in one read or a few
+	answers := 0
+	for {
+		ev, err := c.Next()
+		if err != nil {
+			break // the child closed it
+		}
+		if ev.Kind == wire.LineOK {
+			answers++
+		}
+	}
+	if answers >= 20 {
+		t.Fatalf("an unread client got %d of %d pipelined RESUME answers (3 MB each) before it was cut off", answers, lines)
+	}
+	t.Logf("%d answers before the cut", answers)
+}
+
+// TestSubSameSymbolTwice: a symbol named twice in one SUB (as 5 and 00005)
+// is answered once: one image, one OK.
+func TestSubSameSymbolTwice(t *testing.T) {
+	root := newFakeRoot(t)
+	ch := startChild(t, root, nil)
+	root.publish(200)
+	waitSeq(t, ch, 200)
+	c := dial(t, ch)
+	c.SendLine("SUB 5 00005 5")
+	c.Ping()
+	seen := map[uint64]bool{}
+	oks := 0
+	for {
+		ev, err := c.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Kind {
+		case wire.LineOK:
+			oks++
+		case wire.LineFrame:
+			if seen[ev.Seq] {
+				t.Fatalf("image frame seq %d sent twice", ev.Seq)
+			}
+			seen[ev.Seq] = true
+		}
+		if ev.Kind == wire.LinePong {
+			break
+		}
+	}
+	if oks != 1 || len(seen) == 0 {
+		t.Fatalf("%d OKs and %d image frames, want 1 OK and the image", oks, len(seen))
+	}
+}
+
+// TestResumeFutureStarKeepsNamed: a client on 00001 that sends RESUME of a
+// future seq for "*" keeps getting 00001's frames up to that seq: the
+// history answered only up to P, so the named subscription is covered only
+// to P.
+func TestResumeFutureStarKeepsNamed(t *testing.T) {
+	root := newFakeRoot(t)
+	ch := startChild(t, root, nil)
+	root.publish(100)
+	waitSeq(t, ch, 100)
+	c := dial(t, ch)
+	r := newReader(t, c)
+	c.Sub("00001")
+	if err := r.untilOKs(1); err != nil {
+		t.Fatal(err)
+	}
+	c.Resume(200, "*")
+	if err := r.untilOKs(2); err != nil {
+		t.Fatal(err)
+	}
+	root.publish(200)
+	if err := r.untilSeq(300); err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, s := range r.frames {
+		if testSym(s) == "00001" && s < 200 {
+			got = append(got, s)
+		}
+	}
+	if want := expect(100, 199, "00001"); len(got) != len(want) {
+		t.Fatalf("00001's frames after RESUME 200 *: got %v, want %v", got, want)
+	}
+}
