@@ -103,6 +103,9 @@ func runSub(ctx context.Context, args []string) error {
 			st.ok(ev)
 		case wire.LineErr:
 			st.err(ev)
+			if code, _ := ev.Err(); code == wire.ErrCodeGone { // nothing subscribed: nothing will come
+				return fmt.Errorf("resume from seq %d: %s (resume from a later seq, or SUB)", *resume, ev.Line)
+			}
 		case wire.LineTime:
 			st.time(ev)
 		}

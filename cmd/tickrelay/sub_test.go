@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"tickrelay/child/client"
 	"tickrelay/perf"
@@ -81,5 +84,24 @@ func TestSubStatsConflated(t *testing.T) {
 	frame(12)
 	if s.live != 7 || s.dups != 0 || s.conflations != 1 || s.last != 12 {
 		t.Fatalf("live %d (want 7), duplicates %d (want 0), conflations %d (want 1), last %d (want 12)", s.live, s.dups, s.conflations, s.last)
+	}
+}
+
+// TestSubResumeGone: `sub -resume` from a seq the child never held ends
+// with the child's ERR GONE instead of waiting for frames that never come.
+func TestSubResumeGone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a root that is not there
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	ch, stop := startChild(t, ln.Addr(), "gone", 1000)
+	defer stop()
+	<-ch.Ready()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err = runSub(ctx, []string{"-addr", ch.Addr().String(), "-resume", "5", "-quiet"})
+	if err == nil || !strings.Contains(err.Error(), wire.ErrCodeGone) || ctx.Err() != nil {
+		t.Fatalf("sub -resume 5 on a child starting at 1000: %v (ctx %v), want an ERR %s error at once", err, ctx.Err(), wire.ErrCodeGone)
 	}
 }
