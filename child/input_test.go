@@ -1,6 +1,8 @@
 package child
 
 import (
+	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -53,14 +55,18 @@ func TestResumeAfterSkip(t *testing.T) {
 // TestPipelinedRepliesBounded: one packet of 200 "RESUME 1 *" lines asks for
 // the whole history 200 times from a client that reads nothing for now. Each
 // answer is written and counted against MaxPending before the next line
-// runs, so the client is cut off after a few answers instead of the child
-// building all 200 (600 MB) in memory.
+// runs, the answers to one read sharing a grace of maxReadGrace, so the
+// client is cut off after some 20 answers instead of the child building
+// all 200 (600 MB) in memory.
 func TestPipelinedRepliesBounded(t *testing.T) {
 	root := newFakeRoot(t)
 	root.set(func(r *fakeRoot) { r.batch = 500 })
 	ch := startChild(t, root, func(c *Config) { c.MaxPending = 1 << 20 })
 	root.publish(20000)
 	waitSeq(t, ch, 20000)
+	ch.mu.RLock()
+	hist, _ := ch.core.AppendHistory(nil, 1, nil, true, 1)
+	ch.mu.RUnlock()
 	c := dial(t, ch)
 	const lines = 200
 	c.Conn().Write([]byte(strings.Repeat("RESUME 1 *\n", lines)))
@@ -75,10 +81,56 @@ func TestPipelinedRepliesBounded(t *testing.T) {
 			answers++
 		}
 	}
-	if answers >= 20 {
-		t.Fatalf("an unread client got %d of %d pipelined RESUME answers (3 MB each) before it was cut off", answers, lines)
+	// The grace, MaxPending and the socket buffers (a few MB) hold this many.
+	if most := (maxReadGrace+ch.cfg.MaxPending+16<<20)/len(hist) + 1; answers > most {
+		t.Fatalf("an unread client got %d of %d pipelined RESUME answers (%d B each) before it was cut off; want at most %d", answers, lines, len(hist), most)
 	}
 	t.Logf("%d answers before the cut", answers)
+}
+
+// TestPipelinedRepliesOfReadingClient: a client that sends one RESUME per
+// symbol in one write and then (a little later) reads every answer is not
+// cut off, although the answers together pass MaxPending.
+func TestPipelinedRepliesOfReadingClient(t *testing.T) {
+	root := newFakeRoot(t)
+	root.set(func(r *fakeRoot) { r.batch = 500 })
+	ch := startChild(t, root, func(c *Config) { c.MaxPending = 1 << 20 })
+	root.publish(100000)
+	waitSeq(t, ch, 100000)
+	c := dial(t, ch)
+	var b strings.Builder
+	for s := 1; s <= testSymbols; s++ {
+		fmt.Fprintf(&b, "RESUME 1 %05d\n", s)
+	}
+	b.WriteString("PING\n")
+	c.Conn().Write([]byte(b.String()))
+	time.Sleep(200 * time.Millisecond) // the answers are all queued before the client reads
+	oks, frames := 0, 0
+	for pong := false; !pong; {
+		ev, err := c.Next()
+		if err != nil {
+			t.Fatalf("after %d OKs and %d frames: %v", oks, frames, err)
+		}
+		switch ev.Kind {
+		case wire.LineOK:
+			oks++
+		case wire.LineFrame:
+			frames++
+		case wire.LineErr:
+			t.Fatalf("after %d OKs and %d frames: %s", oks, frames, ev.Line)
+		case wire.LinePong:
+			pong = true
+		}
+	}
+	if oks != testSymbols {
+		t.Fatalf("%d OKs, want %d", oks, testSymbols)
+	}
+	ch.mu.RLock()
+	hist, _ := ch.core.AppendHistory(nil, 1, nil, true, 1)
+	ch.mu.RUnlock()
+	if want := bytes.Count(hist, []byte("\n")); frames != want {
+		t.Fatalf("%d frames for RESUME 1 of every symbol, want the history's %d", frames, want)
+	}
 }
 
 // TestSubSameSymbolTwice: a symbol named twice in one SUB (as 5 and 00005)

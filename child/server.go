@@ -434,6 +434,7 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 		buf = cl.in
 	}
 	cl.out = cl.out[:0]
+	replied := 0 // bytes of the big replies written for this read's lines
 	for len(buf) > 0 && !cl.dead {
 		line, n, err := wire.NextLine(buf)
 		if errors.Is(err, wire.ErrShort) {
@@ -456,8 +457,13 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 		s.command(cl, line, recv)
 		if len(cl.out) >= replyFlushAt {
 			// A big answer (an image, a history) goes out, and is counted
-			// against MaxPending, before the next line's: pipelined SUB *
-			// or RESUME lines would otherwise pile up gigabytes here.
+			// against MaxPending, before the next line's. The replies to
+			// one read share a grace (a client sends its requests, then
+			// reads them all) of at most maxReadGrace, or of the largest
+			// reply: pipelined SUB * or RESUME lines could otherwise pile
+			// up gigabytes here.
+			replied += len(cl.out)
+			cl.grace = max(cl.grace, min(replied, max(len(cl.out), maxReadGrace)))
 			s.writeOut(cl)
 		}
 	}
@@ -472,6 +478,10 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 // replyFlushAt is the size of pending replies at which OnTraffic writes
 // them out before running the client's next line.
 const replyFlushAt = 64 << 10
+
+// maxReadGrace bounds the grace the replies to one read of a client's lines
+// share (each reply gets at least its own size).
+const maxReadGrace = 64 << 20
 
 // closeAction is gnet.Close for a live conn marked dead (nil conn: already closed).
 func (s *server) closeAction(cl *client) gnet.Action {

@@ -210,7 +210,9 @@ func (r *Root) refill() error {
 		if h := r.ring.Head(); h != 0 && seq > h+1 {
 			// The store's retention dropped the items after h while we
 			// read them: the ring starts over from what is left.
+			r.log.Info("store retention dropped items during refill; the ring starts over", "after", h, "from", seq)
 			r.ring.Reset(seq)
+			n = 0
 		}
 		if aerr = r.ring.AppendItem(seq, item); aerr != nil {
 			return false

@@ -210,6 +210,9 @@ func (s *session) item(body []byte, recv int64) error {
 			s.r.m.Gaps.Inc()
 			return fmt.Errorf("%w: heartbeat announces next seq %d, last received %d", errGap, next, s.last)
 		}
+		if st := s.r.cfg.Store; st != nil && s.storeNext != 0 {
+			s.catchUpStore(st, s.last+1) // a quiet feed: the store catches up all the same
+		}
 		return nil
 	}
 	switch {
@@ -234,28 +237,44 @@ func (s *session) item(body []byte, recv int64) error {
 
 // appendStore appends item seq to the store. The feed goes on when the
 // store fails (the relay must not wait for a full disk), and the store gets
-// what it missed from the ring once it takes items again: an item is
-// durable late rather than never. Should the ring lap the store first, the
-// store stays behind (logged each second) until a restart refills the ring
-// from the store and the exchange resends the rest.
+// what it missed from the ring once it takes items again, storeCatchUp
+// items per item arriving (a backlog of up to the ring's size must not stall
+// the feed in one go): an item is durable late rather than never. Should the
+// ring lap the store first, the store stays behind (logged each second)
+// until a restart refills the ring from the store and asks the exchange for
+// the rest.
 func (s *session) appendStore(st Store, seq uint64, recv int64, body []byte) {
-	for ; s.storeNext != 0 && s.storeNext < seq; s.storeNext++ {
-		var ok bool
-		if s.storeItem, ok = s.r.ring.Get(s.storeItem[:0], s.storeNext); !ok {
-			s.r.storeFailed(s.storeNext, fmt.Errorf("the ring no longer holds seq %d (lapped while the store failed): the store stays behind until a restart", s.storeNext))
-			return
-		}
-		if err := st.Append(s.storeNext, int64(binary.LittleEndian.Uint64(s.storeItem)), s.storeItem[wire.RelayItemHeader:]); err != nil {
-			s.r.storeFailed(s.storeNext, err)
-			return
-		}
+	if s.storeNext != 0 && !s.catchUpStore(st, seq) {
+		return // seq waits in the ring for its turn
 	}
 	if err := st.Append(seq, recv, body); err != nil {
 		s.storeNext = seq
 		s.r.storeFailed(seq, err)
-		return
+	}
+}
+
+// storeCatchUp is how many missed items appendStore re-appends per call.
+const storeCatchUp = 256
+
+// catchUpStore re-appends from the ring up to storeCatchUp of the items the
+// store missed before seq; it reports whether the store has all of them.
+func (s *session) catchUpStore(st Store, seq uint64) bool {
+	for n := 0; s.storeNext < seq; s.storeNext++ {
+		if n++; n > storeCatchUp {
+			return false
+		}
+		var ok bool
+		if s.storeItem, ok = s.r.ring.Get(s.storeItem[:0], s.storeNext); !ok {
+			s.r.storeFailed(s.storeNext, fmt.Errorf("the ring no longer holds seq %d (lapped while the store failed): the store stays behind until a restart", s.storeNext))
+			return false
+		}
+		if err := st.Append(s.storeNext, int64(binary.LittleEndian.Uint64(s.storeItem)), s.storeItem[wire.RelayItemHeader:]); err != nil {
+			s.r.storeFailed(s.storeNext, err)
+			return false
+		}
 	}
 	s.storeNext = 0
+	return true
 }
 
 // flush publishes what apply accepted: metrics and one coalesced signal to

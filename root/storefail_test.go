@@ -29,8 +29,8 @@ func smallDisk(t *testing.T, size string) string {
 
 // TestStoreCatchesUpAfterDiskFull: the journal's disk fills, its commits
 // fail and it refuses items while the root goes on relaying. Once space is
-// back, the journal takes what it missed from the ring: it holds every item
-// again, in order.
+// back, the journal takes what it missed from the ring, a part per item and
+// per heartbeat of a quiet feed: it holds every item again, in order.
 func TestStoreCatchesUpAfterDiskFull(t *testing.T) {
 	dir := smallDisk(t, "4m")
 	ex := newFakeExchange(t)
@@ -61,9 +61,19 @@ func TestStoreCatchesUpAfterDiskFull(t *testing.T) {
 	}
 	t.Logf("disk full: head %d, journal last %d, durable %d", r.Head(), j.LastSeq(), j.DurableSeq())
 	os.Remove(filepath.Join(dir, "filler")) // space is back
+	// One more item, then a quiet feed: the journal catches up a part per
+	// item and per exchange heartbeat.
+	ex.publish(3001)
+	deadline := time.Now().Add(10 * time.Second)
+	for j.LastSeq() != 3001 {
+		if time.Now().After(deadline) {
+			t.Fatalf("space is back and the feed quiet at 3001, but the journal's last seq is %d", j.LastSeq())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	ex.publish(6000)
 	waitHead(t, r, 6000)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for j.LastSeq() != 6000 {
 		if time.Now().After(deadline) {
 			t.Fatalf("space is back and the head is 6000, but the journal's last seq is %d", j.LastSeq())
