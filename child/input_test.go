@@ -52,6 +52,20 @@ func TestResumeAfterSkip(t *testing.T) {
 	}
 }
 
+// historyChild runs a child with a MaxPending of 1 MiB that has applied
+// items 1..n, and returns it with its whole history (RESUME 1 *'s answer).
+func historyChild(t *testing.T, n uint64) (*Child, []byte) {
+	root := newFakeRoot(t)
+	root.set(func(r *fakeRoot) { r.batch = 500 })
+	ch := startChild(t, root, func(c *Config) { c.MaxPending = 1 << 20 })
+	root.publish(n)
+	waitSeq(t, ch, n)
+	ch.mu.RLock()
+	defer ch.mu.RUnlock()
+	hist, _ := ch.core.AppendHistory(nil, 1, nil, true, 1)
+	return ch, hist
+}
+
 // TestPipelinedRepliesBounded: one packet of 200 "RESUME 1 *" lines asks for
 // the whole history 200 times from a client that reads nothing for now. Each
 // answer is written and counted against MaxPending before the next line
@@ -59,14 +73,7 @@ func TestResumeAfterSkip(t *testing.T) {
 // client is cut off after some 20 answers instead of the child building
 // all 200 (600 MB) in memory.
 func TestPipelinedRepliesBounded(t *testing.T) {
-	root := newFakeRoot(t)
-	root.set(func(r *fakeRoot) { r.batch = 500 })
-	ch := startChild(t, root, func(c *Config) { c.MaxPending = 1 << 20 })
-	root.publish(20000)
-	waitSeq(t, ch, 20000)
-	ch.mu.RLock()
-	hist, _ := ch.core.AppendHistory(nil, 1, nil, true, 1)
-	ch.mu.RUnlock()
+	ch, hist := historyChild(t, 20000)
 	c := dial(t, ch)
 	const lines = 200
 	c.Conn().Write([]byte(strings.Repeat("RESUME 1 *\n", lines)))
@@ -92,11 +99,7 @@ func TestPipelinedRepliesBounded(t *testing.T) {
 // symbol in one write and then (a little later) reads every answer is not
 // cut off, although the answers together pass MaxPending.
 func TestPipelinedRepliesOfReadingClient(t *testing.T) {
-	root := newFakeRoot(t)
-	root.set(func(r *fakeRoot) { r.batch = 500 })
-	ch := startChild(t, root, func(c *Config) { c.MaxPending = 1 << 20 })
-	root.publish(100000)
-	waitSeq(t, ch, 100000)
+	ch, hist := historyChild(t, 100000)
 	c := dial(t, ch)
 	var b strings.Builder
 	for s := 1; s <= testSymbols; s++ {
@@ -125,21 +128,25 @@ func TestPipelinedRepliesOfReadingClient(t *testing.T) {
 	if oks != testSymbols {
 		t.Fatalf("%d OKs, want %d", oks, testSymbols)
 	}
-	ch.mu.RLock()
-	hist, _ := ch.core.AppendHistory(nil, 1, nil, true, 1)
-	ch.mu.RUnlock()
 	if want := bytes.Count(hist, []byte("\n")); frames != want {
 		t.Fatalf("%d frames for RESUME 1 of every symbol, want the history's %d", frames, want)
 	}
 }
 
+// fedChild runs a child (default config) on a fake root that has published
+// items 1..n, and waits until the child applied them.
+func fedChild(t *testing.T, n uint64) (*fakeRoot, *Child) {
+	root := newFakeRoot(t)
+	ch := startChild(t, root, nil)
+	root.publish(n)
+	waitSeq(t, ch, n)
+	return root, ch
+}
+
 // TestSubSameSymbolTwice: a symbol named twice in one SUB (as 5 and 00005)
 // is answered once: one image, one OK.
 func TestSubSameSymbolTwice(t *testing.T) {
-	root := newFakeRoot(t)
-	ch := startChild(t, root, nil)
-	root.publish(200)
-	waitSeq(t, ch, 200)
+	_, ch := fedChild(t, 200)
 	c := dial(t, ch)
 	c.SendLine("SUB 5 00005 5")
 	c.Ping()
@@ -173,10 +180,7 @@ func TestSubSameSymbolTwice(t *testing.T) {
 // history answered only up to P, so the named subscription is covered only
 // to P.
 func TestResumeFutureStarKeepsNamed(t *testing.T) {
-	root := newFakeRoot(t)
-	ch := startChild(t, root, nil)
-	root.publish(100)
-	waitSeq(t, ch, 100)
+	root, ch := fedChild(t, 100)
 	c := dial(t, ch)
 	r := newReader(t, c)
 	c.Sub("00001")
