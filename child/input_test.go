@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"tickrelay/wire"
 )
 
@@ -77,7 +79,13 @@ func TestPipelinedRepliesBounded(t *testing.T) {
 	c := dial(t, ch)
 	const lines = 200
 	c.Conn().Write([]byte(strings.Repeat("RESUME 1 *\n", lines)))
-	time.Sleep(300 * time.Millisecond) // the child runs the lines as they come, in one read or a few
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(ch.Metrics().SlowDisconnect) == 0 { // read only once the child gave up on it
+		if time.Now().After(deadline) {
+			t.Fatal("an unread client asking for 600 MB of answers was never cut off")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	answers := 0
 	for {
 		ev, err := c.Next()
