@@ -183,6 +183,28 @@ func TestSubSameSymbolTwice(t *testing.T) {
 	}
 }
 
+// TestSubOnStar: a client on "*" that subscribes to a symbol by name gets
+// its OK but no image: it has the symbol's state, and an image would repeat
+// frames it already got.
+func TestSubOnStar(t *testing.T) {
+	_, ch := fedChild(t, 200)
+	rd := subAll(t, ch)
+	rd.c.Sub("00005")
+	rd.c.Ping()
+	for {
+		ev, err := rd.c.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind == wire.LineFrame {
+			t.Fatalf("a client on * got frame %d again after SUB 00005", ev.Seq)
+		}
+		if ev.Kind == wire.LinePong {
+			return
+		}
+	}
+}
+
 // TestResumeFutureStarKeepsNamed: a client on 00001 that sends RESUME of a
 // future seq for "*" keeps getting 00001's frames up to that seq: the
 // history answered only up to P, so the named subscription is covered only

@@ -573,7 +573,9 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 		}
 		for _, sym := range cmd.Symbols {
 			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
-			s.subscribeAt(cl, SymbolHash(cl.sym), cl.sym, string(sym) == wire.AllSymbols, !all, p, now)
+			// A client on "*" has every symbol's image and updates
+			// already: an image now would repeat frames still queued.
+			s.subscribeAt(cl, SymbolHash(cl.sym), cl.sym, string(sym) == wire.AllSymbols, !all && !cl.all, p, now)
 		}
 		ch.mu.RUnlock()
 		if all {
