@@ -1,6 +1,7 @@
 package child
 
 import (
+	"slices"
 	"unsafe"
 
 	"tickrelay/internal/prefault"
@@ -49,7 +50,7 @@ func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
 func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from uint64) {
 	if all {
 		if cl.all {
-			setFrom(f.all, cl, from)
+			f.all[entryOf(f.all, cl)].from = from
 			return
 		}
 		cl.all = true
@@ -57,7 +58,8 @@ func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from u
 		return
 	}
 	if _, ok := cl.subs[hash]; ok {
-		setFrom(f.index[hash], cl, from)
+		l := f.index[hash]
+		l[entryOf(l, cl)].from = from
 		return
 	}
 	if cl.subs == nil {
@@ -72,34 +74,26 @@ func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from u
 // their queued frames up to p are not due again.
 func (f *fanout) covered(cl *client, p uint64) {
 	for h := range cl.subs {
-		l := f.index[h]
-		for i := range l {
-			if l[i].cl == cl {
-				l[i].from = max(l[i].from, p)
-			}
-		}
+		e := &f.index[h][entryOf(f.index[h], cl)]
+		e.from = max(e.from, p)
 	}
 }
 
-// setFrom sets the from of cl's entry in l.
-func setFrom(l []subEntry, cl *client, from uint64) {
-	for i := range l {
-		if l[i].cl == cl {
-			l[i].from = from
-			return
-		}
-	}
+// entryOf returns the index of cl's entry in l (a client has at most one
+// per list), -1 if it has none. Every client in cl.subs (or with cl.all)
+// has one in that symbol's list (or in f.all).
+func entryOf(l []subEntry, cl *client) int {
+	return slices.IndexFunc(l, func(e subEntry) bool { return e.cl == cl })
 }
 
 func removeEntry(l []subEntry, cl *client) []subEntry {
-	for i := range l {
-		if l[i].cl == cl {
-			l[i] = l[len(l)-1]
-			l[len(l)-1] = subEntry{}
-			return l[:len(l)-1]
-		}
+	i := entryOf(l, cl)
+	if i < 0 {
+		return l
 	}
-	return l
+	l[i] = l[len(l)-1]
+	l[len(l)-1] = subEntry{}
+	return l[:len(l)-1]
 }
 
 // unsubscribe removes cl's subscription to hash (or to "*").

@@ -542,19 +542,19 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 	case wire.CmdTime:
 		cl.out = wire.AppendTimeLine(cl.out, cmd.T0, recv, time.Now().UnixNano())
 	case wire.CmdUnsub:
-		for _, sym := range cmd.Symbols {
+		for i, sym := range cmd.Symbols {
 			all := string(sym) == wire.AllSymbols
 			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
-			f.unsubscribe(cl, SymbolHash(cl.sym), all)
+			f.unsubscribe(cl, cl.hashes[i], all)
 			cl.out = wire.AppendOK(cl.out, wire.CmdUnsub, cl.sym, 0)
 		}
 	case wire.CmdSub, wire.CmdResume:
 		if cl.stale {
 			// Conflated: its resync will send the images and OKs of all
 			// its subscriptions; replies now would only pile up unread.
-			for _, sym := range cmd.Symbols {
+			for i, sym := range cmd.Symbols {
 				cl.sym = CanonicalSymbol(cl.sym[:0], sym)
-				f.subscribe(cl, SymbolHash(cl.sym), cl.sym, string(sym) == wire.AllSymbols, ch.LastSeq())
+				f.subscribe(cl, cl.hashes[i], cl.sym, string(sym) == wire.AllSymbols, ch.LastSeq())
 			}
 			return
 		}
@@ -571,11 +571,11 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 			ch.mu.RLock()
 			p = ch.core.LastSeq()
 		}
-		for _, sym := range cmd.Symbols {
+		for i, sym := range cmd.Symbols {
 			cl.sym = CanonicalSymbol(cl.sym[:0], sym)
 			// A client on "*" has every symbol's image and updates
 			// already: an image now would repeat frames still queued.
-			s.subscribeAt(cl, SymbolHash(cl.sym), cl.sym, string(sym) == wire.AllSymbols, !all && !cl.all, p, now)
+			s.subscribeAt(cl, cl.hashes[i], cl.sym, string(sym) == wire.AllSymbols, !all && !cl.all, p, now)
 		}
 		ch.mu.RUnlock()
 		if all {
@@ -585,11 +585,9 @@ func (s *server) command(cl *client, line []byte, recv int64) {
 }
 
 // distinct drops the repeats of a symbol (by canonical form) from syms, in
-// place: each is answered once.
+// place: each is answered once. It leaves the symbols' hashes, in order,
+// in cl.hashes, for the command to use.
 func (cl *client) distinct(syms [][]byte) [][]byte {
-	if len(syms) < 2 {
-		return syms
-	}
 	seen := cl.loop.seen
 	if seen == nil {
 		seen = make(map[uint64]struct{})
@@ -597,17 +595,18 @@ func (cl *client) distinct(syms [][]byte) [][]byte {
 	}
 	clear(seen)
 	out := syms[:0]
+	cl.hashes = cl.hashes[:0]
 	for _, sym := range syms {
 		cl.sym = CanonicalSymbol(cl.sym[:0], sym)
-		if h := SymbolHash(cl.sym); !has(seen, h) {
+		h := SymbolHash(cl.sym)
+		if _, dup := seen[h]; !dup {
 			seen[h] = struct{}{}
 			out = append(out, sym)
+			cl.hashes = append(cl.hashes, h)
 		}
 	}
 	return out
 }
-
-func has(m map[uint64]struct{}, k uint64) bool { _, ok := m[k]; return ok }
 
 // subscribeAt subscribes cl to the canonical symbol sym (or to "*": all)
 // from seq p on and appends what a SUB answers: the symbol's image (when
@@ -661,16 +660,8 @@ const resumePart = 16384
 func (s *server) resume(cl *client, cmd wire.Command, f *fanout) {
 	ch := s.ch
 	now := time.Now().UnixNano()
-	all := false
-	cl.hashes = cl.hashes[:0]
-	for _, sym := range cmd.Symbols {
-		if string(sym) == wire.AllSymbols {
-			all = true
-		}
-		cl.sym = CanonicalSymbol(cl.sym[:0], sym)
-		cl.hashes = append(cl.hashes, SymbolHash(cl.sym))
-	}
-	n := len(cl.hashes) // cl.hashes[n:]: the same, sorted, for the history's matching
+	all := slices.ContainsFunc(cmd.Symbols, func(sym []byte) bool { return string(sym) == wire.AllSymbols })
+	n := len(cl.hashes) // cmd.Symbols' hashes (distinct); cl.hashes[n:]: the same, sorted, for the history's matching
 	cl.hashes = append(cl.hashes, cl.hashes...)
 	match := cl.hashes[n:]
 	slices.Sort(match)
