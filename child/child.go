@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tickrelay/internal/gnetlog"
-	"tickrelay/perf"
+	"tickrelay/latency"
 	"tickrelay/wire"
 )
 
@@ -47,7 +47,7 @@ type Child struct {
 
 	// hops: shard 0 is the relay lines' (exch->root, root->child),
 	// shard i+1 event loop i's (child hop).
-	hops *perf.Recorder
+	hops *latency.Recorder
 
 	srv     *server
 	ready   chan struct{}
@@ -68,10 +68,10 @@ func New(cfg Config) (*Child, error) {
 		metrics: newMetrics(cfg.Registerer, cfg.Name),
 		core:    NewCore(cfg.HistorySize, cfg.HistoryBytes),
 		ready:   make(chan struct{}),
-		hops:    perf.NewRecorder(cfg.Loops + 1),
+		hops:    latency.NewRecorder(cfg.Loops + 1),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(perf.NewCollector("tickrelay_child", ch.hops.Merged, nil, perf.HopExchRoot, perf.HopRoot, perf.HopRootChild, perf.HopChild),
+		cfg.Registerer.MustRegister(latency.NewCollector("tickrelay_child", ch.hops.Merged, nil, latency.HopExchRoot, latency.HopRoot, latency.HopRootChild, latency.HopChild),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child", Name: "flushed_seq",
 				Help:        "Last seq every event loop has written to its clients (last_seq minus this is the fan-out backlog).",
 				ConstLabels: prometheus.Labels{"child": cfg.Name}}, func() float64 { return float64(ch.FlushedSeq()) }))
@@ -134,7 +134,7 @@ func (ch *Child) ClockOffset() (offset, bound int64, ok bool) {
 // Hops returns a copy of the per-hop latency histograms the child has
 // recorded: exch->root and root->child (corrected with the clock offset
 // estimate) once per item, the child hop once per frame and event loop.
-func (ch *Child) Hops() *perf.Hops { return ch.hops.Merged() }
+func (ch *Child) Hops() *latency.Hops { return ch.hops.Merged() }
 
 // Metrics returns the child's metrics.
 func (ch *Child) Metrics() *Metrics { return ch.metrics }

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"tickrelay/perf"
+	"tickrelay/latency"
 )
 
 // TestClockOffsetWithinBound: with random one-way delays and root
@@ -73,18 +73,18 @@ func TestChildHopMetrics(t *testing.T) {
 		}
 	}
 	t.Logf("counts %v errors %v", counts, errs)
-	for _, hop := range []perf.Hop{perf.HopExchRoot, perf.HopRoot, perf.HopRootChild} {
+	for _, hop := range []latency.Hop{latency.HopExchRoot, latency.HopRoot, latency.HopRootChild} {
 		k := hop.Key()
 		if got := counts[k] + uint64(errs[k]); got != n {
 			t.Errorf("%s: %d recorded + %v errors, want %d items", k, counts[k], errs[k], n)
 		}
 	}
 	// The fake root's stamps are real times: root->child is recorded, not rejected.
-	if counts[perf.HopRootChild.Key()] != n {
-		t.Errorf("root->child: %d recorded, want %d", counts[perf.HopRootChild.Key()], n)
+	if counts[latency.HopRootChild.Key()] != n {
+		t.Errorf("root->child: %d recorded, want %d", counts[latency.HopRootChild.Key()], n)
 	}
-	if got := counts[perf.HopChild.Key()]; got < n || errs[perf.HopChild.Key()] != 0 {
-		t.Errorf("child hop: %d recorded, %v errors, want >= %d", got, errs[perf.HopChild.Key()], n)
+	if got := counts[latency.HopChild.Key()]; got < n || errs[latency.HopChild.Key()] != 0 {
+		t.Errorf("child hop: %d recorded, %v errors, want >= %d", got, errs[latency.HopChild.Key()], n)
 	}
 	if h := ch.Hops(); h.Frames() != n {
 		t.Errorf("Hops().Frames %d, want %d", h.Frames(), n)

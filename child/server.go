@@ -14,7 +14,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
-	"tickrelay/perf"
+	"tickrelay/latency"
 	"tickrelay/wire"
 )
 
@@ -141,7 +141,7 @@ func (l *loop) drain() {
 		}
 		l.f.add(b, now)
 		frames += len(b.frames)
-		l.s.ch.hops.RecordHopN(l.idx+1, perf.HopChild, now-b.childRecv, int64(len(b.frames)))
+		l.s.ch.hops.RecordHopN(l.idx+1, latency.HopChild, now-b.childRecv, int64(len(b.frames)))
 		b.release()
 		q[i] = nil
 		<-l.room

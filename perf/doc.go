@@ -1,37 +1,12 @@
 // Package perf measures tickrelay against its peers.
 //
-//   - Hops (hops.go): one HDR histogram per hop; Recorder is its sharded,
-//     locked form; Collector (prom.go) exposes either to Prometheus with
-//     classic and native buckets computed from the HDR counts at scrape time.
+//   - the hop histograms are package latency's (the daemons record them too).
 //   - harness (perf/harness): the lean load client, the same for every system.
 //   - Publisher (publish.go): the feed as text frames onto NATS subjects or
 //     Redis channels "t.<symbol>" at a target rate.
 //   - Run (run.go): the `tickrelay perf` sweep, then results.json,
 //     latency.png (plot.go, stdlib only, font.go) and the README ratio table
 //     (readme.go).
-//
-// # Hops
-//
-// Every frame a client receives carries five stamps (wire.Stamps); the client
-// adds its receive time. Hops derives:
-//
-//	exch->root     RootRecv   - ExchSend
-//	root->child    ChildRecv  - RootSend - offset   (offset = child clock - root clock)
-//	child          ChildSend  - ChildRecv           (inside the child: parse, queue, fan-out)
-//	child->client  clientRecv - ChildSend
-//	end-to-end     clientRecv - ExchSend
-//
-// A peer's frame has only the publisher's stamp: the send time, or the time
-// the message was due when the server held the publisher back (dueStamp), so
-// end-to-end includes that backlog as tickrelay's does. A zero stamp means
-// "not taken", so the hops needing it are skipped; a hop that comes out negative
-// or above MaxLatency counts in that hop's errors and is not recorded.
-//
-// A child records the hops it sees itself in a Recorder exposed with a
-// Collector on its admin port (tickrelay_child_hop_latency_seconds):
-// exch->root and root->child once per item as it arrives (root->child
-// corrected with the child's clock offset estimate, child.Clock), and the
-// child hop once per frame and event loop as each loop stamps ChildSend.
 //
 // # Processes of a sweep step
 //
@@ -52,7 +27,7 @@
 // the root and children over each step.
 //
 // The first Warmup of each step is delivered and counted but kept out of
-// the histograms (Recorder.SetWarmup): fresh processes fault in buffers and
+// the histograms (latency.Recorder.SetWarmup): fresh processes fault in buffers and
 // grow their queues then, which is not the steady state.
 //
 // Each fixed rate runs Repeats times per system, the systems taking turns;

@@ -8,6 +8,8 @@ import (
 	"image/png"
 	"io"
 	"math"
+
+	"tickrelay/latency"
 )
 
 // Plot layout: one panel per hop in a 2x2 grid; x = rate step, y = latency
@@ -33,7 +35,7 @@ var (
 	pctNames = [3]string{"p50", "p99", "p99.9"}
 )
 
-func pctValue(s HopStats, k int) int64 {
+func pctValue(s latency.HopStats, k int) int64 {
 	switch k {
 	case 0:
 		return s.P50
@@ -75,7 +77,7 @@ func WritePlot(w io.Writer, res *Results) error {
 
 	pw := (plotW - 3*panelPad) / 2
 	ph := (plotH - legendH - 3*panelPad) / 2
-	for i, hop := range PathHops {
+	for i, hop := range latency.PathHops {
 		px := panelPad + (i%2)*(pw+panelPad)
 		py := legendH + panelPad + (i/2)*(ph+panelPad)
 		drawPanel(img, image.Rect(px, py, px+pw, py+ph), hop, rates, systems, res)
@@ -83,7 +85,7 @@ func WritePlot(w io.Writer, res *Results) error {
 	return png.Encode(w, img)
 }
 
-func drawPanel(img *image.RGBA, r image.Rectangle, hop Hop, rates []int, systems []string, res *Results) {
+func drawPanel(img *image.RGBA, r image.Rectangle, hop latency.Hop, rates []int, systems []string, res *Results) {
 	drawText(img, r.Min.X+axisL, r.Min.Y+6, hop.String(), colText, 2)
 	area := image.Rect(r.Min.X+axisL, r.Min.Y+axisT, r.Max.X-axisR, r.Max.Y-axisB)
 

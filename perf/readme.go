@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"tickrelay/latency"
 )
 
 // README markers between which UpdateReadme writes the ratio table.
@@ -40,7 +42,7 @@ func RatioTable(res *Results) string {
 			if !ok {
 				continue
 			}
-			o, q := ours.Latency.Hops[HopEndToEnd], p.Latency.Hops[HopEndToEnd]
+			o, q := ours.Latency.Hops[latency.HopEndToEnd], p.Latency.Hops[latency.HopEndToEnd]
 			label := rateLabel(rt)
 			if rt == 0 {
 				label = fmt.Sprintf("max (%s vs %s)", rateLabel(ours.Rate), rateLabel(p.Rate))
@@ -74,13 +76,13 @@ func RatioTable(res *Results) string {
 			fmt.Fprintf(&b, "| %s | %s | error: %s | | | | | | | | |\n", st.System, label, oneLine(st.Err))
 			continue
 		}
-		e := st.Latency.Hops[HopEndToEnd]
+		e := st.Latency.Hops[latency.HopEndToEnd]
 		exp := "n/a"
 		if st.Expected > 0 {
 			exp = fmt.Sprintf("%.4f", float64(st.Delivered)/float64(st.Expected))
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %.0f | %.0f |\n", st.System, label,
-			st.AchievedRate, st.DeliveryRate, exp, us(e.P50), us(e.P99), us(e.P999), us(e.Max),
+			st.AchievedRate, st.DeliveryRate, exp, latency.Micros(e.P50), latency.Micros(e.P99), latency.Micros(e.P999), latency.Micros(e.Max),
 			st.CPUPerDeliveryNs, st.RSSPerClient)
 	}
 	b.WriteString("\nServers, load clients and the feed share one host, so every number includes their contention " +

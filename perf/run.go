@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"tickrelay/feed"
+	"tickrelay/latency"
 	"tickrelay/perf/harness"
 	"tickrelay/wire"
 )
@@ -260,10 +261,10 @@ type StepResult struct {
 	DeliveryRate float64       `json:"delivery_rate"`
 	Harness      harness.Stats `json:"harness"`
 	// WarmupFrames are the delivered frames left out of Latency (Warmup).
-	WarmupFrames int64    `json:"warmup_frames"`
-	Latency      Snapshot `json:"latency"`
+	WarmupFrames int64            `json:"warmup_frames"`
+	Latency      latency.Snapshot `json:"latency"`
 	// HDR is the lossless per-hop data (HDR V2 encodings) for re-analysis.
-	HDR *Hops `json:"hdr,omitempty"`
+	HDR *latency.Hops `json:"hdr,omitempty"`
 	// Server CPU time over publish+drain, per delivered frame and per published message.
 	ServerCPU        time.Duration `json:"server_cpu_ns"`
 	CPUPerDeliveryNs float64       `json:"cpu_per_delivery_ns"`
@@ -298,7 +299,7 @@ func medianByP99(steps []StepResult, idx []int) int {
 		if steps[i].Err != "" {
 			return math.MaxInt64
 		}
-		return steps[i].Latency.Hops[HopEndToEnd].P99
+		return steps[i].Latency.Hops[latency.HopEndToEnd].P99
 	}
 	sorted := slices.Clone(idx)
 	slices.SortStableFunc(sorted, func(a, b int) int { return cmp.Compare(p99(a), p99(b)) })
@@ -331,7 +332,7 @@ func (st StepResult) column() (rate int, ok bool) {
 // end-to-end p99 of at most limit.
 func (st StepResult) Sustained(limit time.Duration) bool {
 	return st.Err == "" && st.Rate > 0 && st.Expected > 0 && st.Delivered >= st.Expected &&
-		st.AchievedRate >= 0.95*float64(st.Rate) && st.Latency.Hops[HopEndToEnd].P99 <= int64(limit)
+		st.AchievedRate >= 0.95*float64(st.Rate) && st.Latency.Hops[latency.HopEndToEnd].P99 <= int64(limit)
 }
 
 // searchMax finds system's highest sustained rate. From its fixed steps
@@ -672,7 +673,7 @@ func measure(ctx context.Context, sc Scenario, servers []*proc, proto harness.Pr
 		pids[i] = s.pid()
 	}
 	rss0 := sumProcs(pids).RSS
-	rec := NewRecorder(16)
+	rec := latency.NewRecorder(16)
 	rec.SetWarmup(sc.Warmup)
 	hcfg := harness.DefaultConfig()
 	hcfg.Protocol, hcfg.Addrs, hcfg.Clients, hcfg.Subscriptions, hcfg.Recorder = proto, addrs, sc.Clients, subs, rec

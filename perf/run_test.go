@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"tickrelay/latency"
 	"tickrelay/perf/harness"
 	"tickrelay/perf/natspeer"
+	"tickrelay/wire"
 )
 
 // The test binary doubles as the NATS peer of a sweep (tickrelay-natspeer):
@@ -141,7 +143,7 @@ func checkPeerStep(t *testing.T, st StepResult) {
 	}
 	t.Logf("%s: published %d (%.0f/s) delivered %d of %d, cpu %v (%.0f ns/delivery), rss/client %.0f B, e2e p50 %s us",
 		st.System, st.Published, st.AchievedRate, st.Delivered, st.Expected, st.ServerCPU, st.CPUPerDeliveryNs,
-		st.RSSPerClient, us(st.Latency.Hops[HopEndToEnd].P50))
+		st.RSSPerClient, latency.Micros(st.Latency.Hops[latency.HopEndToEnd].P50))
 	// 2000/s for 2 s: about 4000 messages, each to 50*4/20 = 10 clients.
 	if st.Published < 2000 || st.Expected != int64(st.Published)*10 {
 		t.Fatalf("%s: published %d, expected deliveries %d", st.System, st.Published, st.Expected)
@@ -149,19 +151,19 @@ func checkPeerStep(t *testing.T, st StepResult) {
 	if st.Delivered != st.Expected || st.Harness.Conns != 50 || st.Harness.BadFrames != 0 || st.Harness.Disconnects != 0 {
 		t.Fatalf("%s: delivered %d of %d; harness %+v", st.System, st.Delivered, st.Expected, st.Harness)
 	}
-	e2e := st.Latency.Hops[HopEndToEnd]
+	e2e := st.Latency.Hops[latency.HopEndToEnd]
 	if e2e.Count+st.WarmupFrames != st.Delivered || e2e.Errors != 0 || e2e.P50 <= 0 || e2e.Max < e2e.P50 {
 		t.Fatalf("%s: end-to-end %+v + %d warm-up frames, delivered %d", st.System, e2e, st.WarmupFrames, st.Delivered)
 	}
 	if st.Warmup > 0 && (st.WarmupFrames == 0 || st.WarmupFrames >= st.Delivered) {
 		t.Fatalf("%s: %d of %d frames in the %v warm-up", st.System, st.WarmupFrames, st.Delivered, st.Warmup)
 	}
-	for _, h := range []Hop{HopExchRoot, HopRootChild, HopChildClient} {
+	for _, h := range []latency.Hop{latency.HopExchRoot, latency.HopRootChild, latency.HopChildClient} {
 		if st.Latency.Hops[h].Count != 0 {
 			t.Fatalf("%s recorded for a peer", h)
 		}
 	}
-	if st.HDR == nil || st.HDR.Count(HopEndToEnd) != e2e.Count {
+	if st.HDR == nil || st.HDR.Count(latency.HopEndToEnd) != e2e.Count {
 		t.Fatalf("%s: lossless HDR missing", st.System)
 	}
 	if st.CPUPerDeliveryNs <= 0 || st.ServerRSS <= 0 {
@@ -184,7 +186,7 @@ func TestPublisherMaxMessagesNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := Scenario{Clients: 3, SubsPerClient: 5, Symbols: 5}
-	rec := NewRecorder(2)
+	rec := latency.NewRecorder(2)
 	hc := harness.DefaultConfig()
 	hc.Protocol, hc.Addrs, hc.Clients, hc.Recorder = harness.NATS, []string{addr}, 3, rec
 	hc.Subscriptions = func(i int) []string {
@@ -210,7 +212,7 @@ func TestPublisherMaxMessagesNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := h.WaitQuiet(ctx, 3000, 2*time.Second)
-	if pub.Published() != 1000 || st.Frames != 3000 || rec.Merged().Count(HopEndToEnd) != 3000 {
+	if pub.Published() != 1000 || st.Frames != 3000 || rec.Merged().Count(latency.HopEndToEnd) != 3000 {
 		t.Fatalf("published %d, frames %d", pub.Published(), st.Frames)
 	}
 	var total uint64
@@ -295,9 +297,11 @@ func TestReplaceBetween(t *testing.T) {
 
 func TestRatioTableAndPlot(t *testing.T) {
 	mk := func(sys string, rate int, p50 int64) StepResult {
-		h := NewHops()
+		h := latency.NewHops()
 		for i := int64(1); i <= 100; i++ {
-			st, recv := synth(p50*i/50, p50*i/50, p50*i/50, 0)
+			d := p50 * i / 50 // each hop d ns
+			st := wire.Stamps{ExchSend: 1e18, RootRecv: 1e18 + d, RootSend: 1e18 + d, ChildRecv: 1e18 + 2*d, ChildSend: 1e18 + 2*d}
+			recv := st.ChildSend + d
 			if sys != SystemTickrelay {
 				st.RootRecv, st.RootSend, st.ChildRecv, st.ChildSend = 0, 0, 0, 0
 			}
@@ -354,7 +358,7 @@ func TestHarnessModesCost(t *testing.T) {
 			t.Fatal(err)
 		}
 		sc := Scenario{Clients: 2000, SubsPerClient: 1, Symbols: 200}
-		rec := NewRecorder(16)
+		rec := latency.NewRecorder(16)
 		hc := harness.DefaultConfig()
 		hc.Protocol, hc.Addrs, hc.Clients, hc.Recorder, hc.Mode = harness.NATS, []string{srv.addr}, sc.Clients, rec, mode
 		hc.Subscriptions = func(i int) []string { return []string{Subject(sc.Subscriptions(i)[0])} }
@@ -376,10 +380,10 @@ func TestHarnessModesCost(t *testing.T) {
 		h.Close()
 		srv.stop()
 		cancel()
-		e2e := rec.Merged().Snapshot().Hops[HopEndToEnd]
+		e2e := rec.Merged().Snapshot().Hops[latency.HopEndToEnd]
 		t.Logf("%-10s frames %d of %d: process CPU %v = %.0f ns/frame (publisher included), RSS +%d KB for %d conns = %.1f KB/conn; e2e p50 %s p99 %s us",
 			mode, st.Frames, pub.Published()*10, after.CPU-mid.CPU, float64(after.CPU-mid.CPU)/float64(max(st.Frames, 1)),
-			(mid.RSS-before.RSS)/1024, sc.Clients, float64(mid.RSS-before.RSS)/1024/float64(sc.Clients), us(e2e.P50), us(e2e.P99))
+			(mid.RSS-before.RSS)/1024, sc.Clients, float64(mid.RSS-before.RSS)/1024/float64(sc.Clients), latency.Micros(e2e.P50), latency.Micros(e2e.P99))
 	}
 }
 
@@ -416,9 +420,9 @@ func TestSearchMax(t *testing.T) {
 	step := func(rate, capacity int) StepResult {
 		st := StepResult{Scenario: Scenario{System: "x", Rate: rate}, Expected: 100, Delivered: 100,
 			AchievedRate: float64(rate)}
-		st.Latency.Hops[HopEndToEnd].P99 = int64(time.Millisecond)
+		st.Latency.Hops[latency.HopEndToEnd].P99 = int64(time.Millisecond)
 		if rate > capacity {
-			st.Latency.Hops[HopEndToEnd].P99 = int64(3 * time.Second) // a growing backlog
+			st.Latency.Hops[latency.HopEndToEnd].P99 = int64(3 * time.Second) // a growing backlog
 		}
 		return st
 	}
@@ -466,7 +470,7 @@ func TestSearchMax(t *testing.T) {
 func TestMarkMedian(t *testing.T) {
 	mk := func(p99 int64, err string) StepResult {
 		var st StepResult
-		st.Latency.Hops[HopEndToEnd].P99 = p99
+		st.Latency.Hops[latency.HopEndToEnd].P99 = p99
 		st.Err = err
 		return st
 	}
@@ -522,7 +526,7 @@ func TestProbeRate(t *testing.T) {
 		n := 0
 		return func() StepResult {
 			st := StepResult{Scenario: Scenario{System: "x", Rate: 1000}, Expected: 10, Delivered: 10, AchievedRate: 1000}
-			st.Latency.Hops[HopEndToEnd].P99 = int64(p99s[n])
+			st.Latency.Hops[latency.HopEndToEnd].P99 = int64(p99s[n])
 			n++
 			return st
 		}, &n
@@ -547,8 +551,8 @@ func TestProbeRate(t *testing.T) {
 			if *n != tc.runs {
 				t.Errorf("%d runs, want %d", *n, tc.runs)
 			}
-			if got.Sustained(limit) != tc.sustains || got.Latency.Hops[HopEndToEnd].P99 != int64(tc.p99) {
-				t.Errorf("got p99 %v (sustained %v), want %v (%v)", time.Duration(got.Latency.Hops[HopEndToEnd].P99),
+			if got.Sustained(limit) != tc.sustains || got.Latency.Hops[latency.HopEndToEnd].P99 != int64(tc.p99) {
+				t.Errorf("got p99 %v (sustained %v), want %v (%v)", time.Duration(got.Latency.Hops[latency.HopEndToEnd].P99),
 					got.Sustained(limit), tc.p99, tc.sustains)
 			}
 		})

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"testing"
 
-	"tickrelay/perf"
+	"tickrelay/latency"
 	"tickrelay/wire"
 )
 
@@ -152,7 +152,7 @@ func BenchmarkRelayDwell(b *testing.B) {
 		l.recordDwell(batch)
 	}
 	b.StopTimer()
-	if got := r.Hops().Count(perf.HopRoot); got != int64(n)*int64(b.N) {
+	if got := r.Hops().Count(latency.HopRoot); got != int64(n)*int64(b.N) {
 		b.Fatalf("recorded %d, want %d", got, int64(n)*int64(b.N))
 	}
 	b.ReportMetric(float64(n), "items/op")

@@ -15,7 +15,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"tickrelay/internal/gnetlog"
-	"tickrelay/perf"
+	"tickrelay/latency"
 	"tickrelay/wire"
 )
 
@@ -466,9 +466,9 @@ func (l *loop) recordDwell(b []byte) {
 		return
 	}
 	l.br.Reset(payload)
-	l.rl.r.hops.With(l.idx+1, func(h *perf.Hops) {
+	l.rl.r.hops.With(l.idx+1, func(h *latency.Hops) {
 		for recv, ok := l.br.NextRecv(); ok; recv, ok = l.br.NextRecv() {
-			h.RecordHop(perf.HopRoot, l.br.RootSend-recv)
+			h.RecordHop(latency.HopRoot, l.br.RootSend-recv)
 		}
 	})
 }

@@ -44,7 +44,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"tickrelay/perf"
+	"tickrelay/latency"
 )
 
 // Root is the root daemon.
@@ -57,7 +57,7 @@ type Root struct {
 	now   func() int64
 	// hops: shard 0 is the exchange session's (exch->root), shard i+1
 	// relay loop i's (root).
-	hops *perf.Recorder
+	hops *latency.Recorder
 
 	ready   chan struct{}
 	started atomic.Bool
@@ -83,9 +83,9 @@ func New(cfg Config) (*Root, error) {
 		return nil, err
 	}
 	r := &Root{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), ring: ring, now: cfg.Now, ready: make(chan struct{}),
-		hops: perf.NewRecorder(1 + cfg.RelayLoops())}
+		hops: latency.NewRecorder(1 + cfg.RelayLoops())}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(perf.NewCollector("tickrelay_root", r.hops.Merged, nil, perf.HopExchRoot, perf.HopRoot))
+		cfg.Registerer.MustRegister(latency.NewCollector("tickrelay_root", r.hops.Merged, nil, latency.HopExchRoot, latency.HopRoot))
 	}
 	r.relay = newRelay(r)
 	return r, nil
@@ -113,7 +113,7 @@ func (r *Root) Ring() *Ring { return r.ring }
 // Hops returns a copy of the latency histograms the root records:
 // exch->root once per item received, root (RootSend - RootRecv) once per
 // item and child it is sent to from the ring.
-func (r *Root) Hops() *perf.Hops { return r.hops.Merged() }
+func (r *Root) Hops() *latency.Hops { return r.hops.Merged() }
 
 // Metrics returns the root's metrics.
 func (r *Root) Metrics() *Metrics { return r.m }

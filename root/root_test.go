@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"tickrelay/feed"
-	"tickrelay/perf"
+	"tickrelay/latency"
 	"tickrelay/wire"
 )
 
@@ -776,20 +776,20 @@ func TestHopHistograms(t *testing.T) {
 	}
 	// The loop records a batch right after writing it.
 	want := int64(500 + 201)
-	var h *perf.Hops
+	var h *latency.Hops
 	for deadline := time.Now().Add(ioTimeout); ; time.Sleep(5 * time.Millisecond) {
 		h = r.Hops()
-		if h.Count(perf.HopRoot) >= want || time.Now().After(deadline) {
+		if h.Count(latency.HopRoot) >= want || time.Now().After(deadline) {
 			break
 		}
 	}
-	if n, e := h.Count(perf.HopRoot), h.Errors(perf.HopRoot); n != want || e != 0 {
+	if n, e := h.Count(latency.HopRoot), h.Errors(latency.HopRoot); n != want || e != 0 {
 		t.Fatalf("root hop: %d recorded, %d errors; want %d items sent", n, e, want)
 	}
-	if n := h.Count(perf.HopExchRoot) + h.Errors(perf.HopExchRoot); n != 500 {
+	if n := h.Count(latency.HopExchRoot) + h.Errors(latency.HopExchRoot); n != 500 {
 		t.Fatalf("exch->root: %d recorded or rejected, want 500", n)
 	}
-	if max := h.Histogram(perf.HopRoot).Max(); max <= 0 || max > int64(10*time.Second) {
+	if max := h.Histogram(latency.HopRoot).Max(); max <= 0 || max > int64(10*time.Second) {
 		t.Fatalf("root hop max %d ns", max)
 	}
 	mfs, err := cfg.Registerer.(*prometheus.Registry).Gather()

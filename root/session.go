@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"tickrelay/feed"
-	"tickrelay/perf"
+	"tickrelay/latency"
 	"tickrelay/wire"
 )
 
@@ -188,9 +188,9 @@ func (s *session) recordExchRoot(recv int64) {
 	if len(s.sent) == 0 {
 		return
 	}
-	s.r.hops.With(0, func(h *perf.Hops) {
+	s.r.hops.With(0, func(h *latency.Hops) {
 		for _, t := range s.sent {
-			h.RecordHop(perf.HopExchRoot, recv-t)
+			h.RecordHop(latency.HopExchRoot, recv-t)
 		}
 	})
 	s.sent = s.sent[:0]

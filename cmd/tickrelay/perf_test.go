@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"tickrelay/latency"
 	"tickrelay/perf"
 )
 
@@ -60,14 +61,14 @@ func TestPerfTickrelayStep(t *testing.T) {
 	if st.WarmupFrames == 0 || recorded <= 0 {
 		t.Fatalf("%d of %d frames in the %v warm-up", st.WarmupFrames, st.Delivered, st.Warmup)
 	}
-	for _, h := range []perf.Hop{perf.HopExchRoot, perf.HopRoot, perf.HopRootChild, perf.HopChild, perf.HopChildClient, perf.HopEndToEnd} {
+	for _, h := range []latency.Hop{latency.HopExchRoot, latency.HopRoot, latency.HopRootChild, latency.HopChild, latency.HopChildClient, latency.HopEndToEnd} {
 		hs := st.Latency.Hops[h]
 		if hs.Count+hs.Errors != recorded || hs.Count == 0 || hs.P50 <= 0 {
 			t.Errorf("%s: %+v", h, hs)
 		}
 	}
-	if st.HDR == nil || st.HDR.Count(perf.HopEndToEnd) != recorded || st.Latency.Hops[perf.HopEndToEnd].Errors != 0 {
-		t.Fatalf("end-to-end histogram: %+v", st.Latency.Hops[perf.HopEndToEnd])
+	if st.HDR == nil || st.HDR.Count(latency.HopEndToEnd) != recorded || st.Latency.Hops[latency.HopEndToEnd].Errors != 0 {
+		t.Fatalf("end-to-end histogram: %+v", st.Latency.Hops[latency.HopEndToEnd])
 	}
 	if st.CPUPerDeliveryNs <= 0 || st.ServerRSS <= 0 {
 		t.Fatalf("cpu %v rss %d", st.CPUPerDeliveryNs, st.ServerRSS)

@@ -13,6 +13,7 @@ import (
 
 	"tickrelay/child"
 	"tickrelay/child/client"
+	"tickrelay/latency"
 	"tickrelay/perf"
 	"tickrelay/wire"
 )
@@ -151,7 +152,7 @@ func syncClock(c *client.Client, st *subStats, n int) error {
 // subStats tracks what `tickrelay sub -stats` prints. Frames up to the
 // OK seq of their symbol are images (not timed); later ones are live.
 //
-// Latencies go to HDR histograms (perf.Hops). The client's receive time is
+// Latencies go to HDR histograms (latency.Hops). The client's receive time is
 // moved onto the child's clock with the client<->child offset measured with
 // TIME (min-RTT sample of child.Clock), so child->client is corrected; the
 // root->child hop is corrected with the child's own root offset estimate
@@ -168,7 +169,7 @@ type subStats struct {
 	start       time.Time
 	ivStart     time.Time
 	ivFrames    int
-	iv, total   *perf.Hops
+	iv, total   *latency.Hops
 	sym         []byte
 
 	clock      *child.Clock // client<->child: "root" = the child
@@ -180,7 +181,7 @@ type subStats struct {
 
 func newSubStats(syms []string, resume uint64) *subStats {
 	s := &subStats{okSeq: map[string]uint64{}, start: time.Now(), ivStart: time.Now(),
-		iv: perf.NewHops(), total: perf.NewHops(), clock: child.NewClock(16), childBound: -1, rootBound: -1}
+		iv: latency.NewHops(), total: latency.NewHops(), clock: child.NewClock(16), childBound: -1, rootBound: -1}
 	s.all = slices.Contains(syms, wire.AllSymbols)
 	if resume > 0 {
 		for _, sym := range syms {
@@ -265,7 +266,7 @@ func (s *subStats) resetInterval() {
 
 func (s *subStats) print(w io.Writer, what string) {
 	now := time.Now()
-	var set *perf.Hops
+	var set *latency.Hops
 	var rate float64
 	if what == "final" {
 		set, rate = s.total, float64(s.frames)/now.Sub(s.start).Seconds()

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"tickrelay/child/client"
-	"tickrelay/perf"
+	"tickrelay/latency"
 	"tickrelay/wire"
 )
 
@@ -47,7 +47,7 @@ func TestSubStatsClockCorrection(t *testing.T) {
 		s.frame(ev)
 	}
 	snap := s.iv.Snapshot()
-	if h := snap.Hops[perf.HopChildClient]; h.Count != 100 || h.P50 < 199_000 || h.P50 > 201_000 {
+	if h := snap.Hops[latency.HopChildClient]; h.Count != 100 || h.P50 < 199_000 || h.P50 > 201_000 {
 		t.Fatalf("child->client %+v", h)
 	}
 	var out bytes.Buffer

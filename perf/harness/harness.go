@@ -35,7 +35,7 @@ const (
 	Redis     Protocol = "redis"     // RESP2 SUBSCRIBE and pushed "message" arrays
 )
 
-// Recorder receives the stamps of the frames of one read (perf.Recorder).
+// Recorder receives the stamps of the frames of one read (latency.Recorder).
 type Recorder interface {
 	RecordBatch(key int, st []wire.Stamps, clientRecv, offset int64)
 }

@@ -1,6 +1,6 @@
 // Hops: per-hop latency histograms (see doc.go for the hop definitions).
 
-package perf
+package latency
 
 import (
 	"encoding/json"
@@ -215,7 +215,7 @@ func (s Snapshot) WriteTable(w io.Writer) error {
 			continue
 		}
 		if _, err := fmt.Fprintf(w, "%-14s %10d %7d %9s %9s %9s %9s %9s\n", Hop(i).String(), st.Count, st.Errors,
-			us(st.P50), us(st.P90), us(st.P99), us(st.P999), us(st.Max)); err != nil {
+			Micros(st.P50), Micros(st.P90), Micros(st.P99), Micros(st.P999), Micros(st.Max)); err != nil {
 			return err
 		}
 	}
@@ -223,7 +223,8 @@ func (s Snapshot) WriteTable(w io.Writer) error {
 }
 
 // us formats ns as microseconds with 1 decimal.
-func us(ns int64) string { return fmt.Sprintf("%.1f", float64(ns)/1e3) }
+// Micros formats ns as microseconds with one decimal.
+func Micros(ns int64) string { return fmt.Sprintf("%.1f", float64(ns)/1e3) }
 
 // hopsJSON is the lossless wire form of Hops: compressed HDR V2 encodings.
 type hopsJSON struct {
