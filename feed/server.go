@@ -423,7 +423,7 @@ func (s *Server) logon(c net.Conn, log *slog.Logger) (next uint64, ok bool) {
 		}
 	}
 	c.SetReadDeadline(time.Now().Add(s.cfg.LoginTimeout))
-	body, err := NewFrameReader(0).ReadFrame(c)
+	body, err := wire.NewFeedReader(0).ReadFrame(c)
 	var werr *wire.Error
 	var ne net.Error
 	switch {

@@ -59,7 +59,7 @@ func waitPublished(t testing.TB, s *Server, seq uint64) {
 type feedConn struct {
 	t  testing.TB
 	c  net.Conn
-	in *FrameReader
+	in *wire.FeedReader
 }
 
 func dial(t testing.TB, s *Server) *feedConn {
@@ -70,7 +70,7 @@ func dial(t testing.TB, s *Server) *feedConn {
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(15 * time.Second))
-	return &feedConn{t: t, c: c, in: NewFrameReader(1 << 20)}
+	return &feedConn{t: t, c: c, in: wire.NewFeedReader(1 << 20)}
 }
 
 // next returns the next frame body (valid until the following call) or

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"tickrelay/feed"
 	"tickrelay/wire"
 )
 
@@ -78,7 +77,7 @@ type Recorder struct {
 	now  func() int64
 	w    *Writer
 	last uint64 // highest seq recorded
-	in   *feed.FrameReader
+	in   *wire.FeedReader
 
 	frames, bytes, seq atomic.Uint64
 	startNs            atomic.Int64
@@ -96,7 +95,7 @@ func NewRecorder(cfg RecordConfig) (*Recorder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Recorder{cfg: cfg, log: cfg.Logger, now: cfg.Now, in: feed.NewFrameReader(256 << 10)}
+	r := &Recorder{cfg: cfg, log: cfg.Logger, now: cfg.Now, in: wire.NewFeedReader(256 << 10)}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -243,14 +242,13 @@ func (r *Recorder) once(ctx context.Context) error {
 func (r *Recorder) apply() error {
 	recv := r.now()
 	for {
-		frame, body, err := r.in.Next()
+		frame, body, h, err := r.in.Next()
 		if err != nil {
 			if errors.Is(err, wire.ErrShort) {
 				return nil
 			}
 			return fmt.Errorf("bad frame from exchange after seq %d: %w", r.last, err)
 		}
-		h, _ := wire.ParseFeedBody(body)
 		if h.Seq == 0 {
 			if h.MsgType == wire.TypeHeartbeat {
 				if next := wire.HeartbeatNextSeq(body); next > r.last+1 {

@@ -59,7 +59,7 @@ func startReplay(t testing.TB, cfg Config) *Server {
 type feedClient struct {
 	t  testing.TB
 	c  net.Conn
-	in *feed.FrameReader
+	in *wire.FeedReader
 }
 
 func logon(t testing.TB, addr net.Addr, user, pass string, start uint64) (*feedClient, wire.LogonReply) {
@@ -69,7 +69,7 @@ func logon(t testing.TB, addr net.Addr, user, pass string, start uint64) (*feedC
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	f := &feedClient{t: t, c: c, in: feed.NewFrameReader(1 << 20)}
+	f := &feedClient{t: t, c: c, in: wire.NewFeedReader(1 << 20)}
 	if _, err := c.Write(wire.AppendLogon(nil, wire.Logon{User: user, Password: pass, StartSeq: start})); err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +479,7 @@ func TestRecordGap(t *testing.T) {
 			}
 			go func(c net.Conn, conn int) {
 				defer c.Close()
-				f := &feedClient{t: t, c: c, in: feed.NewFrameReader(4096)}
+				f := &feedClient{t: t, c: c, in: wire.NewFeedReader(4096)}
 				body, err := f.next()
 				if err != nil {
 					return

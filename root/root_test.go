@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"tickrelay/feed"
 	"tickrelay/latency"
 	"tickrelay/wire"
 )
@@ -111,7 +110,7 @@ func (ex *fakeExchange) serve(n int, c net.Conn) {
 
 // readLogon reads the root's logon, the first frame it sends.
 func readLogon(c net.Conn) (wire.Logon, error) {
-	body, err := feed.NewFrameReader(0).ReadFrame(c)
+	body, err := wire.NewFeedReader(0).ReadFrame(c)
 	if err != nil {
 		return wire.Logon{}, err
 	}

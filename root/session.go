@@ -11,7 +11,6 @@ import (
 	"os"
 	"time"
 
-	"tickrelay/feed"
 	"tickrelay/latency"
 	"tickrelay/wire"
 )
@@ -31,7 +30,7 @@ const feedBufSize = 256 << 10
 // last accepted seq, and runs on one goroutine (the only ring writer).
 type session struct {
 	r    *Root
-	in   *feed.FrameReader
+	in   *wire.FeedReader
 	last uint64 // highest seq accepted (ring head)
 	// pending counts items accepted since the last flush.
 	pending int
@@ -44,7 +43,7 @@ type session struct {
 }
 
 func newSession(r *Root) *session {
-	return &session{r: r, in: feed.NewFrameReader(feedBufSize), last: r.ring.Head()}
+	return &session{r: r, in: wire.NewFeedReader(feedBufSize), last: r.ring.Head()}
 }
 
 // run keeps a session to the exchange until ctx ends, reconnecting with
@@ -132,7 +131,7 @@ func (s *session) readLogonReply(conn net.Conn) (wire.LogonReply, error) {
 	reply, err := s.in.ReadLogonReply(conn)
 	var werr *wire.Error
 	switch {
-	case errors.Is(err, feed.ErrNotLogonReply):
+	case errors.Is(err, wire.ErrNotLogonReply):
 		return reply, s.bad("session", err)
 	case errors.As(err, &werr):
 		return reply, s.bad(kindOf(err), err)
@@ -169,14 +168,14 @@ func (s *session) apply() error {
 	recv := s.r.now()
 	defer s.recordExchRoot(recv)
 	for {
-		_, body, err := s.in.Next()
+		_, body, h, err := s.in.Next()
 		if err != nil {
 			if errors.Is(err, wire.ErrShort) {
 				return nil
 			}
 			return s.bad(kindOf(err), err)
 		}
-		if err := s.item(body, recv); err != nil {
+		if err := s.item(body, h, recv); err != nil {
 			return err
 		}
 	}
@@ -196,12 +195,8 @@ func (s *session) recordExchRoot(recv int64) {
 	s.sent = s.sent[:0]
 }
 
-// item applies one structurally valid frame body.
-func (s *session) item(body []byte, recv int64) error {
-	h, err := wire.ParseFeedBody(body)
-	if err != nil {
-		return s.bad(kindOf(err), err)
-	}
+// item applies one structurally valid frame body, whose headers are h.
+func (s *session) item(body []byte, h wire.FeedHeader, recv int64) error {
 	if h.Seq == 0 {
 		if h.MsgType != wire.TypeHeartbeat {
 			return s.bad("session", fmt.Errorf("unexpected session message type %d", h.MsgType))

@@ -46,21 +46,28 @@ type FeedHeader struct {
 // (length bounds, msgSize agreement, known type and size) but not field
 // values. The body aliases buf.
 func NextFeedFrame(buf []byte) (body []byte, n int, err error) {
+	body, _, n, err = nextFeedFrame(buf)
+	return body, n, err
+}
+
+// nextFeedFrame is NextFeedFrame that also returns the body's headers, so a
+// reader parses them once.
+func nextFeedFrame(buf []byte) (body []byte, h FeedHeader, n int, err error) {
 	if len(buf) < FeedLenSize {
-		return nil, 0, ErrShort
+		return nil, h, 0, ErrShort
 	}
 	l := int(binary.LittleEndian.Uint16(buf))
 	if err := checkFeedLen(l); err != nil {
-		return nil, 0, err
+		return nil, h, 0, err
 	}
 	if len(buf) < FeedLenSize+l {
-		return nil, 0, ErrShort
+		return nil, h, 0, ErrShort
 	}
 	body = buf[FeedLenSize : FeedLenSize+l]
-	if _, err := ParseFeedBody(body); err != nil {
-		return nil, 0, err
+	if h, err = ParseFeedBody(body); err != nil {
+		return nil, h, 0, err
 	}
-	return body, FeedLenSize + l, nil
+	return body, h, FeedLenSize + l, nil
 }
 
 func checkFeedLen(l int) error {

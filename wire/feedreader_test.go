@@ -1,11 +1,9 @@
-package feed
+package wire
 
 import (
 	"errors"
 	"testing"
 	"testing/iotest"
-
-	"tickrelay/wire"
 )
 
 // chunks feeds its slices one Read at a time.
@@ -22,30 +20,25 @@ func (c *chunks) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func TestFrameReaderSplitReads(t *testing.T) {
+func TestFeedReaderSplitReads(t *testing.T) {
 	var stream []byte
-	stream = wire.AppendHeartbeat(stream, 1, 5)
-	stream = wire.AppendLogonReply(stream, wire.LogonReply{Status: wire.LogonOK, NextSeq: 1})
-	g := NewGenerator(GenConfig{Seed: 3, Symbols: 10})
-	var m wire.Msg
-	for seq := uint64(1); seq <= 500; seq++ {
-		g.Next(&m)
-		stream, _ = wire.AppendMsgFrame(stream, seq, int64(seq), &m)
-	}
+	stream = AppendHeartbeat(stream, 1, 5)
+	stream = AppendLogonReply(stream, LogonReply{Status: LogonOK, NextSeq: 1})
+	stream = append(stream, feedStream(500)...)
 	// One byte, then 7, then the rest in odd pieces: frames span reads.
 	var in chunks
 	for rest, n := stream, 1; len(rest) > 0; n = n*2 + 5 {
 		n = min(n, len(rest))
 		in, rest = append(in, rest[:n]), rest[n:]
 	}
-	r := NewFrameReader(0)
+	r := NewFeedReader(0)
 	reply, err := r.ReadLogonReply(&in)
-	if err != nil || reply.Status != wire.LogonOK || reply.NextSeq != 1 {
+	if err != nil || reply.Status != LogonOK || reply.NextSeq != 1 {
 		t.Fatalf("logon reply %+v, %v", reply, err)
 	}
 	for want := uint64(1); want <= 500; {
-		_, body, err := r.Next()
-		if errors.Is(err, wire.ErrShort) {
+		_, body, h, err := r.Next()
+		if errors.Is(err, ErrShort) {
 			if err := r.Fill(&in); err != nil {
 				t.Fatalf("fill at seq %d: %v", want, err)
 			}
@@ -54,7 +47,7 @@ func TestFrameReaderSplitReads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h, _ := wire.ParseFeedBody(body); h.Seq != want {
+		if h2, _ := ParseFeedBody(body); h.Seq != want || h2 != h {
 			t.Fatalf("seq %d, want %d", h.Seq, want)
 		}
 		want++
@@ -65,17 +58,17 @@ func TestFrameReaderSplitReads(t *testing.T) {
 }
 
 func TestReadLogonReplyRejects(t *testing.T) {
-	data := wire.AppendFeedFrame(nil, 7, 1, wire.TypeTrade, make([]byte, 28))
+	data := AppendFeedFrame(nil, 7, 1, TypeTrade, make([]byte, 28))
 	in := chunks{data}
-	if _, err := NewFrameReader(0).ReadLogonReply(&in); !errors.Is(err, ErrNotLogonReply) {
+	if _, err := NewFeedReader(0).ReadLogonReply(&in); !errors.Is(err, ErrNotLogonReply) {
 		t.Fatalf("data before the reply: %v", err)
 	}
 	in = chunks{{0, 0}} // zero length
-	if _, err := NewFrameReader(0).ReadLogonReply(&in); !errors.Is(err, wire.ErrEmpty) {
+	if _, err := NewFeedReader(0).ReadLogonReply(&in); !errors.Is(err, ErrEmpty) {
 		t.Fatalf("zero length: %v", err)
 	}
 	in = chunks{{40, 0, 1}} // a partial frame, then the conn times out
-	if _, err := NewFrameReader(0).ReadLogonReply(&in); !errors.Is(err, iotest.ErrTimeout) {
+	if _, err := NewFeedReader(0).ReadLogonReply(&in); !errors.Is(err, iotest.ErrTimeout) {
 		t.Fatalf("truncated: %v", err)
 	}
 }
