@@ -4,7 +4,7 @@ PKGS     ?= ./...
 BIN      := bin/tickrelay
 FUZZTIME ?= 30s
 # The hot paths: feed read -> ring -> relay write; child parse -> fan-out.
-BENCH    ?= FeedDecode|RelayBatchEncode|BatchRead|TextFrame|ParseCommand|RingAppend|RingGet|SessionRead|RelayBatch$$|RelayDwell|ParseToText|FanoutLoop|Next$$|GeneratorNext|JournalAppend$$|JournalAppendCommit|ServeMax
+BENCH    ?= FeedDecode|RelayBatchEncode|BatchRead|TextFrame|ParseCommand|RingAppend|RingGet|SessionRead|RelayBatch$$|RelayDwell|ParseToText|FanoutLoop|LoopFlush|Next$$|GeneratorNext|JournalAppend$$|JournalAppendCommit|ServeMax
 BENCHPKGS ?= ./wire ./root ./child/... ./feed ./root/journal ./replay
 # One test binary at a time (-p 1): on a 2-core box, packages running side by
 # side starve each other's timers and sockets. The run takes ~2 minutes.

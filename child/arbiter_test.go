@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"tickrelay/internal/feedtest"
 	"tickrelay/wire"
 )
 
@@ -162,7 +163,7 @@ func TestABFailover(t *testing.T) {
 	if err := rd.untilSeq(6000); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(rd.frames, expect(0, 6000, "*")) {
+	if !slices.Equal(rd.frames, feedtest.Seqs(0, 6000, "*")) {
 		t.Fatalf("client got %d frames, want 1..6000 once each, in order", len(rd.frames))
 	}
 	m := ch.Metrics()
@@ -208,7 +209,7 @@ func TestABSeqGoneFilledByOther(t *testing.T) {
 	if err := rd.untilSeq(3000); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(rd.frames, expect(0, 3000, "*")) {
+	if !slices.Equal(rd.frames, feedtest.Seqs(0, 3000, "*")) {
 		t.Fatalf("client got %d frames, want 1..3000 once each, in order", len(rd.frames))
 	}
 	if l := testutil.ToFloat64(ch.Metrics().LostItems); l != 0 {
@@ -220,7 +221,7 @@ func TestABSeqGoneFilledByOther(t *testing.T) {
 	if err := rd.untilSeq(3100); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(rd.frames, expect(0, 3100, "*")) {
+	if !slices.Equal(rd.frames, feedtest.Seqs(0, 3100, "*")) {
 		t.Fatalf("client got %d frames, want 1..3100 once each, in order", len(rd.frames))
 	}
 }
@@ -268,7 +269,7 @@ func TestABFailoverToWaitingLine(t *testing.T) {
 	if err := rd.untilSeq(600); err != nil {
 		t.Fatalf("after A went down: %v (at seq %d)", err, ch.LastSeq())
 	}
-	if !slices.Equal(rd.frames, expect(0, 600, "*")) {
+	if !slices.Equal(rd.frames, feedtest.Seqs(0, 600, "*")) {
 		t.Fatalf("client got %d frames, want 1..600 once each, in order", len(rd.frames))
 	}
 	t.Logf("B took over %v after A went down", time.Since(start))
@@ -321,7 +322,7 @@ func TestABBriefDropLosesNothing(t *testing.T) {
 	if err := rd.untilSeq(2000); err != nil {
 		t.Fatalf("%v (at seq %d)", err, ch.LastSeq())
 	}
-	if !slices.Equal(rd.frames, expect(0, 2000, "*")) {
+	if !slices.Equal(rd.frames, feedtest.Seqs(0, 2000, "*")) {
 		t.Fatalf("client got %d frames, want 1..2000 once each, in order", len(rd.frames))
 	}
 	if l := testutil.ToFloat64(ch.Metrics().LostItems); l != 0 {
@@ -340,7 +341,7 @@ func TestABSkipWhenDroppedLineStaysDown(t *testing.T) {
 	if err := rd.untilSeq(2000); err != nil {
 		t.Fatalf("after A went down: %v (at seq %d)", err, ch.LastSeq())
 	}
-	if want := append(expect(0, 500, "*"), expect(999, 2000, "*")...); !slices.Equal(rd.frames, want) {
+	if want := append(feedtest.Seqs(0, 500, "*"), feedtest.Seqs(999, 2000, "*")...); !slices.Equal(rd.frames, want) {
 		t.Fatalf("client got %d frames, want 1..500 and 1000..2000 once each, in order", len(rd.frames))
 	}
 	if l := testutil.ToFloat64(ch.Metrics().LostItems); l != 499 {

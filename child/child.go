@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,9 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tickrelay/child/frames"
+	"tickrelay/child/session"
+	"tickrelay/internal/gnetaddr"
 	"tickrelay/internal/gnetlog"
 	"tickrelay/latency"
 	"tickrelay/wire"
@@ -25,12 +27,12 @@ type Child struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	mu   sync.RWMutex // guards core: a relay line writes (under relayMu), loops read snapshots
-	core *Core
+	// state is the parse-once core: a relay line writes (under relayMu),
+	// loops read snapshots.
+	state *frames.Shared
 
-	last   atomic.Uint64 // mirrors core.LastSeq for lock-free readers
-	offset atomic.Int64  // clock offset estimate (root - child) of the active line, ns
-	bound  atomic.Int64  // its error bound, ns; -1 before any sample
+	offset atomic.Int64 // clock offset estimate (root - child) of the active line, ns
+	bound  atomic.Int64 // its error bound, ns; -1 before any sample
 
 	lines  []*line
 	active atomic.Pointer[line] // the line whose items were published last
@@ -40,8 +42,9 @@ type Child struct {
 	relayMu   sync.Mutex
 	arb       *arbiter
 	badSeen   uint64
+	bad       uint64        // the core's Bad count after the last write
 	stamps    []wire.Stamps // the items of the open batch, for hops
-	open      *Batch        // being filled; ch.mu is held while it is non-nil
+	open      *frames.Batch // being filled
 	openLine  *line         // the line filling open
 	openItems int
 
@@ -49,8 +52,10 @@ type Child struct {
 	// shard i+1 event loop i's (child hop).
 	hops *latency.Recorder
 
-	srv     *server
-	ready   chan struct{}
+	srv *server
+	// Published: Ready is closed once the client listener is bound; Addr
+	// is its address.
+	*gnetaddr.Published
 	running atomic.Bool
 }
 
@@ -63,12 +68,12 @@ func New(cfg Config) (*Child, error) {
 		cfg.Logger = slog.Default()
 	}
 	ch := &Child{
-		cfg:     cfg,
-		log:     cfg.Logger.With("child", cfg.Name),
-		metrics: newMetrics(cfg.Registerer, cfg.Name),
-		core:    NewCore(cfg.HistorySize, cfg.HistoryBytes),
-		ready:   make(chan struct{}),
-		hops:    latency.NewRecorder(cfg.Loops + 1),
+		cfg:       cfg,
+		log:       cfg.Logger.With("child", cfg.Name),
+		metrics:   newMetrics(cfg.Registerer, cfg.Name),
+		state:     frames.NewShared(frames.NewCore(cfg.HistorySize, cfg.HistoryBytes)),
+		Published: gnetaddr.NewPublished(),
+		hops:      latency.NewRecorder(cfg.Loops + 1),
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(latency.NewCollector("tickrelay_child", ch.hops.Merged, nil, latency.HopExchRoot, latency.HopRoot, latency.HopRootChild, latency.HopChild),
@@ -76,8 +81,7 @@ func New(cfg Config) (*Child, error) {
 				Help:        "Last seq every event loop has written to its clients (last_seq minus this is the fan-out backlog).",
 				ConstLabels: prometheus.Labels{"child": cfg.Name}}, func() float64 { return float64(ch.FlushedSeq()) }))
 	}
-	ch.last.Store(cfg.FromSeq - 1)
-	ch.core.Skip(cfg.FromSeq - 1)
+	ch.state.Write(func(c *frames.Core) { c.Skip(cfg.FromSeq - 1) })
 	ch.bound.Store(-1)
 	// A line that went down is back, or has failed to come back, within a
 	// backoff, a dial and an idle timeout: the longest its drop holds the
@@ -92,21 +96,8 @@ func New(cfg Config) (*Child, error) {
 	return ch, nil
 }
 
-// Ready is closed once the client listener is bound (Addr is valid).
-func (ch *Child) Ready() <-chan struct{} { return ch.ready }
-
-// Addr is the bound client address (valid after Ready).
-func (ch *Child) Addr() net.Addr {
-	select {
-	case <-ch.ready:
-		return ch.srv.addr
-	default:
-		return nil
-	}
-}
-
 // LastSeq is the last seq received from the roots (FromSeq-1 before any).
-func (ch *Child) LastSeq() uint64 { return ch.last.Load() }
+func (ch *Child) LastSeq() uint64 { return ch.state.LastSeq() }
 
 // FlushedSeq is the last seq every event loop has handed to its clients'
 // sockets (LastSeq when no loop serves anyone yet). LastSeq - FlushedSeq is
@@ -135,6 +126,12 @@ func (ch *Child) ClockOffset() (offset, bound int64, ok bool) {
 // recorded: exch->root and root->child (corrected with the clock offset
 // estimate) once per item, the child hop once per frame and event loop.
 func (ch *Child) Hops() *latency.Hops { return ch.hops.Merged() }
+
+// sessionConfig is the loops' client policy.
+func (ch *Child) sessionConfig() session.Config {
+	return session.Config{MaxPending: ch.cfg.MaxPending, Conflate: ch.cfg.SlowPolicy == SlowConflate,
+		SlowTimeout: ch.cfg.SlowTimeout, MaxCommandsPerSec: ch.cfg.MaxCommandsPerSec, Log: ch.log}
+}
 
 // Metrics returns the child's metrics.
 func (ch *Child) Metrics() *Metrics { return ch.metrics }
@@ -170,7 +167,7 @@ func (ch *Child) Run(ctx context.Context) error {
 			return fmt.Errorf("child: listen %s: %w", ch.cfg.Addr, err)
 		}
 	}
-	close(ch.ready)
+	ch.Publish(ch.srv.addr)
 	ch.log.Info("child listening", "addr", ch.srv.addr.String(), "roots", ch.cfg.Roots, "loops", ch.cfg.Loops)
 
 	relayCtx, cancelRelay := context.WithCancel(ctx)

@@ -22,6 +22,7 @@ import (
 
 	subclient "tickrelay/child/client"
 	"tickrelay/internal/daemontest"
+	"tickrelay/internal/feedtest"
 	"tickrelay/wire"
 )
 
@@ -82,16 +83,6 @@ func waitSeq(t *testing.T, ch *Child, seq uint64) {
 }
 
 // expect returns the seqs in (from, to] whose symbol is in syms ("*" = all).
-func expect(from, to uint64, syms ...string) []uint64 {
-	var out []uint64
-	for s := from + 1; s <= to; s++ {
-		if slices.Contains(syms, "*") || slices.Contains(syms, testSym(s)) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // subscribed reads a client's lines after its SUB/RESUME: it returns the
 // seq of each OK (by symbol) and the frames that follow them, checking each
 // frame decodes to the message the root sent; it stops after a frame with
@@ -145,7 +136,7 @@ func (r *reader) step() error {
 	}
 	switch ev.Kind {
 	case wire.LineFrame:
-		want := testMsg(ev.Seq)
+		want := feedtest.Msg(ev.Seq)
 		if ev.Msg != want && len(r.oks) > 0 {
 			return fmt.Errorf("seq %d: got %+v, want %+v", ev.Seq, ev.Msg.Type, want.Type)
 		}
@@ -197,7 +188,7 @@ func TestFanoutBySymbol(t *testing.T) {
 		r    *reader
 		syms []string
 	}{{ra, []string{"00001"}}, {rb, []string{"00002", "00003"}}, {rall, []string{"*"}}} {
-		want := expect(0, 300, c.syms...)
+		want := feedtest.Seqs(0, 300, c.syms...)
 		if err := c.r.untilSeq(want[len(want)-1]); err != nil {
 			t.Fatal(c.syms, err)
 		}
@@ -241,7 +232,7 @@ func TestSubImageThenLive(t *testing.T) {
 	var clients []*reader
 	for i := 0; i < 10; i++ {
 		c := dial(t, ch)
-		c.Sub(fmt.Sprintf("%05d", i%testSymbols+1))
+		c.Sub(fmt.Sprintf("%05d", i%feedtest.Symbols+1))
 		clients = append(clients, newReader(t, c))
 		time.Sleep(3 * time.Millisecond)
 	}
@@ -251,7 +242,7 @@ func TestSubImageThenLive(t *testing.T) {
 	head := root.head
 	root.mu.Unlock()
 	for i, r := range clients {
-		sym := fmt.Sprintf("%05d", i%testSymbols+1)
+		sym := fmt.Sprintf("%05d", i%feedtest.Symbols+1)
 		if err := r.untilOKs(1); err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +255,7 @@ func TestSubImageThenLive(t *testing.T) {
 				t.Errorf("%s: image seq %d > OK seq %d", sym, s, ok)
 			}
 		}
-		want := expect(ok, head, sym)
+		want := feedtest.Seqs(ok, head, sym)
 		if err := r.untilSeq(want[len(want)-1]); err != nil {
 			t.Fatal(err)
 		}
@@ -312,15 +303,15 @@ func TestSubAllImage(t *testing.T) {
 	named.Sub(allSymbols()...)
 	both.Sub("*", "00005") // one image of 00005, not two
 	starImg, starOK := imageOf(t, star, 1)
-	namedImg, namedOKs := imageOf(t, named, testSymbols)
+	namedImg, namedOKs := imageOf(t, named, feedtest.Symbols)
 	if bothImg, _ := imageOf(t, both, 2); !maps.EqualFunc(bothImg, starImg, slices.Equal) {
 		t.Fatalf("SUB * 00005 imaged 00005 in %d frames, SUB * in %d (or others differ)", len(bothImg["00005"]), len(starImg["00005"]))
 	}
 	if starOK[0] != 500 || slices.ContainsFunc(namedOKs, func(s uint64) bool { return s != 500 }) {
 		t.Fatalf("OK seqs: * %v, by name %v; want 500", starOK, namedOKs)
 	}
-	if len(starImg) != testSymbols {
-		t.Fatalf("SUB * imaged %d symbols, want %d", len(starImg), testSymbols)
+	if len(starImg) != feedtest.Symbols {
+		t.Fatalf("SUB * imaged %d symbols, want %d", len(starImg), feedtest.Symbols)
 	}
 	for sym, want := range namedImg {
 		if !slices.Equal(starImg[sym], want) {
@@ -333,7 +324,7 @@ func TestSubAllImage(t *testing.T) {
 	if err := r.untilSeq(600); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(r.frames, expect(500, 600, "*")) {
+	if !slices.Equal(r.frames, feedtest.Seqs(500, 600, "*")) {
 		t.Fatalf("after OK SUB * 500: %v", r.frames)
 	}
 }
@@ -344,7 +335,7 @@ func TestSubAllImage(t *testing.T) {
 func TestSubAllImageOverMaxPending(t *testing.T) {
 	const symbols = 9999 // 4 kinds each (not a multiple of 4): an image of ~6 MB, more than a socket takes at once
 	manySyms := func(seq uint64) []byte {
-		m := testMsg(seq)
+		m := feedtest.Msg(seq)
 		m.Security = uint32(seq%symbols) + 1
 		f, _ := wire.AppendMsgFrame(nil, seq, int64(seq)*1000+1_700_000_000_000_000_000, &m)
 		return f[wire.FeedLenSize:]
@@ -396,7 +387,7 @@ func TestResume(t *testing.T) {
 		t.Fatalf("OK RESUME %d", r.oks["RESUME"])
 	}
 	root.publish(100)
-	want := expect(59, 200, "00001", "00002")
+	want := feedtest.Seqs(59, 200, "00001", "00002")
 	if err := r.untilSeq(want[len(want)-1]); err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +420,7 @@ func TestManyClients(t *testing.T) {
 			syms = []string{"*"}
 		} else {
 			for k := 0; k < 1+rng.IntN(3); k++ {
-				s := fmt.Sprintf("%05d", 1+rng.IntN(testSymbols))
+				s := fmt.Sprintf("%05d", 1+rng.IntN(feedtest.Symbols))
 				if !slices.Contains(syms, s) {
 					syms = append(syms, s)
 				}
@@ -450,7 +441,7 @@ func TestManyClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			want := expect(0, 1000, s.syms...)
+			want := feedtest.Seqs(0, 1000, s.syms...)
 			if err := s.r.untilSeq(want[len(want)-1]); err != nil {
 				errs <- err
 				return
@@ -538,7 +529,7 @@ func (p *pacedFeed) finish() {
 	p.waitRead(p.total)
 	p.fast.Close()
 	<-p.done
-	if !slices.Equal(p.rf.frames, expect(0, p.total, "*")) {
+	if !slices.Equal(p.rf.frames, feedtest.Seqs(0, p.total, "*")) {
 		p.t.Fatalf("fast client: %d frames, want %d", len(p.rf.frames), p.total)
 	}
 }
@@ -650,7 +641,7 @@ func TestRelayDrop(t *testing.T) {
 	if err := r.untilSeq(200); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(r.frames, expect(0, 200, "*")) {
+	if !slices.Equal(r.frames, feedtest.Seqs(0, 200, "*")) {
 		t.Fatalf("frames %v", r.frames)
 	}
 	if testutil.ToFloat64(ch.Metrics().Reconnects) < 1 {
@@ -672,7 +663,7 @@ func TestRelayGap(t *testing.T) {
 	if err := r.untilSeq(100); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(r.frames, expect(0, 100, "*")) {
+	if !slices.Equal(r.frames, feedtest.Seqs(0, 100, "*")) {
 		t.Fatalf("frames %v", r.frames)
 	}
 	if testutil.ToFloat64(ch.Metrics().Gaps) != 1 {
@@ -723,7 +714,7 @@ func testSeqGone(t *testing.T, withDownB bool) {
 	if err := r.untilSeq(150); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(r.frames, expect(139, 150, "*")) {
+	if !slices.Equal(r.frames, feedtest.Seqs(139, 150, "*")) {
 		t.Fatalf("frames %v", r.frames)
 	}
 }
@@ -772,7 +763,7 @@ func TestShutdownDrains(t *testing.T) {
 			break
 		}
 	}
-	if !slices.Equal(r.frames, expect(0, 50, "*")) {
+	if !slices.Equal(r.frames, feedtest.Seqs(0, 50, "*")) {
 		t.Fatalf("frames before shutdown %v", r.frames)
 	}
 	select {

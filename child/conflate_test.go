@@ -14,13 +14,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	subclient "tickrelay/child/client"
+	"tickrelay/child/frames"
+	"tickrelay/internal/feedtest"
 	"tickrelay/wire"
 )
 
 // allSymbols is every symbol of the test feed, named one by one.
 func allSymbols() []string {
 	var s []string
-	for code := uint32(1); code <= testSymbols; code++ {
+	for code := uint32(1); code <= feedtest.Symbols; code++ {
 		s = append(s, string(wire.AppendSymbol(nil, code)))
 	}
 	return s
@@ -127,7 +129,7 @@ func testSlowClientConflated(t *testing.T, subs []string) {
 					lines[sym] = l
 				}
 				seg := &l.segs[len(l.segs)-1]
-				*seg = append(*seg, seenFrame{ev.Seq, ev.Msg == testMsg(ev.Seq)})
+				*seg = append(*seg, seenFrame{ev.Seq, ev.Msg == feedtest.Msg(ev.Seq)})
 				if len(l.oks) > 1 {
 					slowLast.Store(max(slowLast.Load(), ev.Seq))
 				}
@@ -186,14 +188,14 @@ func testSlowClientConflated(t *testing.T, subs []string) {
 			t.Fatalf("%s: no ERR CONFLATED before the resync", sym)
 		}
 		backlog, img := l.segs[1][:l.split], l.segs[1][l.split:]
-		if seqs := live(t, sym, backlog); len(seqs) > 0 && !slices.Equal(seqs, expect(p0, seqs[len(seqs)-1], sym)) {
+		if seqs := live(t, sym, backlog); len(seqs) > 0 && !slices.Equal(seqs, feedtest.Seqs(p0, seqs[len(seqs)-1], sym)) {
 			t.Fatalf("%s: updates before ERR CONFLATED are not %d.. in order: %v", sym, p0+1, seqs)
 		}
-		if len(img) < 1 || len(img) > nKinds+1 || slices.ContainsFunc(img, func(f seenFrame) bool { return f.seq > p }) {
-			t.Fatalf("%s: image %v, want 1..%d frames at or before %d", sym, img, nKinds+1, p)
+		if len(img) < 1 || len(img) > frames.ImageFrames || slices.ContainsFunc(img, func(f seenFrame) bool { return f.seq > p }) {
+			t.Fatalf("%s: image %v, want 1..%d frames at or before %d", sym, img, frames.ImageFrames, p)
 		}
 		after := live(t, sym, l.segs[2])
-		if want := expect(p, total, sym); !slices.Equal(after, want) {
+		if want := feedtest.Seqs(p, total, sym); !slices.Equal(after, want) {
 			t.Fatalf("%s after resync at %d: %d frames, want %d", sym, p, len(after), len(want))
 		}
 		got += len(backlog) + len(after)

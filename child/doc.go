@@ -3,10 +3,20 @@
 // once into a client text frame, and fans the frames out to subscribed
 // clients over gnet.
 //
+// Layout: this package is the relay side (relay.go, arbiter.go, clock.go)
+// and the gnet glue (server.go: callbacks, the loops' batch queues). The
+// parse-once state is child/frames (Core, Batch, history, images; Shared
+// guards it); each event loop's clients, commands and slow-client policy
+// are child/session, free of gnet and the clock. A new client command is a
+// file in child/session and an entry in its command table; a new per-client
+// policy is a field of session.Client checked in session.Loop's Input or
+// Flush; a new control frame from the root is applied by the relay to
+// frames.Core at its seq, where every loop reads it.
+//
 // # Data path
 //
-//	root --relay--> session goroutine --Core.Apply (write lock)--> *Batch
-//	             (the relay frames of one read, up to batchBytes of frames)
+//	root --relay--> line goroutine --Core.Apply (write lock)--> *Batch
+//	             (the relay frames of one read, up to frames.BatchBytes)
 //	                                                   |
 //	      per loop: bounded ordered queue + one coalesced EventLoop.Execute
 //	                                                   v
@@ -32,7 +42,7 @@
 // line delivers again or a session of it fails (at most a grace), none
 // skips the seqs it may still deliver (arbiter.go).
 //
-// Core (core.go, history.go) is pure: decode, AppendTextFrame once per item
+// frames.Core is pure: decode, AppendTextFrame once per item
 // (stamps exch, rootRecv, rootSend, childRecv; child send is patched per loop
 // at drain time), a bounded frame history for RESUME and a last-value image
 // per symbol for SUB (last SD, SS, NP, TR, ST, CP frame and the aggregated
@@ -41,7 +51,7 @@
 //
 // # Loops and consistency
 //
-// Each gnet event loop owns a fanout (fanout.go): symbol hash (xxhash of the
+// Each gnet event loop owns a session.Loop and its fanout: symbol hash (xxhash of the
 // canonical symbol text, "00001") -> subscribers, plus "*" subscribers, and
 // the clients on that loop. The session publishes each Batch to every loop's
 // queue under a mutex and signals the loop with EventLoop.Execute only when
@@ -59,7 +69,7 @@
 // when the seq is older than held. A client
 // gets each frame once even if both "*" and the symbol match.
 //
-// Slow clients: after each Write, OutboundBuffered over MaxPending applies
+// Slow clients: after each Write, unsent bytes (Conn.Buffered) over MaxPending apply
 // Config.SlowPolicy to that client only. A reply the client asked for (a
 // SUB's image, megabytes for "*") gets a grace of its own size until the
 // buffer drains below MaxPending. Disconnect (the default) sends "ERR SLOW"
@@ -77,11 +87,12 @@
 // get ERR BADCMD/BADARG and the connection lives.
 //
 // Binding ":0": gnet keeps the resolved listen address to itself, so OnBoot
-// dups the listener fd (Engine.Dup) and asks the kernel (net.FileListener);
-// Addr reports it once Ready is closed.
+// asks internal/gnetaddr (a dup of the listener fd); Addr reports it once
+// Ready is closed.
 //
-// Locks: Child.relayMu serializes the relay lines; Child.mu guards the core
-// (a relay line writes per batch, loops read snapshots); loop.mu guards one
-// loop's queue. A batch is published after Child.mu is released, so loop.mu
+// Locks: Child.relayMu serializes the relay lines; frames.Shared guards the
+// core (a relay line writes per relay frame, loops read snapshots), each
+// hold taken and released inside one Read or Write; loop.mu guards one
+// loop's queue. A batch is published outside the core's lock, so loop.mu
 // is never held with it (relayMu is, on the way in: relayMu -> loop.mu).
 package child

@@ -7,41 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"tickrelay/internal/feedtest"
 	"tickrelay/wire"
 )
-
-// testSymbols is the number of securities of the test feed (codes 1..N).
-const testSymbols = 20
-
-// testMsg is the deterministic message of seq in the test feed.
-func testMsg(seq uint64) wire.Msg {
-	m := wire.Msg{Security: uint32((seq*7+seq/3)%testSymbols) + 1}
-	switch seq % 4 {
-	case 0:
-		m.Type, m.Price = wire.TypeNominalPrice, int32(seq)
-	case 1:
-		m.Type, m.TradeID, m.Price, m.Qty, m.TradeTime = wire.TypeTrade, uint32(seq), int32(1000+seq), 100, seq
-	case 2:
-		m.Type, m.NumEntries = wire.TypeAggregateBook, 1
-		m.Entries[0] = wire.BookEntry{AggQty: seq, Price: int32(seq), NumOrders: 2, Side: uint16(seq / 4 % 2), Level: uint8(seq%5 + 1), Action: 1}
-	case 3:
-		m.Type, m.SharesTraded, m.Turnover, m.High, m.Low, m.Last = wire.TypeStatistics, seq, int64(seq*10), 5, 1, 3
-	}
-	return m
-}
-
-func testSym(seq uint64) string {
-	return string(wire.AppendSymbol(nil, testMsg(seq).Security))
-}
-
-func testBody(seq uint64) []byte {
-	m := testMsg(seq)
-	f, ok := wire.AppendMsgFrame(nil, seq, int64(seq)*1000+1_700_000_000_000_000_000, &m)
-	if !ok {
-		panic("test message does not encode")
-	}
-	return f[wire.FeedLenSize:]
-}
 
 // fakeRoot is a minimal root speaking the relay protocol on a real socket.
 type fakeRoot struct {
@@ -57,7 +25,7 @@ type fakeRoot struct {
 	gapAt  uint64                  // skip this seq (once)
 	batch  int                     // items per batch
 	silent bool                    // no heartbeats when idle
-	body   func(seq uint64) []byte // the feed body of seq (testBody)
+	body   func(seq uint64) []byte // the feed body of seq (feedtest.Body)
 	down   bool                    // off the network: connections are closed at once
 	more   chan struct{}           // closed on publish
 	conns  map[net.Conn]bool
@@ -69,7 +37,7 @@ func newFakeRoot(t *testing.T) *fakeRoot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &fakeRoot{t: t, ln: ln, hellos: make(chan wire.Hello, 100), batch: 7, body: testBody, more: make(chan struct{}), conns: map[net.Conn]bool{}}
+	r := &fakeRoot{t: t, ln: ln, hellos: make(chan wire.Hello, 100), batch: 7, body: feedtest.Body, more: make(chan struct{}), conns: map[net.Conn]bool{}}
 	r.wg.Add(1)
 	go r.accept()
 	t.Cleanup(func() {

@@ -9,6 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"tickrelay/child/frames"
+	"tickrelay/child/session"
+	"tickrelay/internal/feedtest"
 	"tickrelay/wire"
 )
 
@@ -62,16 +65,15 @@ func historyChild(t *testing.T, n uint64) (*Child, []byte) {
 	ch := startChild(t, root, func(c *Config) { c.MaxPending = 1 << 20 })
 	root.publish(n)
 	waitSeq(t, ch, n)
-	ch.mu.RLock()
-	defer ch.mu.RUnlock()
-	hist, _ := ch.core.AppendHistory(nil, 1, nil, true, 1)
+	var hist []byte
+	ch.state.Read(func(c *frames.Core) { hist, _ = c.AppendHistory(nil, 1, nil, true, 1) })
 	return ch, hist
 }
 
 // TestPipelinedRepliesBounded: one packet of 200 "RESUME 1 *" lines asks for
 // the whole history 200 times from a client that reads nothing for now. Each
 // answer is written and counted against MaxPending before the next line
-// runs, the answers to one read sharing a grace of maxReadGrace, so the
+// runs, the answers to one read sharing a grace of session.MaxReadGrace, so the
 // client is cut off after some 20 answers instead of the child building
 // all 200 (600 MB) in memory.
 func TestPipelinedRepliesBounded(t *testing.T) {
@@ -97,7 +99,7 @@ func TestPipelinedRepliesBounded(t *testing.T) {
 		}
 	}
 	// The grace, MaxPending and the socket buffers (a few MB) hold this many.
-	if most := (maxReadGrace+ch.cfg.MaxPending+16<<20)/len(hist) + 1; answers > most {
+	if most := (session.MaxReadGrace+ch.cfg.MaxPending+16<<20)/len(hist) + 1; answers > most {
 		t.Fatalf("an unread client got %d of %d pipelined RESUME answers (%d B each) before it was cut off; want at most %d", answers, lines, len(hist), most)
 	}
 	t.Logf("%d answers before the cut", answers)
@@ -110,7 +112,7 @@ func TestPipelinedRepliesOfReadingClient(t *testing.T) {
 	ch, hist := historyChild(t, 100000)
 	c := dial(t, ch)
 	var b strings.Builder
-	for s := 1; s <= testSymbols; s++ {
+	for s := 1; s <= feedtest.Symbols; s++ {
 		fmt.Fprintf(&b, "RESUME 1 %05d\n", s)
 	}
 	b.WriteString("PING\n")
@@ -133,8 +135,8 @@ func TestPipelinedRepliesOfReadingClient(t *testing.T) {
 			pong = true
 		}
 	}
-	if oks != testSymbols {
-		t.Fatalf("%d OKs, want %d", oks, testSymbols)
+	if oks != feedtest.Symbols {
+		t.Fatalf("%d OKs, want %d", oks, feedtest.Symbols)
 	}
 	if want := bytes.Count(hist, []byte("\n")); frames != want {
 		t.Fatalf("%d frames for RESUME 1 of every symbol, want the history's %d", frames, want)
@@ -227,11 +229,11 @@ func TestResumeFutureStarKeepsNamed(t *testing.T) {
 	}
 	var got []uint64
 	for _, s := range r.frames {
-		if testSym(s) == "00001" && s < 200 {
+		if feedtest.Sym(s) == "00001" && s < 200 {
 			got = append(got, s)
 		}
 	}
-	if want := expect(100, 199, "00001"); len(got) != len(want) {
+	if want := feedtest.Seqs(100, 199, "00001"); len(got) != len(want) {
 		t.Fatalf("00001's frames after RESUME 200 *: got %v, want %v", got, want)
 	}
 }

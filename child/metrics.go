@@ -2,6 +2,8 @@ package child
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"tickrelay/child/session"
 )
 
 // Metrics are the child's Prometheus metrics, registered on Config.Registerer.
@@ -71,4 +73,10 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 			m.RootHead, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
+}
+
+// session is the share of m the loops' session cores move.
+func (m *Metrics) session() *session.Metrics {
+	return &session.Metrics{SlowDisconnect: m.SlowDisconnect, SlowConflated: m.SlowConflated, SlowResynced: m.SlowResynced,
+		ClientErrors: m.ClientErrors, BytesOut: m.BytesOut, FramesOut: m.FramesOut, Writes: m.Writes}
 }

@@ -8,12 +8,13 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"tickrelay/child/frames"
 	"tickrelay/wire"
 )
 
 // TestStalledLoopStopsRelayReads: while the only event loop is stuck, the
 // relay goroutine fills the loop's queue (maxQueued batches of about
-// batchBytes of frames each, merged from many relay frames) and then stops
+// frames.BatchBytes of frames each, merged from many relay frames) and then stops
 // reading the root: the backlog stays in the root, not in this process.
 // Once the loop runs again every frame reaches the client, in order.
 func TestStalledLoopStopsRelayReads(t *testing.T) {
@@ -43,14 +44,14 @@ func TestStalledLoopStopsRelayReads(t *testing.T) {
 	}
 	<-stuck
 	// Several queues' worth: a frame is under 200 bytes, so a batch holds
-	// at least batchBytes/200 items.
-	const n = 4 * maxQueued * batchBytes / 200
+	// at least frames.BatchBytes/200 items.
+	const n = 4 * maxQueued * frames.BatchBytes / 200
 	root.publish(n)
 	queued := func() (batches, bytes int) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		for _, b := range l.q {
-			bytes += len(b.buf)
+			bytes += len(b.Buf)
 		}
 		return len(l.q), bytes
 	}
@@ -65,11 +66,11 @@ func TestStalledLoopStopsRelayReads(t *testing.T) {
 	at := ch.LastSeq()
 	time.Sleep(200 * time.Millisecond) // let a reader that ignores the bound run past it
 	// The relay may hold one more batch, waiting for room, and reads no further.
-	if got := ch.LastSeq(); got-at > uint64(batchBytes) || got >= n {
+	if got := ch.LastSeq(); got-at > uint64(frames.BatchBytes) || got >= n {
 		t.Fatalf("relay went on parsing with the queue full: seq %d, then %d (published %d)", at, got, n)
 	}
-	if b, bytes := queued(); b > maxQueued || bytes > maxQueued*(batchBytes+20*wire.MaxTextFrame) {
-		t.Fatalf("queue holds %d batches, %d bytes of frames: bound %d batches of about %d bytes", b, bytes, maxQueued, batchBytes)
+	if b, bytes := queued(); b > maxQueued || bytes > maxQueued*(frames.BatchBytes+20*wire.MaxTextFrame) {
+		t.Fatalf("queue holds %d batches, %d bytes of frames: bound %d batches of about %d bytes", b, bytes, maxQueued, frames.BatchBytes)
 	}
 	if f := ch.FlushedSeq(); f >= ch.LastSeq() {
 		t.Fatalf("FlushedSeq %d with the loop stalled, LastSeq %d", f, ch.LastSeq())

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tickrelay/child/frames"
 	"tickrelay/wire"
 )
 
@@ -296,39 +297,44 @@ func frameLen(buf []byte) int {
 
 // applyBatch drops items already seen, detects gaps and parses the rest
 // into the open Batch under the core lock. The open batch is published to
-// the loops once it holds batchBytes of frames, or when the read buffer
+// the loops once it holds frames.BatchBytes of frames, or when the read buffer
 // runs dry (readRelay), so a child that fell behind hands its loops a few
 // large batches rather than one per relay frame: each drain then covers
 // more of the backlog and a client's frames go out in fewer writes.
-func (ch *Child) applyBatch(l *line, br *wire.BatchReader, p []byte, childRecv int64) sessionEnd {
+func (ch *Child) applyBatch(l *line, br *wire.BatchReader, p []byte, childRecv int64) (end sessionEnd) {
 	br.Reset(p)
-	for br.Next() {
-		it := &br.Item
-		last := ch.LastSeq()
-		switch arbitrate(last, it.Seq) {
-		case duplicate:
-			ch.metrics.Duplicates.Inc()
-			continue
-		case gap:
-			ch.metrics.Gaps.Inc()
-			ch.publishOpen()
-			return sessionEnd{now: true, err: fmt.Errorf("gap: got seq %d after %d; resuming from %d", it.Seq, last, last+1)}
+	ch.state.Write(func(c *frames.Core) {
+		for br.Next() {
+			it := &br.Item
+			last := c.LastSeq()
+			switch arbitrate(last, it.Seq) {
+			case duplicate:
+				ch.metrics.Duplicates.Inc()
+				continue
+			case gap:
+				ch.metrics.Gaps.Inc()
+				end = sessionEnd{now: true, err: fmt.Errorf("gap: got seq %d after %d; resuming from %d", it.Seq, last, last+1)}
+				return
+			}
+			b := ch.open
+			if b == nil {
+				b = frames.GetBatch()
+				b.ChildRecv = childRecv
+				ch.open, ch.openLine = b, l
+			}
+			ch.stamps = append(ch.stamps, wire.Stamps{ExchSend: it.ExchSend, RootRecv: it.RootRecv,
+				RootSend: br.RootSend, ChildRecv: childRecv})
+			c.Apply(b, it, br.RootSend, childRecv)
+			b.Last = it.Seq
+			ch.openItems++
 		}
-		b := ch.open
-		if b == nil {
-			b = getBatch()
-			b.childRecv = childRecv
-			ch.open, ch.openLine = b, l
-			ch.mu.Lock()
-		}
-		ch.stamps = append(ch.stamps, wire.Stamps{ExchSend: it.ExchSend, RootRecv: it.RootRecv,
-			RootSend: br.RootSend, ChildRecv: childRecv})
-		ch.core.Apply(b, it, br.RootSend, childRecv)
-		b.last = it.Seq
-		ch.last.Store(it.Seq)
-		ch.openItems++
+		ch.bad = c.Bad()
+	})
+	if end.err != nil {
+		ch.publishOpen()
+		return end
 	}
-	if ch.open != nil && len(ch.open.buf) >= batchBytes {
+	if ch.open != nil && len(ch.open.Buf) >= frames.BatchBytes {
 		ch.publishOpen()
 	}
 	if err := br.Err(); err != nil {
@@ -337,19 +343,13 @@ func (ch *Child) applyBatch(l *line, br *wire.BatchReader, p []byte, childRecv i
 	return sessionEnd{}
 }
 
-// batchBytes is the size of frames at which the open batch is published
-// without waiting for the read buffer to run dry: the buffer getBatch
-// starts with.
-const batchBytes = 64 << 10
-
-// publishOpen unlocks the core and publishes the open batch, if any.
+// publishOpen publishes the open batch, if any.
 func (ch *Child) publishOpen() {
 	b := ch.open
 	if b == nil {
 		return
 	}
-	bad := ch.core.Bad()
-	ch.mu.Unlock()
+	bad := ch.bad
 	ch.metrics.Items.Add(float64(ch.openItems))
 	ch.openLine.items.Add(float64(ch.openItems))
 	ch.open, ch.openItems = nil, 0
@@ -384,10 +384,7 @@ func (ch *Child) relayError(e wire.RelayErr, l *line, log logger) sessionEnd {
 			log.Error("root no longer holds the seqs we need: skipping them; clients will see a gap",
 				"asked_from", last+1, "first_available", e.Seq, "lost", lost, "reason", e.Reason)
 			ch.metrics.LostItems.Add(float64(lost))
-			ch.mu.Lock()
-			ch.last.Store(e.Seq - 1)
-			ch.core.Skip(e.Seq - 1)
-			ch.mu.Unlock()
+			ch.state.Write(func(c *frames.Core) { c.Skip(e.Seq - 1) })
 			return sessionEnd{now: true, progress: true, err: e}
 		}
 		return sessionEnd{err: e}

@@ -9,11 +9,11 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
+	"tickrelay/internal/gnetaddr"
 	"tickrelay/internal/gnetlog"
 	"tickrelay/latency"
 	"tickrelay/wire"
@@ -133,30 +133,15 @@ func (rl *relay) start(errc chan error) error {
 	}
 }
 
-// OnBoot learns the bound address: the listener is bound before OnBoot, so
-// a dup of its fd answers getsockname (how ":0" reveals its port).
+// OnBoot learns the bound address (how ":0" reveals its port).
 func (rl *relay) OnBoot(eng gnet.Engine) gnet.Action {
 	rl.eng = eng
-	fd, err := eng.Dup()
+	addr, err := gnetaddr.Bound(eng)
 	if err != nil {
-		rl.r.log.Error("relay: dup listener", "err", err)
+		rl.r.log.Error("relay: cannot learn the bound address", "err", err)
 		return gnet.Shutdown
 	}
-	sa, err := syscall.Getsockname(fd)
-	syscall.Close(fd)
-	if err != nil {
-		rl.r.log.Error("relay: getsockname", "err", err)
-		return gnet.Shutdown
-	}
-	switch a := sa.(type) {
-	case *syscall.SockaddrInet4:
-		rl.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *syscall.SockaddrInet6:
-		rl.addr = &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-	default:
-		rl.r.log.Error("relay: unexpected listener address", "addr", fmt.Sprintf("%T", sa))
-		return gnet.Shutdown
-	}
+	rl.addr = addr
 	close(rl.booted)
 	return gnet.None
 }

@@ -39,11 +39,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"tickrelay/internal/gnetaddr"
 	"tickrelay/latency"
 )
 
@@ -59,7 +59,9 @@ type Root struct {
 	// relay loop i's (root).
 	hops *latency.Recorder
 
-	ready   chan struct{}
+	// Published: Ready is closed once the relay listener is bound; Addr
+	// is its address.
+	*gnetaddr.Published
 	started atomic.Bool
 
 	storeErrMu   sync.Mutex
@@ -82,26 +84,13 @@ func New(cfg Config) (*Root, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Root{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), ring: ring, now: cfg.Now, ready: make(chan struct{}),
+	r := &Root{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), ring: ring, now: cfg.Now, Published: gnetaddr.NewPublished(),
 		hops: latency.NewRecorder(1 + cfg.RelayLoops())}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(latency.NewCollector("tickrelay_root", r.hops.Merged, nil, latency.HopExchRoot, latency.HopRoot))
 	}
 	r.relay = newRelay(r)
 	return r, nil
-}
-
-// Ready is closed once the relay listens (Addr is valid).
-func (r *Root) Ready() <-chan struct{} { return r.ready }
-
-// Addr returns the bound relay address (nil before Ready).
-func (r *Root) Addr() net.Addr {
-	select {
-	case <-r.ready:
-		return r.relay.addr
-	default:
-		return nil
-	}
 }
 
 // Head returns the last seq received (0 before any).
@@ -134,7 +123,7 @@ func (r *Root) Run(ctx context.Context) error {
 		return err
 	}
 	r.log.Info("relay listening", "addr", r.relay.addr.String(), "ring_size", r.ring.Size(), "head", r.ring.Head())
-	close(r.ready)
+	r.Publish(r.relay.addr)
 
 	sctx, stopSession := context.WithCancel(ctx)
 	sess := newSession(r)

@@ -13,6 +13,7 @@ import (
 
 	"tickrelay/child"
 	"tickrelay/child/client"
+	"tickrelay/child/frames"
 	"tickrelay/latency"
 	"tickrelay/perf"
 	"tickrelay/wire"
@@ -41,7 +42,7 @@ func runSub(ctx context.Context, args []string) error {
 			if !wire.ValidSymbol([]byte(s)) {
 				return fmt.Errorf("-sub: bad symbol %q", s)
 			}
-			syms = append(syms, string(child.CanonicalSymbol(nil, []byte(s))))
+			syms = append(syms, string(frames.CanonicalSymbol(nil, []byte(s))))
 		}
 	}
 	if len(syms) == 0 {

@@ -1,4 +1,4 @@
-package child
+package frames
 
 import (
 	"bytes"
@@ -7,15 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"tickrelay/internal/feedtest"
 	"tickrelay/wire"
 )
 
+// applyN applies the test feed's seqs from..to to c (root send 6, child
+// receive 7) and returns the batch of their frames.
 func applyN(t testing.TB, c *Core, from, to uint64) *Batch {
-	b := getBatch()
+	b := GetBatch()
 	for s := from; s <= to; s++ {
-		body := testBody(s)
-		h, _ := wire.ParseFeedBody(body)
-		it := wire.Item{Seq: s, ExchSend: h.SendTime, RootRecv: 5, Body: body}
+		it := feedtest.Item(s)
 		if err := c.Apply(b, &it, 6, 7); err != nil {
 			t.Fatal(err)
 		}
@@ -33,10 +34,10 @@ func TestCoreParseOnce(t *testing.T) {
 		seq, f := b.Frame(i)
 		var m wire.Msg
 		gs, st, err := wire.DecodeTextFrame(f, &m)
-		if err != nil || gs != seq || m != testMsg(seq) || st.RootSend != 6 || st.ChildRecv != 7 || st.ChildSend != 0 {
+		if err != nil || gs != seq || m != feedtest.Msg(seq) || st.RootSend != 6 || st.ChildRecv != 7 || st.ChildSend != 0 {
 			t.Fatalf("frame %d: %q %v", i, f, err)
 		}
-		if b.frames[i].hash != SymbolHash([]byte(testSym(seq))) {
+		if b.Frames[i].Hash != SymbolHash([]byte(feedtest.Sym(seq))) {
 			t.Fatalf("frame %d: wrong symbol hash", i)
 		}
 	}
@@ -74,7 +75,7 @@ func TestHistoryBounds(t *testing.T) {
 		c.hist.scan(0, func(seq, _ uint64, f []byte) bool {
 			var m wire.Msg
 			gs, _, err := wire.DecodeTextFrame(f, &m)
-			if err != nil || gs != seq || m != testMsg(seq) || (prev != 0 && seq != prev+1) {
+			if err != nil || gs != seq || m != feedtest.Msg(seq) || (prev != 0 && seq != prev+1) {
 				t.Fatalf("after %d: held seq %d corrupt: %v %q", s, seq, err, f)
 			}
 			prev = seq
@@ -111,8 +112,8 @@ func TestCoreImage(t *testing.T) {
 	// Each kind's last seq for symbol 3.
 	want := map[string]uint64{}
 	for s := uint64(1); s <= 400; s++ {
-		if testSym(s) == "00003" {
-			want[map[uint16]string{wire.TypeNominalPrice: "NP", wire.TypeTrade: "TR", wire.TypeAggregateBook: "BK", wire.TypeStatistics: "ST"}[testMsg(s).Type]] = s
+		if feedtest.Sym(s) == "00003" {
+			want[map[uint16]string{wire.TypeNominalPrice: "NP", wire.TypeTrade: "TR", wire.TypeAggregateBook: "BK", wire.TypeStatistics: "ST"}[feedtest.Msg(s).Type]] = s
 		}
 	}
 	if fmt.Sprint(kinds) != fmt.Sprint(want) || len(lines) != len(want) || len(want) < 3 {
@@ -136,30 +137,10 @@ func TestCoreImage(t *testing.T) {
 	}
 }
 
-func TestBookImage(t *testing.T) {
-	var s symState
-	m := wire.Msg{Type: wire.TypeAggregateBook, NumEntries: 3}
-	m.Entries[0] = wire.BookEntry{AggQty: 10, Price: 100, NumOrders: 1, Side: 0, Level: 1, Action: 0}
-	m.Entries[1] = wire.BookEntry{AggQty: 20, Price: 101, NumOrders: 2, Side: 1, Level: 1, Action: 0}
-	m.Entries[2] = wire.BookEntry{AggQty: 30, Price: 99, NumOrders: 3, Side: 0, Level: 2, Action: 1}
-	s.applyBook(&m)
-	m.NumEntries = 1
-	m.Entries[0] = wire.BookEntry{Side: 0, Level: 1, Action: 2}
-	s.applyBook(&m)
-	if s.book[0][0] != (wire.BookEntry{}) || s.book[0][1].AggQty != 30 || s.book[1][0].AggQty != 20 {
-		t.Fatalf("book %v", s.book)
-	}
-	m.Entries[0] = wire.BookEntry{Action: 74}
-	s.applyBook(&m)
-	if s.book != ([2][bookLevels]wire.BookEntry{}) {
-		t.Fatal("clear")
-	}
-}
-
 // partsMsg is the message of seq in TestImageInParts' feed: 1000 symbols
 // (even codes) up to seq 3000, then new ones (odd codes) among them.
 func partsMsg(seq uint64) wire.Msg {
-	m := testMsg(seq)
+	m := feedtest.Msg(seq)
 	if seq <= 3000 {
 		m.Security = uint32(2 * ((seq*7)%1000 + 1))
 	} else {
@@ -170,8 +151,8 @@ func partsMsg(seq uint64) wire.Msg {
 
 func applyParts(t *testing.T, c *Core, from, to uint64) {
 	t.Helper()
-	b := getBatch()
-	defer b.release()
+	b := GetBatch()
+	defer b.Release()
 	for s := from; s <= to; s++ {
 		m := partsMsg(s)
 		f, ok := wire.AppendMsgFrame(nil, s, int64(s), &m)
@@ -182,7 +163,7 @@ func applyParts(t *testing.T, c *Core, from, to uint64) {
 		if err := c.Apply(b, &it, 6, 7); err != nil {
 			t.Fatal(err)
 		}
-		b.buf, b.frames = b.buf[:0], b.frames[:0]
+		b.Buf, b.Frames = b.Buf[:0], b.Frames[:0]
 	}
 }
 
@@ -292,9 +273,9 @@ func TestHistoryInParts(t *testing.T) {
 		if !ok {
 			t.Fatal("history from 40")
 		}
-		want := expect(39, 700, "00003", "00011", "00017")
+		want := feedtest.Seqs(39, 700, "00003", "00011", "00017")
 		if all {
-			want = expect(39, 700, "*")
+			want = feedtest.Seqs(39, 700, "*")
 		}
 		if n := bytes.Count(whole, []byte("\n")); n != len(want) {
 			t.Fatalf("all=%v: history from 40 has %d frames, want %d", all, n, len(want))

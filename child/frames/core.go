@@ -1,81 +1,14 @@
-package child
+package frames
 
 import (
 	"cmp"
 	"math"
 	"slices"
-	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 
-	"tickrelay/internal/prefault"
 	"tickrelay/wire"
 )
-
-// frameRef locates one text frame in a Batch.
-type frameRef struct {
-	seq      uint64
-	hash     uint64 // xxhash of the frame's symbol text
-	off, end int32
-}
-
-// Batch is the parsed form of the relay batches of one read (up to
-// batchBytes of frames): their text frames back to back (child send stamp
-// still zero) and where each starts. A Batch is immutable once published to
-// the loops; each loop releases its reference after its drain and the last
-// one recycles it.
-type Batch struct {
-	buf       []byte
-	frames    []frameRef
-	childRecv int64  // when its first relay batch arrived
-	last      uint64 // seq of its last item (with or without a frame)
-	refs      atomic.Int32
-}
-
-// batchFree recycles Batches with their grown buffers. A bounded free list
-// rather than a sync.Pool: the pool empties at every GC, and regrowing each
-// batch's buffer from nothing (growslice, zeroing) cost ~20% of a child's
-// CPU under load. At most cap(batchFree) batches (each capped at
-// maxKeptBatch bytes) stay cached.
-var batchFree = make(chan *Batch, 256)
-
-// maxKeptBatch is the largest buffer a recycled batch keeps.
-const maxKeptBatch = 1 << 20
-
-func getBatch() *Batch {
-	select {
-	case b := <-batchFree:
-		b.buf, b.frames = b.buf[:0], b.frames[:0]
-		return b
-	default:
-		b := &Batch{buf: make([]byte, 0, batchBytes+wire.MaxTextFrame), frames: make([]frameRef, 0, 512)}
-		prefault.Populate(b.buf[:cap(b.buf)])
-		prefault.Slice(b.frames[:cap(b.frames)])
-		return b
-	}
-}
-
-func (b *Batch) release() {
-	if b.refs.Add(-1) > 0 {
-		return
-	}
-	if cap(b.buf) > maxKeptBatch {
-		return
-	}
-	select {
-	case batchFree <- b:
-	default:
-	}
-}
-
-// Len returns the number of frames.
-func (b *Batch) Len() int { return len(b.frames) }
-
-// Frame returns frame i and its seq; the bytes alias the batch.
-func (b *Batch) Frame(i int) (uint64, []byte) {
-	f := b.frames[i]
-	return f.seq, b.buf[f.off:f.end]
-}
 
 // Image kinds kept per symbol: the last frame of each.
 const (
@@ -87,6 +20,10 @@ const (
 	kindCP
 	nKinds
 )
+
+// ImageFrames is the most frames one symbol's image holds: the last of each
+// kept kind and the book.
+const ImageFrames = nKinds + 1
 
 func kindOf(t uint16) int {
 	switch t {
@@ -174,12 +111,12 @@ func (c *Core) Apply(b *Batch, it *wire.Item, rootSend, childRecv int64) error {
 	}
 	m := &c.msg
 	st := wire.Stamps{ExchSend: it.ExchSend, RootRecv: it.RootRecv, RootSend: rootSend, ChildRecv: childRecv}
-	off := len(b.buf)
-	b.buf = wire.AppendTextFrame(b.buf, it.Seq, m, st)
-	frame := b.buf[off:]
+	off := len(b.Buf)
+	b.Buf = wire.AppendTextFrame(b.Buf, it.Seq, m, st)
+	frame := b.Buf[off:]
 	c.symText = wire.AppendSymbol(c.symText[:0], m.Security)
 	h := xxhash.Sum64(c.symText)
-	b.frames = append(b.frames, frameRef{seq: it.Seq, hash: h, off: int32(off), end: int32(len(b.buf))})
+	b.Frames = append(b.Frames, FrameRef{Seq: it.Seq, Hash: h, Off: int32(off), End: int32(len(b.Buf))})
 	c.hist.add(it.Seq, h, frame)
 
 	s := c.syms[m.Security]

@@ -1,9 +1,10 @@
-package child
+package session
 
 import (
 	"slices"
 	"unsafe"
 
+	"tickrelay/child/frames"
 	"tickrelay/internal/prefault"
 	"tickrelay/wire"
 )
@@ -11,7 +12,7 @@ import (
 // subEntry is one subscription in a loop's index: deliver frames of the
 // symbol with seq > from to cl.
 type subEntry struct {
-	cl   *client
+	cl   *Client
 	from uint64
 }
 
@@ -36,7 +37,7 @@ type fanout struct {
 	index  map[uint64][]subEntry // symbol hash -> subscribers
 	all    []subEntry            // "*" subscribers
 	tick   uint64                // frame counter: a client gets each frame once
-	dirty  []*client             // clients with deliveries, in first-delivery order
+	dirty  []*Client             // clients with deliveries, in first-delivery order
 	arena  []byte                // this loop's copy of the frames since the last flush
 	sent   []delivery            // deliveries since the last flush
 	out    []byte                // one client's frames, laid out by take
@@ -47,7 +48,7 @@ func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
 
 // subscribe adds (or re-arms) cl's subscription to hash (the canonical
 // symbol sym, kept for conflation's resync) from seq from on.
-func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from uint64) {
+func (f *fanout) subscribe(cl *Client, hash uint64, sym []byte, all bool, from uint64) {
 	if all {
 		if cl.all {
 			f.all[entryOf(f.all, cl)].from = from
@@ -72,7 +73,7 @@ func (f *fanout) subscribe(cl *client, hash uint64, sym []byte, all bool, from u
 // covered raises the from of cl's named subscriptions to at least p: an
 // answer to "*" (every image, or the history) up to p covered them too, so
 // their queued frames up to p are not due again.
-func (f *fanout) covered(cl *client, p uint64) {
+func (f *fanout) covered(cl *Client, p uint64) {
 	for h := range cl.subs {
 		e := &f.index[h][entryOf(f.index[h], cl)]
 		e.from = max(e.from, p)
@@ -82,11 +83,11 @@ func (f *fanout) covered(cl *client, p uint64) {
 // entryOf returns the index of cl's entry in l (a client has at most one
 // per list), -1 if it has none. Every client in cl.subs (or with cl.all)
 // has one in that symbol's list (or in f.all).
-func entryOf(l []subEntry, cl *client) int {
+func entryOf(l []subEntry, cl *Client) int {
 	return slices.IndexFunc(l, func(e subEntry) bool { return e.cl == cl })
 }
 
-func removeEntry(l []subEntry, cl *client) []subEntry {
+func removeEntry(l []subEntry, cl *Client) []subEntry {
 	i := entryOf(l, cl)
 	if i < 0 {
 		return l
@@ -97,7 +98,7 @@ func removeEntry(l []subEntry, cl *client) []subEntry {
 }
 
 // unsubscribe removes cl's subscription to hash (or to "*").
-func (f *fanout) unsubscribe(cl *client, hash uint64, all bool) {
+func (f *fanout) unsubscribe(cl *Client, hash uint64, all bool) {
 	if all {
 		if cl.all {
 			cl.all = false
@@ -117,7 +118,7 @@ func (f *fanout) unsubscribe(cl *client, hash uint64, all bool) {
 }
 
 // remove drops every subscription of cl.
-func (f *fanout) remove(cl *client) {
+func (f *fanout) remove(cl *Client) {
 	for h := range cl.subs {
 		f.unsubscribe(cl, h, false)
 	}
@@ -126,30 +127,30 @@ func (f *fanout) remove(cl *client) {
 
 // add copies b into the arena, stamps its frames with child send time now
 // and hands each to its subscribers, in seq order.
-func (f *fanout) add(b *Batch, now int64) {
+func (f *fanout) add(b *frames.Batch, now int64) {
 	// One private copy per loop so the child send stamp can be patched
 	// without racing the other loops reading the shared batch.
 	base := int32(len(f.arena))
-	f.arena = append(prefault.Grow(f.arena, len(b.buf)), b.buf...)
-	for i := range b.frames {
-		fr := &b.frames[i]
-		off, end := base+fr.off, base+fr.end
+	f.arena = append(prefault.Grow(f.arena, len(b.Buf)), b.Buf...)
+	for i := range b.Frames {
+		fr := &b.Frames[i]
+		off, end := base+fr.Off, base+fr.End
 		wire.SetChildSend(f.arena[off:end], now)
 		f.tick++
-		for _, e := range f.index[fr.hash] {
-			if fr.seq > e.from {
+		for _, e := range f.index[fr.Hash] {
+			if fr.Seq > e.from {
 				f.deliver(e.cl, off, end)
 			}
 		}
 		for _, e := range f.all {
-			if fr.seq > e.from {
+			if fr.Seq > e.from {
 				f.deliver(e.cl, off, end)
 			}
 		}
 	}
 }
 
-func (f *fanout) deliver(cl *client, off, end int32) {
+func (f *fanout) deliver(cl *Client, off, end int32) {
 	if cl.tick == f.tick || cl.dead || cl.stale {
 		return
 	}
@@ -168,7 +169,7 @@ func (f *fanout) deliver(cl *client, off, end int32) {
 
 // take returns cl's frames since the last flush, back to back, and forgets
 // them. The bytes are valid until the next take or flushed.
-func (f *fanout) take(cl *client) []byte {
+func (f *fanout) take(cl *Client) []byte {
 	i := cl.first
 	cl.first, cl.last = 0, 0
 	if i == 0 {

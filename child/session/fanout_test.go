@@ -1,10 +1,12 @@
-package child
+package session
 
 import (
 	"bytes"
 	"testing"
 	"unsafe"
 
+	"tickrelay/child/frames"
+	"tickrelay/internal/feedtest"
 	"tickrelay/wire"
 )
 
@@ -14,19 +16,19 @@ import (
 // "*" covered of its named symbols); a one-frame client gets the
 // arena's bytes without a copy; flushed starts the next round empty.
 func TestFanoutTake(t *testing.T) {
-	c := NewCore(1<<10, 1<<20)
+	c := frames.NewCore(1<<10, 1<<20)
 	b1, b2 := applyN(t, c, 1, 40), applyN(t, c, 41, 80)
-	sym1, sym2 := []byte(testSym(1)), []byte(testSym(2))
+	sym1, sym2 := []byte(feedtest.Sym(1)), []byte(feedtest.Sym(2))
 
 	f := newFanout()
-	one, two, late, all, both, widened := &client{}, &client{}, &client{}, &client{}, &client{}, &client{}
-	f.subscribe(one, SymbolHash(sym1), sym1, false, 0)
-	f.subscribe(two, SymbolHash(sym2), sym2, false, 0)
-	f.subscribe(late, SymbolHash(sym1), sym1, false, 50) // frames after seq 50 only
+	one, two, late, all, both, widened := &Client{}, &Client{}, &Client{}, &Client{}, &Client{}, &Client{}
+	f.subscribe(one, frames.SymbolHash(sym1), sym1, false, 0)
+	f.subscribe(two, frames.SymbolHash(sym2), sym2, false, 0)
+	f.subscribe(late, frames.SymbolHash(sym1), sym1, false, 50) // frames after seq 50 only
 	f.subscribe(all, 0, nil, true, 0)
-	f.subscribe(both, SymbolHash(sym1), sym1, false, 0)
+	f.subscribe(both, frames.SymbolHash(sym1), sym1, false, 0)
 	f.subscribe(both, 0, nil, true, 0) // "*" too: still each frame once
-	f.subscribe(widened, SymbolHash(sym1), sym1, false, 0)
+	f.subscribe(widened, frames.SymbolHash(sym1), sym1, false, 0)
 	f.subscribe(widened, 0, nil, true, 50)
 	f.covered(widened, 50) // "*"'s answer covered sym1 too, up to 50
 
@@ -36,7 +38,7 @@ func TestFanoutTake(t *testing.T) {
 	want := func(match func(seq uint64, frame []byte) bool) []byte {
 		var out []byte
 		for _, x := range []struct {
-			b   *Batch
+			b   *frames.Batch
 			now int64
 		}{{b1, 1001}, {b2, 1002}} {
 			for i := 0; i < x.b.Len(); i++ {
@@ -61,7 +63,7 @@ func TestFanoutTake(t *testing.T) {
 	is := func(sym []byte) func(uint64, []byte) bool {
 		return func(_ uint64, fr []byte) bool { return bytes.Equal(symOf(fr), sym) }
 	}
-	wants := map[*client][]byte{
+	wants := map[*Client][]byte{
 		one:     want(is(sym1)),
 		two:     want(is(sym2)),
 		late:    want(func(seq uint64, fr []byte) bool { return seq > 50 && is(sym1)(seq, fr) }),

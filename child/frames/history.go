@@ -1,4 +1,4 @@
-package child
+package frames
 
 import "tickrelay/internal/prefault"
 

@@ -1,0 +1,46 @@
+package session
+
+// Conn is what the session core needs of a client connection.
+type Conn interface {
+	// Write queues b: what the socket does not take at once is copied
+	// and sent later. A write error closes the connection (Loop.Closed
+	// runs before Write returns).
+	Write(b []byte)
+	// Buffered is the count of bytes queued and not yet sent.
+	Buffered() int
+	// Close closes the connection; Loop.Closed runs before it returns.
+	Close()
+	RemoteAddr() string
+}
+
+// Client is one client connection's state; it lives on its Loop.
+type Client struct {
+	conn  Conn              // nil once closed
+	subs  map[uint64][]byte // symbol hash -> canonical symbol, subscribed
+	all   bool              // subscribed to "*"
+	first int32             // its first and last delivery in fanout.sent, index+1 (0: none)
+	last  int32
+	out   []byte // command replies of the current Input
+	in    []byte // partial command line
+	tick  uint64
+	dead  bool // closed or closing: send nothing more
+	// stale: behind by over MaxPending under the conflate policy, since
+	// staleAt: it gets no frames until resync catches it up with images.
+	stale   bool
+	staleAt int64
+	// grace: the size of the largest reply (a SUB's image) still draining;
+	// unsent bytes may pass MaxPending by that much: an image the client
+	// asked for does not make it slow. 0 once below MaxPending.
+	grace  int
+	syms   [][]byte
+	sym    []byte
+	hashes []uint64
+	winAt  int64 // flood window start
+	winN   int
+}
+
+// Dead reports whether cl is closed or closing (it gets nothing more).
+func (cl *Client) Dead() bool { return cl.dead }
+
+// Open reports whether cl's connection is still open.
+func (cl *Client) Open() bool { return cl.conn != nil }

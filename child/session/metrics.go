@@ -1,0 +1,14 @@
+package session
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the counters a Loop moves (the child registers them).
+type Metrics struct {
+	SlowDisconnect prometheus.Counter
+	SlowConflated  prometheus.Counter
+	SlowResynced   prometheus.Counter
+	ClientErrors   *prometheus.CounterVec // by code
+	BytesOut       prometheus.Counter
+	FramesOut      prometheus.Counter
+	Writes         prometheus.Counter
+}
