@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	ItemsReceived prometheus.Counter
 	Duplicates    prometheus.Counter
+	SeqBackwards  prometheus.Counter // times the exchange's seq went back to one already held
 	Gaps          prometheus.Counter
 	Reconnects    prometheus.Counter
 	BadInput      *prometheus.CounterVec // label kind: empty, too_large, truncated, unknown_type, stamps, closed_mid_frame, session
@@ -23,6 +24,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		ItemsReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_items_received_total", Help: "Feed items accepted from the exchange."}),
 		Duplicates:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_duplicates_total", Help: "Feed items ignored because their seq was already held."}),
+		SeqBackwards:  prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_seq_backwards_total", Help: "Times the exchange's seq went back to a seq already held (its items are then ignored as duplicates)."}),
 		Gaps:          prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_gaps_total", Help: "Sequence gaps seen on the exchange session (each drops the session)."}),
 		Reconnects:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_reconnects_total", Help: "Exchange session (re)connect attempts after the first."}),
 		BadInput:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tickrelay_root_bad_input_total", Help: "Malformed input from the exchange, by kind (each drops the session)."}, []string{"kind"}),
@@ -36,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		RingFirst:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_ring_first", Help: "Oldest seq in the ring."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ItemsReceived, m.Duplicates, m.Gaps, m.Reconnects, m.BadInput, m.SessionUp,
+		reg.MustRegister(m.ItemsReceived, m.Duplicates, m.SeqBackwards, m.Gaps, m.Reconnects, m.BadInput, m.SessionUp,
 			m.StoreErrors, m.Children, m.BytesSent, m.Batches, m.ChildErrors, m.RingHead, m.RingFirst)
 	}
 	return m

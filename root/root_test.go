@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -544,6 +545,45 @@ func TestExchangeGapRelogin(t *testing.T) {
 	}
 }
 
+// TestExchangeSeqBackwards: the exchange goes back over seqs the root holds
+// (S, S+1, then S again): the root says so at once, once per run, in the
+// log and tickrelay_root_seq_backwards_total, ignores the resent items
+// and keeps the session; children get each seq once.
+func TestExchangeSeqBackwards(t *testing.T) {
+	ex := newFakeExchange(t)
+	ex.publish(300)
+	ex.script = func(n int, c net.Conn, lg wire.Logon) bool {
+		if n != 1 {
+			return false
+		}
+		ex.stream(c, 1, 100)
+		ex.stream(c, 100, 150) // back to 100
+		ex.stream(c, 120, 300) // and back again, to 120
+		return true
+	}
+	var logs syncBuffer
+	cfg := testConfig(t, ex)
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r, _ := startRoot(t, cfg)
+	child := dialChild(t, r.Addr(), 1)
+	if err := child.readTo(300, ioTimeout); err != nil {
+		t.Fatal(err)
+	}
+	m := r.Metrics()
+	if got := testutil.ToFloat64(m.SeqBackwards); got != 2 {
+		t.Errorf("seq_backwards %v, want 2", got)
+	}
+	// 100, then 120..150: had the first run dropped the session, the
+	// relogin from 101 would have seen no second one.
+	if got := testutil.ToFloat64(m.Duplicates); got != 1+31 {
+		t.Errorf("duplicates %v, want 32", got)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "exchange seq went backwards"); n != 2 || !strings.Contains(out, "seq=100 last_seq=100") || !strings.Contains(out, "seq=120 last_seq=150") {
+		t.Errorf("%d backwards lines:\n%s", n, out)
+	}
+}
+
 // TestExchangeBadInput feeds malformed frames; each drops the session, the
 // root resumes from last+1, and children keep getting every item.
 func TestExchangeBadInput(t *testing.T) {
@@ -809,4 +849,22 @@ func TestHopHistograms(t *testing.T) {
 	if len(hops) != 2 || hops["root"] != uint64(want) {
 		t.Fatalf("exposed hops %v, want exch_root and root (%d)", hops, want)
 	}
+}
+
+// syncBuffer is a log destination the root's goroutines share with the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -40,6 +40,9 @@ type session struct {
 	// items go to the store only after the ring's copies of the missed ones.
 	storeNext uint64
 	storeItem []byte // scratch: a ring item being re-appended to the store
+	// backFrom is the first seq of a run of items the exchange resent
+	// (seq <= last), 0 when it is not going over held seqs.
+	backFrom uint64
 }
 
 func newSession(r *Root) *session {
@@ -122,6 +125,7 @@ func (s *session) once(ctx context.Context) (accepted uint64, err error) {
 	s.r.m.SessionUp.Set(1)
 	defer s.r.m.SessionUp.Set(0)
 	before := s.last
+	s.backFrom = 0
 	err = s.readLoop(conn)
 	return s.last - before, err
 }
@@ -212,8 +216,20 @@ func (s *session) item(body []byte, h wire.FeedHeader, recv int64) error {
 	}
 	switch {
 	case h.Seq <= s.last:
+		// The exchange went back (it resends what it sent): ignore what is
+		// held, and say so once per run of such items, not per item.
 		s.r.m.Duplicates.Inc()
+		if s.backFrom == 0 {
+			s.backFrom = h.Seq
+			s.r.m.SeqBackwards.Inc()
+			s.r.log.Warn("exchange seq went backwards: ignoring items already held", "seq", h.Seq, "last_seq", s.last)
+		}
 		return nil
+	case s.backFrom != 0:
+		s.r.log.Info("exchange seq moved past what is held again", "resent_from", s.backFrom, "next_seq", h.Seq)
+		s.backFrom = 0
+	}
+	switch {
 	case h.Seq != s.last+1:
 		s.r.m.Gaps.Inc()
 		return fmt.Errorf("%w: got seq %d, want %d", errGap, h.Seq, s.last+1)

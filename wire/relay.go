@@ -103,7 +103,8 @@ func appendRelayHeader(dst []byte, typ byte, payload int) []byte {
 	return append(dst, typ)
 }
 
-// Hello asks the root for every item from FromSeq on.
+// Hello asks the root for every item from FromSeq on; FromSeq 0 asks for
+// the live edge (the root's head + 1).
 type Hello struct {
 	FromSeq uint64
 	Name    string
