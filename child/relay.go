@@ -26,6 +26,7 @@ type sessionEnd struct {
 	yield    bool // its root cannot serve the next seq yet while another line may
 	held     bool // with yield: its root lost the seqs and a line that may have them is rejoining
 	streamed bool // the line was streaming in this session
+	dial     bool // the dial failed: no session began
 }
 
 // line is the relay line to one root (Config.Roots[i]).
@@ -56,7 +57,11 @@ func (ch *Child) relayLoop(ctx context.Context, l *line) {
 		if end.progress {
 			backoff = ch.cfg.BackoffMin
 		}
-		ch.log.Warn("relay session ended", "root", l.addr, "err", end.err, "last_seq", ch.LastSeq())
+		if end.dial {
+			ch.log.Warn("cannot reach the root; retrying", "root", l.addr, "err", end.err, "last_seq", ch.LastSeq())
+		} else {
+			ch.log.Warn("relay session ended", "root", l.addr, "err", end.err, "last_seq", ch.LastSeq())
+		}
 		// A gap or a SeqGone restart retries after the shortest wait; a
 		// failure without progress backs off (with jitter) up to BackoffMax.
 		wait := ch.cfg.BackoffMin
@@ -93,7 +98,7 @@ func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 	conn, err := d.DialContext(ctx, "tcp", l.addr)
 	if err != nil {
 		ch.lineEnded(l)
-		return sessionEnd{err: err}
+		return sessionEnd{err: err, dial: true}
 	}
 	from := ch.LastSeq() + 1
 	log := ch.log.With("root", l.addr)

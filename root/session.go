@@ -18,6 +18,7 @@ import (
 // errSession marks an ended exchange session; the wrapped detail says why.
 var (
 	errGap     = errors.New("sequence gap")
+	errDial    = errors.New("cannot reach the exchange")
 	errBadFeed = errors.New("bad input from exchange")
 	errIdle    = errors.New("exchange idle")
 	errLogon   = errors.New("logon rejected")
@@ -71,7 +72,11 @@ func (s *session) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.r.log.Warn("exchange session ended", "err", err, "last_seq", s.last, "accepted", accepted, "up", time.Since(started).Round(time.Millisecond))
+		if errors.Is(err, errDial) { // no session began
+			s.r.log.Warn("exchange dial failed; retrying", "addr", cfg.ExchangeAddr, "err", err, "last_seq", s.last)
+		} else {
+			s.r.log.Warn("exchange session ended", "err", err, "last_seq", s.last, "accepted", accepted, "up", time.Since(started).Round(time.Millisecond))
+		}
 		if accepted > 0 || time.Since(started) >= cfg.MaxBackoff {
 			backoff = cfg.MinBackoff
 		} else if backoff *= 2; backoff > cfg.MaxBackoff {
@@ -86,7 +91,7 @@ func (s *session) once(ctx context.Context) (accepted uint64, err error) {
 	d := net.Dialer{Timeout: cfg.DialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", cfg.ExchangeAddr)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: %w", errDial, err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })

@@ -28,11 +28,11 @@ func (l *Loop) command(cl *Client, line []byte, recv int64) {
 	}
 	cmd, err := wire.ParseCommand(line, cl.syms[:0])
 	if err != nil {
+		code := wire.ErrCodeBadArg
 		if errors.Is(err, wire.ErrUnknownType) {
-			l.replyErr(cl, wire.ErrCodeBadCommand, err.Error())
-		} else {
-			l.replyErr(cl, wire.ErrCodeBadArg, err.Error())
+			code = wire.ErrCodeBadCommand
 		}
+		l.replyErr(cl, code, shortReason(err))
 		return
 	}
 	run, ok := commands[cmd.Verb]
@@ -70,6 +70,19 @@ func (l *Loop) distinct(cl *Client, syms [][]byte) [][]byte {
 		}
 	}
 	return out
+}
+
+// shortReason is what a client is told of a line that did not parse: the
+// wire error's detail (`unknown command "X"`), not its internal chain.
+func shortReason(err error) string {
+	var we *wire.Error
+	if errors.As(err, &we) {
+		if we.Detail != "" {
+			return we.Detail
+		}
+		return we.Kind.Error()
+	}
+	return err.Error()
 }
 
 // isAll reports whether sym is "*".

@@ -325,7 +325,7 @@ func TestCommands(t *testing.T) {
 	r.input(c, "HELLO x")
 	r.input(c, "RESUME x 00001")
 	got := c.lines()
-	if len(got) != 2 || !strings.HasPrefix(got[0], "ERR BADCMD ") || !strings.HasPrefix(got[1], "ERR BADARG ") {
+	if len(got) != 2 || got[0] != `ERR BADCMD unknown command "HELLO"` || !strings.HasPrefix(got[1], "ERR BADARG ") || strings.Contains(got[1], "wire:") {
 		t.Fatalf("bad lines answered %q", got)
 	}
 	if c.cl.Dead() {

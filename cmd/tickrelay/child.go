@@ -23,11 +23,11 @@ func runChild(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "child name (sent to the root, labels logs and metrics)")
 	fs.Uint64Var(&cfg.FromSeq, "from", cfg.FromSeq, "first seq to ask the root for")
 	fs.IntVar(&cfg.Loops, "loops", cfg.Loops, "event loops serving clients")
-	fs.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, "unsent bytes per client before the slow-client policy applies")
+	sizeVar(fs, &cfg.MaxPending, "max-pending", cfg.MaxPending, "unsent bytes per client before the slow-client policy applies")
 	fs.StringVar(&cfg.SlowPolicy, "slow-policy", cfg.SlowPolicy, "slow clients: disconnect (ERR SLOW) or conflate (no frames until the backlog drains, then each symbol's image and OK SUB again)")
 	fs.DurationVar(&cfg.SlowTimeout, "slow-timeout", cfg.SlowTimeout, "conflate: disconnect a client still behind after this long")
 	fs.IntVar(&cfg.HistorySize, "history", cfg.HistorySize, "frames kept for RESUME")
-	fs.IntVar(&cfg.HistoryBytes, "history-bytes", cfg.HistoryBytes, "bytes of frames kept for RESUME (resident from the start)")
+	sizeVar(fs, &cfg.HistoryBytes, "history-bytes", cfg.HistoryBytes, "bytes of frames kept for RESUME (resident from the start)")
 	fs.IntVar(&cfg.MaxCommandsPerSec, "max-commands", cfg.MaxCommandsPerSec, "client command lines per second before ERR FLOOD")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "reconnect when the root is silent this long")
 	if err := parseFlags(fs, args); err != nil {

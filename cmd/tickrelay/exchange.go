@@ -27,7 +27,7 @@ func runExchange(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.BurstEvery, "burst-every", cfg.BurstEvery, "time between burst starts")
 	fs.DurationVar(&cfg.BurstFor, "burst-for", cfg.BurstFor, "length of a burst")
 	fs.Uint64Var(&cfg.MaxSeq, "max-seq", cfg.MaxSeq, "stop generating after this seq (0 = endless); sessions stay up")
-	fs.Uint64Var(&cfg.Retain, "retain", cfg.Retain, "messages kept for retransmission (0 = all; ~50 B each)")
+	sizeVar(fs, &cfg.Retain, "retain", cfg.Retain, "messages kept for retransmission (0 = all; ~50 B each)")
 	fs.BoolVar(&cfg.StartOnLogon, "start-on-logon", cfg.StartOnLogon, "hold the generator until the first successful logon")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "idle time before a heartbeat")
 	fs.DurationVar(&cfg.LoginTimeout, "login-timeout", cfg.LoginTimeout, "close connections that do not log on within this")

@@ -23,8 +23,14 @@ func newFlags(name string) *flag.FlagSet {
 
 // parseFlags parses args, applying the config file (if any) first so that
 // flags given on the command line override it.
+// -h and -help print the usage to stdout and return flag.ErrHelp (exit 0);
+// a bad flag is returned as the error alone (main prints it).
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs)
+		}
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -41,6 +47,14 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	return applyConfig(fs, bytes.NewReader(data), path, set)
+}
+
+// printUsage prints fs's flags to stdout.
+func printUsage(fs *flag.FlagSet) {
+	fs.SetOutput(os.Stdout)
+	defer fs.SetOutput(io.Discard)
+	fmt.Fprintf(os.Stdout, "usage: %s [flags]\n\nflags:\n", fs.Name())
+	fs.PrintDefaults()
 }
 
 // applyConfig sets each "name = value" line's flag unless skip[name].

@@ -4,7 +4,10 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
@@ -21,29 +24,53 @@ type command struct {
 var commands = map[string]command{}
 
 func main() {
-	if len(os.Args) < 2 || commands[os.Args[1]].run == nil {
-		usage()
+	args := os.Args[1:]
+	if len(args) > 0 && isHelp(args[0]) {
+		if len(args) > 1 && commands[args[1]].run != nil { // help X: X -h
+			args = []string{args[1], "-h"}
+		} else {
+			usage(os.Stdout)
+			return
+		}
+	}
+	if len(args) == 0 || commands[args[0]].run == nil {
+		if len(args) > 0 {
+			fmt.Fprintf(os.Stderr, "tickrelay: unknown command %q\n\n", args[0])
+		}
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	// The first SIGINT/SIGTERM cancels ctx and the daemon drains; a second
 	// one kills the process through the default handler.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() { <-ctx.Done(); stop() }()
-	if err := commands[os.Args[1]].run(ctx, os.Args[2:]); err != nil {
-		fmt.Fprintf(os.Stderr, "tickrelay %s: %v\n", os.Args[1], err)
+	if err := commands[args[0]].run(ctx, args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) { // the usage went to stdout
+			return
+		}
+		fmt.Fprintf(os.Stderr, "tickrelay %s: %v\n", args[0], err)
 		os.Exit(1)
 	}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: tickrelay <command> [flags]\n\ncommands:")
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: tickrelay <command> [flags]\n\ncommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-9s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(os.Stderr, "\nrun 'tickrelay <command> -h' for its flags")
+	fmt.Fprintln(w, "\nrun 'tickrelay <command> -h' for its flags")
 }

@@ -26,6 +26,10 @@ func runReplay(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
+	if isHelp(args[0]) {
+		fmt.Println(usage)
+		return flag.ErrHelp
+	}
 	switch args[0] {
 	case "record":
 		return runReplayRecord(ctx, args[1:])
@@ -88,7 +92,7 @@ func runReplayServe(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.Restamp, "restamp", cfg.Restamp, "rewrite each frame's send time to when it is sent (default: bodies verbatim)")
 	fs.BoolVar(&cfg.StartOnLogon, "start-on-logon", cfg.StartOnLogon, "hold playback until the first successful logon")
 	fs.DurationVar(&cfg.Spin, "spin", cfg.Spin, "yield-spin this long before each frame time instead of sleeping (tighter pacing, more CPU; 0..10ms)")
-	fs.Uint64Var(&cfg.Retain, "retain", cfg.Retain, "frames kept for retransmission (0 = all; ~64 B each)")
+	sizeVar(fs, &cfg.Retain, "retain", cfg.Retain, "frames kept for retransmission (0 = all; ~64 B each)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "idle time before a heartbeat")
 	fs.DurationVar(&cfg.LoginTimeout, "login-timeout", cfg.LoginTimeout, "close connections that do not log on within this")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", cfg.WriteTimeout, "close sessions whose writes block this long")

@@ -69,7 +69,7 @@ func addDurabilityFlags(fs *flag.FlagSet) *rootFlags {
 	fs.DurationVar(&f.commitEvery, "commit-every", 5*time.Millisecond, "longest an item waits for its journal group commit")
 	fs.IntVar(&f.commitItems, "commit-items", 4096, "pending items that trigger a journal group commit at once")
 	fs.DurationVar(&f.retainAge, "retain-age", 0, "delete journal items older than this (0 = keep; with -postgres, never before they are backed up)")
-	fs.Int64Var(&f.retainBytes, "retain-bytes", defaultRetainBytes, "delete the oldest journal items while they total more bytes than this "+
+	sizeVar(fs, &f.retainBytes, "retain-bytes", defaultRetainBytes, "delete the oldest journal items while they total more bytes than this "+
 		"(8 GiB is ~130M items, 11 min at 200k/s; 0 = no limit; with -postgres, never before they are backed up)")
 	fs.StringVar(&f.postgres, "postgres", "", "PostgreSQL DSN for the backup (default $"+envPG+"; empty = no backup, the journal is the only durable copy)")
 	fs.DurationVar(&f.backupEvery, "backup-every", bdef.Every, "time between backup rounds (each copies everything after the backed-up watermark)")

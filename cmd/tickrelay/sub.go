@@ -267,16 +267,18 @@ func (s *subStats) resetInterval() {
 
 func (s *subStats) print(w io.Writer, what string) {
 	now := time.Now()
-	var set *latency.Hops
-	var rate float64
 	if what == "final" {
-		set, rate = s.total, float64(s.frames)/now.Sub(s.start).Seconds()
-	} else {
-		set, rate = s.iv, float64(s.ivFrames)/now.Sub(s.ivStart).Seconds()
+		fmt.Fprintf(w, "%s: %d frames (%d live), %.0f frames/s, last seq %d, gaps %d, duplicates %d, conflations %d\n",
+			what, s.frames, s.live, float64(s.frames)/now.Sub(s.start).Seconds(), s.last, s.gaps, s.dups, s.conflations)
+	} else { // the counts of this interval; the totals in brackets
+		fmt.Fprintf(w, "%s: %d frames, %.0f frames/s, last seq %d (in all: %d frames, %d live, gaps %d, duplicates %d, conflations %d)\n",
+			what, s.ivFrames, float64(s.ivFrames)/now.Sub(s.ivStart).Seconds(), s.last, s.frames, s.live, s.gaps, s.dups, s.conflations)
+	}
+	set := s.total
+	if what != "final" {
+		set = s.iv
 		s.ivStart, s.ivFrames = now, 0
 	}
-	fmt.Fprintf(w, "%s: %d frames (%d live), %.0f frames/s, last seq %d, gaps %d, duplicates %d, conflations %d\n",
-		what, s.frames, s.live, rate, s.last, s.gaps, s.dups, s.conflations)
 	fmt.Fprintf(w, "  clock: child-client %s, root-child %s\n", offsetText(s.childOff, s.childBound),
 		offsetText(-s.rootOff, s.rootBound))
 	set.Snapshot().WriteTable(w)

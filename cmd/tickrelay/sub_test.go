@@ -51,6 +51,15 @@ func TestSubStatsClockCorrection(t *testing.T) {
 		t.Fatalf("child->client %+v", h)
 	}
 	var out bytes.Buffer
+	s.print(&out, "interval") // before the interval reset: its own counts
+	if !strings.HasPrefix(out.String(), "interval: 100 frames, ") {
+		t.Errorf("interval line: %q", strings.SplitN(out.String(), "\n", 2)[0])
+	}
+	s.print(&out, "interval") // the next interval has had none
+	if !strings.Contains(out.String(), "interval: 0 frames, ") || !strings.Contains(out.String(), "in all: 100 frames") {
+		t.Errorf("second interval line: %q", out.String())
+	}
+	out.Reset()
 	s.resetInterval()
 	s.print(&out, "final")
 	for _, want := range []string{"100 frames", "exch->root", "root->child", "child->client", "end-to-end", "child-client +5000.0 us"} {

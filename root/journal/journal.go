@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -284,6 +285,10 @@ func (j *Journal) openChecked(bopts *bolt.Options, file **os.File) (err error) {
 			return fmt.Errorf("journal: %s is locked by another process (another root running?): %w", j.path, err)
 		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
 			return fmt.Errorf("journal: %s is not a valid journal (corrupt or not a bbolt file): %w", j.path, err)
+		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) { // it names the path already
+			return fmt.Errorf("journal: %w", err)
 		}
 		return fmt.Errorf("journal: open %s: %w", j.path, err)
 	}
