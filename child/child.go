@@ -14,7 +14,7 @@ import (
 
 	"tickrelay/child/frames"
 	"tickrelay/child/session"
-	"tickrelay/internal/gnetaddr"
+	"tickrelay/internal/bound"
 	"tickrelay/internal/gnetlog"
 	"tickrelay/latency"
 	"tickrelay/wire"
@@ -53,9 +53,9 @@ type Child struct {
 	hops *latency.Recorder
 
 	srv *server
-	// Published: Ready is closed once the client listener is bound; Addr
+	// Listener: Ready is closed once the client listener is bound; Addr
 	// is its address.
-	*gnetaddr.Published
+	*bound.Listener
 	running atomic.Bool
 }
 
@@ -68,12 +68,12 @@ func New(cfg Config) (*Child, error) {
 		cfg.Logger = slog.Default()
 	}
 	ch := &Child{
-		cfg:       cfg,
-		log:       cfg.Logger.With("child", cfg.Name),
-		metrics:   newMetrics(cfg.Registerer, cfg.Name),
-		state:     frames.NewShared(frames.NewCore(cfg.HistorySize, cfg.HistoryBytes)),
-		Published: gnetaddr.NewPublished(),
-		hops:      latency.NewRecorder(cfg.Loops + 1),
+		cfg:      cfg,
+		log:      cfg.Logger.With("child", cfg.Name),
+		metrics:  newMetrics(cfg.Registerer, cfg.Name),
+		state:    frames.NewShared(frames.NewCore(cfg.HistorySize, cfg.HistoryBytes)),
+		Listener: bound.New(),
+		hops:     latency.NewRecorder(cfg.Loops + 1),
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(latency.NewCollector("tickrelay_child", ch.hops.Merged, nil, latency.HopExchRoot, latency.HopRoot, latency.HopRootChild, latency.HopChild),

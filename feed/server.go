@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tickrelay/internal/bound"
 	"tickrelay/wire"
 )
 
@@ -110,14 +111,13 @@ const writeChunk = 256 << 10
 
 // Server is the exchange simulator. Create it with New and start it with Run.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	now   func() int64
-	hist  *history
-	met   *metrics
-	ready chan struct{}
-	addr  net.Addr
-	ran   atomic.Bool
+	cfg             Config
+	log             *slog.Logger
+	now             func() int64
+	hist            *history
+	met             *metrics
+	*bound.Listener // Ready is closed once the server listens; Addr is its address
+	ran             atomic.Bool
 
 	notify  atomic.Pointer[chan struct{}] // closed and replaced on each publish
 	paused  atomic.Bool
@@ -137,13 +137,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		hist:    newHistory(cfg.Retain),
-		ready:   make(chan struct{}),
-		conns:   map[net.Conn]struct{}{},
-		startCh: make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		hist:     newHistory(cfg.Retain),
+		Listener: bound.New(),
+		conns:    map[net.Conn]struct{}{},
+		startCh:  make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -161,19 +161,6 @@ func New(cfg Config) (*Server, error) {
 		s.start()
 	}
 	return s, nil
-}
-
-// Ready is closed once the server listens (Addr is valid).
-func (s *Server) Ready() <-chan struct{} { return s.ready }
-
-// Addr is the bound listen address (nil before Ready).
-func (s *Server) Addr() net.Addr {
-	select {
-	case <-s.ready:
-		return s.addr
-	default:
-		return nil
-	}
 }
 
 // Published is the highest seq generated so far.
@@ -233,9 +220,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("feed: listen: %w", err)
 	}
-	s.addr = ln.Addr()
-	close(s.ready)
-	s.log.Info("exchange listening", "addr", s.addr.String(), "rate", s.cfg.Rate, "symbols", s.cfg.Symbols,
+	s.Publish(ln.Addr())
+	s.log.Info("exchange listening", "addr", s.Addr().String(), "rate", s.cfg.Rate, "symbols", s.cfg.Symbols,
 		"seed", s.cfg.Seed, "max_seq", s.cfg.MaxSeq)
 
 	ctx, cancel := context.WithCancel(ctx)

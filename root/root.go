@@ -43,7 +43,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"tickrelay/internal/gnetaddr"
+	"tickrelay/internal/bound"
 	"tickrelay/latency"
 )
 
@@ -59,9 +59,9 @@ type Root struct {
 	// relay loop i's (root).
 	hops *latency.Recorder
 
-	// Published: Ready is closed once the relay listener is bound; Addr
+	// Listener: Ready is closed once the relay listener is bound; Addr
 	// is its address.
-	*gnetaddr.Published
+	*bound.Listener
 	started atomic.Bool
 
 	storeErrMu   sync.Mutex
@@ -84,7 +84,7 @@ func New(cfg Config) (*Root, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Root{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), ring: ring, now: cfg.Now, Published: gnetaddr.NewPublished(),
+	r := &Root{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registerer), ring: ring, now: cfg.Now, Listener: bound.New(),
 		hops: latency.NewRecorder(1 + cfg.RelayLoops())}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(latency.NewCollector("tickrelay_root", r.hops.Merged, nil, latency.HopExchRoot, latency.HopRoot))

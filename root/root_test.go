@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"tickrelay/internal/daemontest"
 	"tickrelay/latency"
 	"tickrelay/wire"
 )
@@ -561,7 +562,7 @@ func TestExchangeSeqBackwards(t *testing.T) {
 		ex.stream(c, 120, 300) // and back again, to 120
 		return true
 	}
-	var logs syncBuffer
+	var logs daemontest.Buffer
 	cfg := testConfig(t, ex)
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	r, _ := startRoot(t, cfg)
@@ -849,22 +850,4 @@ func TestHopHistograms(t *testing.T) {
 	if len(hops) != 2 || hops["root"] != uint64(want) {
 		t.Fatalf("exposed hops %v, want exch_root and root (%d)", hops, want)
 	}
-}
-
-// syncBuffer is a log destination the root's goroutines share with the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -62,29 +62,11 @@ func tickrelayBin(t *testing.T) string {
 	return binPath
 }
 
-// lockedBuf collects a process's stderr.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proc is one running `tickrelay` process.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuf
+	out  *daemontest.Buffer
 	done chan struct{}
 	err  error // Wait's result, valid after done
 }
@@ -100,7 +82,7 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	p := &proc{name: name, cmd: cmd, out: &lockedBuf{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, out: &daemontest.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@
 package daemontest
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"testing"
@@ -46,4 +47,23 @@ func Start(t testing.TB, name string, d Daemon) (stop func()) {
 		t.Fatalf("%s: not ready after 10s", name)
 	}
 	return stop
+}
+
+// Buffer is a goroutine-safe bytes.Buffer: a log or output sink a daemon's
+// goroutines write while the test reads it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

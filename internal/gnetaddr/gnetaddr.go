@@ -30,32 +30,3 @@ func Bound(eng gnet.Engine) (*net.TCPAddr, error) {
 	}
 	return &net.TCPAddr{IP: append(net.IP(nil), a.IP...), Port: a.Port, Zone: a.Zone}, nil
 }
-
-// Published is a daemon's bound address, published once: Ready is closed
-// when Addr is valid. Its zero value is not usable; call NewPublished.
-type Published struct {
-	ready chan struct{}
-	addr  net.Addr
-}
-
-// NewPublished returns an address not published yet.
-func NewPublished() *Published { return &Published{ready: make(chan struct{})} }
-
-// Publish sets the address and closes Ready; it runs once.
-func (p *Published) Publish(a net.Addr) {
-	p.addr = a
-	close(p.ready)
-}
-
-// Ready is closed once the listener is bound (Addr is valid).
-func (p *Published) Ready() <-chan struct{} { return p.ready }
-
-// Addr is the bound address (nil before Ready).
-func (p *Published) Addr() net.Addr {
-	select {
-	case <-p.ready:
-		return p.addr
-	default:
-		return nil
-	}
-}

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tickrelay/internal/daemontest"
 	"tickrelay/internal/pgtest"
 	"tickrelay/root/backup"
 	"tickrelay/root/journal"
@@ -423,24 +424,6 @@ func TestPostgresDownMidRound(t *testing.T) {
 	}
 }
 
-// syncBuf is a goroutine-safe log sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunRetriesAndFinalRound(t *testing.T) {
 	dsn := pgtest.Fresh(t, pgtest.DSN(t))
 	u, _ := url.Parse(dsn)
@@ -448,7 +431,7 @@ func TestRunRetriesAndFinalRound(t *testing.T) {
 	_, pdsn := viaProxy(t, dsn, p.addr)
 	p.Down()
 	j := newJournal(t, 5000)
-	var logs syncBuf
+	var logs daemontest.Buffer
 	b := newBackup(t, pdsn, j, func(c *backup.Config) {
 		c.Every = 2 * time.Second // backoff 1s, then capped at 2s
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
