@@ -50,7 +50,7 @@ func ping(_ *Loop, cl *Client, _ *wire.Command, _ int64) {
 }
 
 func timeCmd(l *Loop, cl *Client, cmd *wire.Command, recv int64) {
-	cl.out = wire.AppendTimeLine(cl.out, cmd.T0, recv, l.now())
+	cl.out = wire.AppendTimeLine(cl.out, cmd.T0, recv, l.cfg.Now())
 }
 
 // distinct drops the repeats of a symbol (by canonical form) from syms, in

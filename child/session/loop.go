@@ -24,7 +24,6 @@ type Config struct {
 // Loop is one event loop's share of the clients.
 type Loop struct {
 	cfg  Config
-	now  func() int64
 	src  *frames.Shared
 	m    *Metrics
 	warn warner
@@ -41,16 +40,14 @@ type Loop struct {
 
 // NewLoop returns a loop serving images and history from src.
 func NewLoop(cfg Config, src *frames.Shared, m *Metrics) *Loop {
-	l := &Loop{cfg: cfg, now: cfg.Now, src: src, m: m, f: newFanout(),
-		clients: make(map[*Client]struct{}), seen: make(map[uint64]struct{})}
-	if l.now == nil {
-		l.now = func() int64 { return time.Now().UnixNano() }
+	if cfg.Now == nil {
+		cfg.Now = func() int64 { return time.Now().UnixNano() }
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	l.warn.log = cfg.Log
-	return l
+	return &Loop{cfg: cfg, src: src, m: m, warn: warner{log: cfg.Log}, f: newFanout(),
+		clients: make(map[*Client]struct{}), seen: make(map[uint64]struct{})}
 }
 
 // Open starts serving c.
@@ -81,7 +78,7 @@ func (l *Loop) Input(cl *Client, data []byte) (close bool) {
 	if cl.dead {
 		return false
 	}
-	recv := l.now()
+	recv := l.cfg.Now()
 	buf := data
 	if len(cl.in) > 0 {
 		cl.in = append(cl.in, data...)

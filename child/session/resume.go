@@ -19,7 +19,7 @@ func resume(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 		l.subscribeStale(cl, cmd)
 		return
 	}
-	now := l.now()
+	now := l.cfg.Now()
 	all := slices.ContainsFunc(cmd.Symbols, isAll)
 	n := len(cl.hashes) // cmd.Symbols' hashes (distinct); cl.hashes[n:]: the same, sorted, for the history's matching
 	cl.hashes = append(cl.hashes, cl.hashes...)

@@ -25,7 +25,7 @@ func (l *Loop) tooSlow(cl *Client) bool {
 	if n <= l.cfg.MaxPending+cl.grace {
 		return false
 	}
-	now := l.now()
+	now := l.cfg.Now()
 	if l.cfg.Conflate {
 		cl.stale, cl.staleAt = true, now
 		l.stale = append(l.stale, cl)
@@ -59,7 +59,7 @@ func (l *Loop) Resync() {
 	if len(l.stale) == 0 {
 		return
 	}
-	now := l.now()
+	now := l.cfg.Now()
 	stale := l.stale
 	l.stale = nil // a resync's own write may make its client stale again
 	keep := stale[:0]

@@ -17,7 +17,7 @@ func sub(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 		l.subscribeStale(cl, cmd)
 		return
 	}
-	now := l.now()
+	now := l.cfg.Now()
 	all := slices.ContainsFunc(cmd.Symbols, isAll)
 	var p uint64
 	l.atSnapshot(cl, all, now, func(c *frames.Core, at uint64) {
