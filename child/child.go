@@ -130,7 +130,7 @@ func (ch *Child) Hops() *latency.Hops { return ch.hops.Merged() }
 // sessionConfig is the loops' client policy.
 func (ch *Child) sessionConfig() session.Config {
 	return session.Config{MaxPending: ch.cfg.MaxPending, Conflate: ch.cfg.SlowPolicy == SlowConflate,
-		SlowTimeout: ch.cfg.SlowTimeout, MaxCommandsPerSec: ch.cfg.MaxCommandsPerSec, Log: ch.log}
+		SlowTimeout: ch.cfg.SlowTimeout, SlowLinger: ch.cfg.SlowLinger, MaxCommandsPerSec: ch.cfg.MaxCommandsPerSec, Log: ch.log}
 }
 
 // Metrics returns the child's metrics.
@@ -150,7 +150,7 @@ func (ch *Child) Run(ctx context.Context) error {
 			gnet.WithNumEventLoop(ch.cfg.Loops),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
-			gnet.WithTicker(ch.cfg.SlowPolicy == SlowConflate), // OnTick: resync on a quiet feed
+			gnet.WithTicker(true), // OnTick: catch-ups, resyncs and closes on a quiet feed
 			gnet.WithLogger(gnetlog.Logger{L: ch.log}))
 		close(ch.srv.stopped) // no loop drains any more: publish must not wait
 		engErr <- err

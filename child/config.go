@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tickrelay/child/session"
 	"tickrelay/wire"
 )
 
@@ -28,6 +29,7 @@ type Config struct {
 	MaxPending        int           // unsent bytes per client before the slow-client policy applies
 	SlowPolicy        string        // SlowDisconnect (ERR SLOW, close) or SlowConflate (resync with images)
 	SlowTimeout       time.Duration // SlowConflate: a client still behind after this long is disconnected
+	SlowLinger        time.Duration // a slow client cut has this long to take its last line (ERR SLOW) before it is closed
 	HistorySize       int           // frames held for RESUME (rounded up to a power of two)
 	HistoryBytes      int           // bytes of frames held for RESUME (resident from the start: populated when made)
 	MaxCommandsPerSec int           // client lines per second before ERR FLOOD and close
@@ -76,6 +78,7 @@ func DefaultConfig() Config {
 		MaxPending:        4 << 20,
 		SlowPolicy:        SlowDisconnect,
 		SlowTimeout:       30 * time.Second,
+		SlowLinger:        session.DefaultSlowLinger,
 		HistorySize:       1 << 18,
 		HistoryBytes:      64 << 20,
 		MaxCommandsPerSec: 1000,
@@ -134,7 +137,7 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{{"IdleTimeout", c.IdleTimeout}, {"ClockInterval", c.ClockInterval}, {"DialTimeout", c.DialTimeout},
 		{"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax}, {"DrainTimeout", c.DrainTimeout},
-		{"SlowTimeout", c.SlowTimeout}} {
+		{"SlowTimeout", c.SlowTimeout}, {"SlowLinger", c.SlowLinger}} {
 		if d.v <= 0 {
 			bad(d.name, "must be > 0")
 		}

@@ -20,6 +20,7 @@ type Metrics struct {
 	SlowDisconnect prometheus.Counter
 	SlowConflated  prometheus.Counter     // clients gone stale under SlowPolicy conflate
 	SlowResynced   prometheus.Counter     // stale clients caught up with images
+	ClientsBehind  prometheus.Gauge       // clients owed frames, to catch up from the history
 	ClientErrors   *prometheus.CounterVec // ERR codes sent, by code
 	BytesOut       prometheus.Counter     // bytes written to clients
 	FramesOut      prometheus.Counter     // frames written to clients (fan-out copies)
@@ -54,6 +55,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		SlowDisconnect: c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
 		SlowConflated:  c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
 		SlowResynced:   c("slow_resynced_total", "Conflated clients caught up with each symbol's image and OK SUB."),
+		ClientsBehind:  g("clients_behind", "Clients whose sockets stopped taking bytes: owed frames, caught up from the history once they drain."),
 		ClientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
 			Name: "client_errors_total", Help: "ERR lines sent to clients, by code.", ConstLabels: labels}, []string{"code"}),
 		BytesOut:    c("bytes_out_total", "Bytes written to clients."),
@@ -70,7 +72,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }
@@ -78,5 +80,5 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 // session is the share of m the loops' session cores move.
 func (m *Metrics) session() *session.Metrics {
 	return &session.Metrics{SlowDisconnect: m.SlowDisconnect, SlowConflated: m.SlowConflated, SlowResynced: m.SlowResynced,
-		ClientErrors: m.ClientErrors, BytesOut: m.BytesOut, FramesOut: m.FramesOut, Writes: m.Writes}
+		Behind: m.ClientsBehind, ClientErrors: m.ClientErrors, BytesOut: m.BytesOut, FramesOut: m.FramesOut, Writes: m.Writes}
 }

@@ -40,8 +40,8 @@ type loop struct {
 	q, spare  []*frames.Batch
 	signalled bool
 
-	sess      *session.Loop // loop-only from here on
-	resyncRun gnet.Runnable
+	sess    *session.Loop // loop-only from here on
+	tickRun gnet.Runnable
 }
 
 // peer is a gnet connection's context: its client and its loop.
@@ -147,19 +147,25 @@ const drainChunk = 65536
 // take "*" (each frame then goes to all of them).
 const maxDeliveries = 1 << 20
 
-// resyncEvery is how often the engine's ticker has a loop with stale
-// clients run Resync when no drain does.
-const resyncEvery = 100 * time.Millisecond
+// tickBusy is how often the engine's ticker has a loop with clients behind,
+// stale or cut run Tick when no drain does (a client that drained its
+// socket catches up within it); tickIdle is its period when none has.
+const (
+	tickBusy = 10 * time.Millisecond
+	tickIdle = 100 * time.Millisecond
+)
 
-// OnTick runs on gnet's ticker goroutine: it hands Resync to each loop
-// holding stale clients.
+// OnTick runs on gnet's ticker goroutine: it hands Tick to each loop that
+// needs it.
 func (s *server) OnTick() (time.Duration, gnet.Action) {
+	next := tickIdle
 	for _, l := range *s.loops.Load() {
-		if l.sess.HasStale() {
-			l.el.Execute(context.Background(), l.resyncRun) // fails only when the engine stops
+		if l.sess.NeedsTick() {
+			l.el.Execute(context.Background(), l.tickRun) // fails only when the engine stops
+			next = tickBusy
 		}
 	}
-	return resyncEvery, gnet.None
+	return next, gnet.None
 }
 
 // server is the gnet event handler for clients.
@@ -206,7 +212,7 @@ func (s *server) loopOf(el gnet.EventLoop) *loop {
 	old := *s.loops.Load()
 	l := &loop{s: s, el: el, idx: len(old), room: make(chan struct{}, maxQueued),
 		sess: session.NewLoop(s.ch.sessionConfig(), s.ch.state, s.ch.metrics.session())}
-	l.resyncRun = gnet.RunnableFunc(func(context.Context) error { l.sess.Resync(); return nil })
+	l.tickRun = gnet.RunnableFunc(func(context.Context) error { l.sess.Tick(); return nil })
 	l.flushed.Store(s.ch.LastSeq()) // earlier batches were never this loop's
 	s.byEL[el] = l
 	next := append(append(make([]*loop, 0, len(old)+1), old...), l)

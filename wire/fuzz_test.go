@@ -334,6 +334,9 @@ func FuzzDecodeTextFrame(f *testing.F) {
 		if code, ok := TextFrameCode(frame); !ok || code != m.Security {
 			t.Fatalf("TextFrameCode %d %v, want %d", code, ok, m.Security)
 		}
+		if got, ok := TextFrameSeq(frame); !ok || got != seq {
+			t.Fatalf("TextFrameSeq %d %v, want %d", got, ok, seq)
+		}
 		seq2, st2, err := DecodeTextFrame(frame, &m2)
 		if err != nil || seq2 != seq || st2 != st || m2 != m {
 			t.Fatalf("round trip of %q via %q: %v\n%+v\n%+v", line, frame, err, m, m2)

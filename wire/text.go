@@ -96,6 +96,20 @@ func TextFrameCode(frame []byte) (uint32, bool) {
 	return ParseSymbol(frame[i:end])
 }
 
+// TextFrameSeq returns the seq of a text frame ("TR 17 00005 ..."): its
+// second field, parsed. It decodes nothing else.
+func TextFrameSeq(frame []byte) (uint64, bool) {
+	sp := bytes.IndexByte(frame, ' ')
+	if sp < 0 {
+		return 0, false
+	}
+	end := sp + 1
+	for end < len(frame) && frame[end] != ' ' && frame[end] != '\n' {
+		end++
+	}
+	return parseUint(frame[sp+1 : end])
+}
+
 // MaxTextFrame bounds one text frame (a full book update is the longest).
 const MaxTextFrame = 2048
 

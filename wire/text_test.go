@@ -242,6 +242,21 @@ func TestParsePrice(t *testing.T) {
 	}
 }
 
+func TestTextFrameSeq(t *testing.T) {
+	for _, tc := range []struct {
+		frame string
+		seq   uint64
+		ok    bool
+	}{
+		{"TR 17 00005 px=1.000\n", 17, true}, {"BK 18446744073709551615\n", 1<<64 - 1, true}, {"NP 9", 9, true},
+		{"", 0, false}, {"TR", 0, false}, {"TR ", 0, false}, {"TR x 00005", 0, false}, {"TR 18446744073709551616 0", 0, false},
+	} {
+		if seq, ok := TextFrameSeq([]byte(tc.frame)); seq != tc.seq || ok != tc.ok {
+			t.Errorf("TextFrameSeq(%q) = %d %v, want %d %v", tc.frame, seq, ok, tc.seq, tc.ok)
+		}
+	}
+}
+
 func TestTextFrameCode(t *testing.T) {
 	for _, tc := range []struct {
 		frame string

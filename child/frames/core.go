@@ -300,16 +300,27 @@ func (c *Core) AppendHistory(dst []byte, from uint64, hashes []uint64, all bool,
 // part of a long RESUME. next is the seq the next part starts at (LastSeq+1
 // once this part reached the end).
 func (c *Core) AppendHistoryPart(dst []byte, from uint64, hashes []uint64, all bool, now int64, n int) (out []byte, next uint64, ok bool) {
+	return c.AppendHistoryWhere(dst, from, now, n, math.MaxInt, func(_, h uint64) bool {
+		_, in := slices.BinarySearch(hashes, h)
+		return all || in
+	})
+}
+
+// AppendHistoryWhere appends the held frames with seq >= from that want
+// picks, over at most n seqs and until it has appended maxBytes or more,
+// with child send stamp now; next and ok are AppendHistoryPart's.
+func (c *Core) AppendHistoryWhere(dst []byte, from uint64, now int64, n, maxBytes int, want func(seq, hash uint64) bool) (out []byte, next uint64, ok bool) {
 	if from <= c.last && (c.hist.oldest() == 0 || from < c.hist.oldest()) {
 		return dst, from, false
 	}
 	next = max(from, c.last+1)
+	start := len(dst)
 	c.hist.scan(from, func(seq, h uint64, frame []byte) bool {
-		if seq-from >= uint64(n) {
+		if seq-from >= uint64(n) || len(dst)-start >= maxBytes {
 			next = seq
 			return false
 		}
-		if _, in := slices.BinarySearch(hashes, h); all || in {
+		if want(seq, h) {
 			at := len(dst)
 			dst = append(dst, frame...)
 			wire.SetChildSend(dst[at:], now)

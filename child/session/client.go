@@ -28,6 +28,20 @@ type Client struct {
 	// staleAt: it gets no frames until resync catches it up with images.
 	stale   bool
 	staleAt int64
+	// behind: its socket stopped taking bytes, so frames from seq
+	// behindFrom on are not copied to it but owed (backlog bytes, counted
+	// as the fan-out hands them out); it catches up from the history once
+	// its socket has taken what it holds (behind.go).
+	full       bool // the connection held unsent bytes after the last write
+	behind     bool
+	behindFrom uint64
+	backlog    int
+	// maxFrom is the highest from of any of its subscriptions: history
+	// frames after it are due by symbol alone.
+	maxFrom uint64
+	// lingerUntil: cut (dead), it is closed once its socket has taken the
+	// ERR line or at this time (slow.go).
+	lingerUntil int64
 	// grace: the size of the largest reply (a SUB's image) still draining;
 	// unsent bytes may pass MaxPending by that much: an image the client
 	// asked for does not make it slow. 0 once below MaxPending.

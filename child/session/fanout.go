@@ -49,6 +49,7 @@ func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
 // subscribe adds (or re-arms) cl's subscription to hash (the canonical
 // symbol sym, kept for conflation's resync) from seq from on.
 func (f *fanout) subscribe(cl *Client, hash uint64, sym []byte, all bool, from uint64) {
+	cl.maxFrom = max(cl.maxFrom, from)
 	if all {
 		if cl.all {
 			f.all[entryOf(f.all, cl)].from = from
@@ -74,10 +75,39 @@ func (f *fanout) subscribe(cl *Client, hash uint64, sym []byte, all bool, from u
 // answer to "*" (every image, or the history) up to p covered them too, so
 // their queued frames up to p are not due again.
 func (f *fanout) covered(cl *Client, p uint64) {
+	cl.maxFrom = max(cl.maxFrom, p)
 	for h := range cl.subs {
 		e := &f.index[h][entryOf(f.index[h], cl)]
 		e.from = max(e.from, p)
 	}
+}
+
+// rearm raises the from of every subscription of cl to at least p: it has
+// every frame due up to p.
+func (f *fanout) rearm(cl *Client, p uint64) {
+	f.covered(cl, p)
+	if cl.all {
+		e := &f.all[entryOf(f.all, cl)]
+		e.from = max(e.from, p)
+	}
+}
+
+// wants reports whether a frame (seq, hash) is due to cl under its
+// subscriptions. Past maxFrom the symbol alone decides; before it (the few
+// seqs a fresh SUB's image covered) the subscription's own from does.
+func (f *fanout) wants(cl *Client, seq, hash uint64) bool {
+	_, named := cl.subs[hash]
+	if seq > cl.maxFrom {
+		return cl.all || named
+	}
+	if cl.all && seq > f.all[entryOf(f.all, cl)].from {
+		return true
+	}
+	if named {
+		l := f.index[hash]
+		return seq > l[entryOf(l, cl)].from
+	}
+	return false
 }
 
 // entryOf returns the index of cl's entry in l (a client has at most one
@@ -155,6 +185,10 @@ func (f *fanout) deliver(cl *Client, off, end int32) {
 		return
 	}
 	cl.tick = f.tick
+	if cl.behind { // owed, not copied: it catches up from the history
+		cl.backlog += int(end - off)
+		return
+	}
 	f.sent = append(prefault.Grow(f.sent, 1), delivery{off: off, end: end})
 	n := int32(len(f.sent))
 	if cl.last == 0 {

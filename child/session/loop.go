@@ -16,6 +16,7 @@ type Config struct {
 	MaxPending        int           // unsent bytes at which a client is slow
 	Conflate          bool          // slow policy: conflate (else disconnect)
 	SlowTimeout       time.Duration // conflate: longest a client may stay behind
+	SlowLinger        time.Duration // a cut client's time to take its last line before it is closed
 	MaxCommandsPerSec int           // flood limit
 	Now               func() int64  // the clock, ns (time.Now().UnixNano when nil)
 	Log               *slog.Logger
@@ -28,14 +29,17 @@ type Loop struct {
 	m    *Metrics
 	warn warner
 
-	f       *fanout
-	clients map[*Client]struct{}
-	stale   []*Client // conflated clients waiting for resync
-	// hasStale mirrors len(stale) > 0 for the engine's ticker goroutine,
-	// which then has the loop run Resync: a stale client must catch up
-	// (or time out) on a quiet feed too, not only after a drain.
-	hasStale atomic.Bool
-	seen     map[uint64]struct{} // scratch: the symbols of one command line
+	f         *fanout
+	clients   map[*Client]struct{}
+	stale     []*Client // conflated clients waiting for resync
+	behind    []*Client // clients owed frames (behind.go)
+	lingering []*Client // cut clients waiting to be closed (slow.go)
+	// busy mirrors whether any of those lists holds a client, for the
+	// engine's ticker goroutine, which then has the loop run Tick: they
+	// must catch up, resync, time out or close on a quiet feed too, not
+	// only after a drain.
+	busy atomic.Bool
+	seen map[uint64]struct{} // scratch: the symbols of one command line
 }
 
 // NewLoop returns a loop serving images and history from src.
@@ -46,9 +50,15 @@ func NewLoop(cfg Config, src *frames.Shared, m *Metrics) *Loop {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.SlowLinger <= 0 {
+		cfg.SlowLinger = DefaultSlowLinger
+	}
 	return &Loop{cfg: cfg, src: src, m: m, warn: warner{log: cfg.Log}, f: newFanout(),
 		clients: make(map[*Client]struct{}), seen: make(map[uint64]struct{})}
 }
+
+// DefaultSlowLinger is Config.SlowLinger's default.
+const DefaultSlowLinger = time.Second
 
 // Open starts serving c.
 func (l *Loop) Open(c Conn) *Client {
@@ -63,6 +73,7 @@ func (l *Loop) Closed(cl *Client) {
 		return
 	}
 	cl.dead = true
+	l.leaveBehind(cl)
 	l.f.remove(cl)
 	delete(l.clients, cl)
 	cl.conn = nil
@@ -77,6 +88,14 @@ func (l *Loop) Clients() int { return len(l.clients) }
 func (l *Loop) Input(cl *Client, data []byte) (close bool) {
 	if cl.dead {
 		return false
+	}
+	defer l.noteBusy()
+	if cl.behind { // replies follow the frames it is owed
+		l.catchUp(cl, true)
+		if cl.conn == nil {
+			return false
+		}
+		l.checkSlow(cl, l.unsent(cl))
 	}
 	recv := l.cfg.Now()
 	buf := data
@@ -134,8 +153,9 @@ const replyFlushAt = 64 << 10
 // share (each reply gets at least its own size).
 const MaxReadGrace = 64 << 20
 
-// mustClose: cl was marked dead and its connection is still open.
-func (l *Loop) mustClose(cl *Client) bool { return cl.dead && cl.conn != nil }
+// mustClose: cl was marked dead and its connection is still open (a slow
+// client cut lingers instead: the lingering pass closes it).
+func (l *Loop) mustClose(cl *Client) bool { return cl.dead && cl.conn != nil && cl.lingerUntil == 0 }
 
 // Add hands the frames of b to their subscribers, stamped with child send
 // time now; Flush writes them out.
@@ -144,19 +164,20 @@ func (l *Loop) Add(b *frames.Batch, now int64) { l.f.add(b, now) }
 // Deliveries is the count of frame-to-client deliveries since the last Flush.
 func (l *Loop) Deliveries() int { return len(l.f.sent) }
 
-// Flush writes each dirty client's frames with one Write and applies the
-// slow-client policy to those whose unsent bytes pass MaxPending.
+// Flush writes each dirty client's frames (send), applies the slow-client
+// policy to those whose unsent bytes pass MaxPending, and runs the passes
+// over the clients behind and the cut ones.
 func (l *Loop) Flush() {
 	var bytes, writes int
 	for _, cl := range l.f.dirty {
 		out := l.f.take(cl)
-		if !cl.dead {
-			bytes += len(out)
-			cl.conn.Write(out) // copies what the socket does not take
-			writes++
+		if cl.dead {
+			continue
 		}
-		if l.tooSlow(cl) {
-			l.closeNow(cl)
+		n, w, unsent := l.send(cl, out)
+		bytes, writes = bytes+n, writes+w
+		if cl.conn != nil {
+			l.checkSlow(cl, unsent)
 		}
 	}
 	l.f.flushed()
@@ -164,6 +185,26 @@ func (l *Loop) Flush() {
 	l.m.Writes.Add(float64(writes))
 	l.m.FramesOut.Add(float64(l.f.frames))
 	l.f.frames = 0
+	l.passBehind()
+	l.passLingering()
+	l.noteBusy()
+}
+
+// Tick runs, on a quiet feed, what a drain's Flush and Resync would:
+// catch-ups, resyncs, timeouts and closes.
+func (l *Loop) Tick() {
+	l.Resync()
+	l.passBehind()
+	l.passLingering()
+	l.noteBusy()
+}
+
+// NeedsTick reports whether the loop has clients behind, stale or cut and
+// waiting; it may be called from any goroutine.
+func (l *Loop) NeedsTick() bool { return l.busy.Load() }
+
+func (l *Loop) noteBusy() {
+	l.busy.Store(len(l.stale)+len(l.behind)+len(l.lingering) > 0)
 }
 
 // Shutdown tells every client the child is stopping and closes it.
@@ -209,7 +250,7 @@ func (l *Loop) writeOut(cl *Client) {
 	if cl.conn == nil { // write error closed it
 		return
 	}
-	l.tooSlow(cl)
+	l.checkSlow(cl, l.unsent(cl))
 }
 
 func (l *Loop) replyErr(cl *Client, code, reason string) {

@@ -7,6 +7,7 @@ type Metrics struct {
 	SlowDisconnect prometheus.Counter
 	SlowConflated  prometheus.Counter
 	SlowResynced   prometheus.Counter
+	Behind         prometheus.Gauge       // clients owed frames, catching up from the history
 	ClientErrors   *prometheus.CounterVec // by code
 	BytesOut       prometheus.Counter
 	FramesOut      prometheus.Counter

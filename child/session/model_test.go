@@ -70,6 +70,7 @@ func (c *testConn) lines() []string {
 func testMetrics() *Metrics {
 	c := func() prometheus.Counter { return prometheus.NewCounter(prometheus.CounterOpts{Name: "x"}) }
 	return &Metrics{SlowDisconnect: c(), SlowConflated: c(), SlowResynced: c(),
+		Behind:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "b"}),
 		ClientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "e"}, []string{"code"}),
 		BytesOut:     c(), FramesOut: c(), Writes: c()}
 }
@@ -139,6 +140,12 @@ func (r *rig) input(c *testConn, line string) bool {
 // (and "*") the seq after which frames are due.
 type modelClient struct {
 	from map[string]uint64
+	// owed: seqs due to it, not yet received (a stalled client's); level:
+	// the highest seq owed or received. A client that catches up from the
+	// history may get seqs past the loop's (up to the core's last), which
+	// the loop then skips.
+	owed  []uint64
+	level uint64
 }
 
 func (m *modelClient) due(seq uint64) bool {
@@ -172,8 +179,8 @@ func modelRun(t *testing.T, seed uint64) {
 		conns[i], models[i] = r.open(), &modelClient{from: map[string]uint64{}}
 	}
 	sym := func() string { return feedtest.Sym(uint64(rnd.IntN(40) + 1)) }
-	// check reads what client i got since the last check.
-	check := func(i int, want []uint64) {
+	// frames reads the frames client i got since the last read.
+	frames := func(i int) []uint64 {
 		t.Helper()
 		var got []uint64
 		for _, line := range conns[i].lines() {
@@ -187,8 +194,29 @@ func modelRun(t *testing.T, seed uint64) {
 			}
 			got = append(got, seq)
 		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("client %d got %v, want %v", i, got, want)
+		return got
+	}
+	// settle checks what client i got: what it was owed, in order, then
+	// (a catch-up past the loop) the next seqs due up to the core's last.
+	settle := func(i int, got []uint64) {
+		t.Helper()
+		m := models[i]
+		for _, s := range got {
+			if len(m.owed) > 0 {
+				if s != m.owed[0] {
+					t.Fatalf("client %d got %d, owed %v", i, s, m.owed)
+				}
+				m.owed = m.owed[1:]
+				continue
+			}
+			next := m.level + 1
+			for next <= r.seq && !m.due(next) {
+				next++
+			}
+			if s != next || s > r.seq {
+				t.Fatalf("client %d got %d past what it was owed, want %d (core at %d)", i, s, next, r.seq)
+			}
+			m.level = s
 		}
 	}
 	for step := 0; step < 300; step++ {
@@ -198,18 +226,31 @@ func modelRun(t *testing.T, seed uint64) {
 		case op < 5: // the loop drains: each client gets what the model says
 			from := r.added
 			r.drain()
-			for i := range conns {
-				var want []uint64
+			for i, c := range conns {
+				m := models[i]
 				for s := from + 1; s <= r.added; s++ {
-					if models[i].due(s) {
-						want = append(want, s)
+					if s > m.level && m.due(s) {
+						m.owed, m.level = append(m.owed, s), s
 					}
 				}
-				check(i, want)
+				settle(i, frames(i))
+				if c.pending == 0 && len(m.owed) > 0 {
+					t.Fatalf("client %d reads but is owed %v", i, m.owed)
+				}
 			}
-		default: // a command
+		case op < 6: // a client's socket fills up, or drains
+			c := conns[rnd.IntN(nClients)]
+			c.pending = 1 - c.pending
+		default: // a command, from a client that drained its socket
 			i := rnd.IntN(nClients)
 			m := models[i]
+			stalled := conns[i].pending
+			conns[i].pending = 0
+			r.l.Tick()
+			settle(i, frames(i))
+			if len(m.owed) > 0 {
+				t.Fatalf("client %d drained but is owed %v", i, m.owed)
+			}
 			// The loop may lag the core: frames up to P still queued are
 			// the image's, not due again.
 			var syms []string
@@ -225,6 +266,7 @@ func modelRun(t *testing.T, seed uint64) {
 				verb = "UNSUB"
 			}
 			r.input(conns[i], verb+" "+strings.Join(syms, " "))
+			conns[i].pending = stalled
 			lines := conns[i].lines()
 			// Distinct symbols are answered once each, in order.
 			var distinct []string

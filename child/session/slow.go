@@ -8,16 +8,15 @@ import (
 	"tickrelay/wire"
 )
 
-// tooSlow applies the slow-client policy once cl's unsent bytes passed
-// MaxPending (plus its grace). Disconnect: it writes ERR SLOW (best
-// effort: unsent bytes are discarded on close), marks cl dead and reports
-// true; the caller closes it. Conflate: cl goes stale (no frames until
-// Resync).
-func (l *Loop) tooSlow(cl *Client) bool {
+// checkSlow applies the slow-client policy once cl's unsent bytes (those
+// its connection holds, unsent, plus its backlog) pass MaxPending plus its
+// grace, and reports whether it did. Disconnect: cl is cut (cut). Conflate:
+// cl goes stale (no frames until Resync).
+func (l *Loop) checkSlow(cl *Client, unsent int) bool {
 	if cl.dead || cl.conn == nil || cl.stale {
 		return false
 	}
-	n := cl.conn.Buffered()
+	n := unsent + cl.backlog
 	if n <= l.cfg.MaxPending {
 		cl.grace = 0
 		return false
@@ -27,31 +26,79 @@ func (l *Loop) tooSlow(cl *Client) bool {
 	}
 	now := l.cfg.Now()
 	if l.cfg.Conflate {
-		cl.stale, cl.staleAt = true, now
-		l.stale = append(l.stale, cl)
-		l.hasStale.Store(true)
-		l.m.SlowConflated.Inc()
-		l.warn.logf(now, slog.LevelInfo, "slow client conflated", "remote", cl.conn.RemoteAddr(), "pending", n)
-		return false
+		l.conflate(cl, now, n)
+		return true
 	}
-	l.dropSlow(cl, now, "unsent bytes "+strconv.Itoa(n)+" over limit "+strconv.Itoa(l.cfg.MaxPending))
+	l.cut(cl, now, "unsent bytes "+strconv.Itoa(n)+" over limit "+strconv.Itoa(l.cfg.MaxPending))
 	return true
 }
 
-// dropSlow writes ERR SLOW with reason to cl and marks it dead.
-func (l *Loop) dropSlow(cl *Client, now int64, reason string) {
-	l.m.SlowDisconnect.Inc()
-	l.warn.logf(now, slog.LevelWarn, "disconnecting slow client", "remote", cl.conn.RemoteAddr(), "reason", reason)
-	l.writeErr(cl, wire.ErrCodeSlow, reason)
+// conflate stops sending cl frames until Resync catches it up with images.
+func (l *Loop) conflate(cl *Client, now int64, unsent int) {
+	l.leaveBehind(cl)
+	cl.stale, cl.staleAt = true, now
+	l.stale = append(l.stale, cl)
+	l.m.SlowConflated.Inc()
+	l.warn.logf(now, slog.LevelInfo, "slow client conflated", "remote", cl.conn.RemoteAddr(), "pending", unsent)
 }
 
-// HasStale reports whether conflated clients wait for Resync; it may be
-// called from any goroutine.
-func (l *Loop) HasStale() bool { return l.hasStale.Load() }
+// tooFarBehind: cl is owed frames older than the history holds.
+func (l *Loop) tooFarBehind(cl *Client, now int64, oldest uint64) {
+	if l.cfg.Conflate {
+		l.conflate(cl, now, cl.backlog)
+		return
+	}
+	l.cut(cl, now, "behind seq "+strconv.FormatUint(cl.behindFrom, 10)+", older than the history holds ("+strconv.FormatUint(oldest, 10)+")")
+}
+
+// cut disconnects a slow client: its subscriptions end at once, ERR SLOW
+// with reason goes after the whole frames its connection holds, and the
+// lingering pass closes it once its socket has taken them, or after
+// SlowLinger: a client that reads again soon gets complete frames and a
+// complete last line.
+func (l *Loop) cut(cl *Client, now int64, reason string) {
+	l.m.SlowDisconnect.Inc()
+	l.warn.logf(now, slog.LevelWarn, "disconnecting slow client", "remote", cl.conn.RemoteAddr(), "reason", reason)
+	l.leaveBehind(cl)
+	l.f.remove(cl)
+	l.writeErr(cl, wire.ErrCodeSlow, reason)
+	if cl.conn != nil {
+		cl.lingerUntil = now + int64(l.cfg.SlowLinger)
+		l.lingering = append(l.lingering, cl)
+	}
+}
+
+// closesPerPass bounds the cut clients one lingering pass closes: each
+// close is a few syscalls and frees the connection's buffers, so a
+// thousand cut at once close over a few flushes instead of in one stall.
+const closesPerPass = 64
+
+// passLingering closes the cut clients whose sockets took their last line,
+// or whose SlowLinger is over, at most closesPerPass of them.
+func (l *Loop) passLingering() {
+	if len(l.lingering) == 0 {
+		return
+	}
+	now := l.cfg.Now()
+	keep, closed := l.lingering[:0], 0
+	for _, cl := range l.lingering {
+		if cl.conn == nil {
+			continue
+		}
+		if closed < closesPerPass && (now >= cl.lingerUntil || cl.conn.Buffered() == 0) {
+			l.closeNow(cl)
+			closed++
+			continue
+		}
+		keep = append(keep, cl)
+	}
+	clear(l.lingering[len(keep):])
+	l.lingering = keep
+}
 
 // Resync runs after each drain's Flush under the conflate policy, and
 // periodically while the loop has stale clients. A stale client whose
-// backlog has gone down to MaxPending/4 gets ERR CONFLATED, then the images
+// socket has taken all its connection held gets ERR CONFLATED, then the images
 // and OKs of its subscriptions (as for a SUB), then every update after P:
 // the updates it missed are conflated into the images. One still behind
 // after SlowTimeout is disconnected.
@@ -66,7 +113,7 @@ func (l *Loop) Resync() {
 	for _, cl := range stale {
 		switch {
 		case cl.dead || cl.conn == nil:
-		case cl.conn.Buffered() <= l.cfg.MaxPending/4:
+		case l.unsent(cl) == 0:
 			cl.stale = false
 			l.m.ClientErrors.WithLabelValues(wire.ErrCodeConflated).Inc()
 			cl.out = wire.AppendErr(cl.out[:0], wire.ErrCodeConflated, "updates skipped while behind; the images and OK SUB of your subscriptions follow")
@@ -81,17 +128,14 @@ func (l *Loop) Resync() {
 			})
 			l.m.SlowResynced.Inc()
 			l.writeOut(cl)
-			if cl.dead {
-				l.closeNow(cl)
-			}
 		case now-cl.staleAt > int64(l.cfg.SlowTimeout):
-			l.dropSlow(cl, now, "behind for over "+l.cfg.SlowTimeout.String())
-			l.closeNow(cl)
+			cl.stale = false
+			l.cut(cl, now, "behind for over "+l.cfg.SlowTimeout.String())
 		default:
 			keep = append(keep, cl)
 		}
 	}
 	clear(stale[len(keep):])
 	l.stale = append(keep, l.stale...)
-	l.hasStale.Store(len(l.stale) > 0)
+	l.noteBusy()
 }

@@ -3,12 +3,14 @@ package session
 import (
 	"bytes"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"tickrelay/child/frames"
 	"tickrelay/internal/feedtest"
 	"tickrelay/wire"
 )
@@ -31,37 +33,111 @@ func frameSeqs(t *testing.T, lines []string) (seqs []uint64, other []string) {
 	return seqs, other
 }
 
-// TestDisconnectSlow: a client whose unsent bytes pass MaxPending after a
-// flush gets ERR SLOW and is closed at once; a client under the limit,
-// however often it comes near it, keeps getting everything.
+// TestBehind: a client whose connection holds unsent bytes is not written
+// again; the frames due meanwhile are counted, not copied, and once its
+// socket drains it catches up from the history, in order, with nothing
+// missing or repeated, then takes the live stream again.
+func TestBehind(t *testing.T) {
+	r := newRig(t, Config{MaxPending: 1 << 20})
+	c := r.open()
+	r.input(c, "SUB *")
+	c.lines()
+	c.pending = 1 // its socket took none of the next write
+	r.apply(10)
+	r.drain()
+	got, _ := frameSeqs(t, c.lines())
+	r.apply(10)
+	r.drain()
+	r.apply(10)
+	r.drain()
+	if n := len(c.lines()); n != 0 || !c.cl.behind || testutil.ToFloat64(r.l.m.Behind) != 1 {
+		t.Fatalf("a full socket was written %d lines (behind %v)", n, c.cl.behind)
+	}
+	if c.cl.backlog < 20*40 {
+		t.Fatalf("backlog %d bytes for 20 frames", c.cl.backlog)
+	}
+	c.pending = 0
+	r.l.Tick()
+	seqs, _ := frameSeqs(t, c.lines())
+	got = append(got, seqs...)
+	r.apply(10)
+	r.drain()
+	seqs, _ = frameSeqs(t, c.lines())
+	got = append(got, seqs...)
+	if !slices.Equal(got, feedtest.Seqs(0, 40, "*")) || c.cl.behind || testutil.ToFloat64(r.l.m.Behind) != 0 {
+		t.Fatalf("got %v, behind %v", got, c.cl.behind)
+	}
+}
+
+// TestDisconnectSlow: a client whose unsent bytes (held by its connection,
+// plus its backlog) pass MaxPending is cut in the flush that counts them:
+// ERR SLOW after whole frames, no frame after it, closed once its socket
+// took the line, or after SlowLinger when it does not read. A client
+// under the limit keeps everything.
 func TestDisconnectSlow(t *testing.T) {
-	r := newRig(t, Config{MaxPending: 1000})
-	slow, ok := r.open(), r.open()
-	r.input(slow, "SUB *")
-	r.input(ok, "SUB *")
-	slow.lines()
-	ok.lines()
+	r := newRig(t, Config{MaxPending: 4000, SlowLinger: time.Second})
+	slow, ok, gone := r.open(), r.open(), r.open()
+	for _, c := range []*testConn{slow, ok, gone} {
+		r.input(c, "SUB *")
+		c.lines()
+	}
 	for round := 0; round < 5; round++ {
-		ok.pending = 1000 // at the limit, not over it
+		ok.pending = 1000
 		r.apply(10)
 		r.drain()
-		if seqs, _ := frameSeqs(t, ok.lines()); len(seqs) != 10 || ok.cl.Dead() {
-			t.Fatalf("round %d: a client at the limit got %v (dead %v)", round, seqs, ok.cl.Dead())
-		}
 		ok.pending = 0
+		r.l.Tick()
+	}
+	if seqs, _ := frameSeqs(t, ok.lines()); !slices.Equal(seqs, feedtest.Seqs(0, 50, "*")) || ok.cl.Dead() {
+		t.Fatalf("a client under the limit got %v (dead %v)", seqs, ok.cl.Dead())
 	}
 	slow.lines()
-	slow.pending = 1001
-	r.apply(10)
+	gone.lines()
+	slow.pending, gone.pending = 3000, 3000
+	r.apply(10) // the write that leaves them full
 	r.drain()
-	_, other := frameSeqs(t, slow.lines())
-	if len(other) != 1 || !strings.HasPrefix(other[0], "ERR SLOW unsent bytes 1001 over limit 1000") || !slow.closed {
-		t.Fatalf("slow client: %q, closed %v", other, slow.closed)
+	r.apply(50) // some 2,000 bytes owed: over the limit
+	r.drain()
+	for _, c := range []*testConn{slow, gone} {
+		seqs, other := frameSeqs(t, c.lines())
+		if !slices.Equal(seqs, feedtest.Seqs(50, 60, "*")) || len(other) != 1 || !strings.HasPrefix(other[0], "ERR SLOW unsent bytes ") || !c.cl.Dead() {
+			t.Fatalf("slow client: %v then %q (dead %v)", seqs, other, c.cl.Dead())
+		}
 	}
+	if slow.closed || testutil.ToFloat64(r.l.m.SlowDisconnect) != 2 || testutil.ToFloat64(r.l.m.Behind) != 0 {
+		t.Fatal("closed before its socket took the last line, or not counted")
+	}
+	slow.pending = 0 // it reads: it has its last line, and is closed
+	r.l.Tick()
+	if !slow.closed || gone.closed {
+		t.Fatalf("closed: drained %v, unread %v", slow.closed, gone.closed)
+	}
+	r.now += int64(time.Second)
 	r.apply(10)
 	r.drain()
-	if len(slow.lines()) != 0 || testutil.ToFloat64(r.l.m.SlowDisconnect) != 1 || r.l.Clients() != 1 {
-		t.Fatal("a cut client was written again, or not counted")
+	if !gone.closed || len(gone.lines()) != 0 || r.l.Clients() != 1 || r.l.NeedsTick() {
+		t.Fatal("an unread cut client was not closed after SlowLinger, or was written again")
+	}
+}
+
+// TestTooFarBehind: a client behind by more than the history holds is cut
+// (disconnect) when it comes back, with a reason that says so.
+func TestTooFarBehind(t *testing.T) {
+	r := &rig{t: t, state: frames.NewShared(frames.NewCore(64, 1<<20)), now: 1e18}
+	r.l = NewLoop(Config{MaxPending: 1 << 30, MaxCommandsPerSec: 1000, Now: func() int64 { return r.now },
+		Log: slog.New(slog.DiscardHandler)}, r.state, testMetrics())
+	c := r.open()
+	r.input(c, "SUB *")
+	c.pending = 1
+	r.apply(1)
+	r.drain()
+	r.apply(200)
+	r.drain()
+	c.lines()
+	c.pending = 0
+	r.l.Tick()
+	if _, other := frameSeqs(t, c.lines()); len(other) != 1 || !strings.HasPrefix(other[0], "ERR SLOW behind seq 2, older than the history holds") {
+		t.Fatalf("got %q", other)
 	}
 }
 
@@ -80,7 +156,7 @@ func TestConflateResync(t *testing.T) {
 	r.apply(40)
 	r.drain() // the write that finds it over the limit: it goes stale
 	c.lines()
-	if !r.l.HasStale() {
+	if !c.cl.stale || !r.l.NeedsTick() {
 		t.Fatal("not stale")
 	}
 	r.apply(40)
@@ -88,12 +164,12 @@ func TestConflateResync(t *testing.T) {
 	if got := c.lines(); len(got) != 0 {
 		t.Fatalf("a stale client got %q", got)
 	}
-	c.pending = 251 // not yet down to a quarter
+	c.pending = 1 // its socket has not taken everything yet
 	r.l.Resync()
-	if len(c.lines()) != 0 || !r.l.HasStale() {
-		t.Fatal("resynced above MaxPending/4")
+	if len(c.lines()) != 0 || !c.cl.stale {
+		t.Fatal("resynced with bytes unsent")
 	}
-	c.pending = 250
+	c.pending = 0
 	r.now += int64(time.Second)
 	r.l.Resync()
 	seqs, other := frameSeqs(t, c.lines())
@@ -105,8 +181,8 @@ func TestConflateResync(t *testing.T) {
 			t.Fatalf("image frame %d (%s)", s, feedtest.Sym(s))
 		}
 	}
-	if len(seqs) == 0 || r.l.HasStale() {
-		t.Fatalf("image %v, still stale %v", seqs, r.l.HasStale())
+	if len(seqs) == 0 || c.cl.stale || r.l.NeedsTick() {
+		t.Fatalf("image %v, still stale %v", seqs, c.cl.stale)
 	}
 	r.apply(40)
 	r.drain()
@@ -126,8 +202,13 @@ func TestConflateResync(t *testing.T) {
 	}
 	r.now++
 	r.l.Resync()
-	if got := c.lines(); len(got) != 1 || !strings.HasPrefix(got[0], "ERR SLOW behind for over 2s") || !c.closed {
-		t.Fatalf("after SlowTimeout: %q closed %v", got, c.closed)
+	if got := c.lines(); len(got) != 1 || !strings.HasPrefix(got[0], "ERR SLOW behind for over 2s") || !c.cl.Dead() {
+		t.Fatalf("after SlowTimeout: %q dead %v", got, c.cl.Dead())
+	}
+	r.now += int64(DefaultSlowLinger)
+	r.l.Tick()
+	if !c.closed {
+		t.Fatal("not closed after SlowLinger")
 	}
 }
 
@@ -152,8 +233,8 @@ func TestPipelinedReplies(t *testing.T) {
 
 	unread := r.open()
 	unread.keep, unread.unread = false, true
-	if !r.l.Input(unread.cl, []byte(lines)) {
-		t.Fatal("an unread client asking for 200 histories was not cut")
+	if r.l.Input(unread.cl, []byte(lines)) || !unread.cl.Dead() {
+		t.Fatal("an unread client asking for 200 histories was not cut (or not left to linger)")
 	}
 	limit := r.l.cfg.MaxPending + MaxReadGrace
 	if unread.written > limit+2*answer || unread.written < limit-answer {
@@ -163,7 +244,8 @@ func TestPipelinedReplies(t *testing.T) {
 
 // TestManyCutLogFew: 500 clients cut in one flush write warnBurst log
 // lines, and the next second's first line reports how many were held back;
-// every one of them still gets its ERR SLOW and is closed.
+// every one of them gets its ERR SLOW, and they are closed closesPerPass
+// per pass, not all in one.
 func TestManyCutLogFew(t *testing.T) {
 	var logged bytes.Buffer
 	r := newRig(t, Config{MaxPending: 1000, Log: slog.New(slog.NewTextHandler(&logged, nil))})
@@ -178,12 +260,19 @@ func TestManyCutLogFew(t *testing.T) {
 	r.apply(5)
 	r.drain()
 	for i, c := range conns {
-		if _, other := frameSeqs(t, c.lines()); len(other) != 1 || !strings.HasPrefix(other[0], "ERR SLOW ") || !c.closed {
-			t.Fatalf("client %d: %q closed %v", i, other, c.closed)
+		if _, other := frameSeqs(t, c.lines()); len(other) != 1 || !strings.HasPrefix(other[0], "ERR SLOW ") || !c.cl.Dead() {
+			t.Fatalf("client %d: %q dead %v", i, other, c.cl.Dead())
 		}
+		c.pending = 0 // they read their last lines
 	}
 	if n := strings.Count(logged.String(), "disconnecting slow client"); n != warnBurst {
 		t.Fatalf("%d lines for 500 cuts, want %d:\n%s", n, warnBurst, logged.String())
+	}
+	for pass := 1; r.l.Clients() > 0; pass++ {
+		r.l.Tick()
+		if want := max(500-pass*closesPerPass, 0); r.l.Clients() != want {
+			t.Fatalf("pass %d: %d clients open, want %d", pass, r.l.Clients(), want)
+		}
 	}
 	r.now += int64(time.Second)
 	c := r.open()

@@ -26,6 +26,7 @@ func runChild(ctx context.Context, args []string) error {
 	sizeVar(fs, &cfg.MaxPending, "max-pending", cfg.MaxPending, "unsent bytes per client before the slow-client policy applies")
 	fs.StringVar(&cfg.SlowPolicy, "slow-policy", cfg.SlowPolicy, "slow clients: disconnect (ERR SLOW) or conflate (no frames until the backlog drains, then each symbol's image and OK SUB again)")
 	fs.DurationVar(&cfg.SlowTimeout, "slow-timeout", cfg.SlowTimeout, "conflate: disconnect a client still behind after this long")
+	fs.DurationVar(&cfg.SlowLinger, "slow-linger", cfg.SlowLinger, "a slow client cut has this long to read its last frames and ERR SLOW line before it is closed")
 	fs.IntVar(&cfg.HistorySize, "history", cfg.HistorySize, "frames kept for RESUME")
 	sizeVar(fs, &cfg.HistoryBytes, "history-bytes", cfg.HistoryBytes, "bytes of frames kept for RESUME (resident from the start)")
 	fs.IntVar(&cfg.MaxCommandsPerSec, "max-commands", cfg.MaxCommandsPerSec, "client command lines per second before ERR FLOOD")

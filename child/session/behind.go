@@ -1,0 +1,135 @@
+package session
+
+import (
+	"bytes"
+
+	"tickrelay/child/frames"
+	"tickrelay/wire"
+)
+
+// A client whose socket stops taking bytes is not written again until it
+// has taken what its connection already holds. Its frames are not copied
+// into the connection's buffer meanwhile: it falls behind at the seq of the
+// first frame it did not get, the fan-out only adds up the bytes it is owed
+// (its backlog, checked against MaxPending at every flush), and once its
+// socket drains it catches up from the child's history, which every client
+// shares. A stalled client so costs one addition per frame and holds at
+// most a write chunk or two in its connection, however many there are;
+// only a reply it asked for (an image, a history) may be larger, within
+// its grace.
+
+// writeChunk is the most bytes handed to a connection in one Write while
+// it takes them: what a socket refuses stays in the connection (gnet's
+// buffer), so this bounds that, and a cut client's last ERR line follows
+// whole frames.
+const writeChunk = 256 << 10
+
+// send writes out (whole frames in seq order) to cl in chunks while its
+// socket takes them; if it stops taking them, cl falls behind at the first
+// frame not written. It returns the bytes written, the writes, and the
+// connection's unsent bytes after the last write.
+func (l *Loop) send(cl *Client, out []byte) (n, writes, unsent int) {
+	if cl.full { // its socket refused bytes last time: taken since?
+		if unsent = l.unsent(cl); unsent > 0 {
+			l.fallBehind(cl, out)
+			return 0, 0, unsent
+		}
+	}
+	for len(out) > 0 && cl.conn != nil {
+		k := len(out)
+		if k > writeChunk {
+			k = bytes.LastIndexByte(out[:writeChunk], '\n') + 1
+		}
+		cl.conn.Write(out[:k])
+		n, writes, out = n+k, writes+1, out[k:]
+		if cl.conn == nil { // a write error closed it
+			return n, writes, 0
+		}
+		if unsent = l.unsent(cl); unsent > 0 && len(out) > 0 {
+			l.fallBehind(cl, out)
+			return n, writes, unsent
+		}
+	}
+	return n, writes, unsent
+}
+
+// unsent is the count of bytes cl's connection holds unsent; it notes
+// whether there are any (Client.full) for the next send.
+func (l *Loop) unsent(cl *Client) int {
+	n := cl.conn.Buffered()
+	cl.full = n > 0
+	return n
+}
+
+// fallBehind makes cl owe out (whole frames) and every frame due after it.
+func (l *Loop) fallBehind(cl *Client, out []byte) {
+	seq, _ := wire.TextFrameSeq(out)
+	cl.behind, cl.behindFrom, cl.backlog = true, seq, len(out)
+	l.behind = append(l.behind, cl)
+	l.m.Behind.Inc()
+}
+
+// leaveBehind forgets that cl is behind (caught up, cut, conflated or closed).
+func (l *Loop) leaveBehind(cl *Client) {
+	if cl.behind {
+		cl.behind, cl.backlog = false, 0
+		l.m.Behind.Dec()
+	}
+}
+
+// passBehind, after each flush and on the ticker: each client behind is
+// cut or conflated once its backlog passes the limit, and caught up once
+// its socket has drained.
+func (l *Loop) passBehind() {
+	keep := l.behind[:0]
+	for _, cl := range l.behind {
+		if !cl.behind {
+			continue
+		}
+		if unsent := l.unsent(cl); !l.checkSlow(cl, unsent) && unsent == 0 {
+			l.catchUp(cl, false)
+		}
+		if cl.behind {
+			keep = append(keep, cl)
+		}
+	}
+	clear(l.behind[len(keep):])
+	l.behind = keep
+}
+
+// catchUp writes cl the frames it is owed from the history, a write chunk
+// at a time, until it is level (its subscriptions then go on after the
+// history's LastSeq) or, unless whole, its socket stops taking them. A
+// client owed frames the history no longer holds is too slow.
+func (l *Loop) catchUp(cl *Client, whole bool) {
+	now := l.cfg.Now()
+	want := func(seq, hash uint64) bool { return l.f.wants(cl, seq, hash) }
+	for cl.behind && cl.conn != nil {
+		var ok, level bool
+		var p, oldest uint64
+		out, next := l.f.out[:0], cl.behindFrom
+		l.src.Read(func(c *frames.Core) {
+			out, next, ok = c.AppendHistoryWhere(out, next, now, resumePart, writeChunk, want)
+			p, oldest, level = c.LastSeq(), c.OldestSeq(), next > c.LastSeq()
+		})
+		l.f.out = out
+		if !ok {
+			l.tooFarBehind(cl, now, oldest)
+			return
+		}
+		if len(out) > 0 {
+			cl.conn.Write(out)
+			l.m.BytesOut.Add(float64(len(out)))
+			l.m.Writes.Inc()
+		}
+		cl.behindFrom, cl.backlog = next, max(cl.backlog-len(out), 0)
+		if level {
+			l.f.rearm(cl, p)
+			l.leaveBehind(cl)
+			return
+		}
+		if !whole && cl.conn != nil && l.unsent(cl) > 0 {
+			return
+		}
+	}
+}
