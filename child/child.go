@@ -151,7 +151,7 @@ func (ch *Child) Run(ctx context.Context) error {
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
 			gnet.WithSocketSendBuffer(ch.cfg.ClientSendBuffer), // 0: the kernel's
-			gnet.WithTicker(true), // OnTick: catch-ups, resyncs and closes on a quiet feed
+			gnet.WithTicker(true),                              // OnTick: catch-ups, resyncs and closes on a quiet feed
 			gnet.WithLogger(gnetlog.Logger{L: ch.log}))
 		close(ch.srv.stopped) // no loop drains any more: publish must not wait
 		engErr <- err

@@ -25,16 +25,16 @@ type Config struct {
 	Name    string // sent to the roots in Hello; labels logs
 	FromSeq uint64 // first seq to ask the roots for (>= 1)
 
-	Loops             int           // gnet event loops (>= 1)
-	MaxPending        int           // unsent bytes per client before the slow-client policy applies
-	SlowPolicy        string        // SlowDisconnect (ERR SLOW, close) or SlowConflate (resync with images)
-	SlowTimeout       time.Duration // SlowConflate: a client still behind after this long is disconnected
-	SlowLinger        time.Duration // a slow client cut has this long to take its last line (ERR SLOW) before it is closed
+	Loops       int           // gnet event loops (>= 1)
+	MaxPending  int           // unsent bytes per client before the slow-client policy applies
+	SlowPolicy  string        // SlowDisconnect (ERR SLOW, close) or SlowConflate (resync with images)
+	SlowTimeout time.Duration // SlowConflate: a client still behind after this long is disconnected
+	SlowLinger  time.Duration // a slow client cut has this long to take its last line (ERR SLOW) before it is closed
 	// ClientSendBuffer is each client socket's kernel send buffer (SO_SNDBUF;
 	// 0: the kernel's autotuning, up to net.ipv4.tcp_wmem's max). Bytes the
 	// kernel holds do not count against MaxPending, so this bounds what a
 	// stalled client costs beyond it.
-	ClientSendBuffer int
+	ClientSendBuffer  int
 	HistorySize       int           // frames held for RESUME (rounded up to a power of two)
 	HistoryBytes      int           // bytes of frames held for RESUME (resident from the start: populated when made)
 	MaxCommandsPerSec int           // client lines per second before ERR FLOOD and close
@@ -79,14 +79,14 @@ func DefaultConfig() Config {
 		// behind busy (thread-locked) loops. On 2 shared CPUs at 100k
 		// msgs/s to 5,000 clients, root->child p50 was ~2 ms with 1 loop,
 		// ~145 ms with 2 (tickrelay perf, noisy box).
-		Loops:             max(runtime.NumCPU()-1, 1),
-		MaxPending:        4 << 20,
-		SlowPolicy:        SlowDisconnect,
-		SlowTimeout:       30 * time.Second,
-		SlowLinger:        session.DefaultSlowLinger,
+		Loops:       max(runtime.NumCPU()-1, 1),
+		MaxPending:  4 << 20,
+		SlowPolicy:  SlowDisconnect,
+		SlowTimeout: 30 * time.Second,
+		SlowLinger:  session.DefaultSlowLinger,
 		// Enough for a "*" client at 200k msgs/s on a LAN (10 ms of it);
 		// far-away clients may want more (bandwidth x round trip).
-		ClientSendBuffer: 256 << 10,
+		ClientSendBuffer:  256 << 10,
 		HistorySize:       1 << 18,
 		HistoryBytes:      64 << 20,
 		MaxCommandsPerSec: 1000,
