@@ -66,3 +66,28 @@ func sumProcs(pids []int) ProcUsage {
 	}
 	return u
 }
+
+// peakRSS is a process's peak resident memory (VmHWM of /proc/PID/status),
+// 0 when it cannot be read.
+func peakRSS(pid int) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	return parsePeakRSS(data)
+}
+
+func parsePeakRSS(status []byte) int64 {
+	for line := range bytes.Lines(status) {
+		if rest, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
+			f := bytes.Fields(rest)
+			if len(f) == 2 && string(f[1]) == "kB" {
+				kb, err := strconv.ParseInt(string(f[0]), 10, 64)
+				if err == nil {
+					return kb << 10
+				}
+			}
+		}
+	}
+	return 0
+}

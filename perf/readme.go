@@ -116,25 +116,31 @@ func oneLine(s string) string {
 // UpdateReadme replaces what lies between ReadmeBegin and ReadmeEnd in the
 // file at path with table.
 func UpdateReadme(path, table string) error {
+	return updateReadmeBetween(path, ReadmeBegin, ReadmeEnd, table)
+}
+
+// updateReadmeBetween replaces what lies between begin and end in the file
+// at path with table.
+func updateReadmeBetween(path, begin, end, table string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	out, err := replaceBetween(data, table)
+	out, err := replaceBetween(data, begin, end, table)
 	if err != nil {
 		return fmt.Errorf("perf: %s: %w", path, err)
 	}
 	return os.WriteFile(path, out, 0o644)
 }
 
-func replaceBetween(data []byte, table string) ([]byte, error) {
-	i := bytes.Index(data, []byte(ReadmeBegin))
-	j := bytes.Index(data, []byte(ReadmeEnd))
+func replaceBetween(data []byte, begin, end, table string) ([]byte, error) {
+	i := bytes.Index(data, []byte(begin))
+	j := bytes.Index(data, []byte(end))
 	if i < 0 || j < i {
-		return nil, fmt.Errorf("markers %s ... %s not found in order", ReadmeBegin, ReadmeEnd)
+		return nil, fmt.Errorf("markers %s ... %s not found in order", begin, end)
 	}
 	var b bytes.Buffer
-	b.Write(data[:i+len(ReadmeBegin)])
+	b.Write(data[:i+len(begin)])
 	b.WriteString("\n")
 	b.WriteString(strings.TrimRight(table, "\n"))
 	b.WriteString("\n")

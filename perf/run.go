@@ -210,6 +210,12 @@ type Scenario struct {
 	Duration      time.Duration `json:"duration_ns"`
 	Warmup        time.Duration `json:"warmup_ns"`
 	HarnessMode   harness.Mode  `json:"harness_mode"`
+	// The slow-consumer step (slow.go): Stalled connections that send
+	// "SUB *" and never read attach StallAt into the publishing; the
+	// children run -slow-policy SlowPolicy ("": their default).
+	Stalled    int           `json:"stalled,omitempty"`
+	StallAt    time.Duration `json:"stall_at_ns,omitempty"`
+	SlowPolicy string        `json:"slow_policy,omitempty"`
 }
 
 // RateLabel is "50k/s" or "max".
@@ -275,6 +281,12 @@ type StepResult struct {
 	// FramesPerWrite is tickrelay's frames per client write (its children's
 	// frames_out_total / writes_total): how much the fan-out coalesces.
 	FramesPerWrite float64       `json:"frames_per_write,omitempty"`
+	// ChildPeakRSS is the children's peak resident memory (VmHWM, summed);
+	// SlowCut and SlowConflated their slow-client counters at the end.
+	ChildPeakRSS  int64   `json:"child_peak_rss_bytes,omitempty"`
+	SlowCut       float64 `json:"slow_cut,omitempty"`
+	SlowConflated float64 `json:"slow_conflated,omitempty"`
+	ImageBytes    int64   `json:"image_bytes,omitempty"` // the answer to SUB * (slow step)
 	ServerRSS      int64         `json:"server_rss_bytes"`
 	Elapsed        time.Duration `json:"elapsed_ns"`
 	// Probe marks a step of the max search; Max marks the copy of a
@@ -800,6 +812,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	}
 	admins := map[string]string{"root": rootAdmin} // processes profiled (ProfileDir)
 	var childAddrs, childAdmins []string
+	var children []*proc
 	for i := 0; i < sc.Children; i++ {
 		a := addr(cfg.ChildPort + i)
 		ca, err := admin()
@@ -810,9 +823,14 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 		childAdmins = append(childAdmins, ca)
 		args := append([]string{"child", "-root", rootAddr, "-addr", a, "-name", fmt.Sprintf("c%02d", i),
 			"-admin", ca}, cfg.ChildArgs...)
-		if _, err := start("child", a, args...); err != nil {
+		if sc.SlowPolicy != "" {
+			args = append(args, "-slow-policy", sc.SlowPolicy)
+		}
+		p, err := start("child", a, args...)
+		if err != nil {
 			return StepResult{}, err
 		}
+		children = append(children, p)
 		childAddrs = append(childAddrs, a)
 	}
 	servers := append([]*proc(nil), procs...) // root and children: CPU and RSS
@@ -846,6 +864,8 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 		return StepResult{}, err
 	}
 	admins["exchange"] = exAdmin
+	stall := newStaller(ctx, sc, childAddrs)
+	defer stall.close()
 	r, err := measure(ctx, sc, servers, harness.Tickrelay, childAddrs, symbols, bar,
 		func(_ context.Context) (pubResult, error) {
 			res := pubResult{Expected: expected}
@@ -872,6 +892,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 				if res.Start.IsZero() {
 					if v, ok := Scrape(exAdmin, "tickrelay_exchange_published_seq"); ok && v > 0 {
 						res.Start = time.Now()
+						stall.start(res.Start)
 						if cfg.ProfileDir != "" {
 							secs := max(1, int(sc.Duration/time.Second)-1)
 							for name, a := range admins {
@@ -917,6 +938,19 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	}
 	if writes > 0 {
 		r.FramesPerWrite = frames / writes
+	}
+	for _, a := range childAdmins {
+		m := ScrapeAll(a, "tickrelay_child_slow_disconnects_total", "tickrelay_child_slow_conflated_total")
+		r.SlowCut += m["tickrelay_child_slow_disconnects_total"]
+		r.SlowConflated += m["tickrelay_child_slow_conflated_total"]
+	}
+	for _, p := range children {
+		r.ChildPeakRSS += peakRSS(p.pid())
+	}
+	img, serr := stall.wait()
+	r.ImageBytes = img
+	if serr != nil && err == nil {
+		err = fmt.Errorf("perf: stalled clients: %w", serr)
 	}
 	return r, err
 }

@@ -286,11 +286,11 @@ func TestParseStat(t *testing.T) {
 
 func TestReplaceBetween(t *testing.T) {
 	in := []byte("a\n" + ReadmeBegin + "\nold\n" + ReadmeEnd + "\nb\n")
-	out, err := replaceBetween(in, "new table\n")
+	out, err := replaceBetween(in, ReadmeBegin, ReadmeEnd, "new table\n")
 	if err != nil || string(out) != "a\n"+ReadmeBegin+"\nnew table\n"+ReadmeEnd+"\nb\n" {
 		t.Fatalf("%q %v", out, err)
 	}
-	if _, err := replaceBetween([]byte("no markers"), "x"); err == nil {
+	if _, err := replaceBetween([]byte("no markers"), ReadmeBegin, ReadmeEnd, "x"); err == nil {
 		t.Fatal("missing markers accepted")
 	}
 }

@@ -46,6 +46,13 @@ func runPerf(ctx context.Context, args []string) error {
 	childFlags := fs.String("child-flags", "", `extra flags for every tickrelay child, space-separated (e.g. "-loops 1")`)
 	serverLog := fs.String("server-log", "", "append the server processes' logs (stderr) to this file (empty = discard)")
 	profileDir := fs.String("profile-dir", "", "save CPU profiles of the exchange, root and children over each tickrelay step here (empty = none)")
+	slowDef := perf.DefaultSlowConfig()
+	slowStalled := fs.Int("slow-stalled", slowDef.Stalled, "slow-consumer step: clients that send SUB * and never read (0 = skip the step)")
+	slowReaders := fs.Int("slow-readers", slowDef.Readers, "slow-consumer step: reading clients of one symbol each")
+	slowRate := fs.Int("slow-rate", slowDef.Rate, "slow-consumer step: exchange rate, msgs/s")
+	slowRepeats := fs.Int("slow-repeats", slowDef.Repeats, "slow-consumer step: runs per policy, with and without the stalled clients")
+	slowPolicies := fs.String("slow-policies", strings.Join(slowDef.Policies, ","), "slow-consumer step: child -slow-policy values to measure")
+	slowOnly := fs.Bool("slow-only", false, "run only the slow-consumer step (no sweep)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -94,7 +101,7 @@ func runPerf(ctx context.Context, args []string) error {
 	// inherit the limit): raise the soft open-files limit to the hard one.
 	if n, err := raiseNoFile(); err != nil {
 		log.Warn("cannot raise RLIMIT_NOFILE", "err", err)
-	} else if need := uint64(2*cfg.Clients + 1000); n < need {
+	} else if need := uint64(2*max(cfg.Clients, *slowReaders+*slowStalled) + 1000); n < need {
 		log.Warn("open-files limit may be too low for the clients", "limit", n, "want", need)
 	}
 	if *harnessProfile != "" {
@@ -108,6 +115,34 @@ func runPerf(ctx context.Context, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	sl := slowDef
+	sl.Stalled, sl.Readers, sl.Rate, sl.Repeats = *slowStalled, *slowReaders, *slowRate, *slowRepeats
+	sl.Policies = strings.Split(*slowPolicies, ",")
+	if *slowStalled > 0 {
+		if err := sl.Validate(); err != nil {
+			return err
+		}
+	}
+	if !*slowOnly {
+		if err := runSweep(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	if *slowStalled == 0 {
+		return nil
+	}
+	sres, err := perf.RunSlow(ctx, cfg, sl)
+	if sres != nil {
+		fmt.Print("\nslow consumers:\n", perf.SlowTable(sres))
+		if err == nil && !sres.Pass() {
+			err = fmt.Errorf("perf: the slow-consumer step failed its checks")
+		}
+	}
+	return err
+}
+
+// runSweep runs the latency sweep and prints its tables.
+func runSweep(ctx context.Context, cfg perf.Config) error {
 	res, err := perf.Run(ctx, cfg)
 	if res != nil {
 		fmt.Print(perf.RatioTable(res))

@@ -128,6 +128,10 @@ type Stats struct {
 	Disconnects int64 `json:"disconnects"`   // connections lost before Close
 	FirstSeq    int64 `json:"first_seq_min"` // lowest seq seen after subscribing (0: none)
 	LastSeq     int64 `json:"last_seq_max"`  // highest seq seen
+	// MaxStall is the longest any connection's stream stood still beyond
+	// the feed's own pauses: the most its end-to-end latency grew from one
+	// frame to the next (ns).
+	MaxStall int64 `json:"max_stall_ns"`
 }
 
 // Harness runs the subscriber connections.
@@ -153,6 +157,11 @@ type conn struct {
 	want, confirmed int
 
 	frames, bytes, images, bad, errs, firstSeq, lastSeq atomic.Int64
+
+	// Owned by the reader: the last frame's latency, for maxStall.
+	lastLat  int64
+	hasLat   bool
+	maxStall atomic.Int64
 }
 
 // New validates cfg.
@@ -357,6 +366,7 @@ func (h *Harness) consume(c *conn, buf []byte, have, n int, stamps []wire.Stamps
 	if len(stamps) > 0 && h.cfg.Recorder != nil {
 		h.cfg.Recorder.RecordBatch(c.id, stamps, recv, 0)
 	}
+	c.noteStall(stamps, recv)
 	if perr != nil {
 		c.errs.Add(1)
 		return 0, stamps, perr
@@ -367,6 +377,17 @@ func (h *Harness) consume(c *conn, buf []byte, have, n int, stamps []wire.Stamps
 		return 0, stamps, errTooLarge
 	}
 	return have, stamps, nil
+}
+
+// noteStall keeps the most c's latency grew between consecutive frames.
+func (c *conn) noteStall(stamps []wire.Stamps, recv int64) {
+	for _, st := range stamps {
+		lat := recv - st.ExchSend
+		if c.hasLat && lat-c.lastLat > c.maxStall.Load() {
+			c.maxStall.Store(lat - c.lastLat)
+		}
+		c.lastLat, c.hasLat = lat, true
+	}
 }
 
 var errTooLarge = errors.New("harness: unit larger than the read buffer")
@@ -475,6 +496,7 @@ func (h *Harness) Stats() Stats {
 		s.BadFrames += c.bad.Load()
 		s.ServerErrs += c.errs.Load()
 		s.LastSeq = max(s.LastSeq, c.lastSeq.Load())
+		s.MaxStall = max(s.MaxStall, c.maxStall.Load())
 		if f := c.firstSeq.Load(); f > 0 && (s.FirstSeq == 0 || f < s.FirstSeq) {
 			s.FirstSeq = f
 		}
