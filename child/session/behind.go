@@ -69,10 +69,22 @@ func (l *Loop) fallBehind(cl *Client, out []byte) {
 	l.m.Behind.Inc()
 }
 
+// sendOKs ends a streamed SUB * answer at p: its symbols' OK SUB lines.
+func (l *Loop) sendOKs(cl *Client, p uint64) {
+	if len(cl.oks) == 0 {
+		return
+	}
+	for _, sym := range cl.oks {
+		cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, p)
+	}
+	cl.oks = cl.oks[:0]
+	l.writeOut(cl)
+}
+
 // leaveBehind forgets that cl is behind (caught up, cut, conflated or closed).
 func (l *Loop) leaveBehind(cl *Client) {
 	if cl.behind {
-		cl.behind, cl.backlog = false, 0
+		cl.behind, cl.backlog, cl.img = false, 0, nil
 		l.m.Behind.Dec()
 	}
 }
@@ -102,13 +114,29 @@ func (l *Loop) passBehind() {
 // history's LastSeq) or, unless whole, its socket stops taking them. A
 // client owed frames the history no longer holds is too slow.
 func (l *Loop) catchUp(cl *Client, whole bool) {
-	now := l.cfg.Now()
+	for len(cl.img) > 0 && cl.conn != nil { // a SUB * image first
+		k := len(cl.img)
+		if k > writeChunk {
+			k = bytes.LastIndexByte(cl.img[:writeChunk], '\n') + 1
+		}
+		cl.conn.Write(cl.img[:k])
+		l.m.BytesOut.Add(float64(k))
+		l.m.Writes.Inc()
+		if cl.img = cl.img[k:]; len(cl.img) == 0 {
+			cl.img = nil
+		}
+		if !whole && cl.conn != nil && l.unsent(cl) > 0 {
+			return
+		}
+	}
 	want := func(seq, hash uint64) bool { return l.f.wants(cl, seq, hash) }
 	for cl.behind && cl.conn != nil {
 		var ok, level bool
 		var p, oldest uint64
+		var now int64
 		out, next := l.f.out[:0], cl.behindFrom
 		l.src.Read(func(c *frames.Core) {
+			now = l.cfg.Now() // in the hold: after every frame it may copy arrived
 			out, next, ok = c.AppendHistoryWhere(out, next, now, resumePart, writeChunk, want)
 			p, oldest, level = c.LastSeq(), c.OldestSeq(), next > c.LastSeq()
 		})
@@ -126,6 +154,7 @@ func (l *Loop) catchUp(cl *Client, whole bool) {
 		if level {
 			l.f.rearm(cl, p)
 			l.leaveBehind(cl)
+			l.sendOKs(cl, p)
 			return
 		}
 		if !whole && cl.conn != nil && l.unsent(cl) > 0 {

@@ -36,6 +36,11 @@ type Client struct {
 	behind     bool
 	behindFrom uint64
 	backlog    int
+	// img is what it has yet to take of a streamed "SUB *" image (the
+	// loop's shared bytes), and oks the symbols whose OK SUB it gets
+	// once it is level (sub.go).
+	img []byte
+	oks [][]byte
 	// maxFrom is the highest from of any of its subscriptions: history
 	// frames after it are due by symbol alone.
 	maxFrom uint64

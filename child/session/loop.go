@@ -40,6 +40,10 @@ type Loop struct {
 	// only after a drain.
 	busy atomic.Bool
 	seen map[uint64]struct{} // scratch: the symbols of one command line
+	img  struct {            // the shared image of SUB * (sub.go)
+		buf []byte
+		p   uint64
+	}
 }
 
 // NewLoop returns a loop serving images and history from src.
@@ -90,13 +94,6 @@ func (l *Loop) Input(cl *Client, data []byte) (close bool) {
 		return false
 	}
 	defer l.noteBusy()
-	if cl.behind { // replies follow the frames it is owed
-		l.catchUp(cl, true)
-		if cl.conn == nil {
-			return false
-		}
-		l.checkSlow(cl, l.unsent(cl))
-	}
 	recv := l.cfg.Now()
 	buf := data
 	if len(cl.in) > 0 {
@@ -123,6 +120,16 @@ func (l *Loop) Input(cl *Client, data []byte) (close bool) {
 			l.writeOut(cl)
 			l.writeErr(cl, wire.ErrCodeFlood, fmt.Sprintf("over %d commands/s", l.cfg.MaxCommandsPerSec))
 			return l.mustClose(cl)
+		}
+		if cl.behind { // replies follow the frames it is owed
+			l.catchUp(cl, true)
+			if cl.conn == nil {
+				return false
+			}
+			l.checkSlow(cl, l.unsent(cl))
+			if cl.dead {
+				break
+			}
 		}
 		l.command(cl, line, recv)
 		if len(cl.out) >= replyFlushAt {

@@ -33,6 +33,7 @@ func resume(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 	var p, oldest uint64
 	for !done {
 		l.src.Read(func(c *frames.Core) {
+			now = l.cfg.Now() // in the hold: after every frame it may copy arrived
 			out, next, ok = c.AppendHistoryPart(out, next, match, all, now, resumePart)
 			if done = !ok || next > c.LastSeq(); done {
 				p, oldest = c.LastSeq(), c.OldestSeq()

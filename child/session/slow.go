@@ -36,6 +36,7 @@ func (l *Loop) checkSlow(cl *Client, unsent int) bool {
 // conflate stops sending cl frames until Resync catches it up with images.
 func (l *Loop) conflate(cl *Client, now int64, unsent int) {
 	l.leaveBehind(cl)
+	cl.oks = cl.oks[:0] // its resync answers every subscription
 	cl.stale, cl.staleAt = true, now
 	l.stale = append(l.stale, cl)
 	l.m.SlowConflated.Inc()
@@ -118,14 +119,19 @@ func (l *Loop) Resync() {
 			l.m.ClientErrors.WithLabelValues(wire.ErrCodeConflated).Inc()
 			cl.out = wire.AppendErr(cl.out[:0], wire.ErrCodeConflated, "updates skipped while behind; the images and OK SUB of your subscriptions follow")
 			// Every image once when on "*": the symbols' own OKs follow it.
-			l.atSnapshot(cl, cl.all, now, func(c *frames.Core, p uint64) {
+			then := func(c *frames.Core, p uint64) {
 				if cl.all {
 					l.subscribeAt(c, cl, 0, []byte(wire.AllSymbols), true, false, p, now)
 				}
 				for h, sym := range cl.subs {
 					l.subscribeAt(c, cl, h, sym, false, !cl.all, p, now)
 				}
-			})
+			}
+			if cl.all {
+				l.appendAllImages(&cl.out, now, then)
+			} else {
+				l.src.Read(func(c *frames.Core) { then(c, c.LastSeq()) })
+			}
 			l.m.SlowResynced.Inc()
 			l.writeOut(cl)
 		case now-cl.staleAt > int64(l.cfg.SlowTimeout):

@@ -11,27 +11,73 @@ import (
 // "OK SUB sym P", then every update after P. The image is taken under the
 // core's read lock together with its LastSeq P, and the subscription
 // delivers only seq > P: queued frames the image already covers are
-// skipped, later ones flow.
+// skipped, later ones flow. "*" is streamed instead (subAll).
 func sub(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 	if cl.stale {
 		l.subscribeStale(cl, cmd)
 		return
 	}
+	if slices.ContainsFunc(cmd.Symbols, isAll) {
+		l.subAll(cl, cmd)
+		return
+	}
 	now := l.cfg.Now()
-	all := slices.ContainsFunc(cmd.Symbols, isAll)
-	var p uint64
-	l.atSnapshot(cl, all, now, func(c *frames.Core, at uint64) {
-		p = at
+	l.src.Read(func(c *frames.Core) {
+		p := c.LastSeq()
 		for i, sym := range cmd.Symbols {
 			cl.sym = frames.CanonicalSymbol(cl.sym[:0], sym)
 			// A client on "*" has every symbol's image and updates
 			// already: an image now would repeat frames still queued.
-			l.subscribeAt(c, cl, cl.hashes[i], cl.sym, isAll(sym), !all && !cl.all, p, now)
+			l.subscribeAt(c, cl, cl.hashes[i], cl.sym, false, !cl.all, p, now)
 		}
 	})
-	if all {
-		l.f.covered(cl, p)
+}
+
+// subAll answers a SUB with "*" as a stream paced by the client's socket:
+// the loop's shared image of every symbol at P0 (allImage), then the
+// history after P0 as for a client behind (behind.go), then the OKs of the
+// line's symbols at the P the history reached, then every update after it.
+// Nothing of it is copied for the client but what its socket refuses of a
+// write chunk: a thousand "SUB *" from clients that do not read cost a
+// thousand socket-fulls, not a thousand images in memory.
+func (l *Loop) subAll(cl *Client, cmd *wire.Command) {
+	l.writeOut(cl) // earlier replies go first
+	if cl.dead {
+		return
 	}
+	img, p0 := l.allImage()
+	for i, sym := range cmd.Symbols {
+		cl.sym = frames.CanonicalSymbol(cl.sym[:0], sym)
+		l.f.subscribe(cl, cl.hashes[i], cl.sym, isAll(sym), p0)
+		if !slices.ContainsFunc(cl.oks, func(s []byte) bool { return string(s) == string(cl.sym) }) {
+			cl.oks = append(cl.oks, append([]byte(nil), cl.sym...))
+		}
+	}
+	l.f.covered(cl, p0) // the image covers the named ones up to p0
+	cl.img, cl.grace = img, max(cl.grace, len(img))
+	cl.behind, cl.behindFrom, cl.backlog = true, p0+1, 0
+	l.behind = append(l.behind, cl)
+	l.m.Behind.Inc()
+	l.catchUp(cl, false)
+}
+
+// allImageSeqs is how far the feed may move on before a loop builds a new
+// shared image for "SUB *" (a newer client catches up the rest from the
+// history: at most this many seqs).
+const allImageSeqs = 2048
+
+// allImage returns the loop's image of every symbol as at seq p0, built
+// again once the feed has moved allImageSeqs past it. The bytes are shared
+// by every client streaming them and never written to; a frame's child
+// send stamp is the time the image was built.
+func (l *Loop) allImage() ([]byte, uint64) {
+	if l.img.buf != nil && l.src.LastSeq()-l.img.p <= allImageSeqs {
+		return l.img.buf, l.img.p
+	}
+	buf := make([]byte, 0, len(l.img.buf)+len(l.img.buf)/8+64<<10)
+	l.appendAllImages(&buf, l.cfg.Now(), func(_ *frames.Core, p uint64) { l.img.p = p })
+	l.img.buf = buf
+	return l.img.buf, l.img.p
 }
 
 // subscribeStale records a conflated client's SUB or RESUME: its resync
@@ -71,31 +117,30 @@ func (l *Loop) subscribeAt(c *frames.Core, cl *Client, hash uint64, sym []byte, 
 // their waiting writer, every loop's SUB.
 const imagePart = 512
 
-// atSnapshot runs then under the core's read lock with P = LastSeq. With
-// all it first appends SUB *'s image to cl.out: every symbol's, imagePart
-// symbols per hold, then the history frames each part missed
-// (Core.AppendMissed), then runs then in the last hold: the image stands as
-// if taken at P in one hold. Should the history no longer hold what the
-// parts missed, it images everything again in that hold.
-func (l *Loop) atSnapshot(cl *Client, all bool, now int64, then func(c *frames.Core, p uint64)) {
-	if !all {
-		l.src.Read(func(c *frames.Core) { then(c, c.LastSeq()) })
-		return
-	}
-	start := len(cl.out)
+// appendAllImages appends to *dst every symbol's image, imagePart symbols
+// per hold of the core's read lock, then the history frames each part
+// missed (Core.AppendMissed), and runs then in the last hold (it may append
+// to *dst too): the image stands as if taken at P = LastSeq in one hold.
+// Should the history no longer hold what the parts missed, it images
+// everything again in that hold.
+func (l *Loop) appendAllImages(dst *[]byte, now int64, then func(c *frames.Core, p uint64)) {
+	start := len(*dst)
 	var cuts []frames.ImageCut
 	for from, more := uint32(0), true; more; {
 		l.src.Read(func(c *frames.Core) {
+			// The send stamp is taken in each hold: the frames a later
+			// hold appends may have arrived after an earlier one.
+			now = max(now, l.cfg.Now())
 			cuts = append(cuts, frames.ImageCut{From: from, Seq: c.LastSeq()})
-			cl.out, from, more = c.AppendImages(cl.out, from, imagePart, now)
+			*dst, from, more = c.AppendImages(*dst, from, imagePart, now)
 			if more {
 				return
 			}
-			out, ok := c.AppendMissed(cl.out, cuts, now)
+			out, ok := c.AppendMissed(*dst, cuts, now)
 			if !ok {
-				out = c.AppendAllImages(cl.out[:start], now)
+				out = c.AppendAllImages((*dst)[:start], now)
 			}
-			cl.out = out
+			*dst = out
 			then(c, c.LastSeq())
 		})
 	}
