@@ -234,8 +234,11 @@ func TestSlowClientConflateTimeout(t *testing.T) {
 		root.publish(1000)
 		time.Sleep(2 * time.Millisecond)
 	}
-	if c, r := testutil.ToFloat64(m.SlowConflated), testutil.ToFloat64(m.SlowResynced); c != 2 || r != 0 {
-		t.Fatalf("conflated %v (want both clients), resynced %v", c, r)
+	// A stale client is resynced once its connection holds nothing unsent:
+	// the kernel's send buffer may have taken the rest, so one that never
+	// reads may be resynced (into that buffer) and conflated again.
+	if c, r := testutil.ToFloat64(m.SlowConflated), testutil.ToFloat64(m.SlowResynced); c < 2 || c-r != 2 {
+		t.Fatalf("conflated %v (want both clients, each once more per resync), resynced %v", c, r)
 	}
 	// Both streams end (EOF or reset: ERR SLOW is queued behind what they
 	// never read, and a close discards unsent bytes).

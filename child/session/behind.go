@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"math"
 
 	"tickrelay/child/frames"
 	"tickrelay/wire"
@@ -89,18 +90,36 @@ func (l *Loop) leaveBehind(cl *Client) {
 	}
 }
 
+// catchUpBudget is the most bytes one pass over the clients behind
+// writes (~0.25 ms of writes): catch-ups, and the SUB * streams of a
+// thousand clients that connect at once, are spread over the drains, so
+// the clients that keep up wait for no more than this between them.
+const catchUpBudget = 256 << 10
+
 // passBehind, after each flush and on the ticker: each client behind is
-// cut or conflated once its backlog passes the limit, and caught up once
-// its socket has drained.
+// cut or conflated once its backlog passes the limit, and those whose
+// sockets have drained catch up, within catchUpBudget, taking turns
+// across passes.
 func (l *Loop) passBehind() {
-	keep := l.behind[:0]
-	for _, cl := range l.behind {
+	n := len(l.behind)
+	if n == 0 {
+		return
+	}
+	budget, start := catchUpBudget, l.behindNext%n
+	for i := range n {
+		cl := l.behind[(start+i)%n]
 		if !cl.behind {
 			continue
 		}
-		if unsent := l.unsent(cl); !l.checkSlow(cl, unsent) && unsent == 0 {
-			l.catchUp(cl, false)
+		if unsent := l.unsent(cl); l.checkSlow(cl, unsent) || unsent > 0 || budget <= 0 {
+			continue
 		}
+		if budget -= l.catchUp(cl, budget); budget <= 0 {
+			l.behindNext = start + i + 1
+		}
+	}
+	keep := l.behind[:0]
+	for _, cl := range l.behind {
 		if cl.behind {
 			keep = append(keep, cl)
 		}
@@ -109,24 +128,32 @@ func (l *Loop) passBehind() {
 	l.behind = keep
 }
 
-// catchUp writes cl the frames it is owed from the history, a write chunk
-// at a time, until it is level (its subscriptions then go on after the
-// history's LastSeq) or, unless whole, its socket stops taking them. A
-// client owed frames the history no longer holds is too slow.
-func (l *Loop) catchUp(cl *Client, whole bool) {
-	for len(cl.img) > 0 && cl.conn != nil { // a SUB * image first
+// catchUp writes cl the frames it is owed (a SUB * image first, then the
+// history), a write chunk at a time, until it is level (its subscriptions
+// then go on after the history's LastSeq), its socket stops taking them,
+// or it has written limit bytes (math.MaxInt: until level, whatever its
+// socket takes); it returns the bytes written. A client
+// owed frames the history no longer holds is too slow.
+func (l *Loop) catchUp(cl *Client, limit int) (written int) {
+	whole := limit == math.MaxInt // level it whatever its socket takes
+	write := func(b []byte) bool { // false: stop here
+		cl.conn.Write(b)
+		written += len(b)
+		l.m.BytesOut.Add(float64(len(b)))
+		l.m.Writes.Inc()
+		return cl.conn != nil && written < limit && (whole || l.unsent(cl) == 0)
+	}
+	for len(cl.img) > 0 && cl.conn != nil {
 		k := len(cl.img)
 		if k > writeChunk {
 			k = bytes.LastIndexByte(cl.img[:writeChunk], '\n') + 1
 		}
-		cl.conn.Write(cl.img[:k])
-		l.m.BytesOut.Add(float64(k))
-		l.m.Writes.Inc()
+		b := cl.img[:k]
 		if cl.img = cl.img[k:]; len(cl.img) == 0 {
 			cl.img = nil
 		}
-		if !whole && cl.conn != nil && l.unsent(cl) > 0 {
-			return
+		if !write(b) {
+			return written
 		}
 	}
 	want := func(seq, hash uint64) bool { return l.f.wants(cl, seq, hash) }
@@ -143,22 +170,19 @@ func (l *Loop) catchUp(cl *Client, whole bool) {
 		l.f.out = out
 		if !ok {
 			l.tooFarBehind(cl, now, oldest)
-			return
-		}
-		if len(out) > 0 {
-			cl.conn.Write(out)
-			l.m.BytesOut.Add(float64(len(out)))
-			l.m.Writes.Inc()
+			return written
 		}
 		cl.behindFrom, cl.backlog = next, max(cl.backlog-len(out), 0)
+		more := len(out) == 0 || write(out)
 		if level {
 			l.f.rearm(cl, p)
 			l.leaveBehind(cl)
 			l.sendOKs(cl, p)
-			return
+			return written
 		}
-		if !whole && cl.conn != nil && l.unsent(cl) > 0 {
-			return
+		if !more {
+			return written
 		}
 	}
+	return written
 }

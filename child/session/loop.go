@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -29,11 +30,12 @@ type Loop struct {
 	m    *Metrics
 	warn warner
 
-	f         *fanout
-	clients   map[*Client]struct{}
-	stale     []*Client // conflated clients waiting for resync
-	behind    []*Client // clients owed frames (behind.go)
-	lingering []*Client // cut clients waiting to be closed (slow.go)
+	f          *fanout
+	clients    map[*Client]struct{}
+	stale      []*Client // conflated clients waiting for resync
+	behind     []*Client // clients owed frames (behind.go)
+	behindNext int       // where the next pass over them starts
+	lingering  []*Client // cut clients waiting to be closed (slow.go)
 	// busy mirrors whether any of those lists holds a client, for the
 	// engine's ticker goroutine, which then has the loop run Tick: they
 	// must catch up, resync, time out or close on a quiet feed too, not
@@ -122,7 +124,7 @@ func (l *Loop) Input(cl *Client, data []byte) (close bool) {
 			return l.mustClose(cl)
 		}
 		if cl.behind { // replies follow the frames it is owed
-			l.catchUp(cl, true)
+			l.catchUp(cl, math.MaxInt)
 			if cl.conn == nil {
 				return false
 			}

@@ -266,6 +266,7 @@ func modelRun(t *testing.T, seed uint64) {
 				verb = "UNSUB"
 			}
 			r.input(conns[i], verb+" "+strings.Join(syms, " "))
+			r.l.Tick() // a SUB * streams from the next pass
 			conns[i].pending = stalled
 			lines := conns[i].lines()
 			// Distinct symbols are answered once each, in order.

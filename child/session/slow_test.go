@@ -136,7 +136,7 @@ func TestTooFarBehind(t *testing.T) {
 	c.lines()
 	c.pending = 0
 	r.l.Tick()
-	if _, other := frameSeqs(t, c.lines()); len(other) != 1 || !strings.HasPrefix(other[0], "ERR SLOW behind seq 2, older than the history holds") {
+	if _, other := frameSeqs(t, c.lines()); len(other) != 1 || !strings.HasPrefix(other[0], "ERR SLOW behind seq 1, older than the history holds") {
 		t.Fatalf("got %q", other)
 	}
 }

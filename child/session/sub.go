@@ -33,7 +33,8 @@ func sub(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 	})
 }
 
-// subAll answers a SUB with "*" as a stream paced by the client's socket:
+// subAll answers a SUB with "*" as a stream paced by the client's socket
+// and the loop's catch-up budget:
 // the loop's shared image of every symbol at P0 (allImage), then the
 // history after P0 as for a client behind (behind.go), then the OKs of the
 // line's symbols at the P the history reached, then every update after it.
@@ -57,8 +58,7 @@ func (l *Loop) subAll(cl *Client, cmd *wire.Command) {
 	cl.img, cl.grace = img, max(cl.grace, len(img))
 	cl.behind, cl.behindFrom, cl.backlog = true, p0+1, 0
 	l.behind = append(l.behind, cl)
-	l.m.Behind.Inc()
-	l.catchUp(cl, false)
+	l.m.Behind.Inc() // the next pass over the clients behind starts it
 }
 
 // allImageSeqs is how far the feed may move on before a loop builds a new
