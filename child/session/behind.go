@@ -91,10 +91,10 @@ func (l *Loop) leaveBehind(cl *Client) {
 }
 
 // catchUpBudget is the most bytes one pass over the clients behind
-// writes (~0.25 ms of writes): catch-ups, and the SUB * streams of a
+// writes (~0.1 ms of writes): catch-ups, and the SUB * streams of a
 // thousand clients that connect at once, are spread over the drains, so
 // the clients that keep up wait for no more than this between them.
-const catchUpBudget = 256 << 10
+const catchUpBudget = 128 << 10
 
 // passBehind, after each flush and on the ticker: each client behind is
 // cut or conflated once its backlog passes the limit, and those whose
@@ -135,7 +135,7 @@ func (l *Loop) passBehind() {
 // socket takes); it returns the bytes written. A client
 // owed frames the history no longer holds is too slow.
 func (l *Loop) catchUp(cl *Client, limit int) (written int) {
-	whole := limit == math.MaxInt // level it whatever its socket takes
+	whole := limit == math.MaxInt  // level it whatever its socket takes
 	write := func(b []byte) bool { // false: stop here
 		cl.conn.Write(b)
 		written += len(b)

@@ -72,7 +72,7 @@ func (l *Loop) cut(cl *Client, now int64, reason string) {
 // closesPerPass bounds the cut clients one lingering pass closes: each
 // close is a few syscalls and frees the connection's buffers, so a
 // thousand cut at once close over a few flushes instead of in one stall.
-const closesPerPass = 64
+const closesPerPass = 16
 
 // passLingering closes the cut clients whose sockets took their last line,
 // or whose SlowLinger is over, at most closesPerPass of them.
