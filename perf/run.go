@@ -280,15 +280,15 @@ type StepResult struct {
 	RSSPerClient float64 `json:"rss_per_client_bytes"`
 	// FramesPerWrite is tickrelay's frames per client write (its children's
 	// frames_out_total / writes_total): how much the fan-out coalesces.
-	FramesPerWrite float64       `json:"frames_per_write,omitempty"`
+	FramesPerWrite float64 `json:"frames_per_write,omitempty"`
 	// ChildPeakRSS is the children's peak resident memory (VmHWM, summed);
 	// SlowCut and SlowConflated their slow-client counters at the end.
-	ChildPeakRSS  int64   `json:"child_peak_rss_bytes,omitempty"`
-	SlowCut       float64 `json:"slow_cut,omitempty"`
-	SlowConflated float64 `json:"slow_conflated,omitempty"`
-	ImageBytes    int64   `json:"image_bytes,omitempty"` // the answer to SUB * (slow step)
-	ServerRSS      int64         `json:"server_rss_bytes"`
-	Elapsed        time.Duration `json:"elapsed_ns"`
+	ChildPeakRSS  int64         `json:"child_peak_rss_bytes,omitempty"`
+	SlowCut       float64       `json:"slow_cut,omitempty"`
+	SlowConflated float64       `json:"slow_conflated,omitempty"`
+	ImageBytes    int64         `json:"image_bytes,omitempty"` // the answer to SUB * (slow step)
+	ServerRSS     int64         `json:"server_rss_bytes"`
+	Elapsed       time.Duration `json:"elapsed_ns"`
 	// Probe marks a step of the max search; Max marks the copy of a
 	// system's highest sustained step (its "max" column). Round numbers the
 	// repeats of a fixed rate; Spare marks those that are not the median.
