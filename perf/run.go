@@ -589,14 +589,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 // writeOutputs writes results.json, latency.png and the README table.
 func writeOutputs(cfg Config, res *Results) error {
 	if cfg.Out != "" {
-		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-			return err
-		}
-		data, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(cfg.Out, "results.json"), append(data, '\n'), 0o644); err != nil {
+		if err := writeJSON(cfg.Out, "results.json", res); err != nil {
 			return err
 		}
 		f, err := os.Create(filepath.Join(cfg.Out, "latency.png"))
@@ -615,6 +608,18 @@ func writeOutputs(cfg Config, res *Results) error {
 		return UpdateReadme(cfg.UpdateReadme, RatioTable(res))
 	}
 	return nil
+}
+
+// writeJSON writes v, indented, to dir/name (making dir).
+func writeJSON(dir, name string, v any) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, name), append(data, '\n'), 0o644)
 }
 
 // runPeer measures NATS or Redis: a server process, the publisher (this

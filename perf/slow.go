@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -141,14 +138,7 @@ func RunSlow(ctx context.Context, cfg Config, sl SlowConfig) (*SlowResults, erro
 	}
 	res.TotalTime = time.Since(res.Started)
 	if cfg.Out != "" {
-		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-			return res, err
-		}
-		data, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return res, err
-		}
-		if err := os.WriteFile(filepath.Join(cfg.Out, "slow.json"), append(data, '\n'), 0o644); err != nil {
+		if err := writeJSON(cfg.Out, "slow.json", res); err != nil {
 			return res, err
 		}
 	}

@@ -37,10 +37,7 @@ func (l *Loop) send(cl *Client, out []byte) (n, writes, unsent int) {
 		}
 	}
 	for len(out) > 0 && cl.conn != nil {
-		k := len(out)
-		if k > writeChunk {
-			k = bytes.LastIndexByte(out[:writeChunk], '\n') + 1
-		}
+		k := chunk(out)
 		cl.conn.Write(out[:k])
 		n, writes, out = n+k, writes+1, out[k:]
 		if cl.conn == nil { // a write error closed it
@@ -54,6 +51,15 @@ func (l *Loop) send(cl *Client, out []byte) (n, writes, unsent int) {
 	return n, writes, unsent
 }
 
+// chunk is the length of b's first write chunk: all of it, or the whole
+// frames within writeChunk.
+func chunk(b []byte) int {
+	if len(b) <= writeChunk {
+		return len(b)
+	}
+	return bytes.LastIndexByte(b[:writeChunk], '\n') + 1
+}
+
 // unsent is the count of bytes cl's connection holds unsent; it notes
 // whether there are any (Client.full) for the next send.
 func (l *Loop) unsent(cl *Client) int {
@@ -65,7 +71,14 @@ func (l *Loop) unsent(cl *Client) int {
 // fallBehind makes cl owe out (whole frames) and every frame due after it.
 func (l *Loop) fallBehind(cl *Client, out []byte) {
 	seq, _ := wire.TextFrameSeq(out)
-	cl.behind, cl.behindFrom, cl.backlog = true, seq, len(out)
+	l.owe(cl, seq, len(out))
+}
+
+// owe puts cl behind: it is owed every frame due from seq from on, backlog
+// bytes of them counted so far; the passes over the clients behind catch
+// it up.
+func (l *Loop) owe(cl *Client, from uint64, backlog int) {
+	cl.behind, cl.behindFrom, cl.backlog = true, from, backlog
 	l.behind = append(l.behind, cl)
 	l.m.Behind.Inc()
 }
@@ -144,12 +157,8 @@ func (l *Loop) catchUp(cl *Client, limit int) (written int) {
 		return cl.conn != nil && written < limit && (whole || l.unsent(cl) == 0)
 	}
 	for len(cl.img) > 0 && cl.conn != nil {
-		k := len(cl.img)
-		if k > writeChunk {
-			k = bytes.LastIndexByte(cl.img[:writeChunk], '\n') + 1
-		}
-		b := cl.img[:k]
-		if cl.img = cl.img[k:]; len(cl.img) == 0 {
+		b := cl.img[:chunk(cl.img)]
+		if cl.img = cl.img[len(b):]; len(cl.img) == 0 {
 			cl.img = nil
 		}
 		if !write(b) {

@@ -56,9 +56,7 @@ func (l *Loop) subAll(cl *Client, cmd *wire.Command) {
 	}
 	l.f.covered(cl, p0) // the image covers the named ones up to p0
 	cl.img, cl.grace = img, max(cl.grace, len(img))
-	cl.behind, cl.behindFrom, cl.backlog = true, p0+1, 0
-	l.behind = append(l.behind, cl)
-	l.m.Behind.Inc() // the next pass over the clients behind starts it
+	l.owe(cl, p0+1, 0) // the next pass over the clients behind starts it
 }
 
 // allImageSeqs is how far the feed may move on before a loop builds a new
