@@ -31,9 +31,9 @@ func allSymbols() []string {
 // symLine is what one client saw of one symbol: the seq of each OK SUB and
 // the frames after each.
 type symLine struct {
-	oks   []uint64
-	segs  [][]seenFrame // segs[0]: frames before the first OK; segs[i]: after oks[i-1]
-	split int           // frames of the last segment before ERR CONFLATED (-1: none seen)
+	oks    []uint64
+	segs   [][]seenFrame // segs[0]: frames before the first OK; segs[i]: after oks[i-1]
+	splits []int         // per segment, its frames before ERR CONFLATED (-1: none seen)
 }
 
 type seenFrame struct {
@@ -84,13 +84,13 @@ func testSlowClientConflated(t *testing.T, subs []string) {
 		for _, sym := range syms {
 			l := lines[sym]
 			if l == nil {
-				l = &symLine{segs: [][]seenFrame{nil}, split: -1}
+				l = &symLine{segs: [][]seenFrame{nil}, splits: []int{-1}}
 				lines[sym] = l
 			}
-			l.oks, l.segs = append(l.oks, seq), append(l.segs, nil)
+			l.oks, l.segs, l.splits = append(l.oks, seq), append(l.segs, nil), append(l.splits, -1)
 		}
 	}
-	conflatedNotices := 0
+	var conflatedNotices atomic.Int64
 	for range subs { // its OKs, before the feed starts; then it stops reading
 		ev, err := slow.Next()
 		if err != nil || ev.Kind != wire.LineOK {
@@ -108,7 +108,8 @@ func testSlowClientConflated(t *testing.T, subs []string) {
 	}
 
 	// The slow client now reads: its backlog, then the resync.
-	var slowLast atomic.Uint64 // highest live seq after a resync OK
+	var slowLast atomic.Uint64 // highest live seq after a resync OK (0 while resyncing)
+	resyncing, resyncs := false, 0 // resyncs: counting one cut short and started again once
 	slowDone := make(chan error, 1)
 	go func() {
 		for {
@@ -125,16 +126,18 @@ func testSlowClientConflated(t *testing.T, subs []string) {
 					return
 				}
 				sawOK(sym, seq)
+				resyncing = false
+				slowLast.Store(max(slowLast.Load(), seq)) // it has everything up to P
 			case wire.LineFrame:
 				sym := string(wire.AppendSymbol(nil, ev.Msg.Security))
 				l := lines[sym]
 				if l == nil {
-					l = &symLine{segs: [][]seenFrame{nil}} // frames before the first OK: an image
+					l = &symLine{segs: [][]seenFrame{nil}, splits: []int{-1}} // frames before the first OK: an image
 					lines[sym] = l
 				}
 				seg := &l.segs[len(l.segs)-1]
 				*seg = append(*seg, seenFrame{ev.Seq, ev.Msg == feedtest.Msg(ev.Seq)})
-				if len(l.oks) > 1 {
+				if len(l.oks) > 1 && !resyncing {
 					slowLast.Store(max(slowLast.Load(), ev.Seq))
 				}
 			case wire.LineErr:
@@ -142,29 +145,42 @@ func testSlowClientConflated(t *testing.T, subs []string) {
 					slowDone <- fmt.Errorf("unexpected %q", ev.Line)
 					return
 				}
-				conflatedNotices++
-				for _, l := range lines {
-					l.split = len(l.segs[len(l.segs)-1])
+				// A resync cut short by another conflation starts again:
+				// the frames since the last ERR CONFLATED were a part image.
+				conflatedNotices.Add(1)
+				if !resyncing {
+					resyncs++
 				}
+				for _, l := range lines {
+					seg := &l.segs[len(l.segs)-1]
+					if resyncing {
+						*seg = (*seg)[:l.splits[len(l.segs)-1]]
+					}
+					l.splits[len(l.segs)-1] = len(*seg)
+				}
+				resyncing = true
+				slowLast.Store(0)
 			default:
 				slowDone <- fmt.Errorf("unexpected line %q", ev.Line)
 				return
 			}
 		}
 	}()
-	feed.until("slow client resynced", func() bool { return testutil.ToFloat64(m.SlowResynced) == 1 })
+	feed.until("slow client resynced", func() bool { return testutil.ToFloat64(m.SlowResynced) >= 1 })
 	feed.root.publish(1000)
 	feed.total += 1000
 	total := feed.total
 	deadline := time.Now().Add(20 * time.Second)
-	for slowLast.Load() < total {
+	// Caught up, and no conflation under way (a client that cannot keep up
+	// may be conflated again, and resynced each time).
+	for slowLast.Load() < total || testutil.ToFloat64(m.SlowResynced) != testutil.ToFloat64(m.SlowConflated) || float64(conflatedNotices.Load()) != testutil.ToFloat64(m.SlowConflated) {
 		select {
 		case err := <-slowDone:
 			t.Fatalf("slow client: %v", err)
 		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slow client at seq %d of %d", slowLast.Load(), total)
+			t.Fatalf("slow client at seq %d of %d: %d notices, %v conflated, %v resynced", slowLast.Load(), total, conflatedNotices.Load(), testutil.ToFloat64(m.SlowConflated), testutil.ToFloat64(m.SlowResynced))
 		}
 	}
 	slow.Close()
@@ -174,44 +190,70 @@ func testSlowClientConflated(t *testing.T, subs []string) {
 		t.Fatalf("%v slow disconnects, want 0", n)
 	}
 	// Per symbol: the subscription's OK at P0 (the feed had not started, so
-	// no image before it), then updates P0+1..C with no gap or duplicate
-	// (C where the conflation cut it off), ERR CONFLATED, the image (a frame
-	// per kept kind, at most) and the resync's OK at P past the conflation,
-	// then exactly the updates after P.
+	// no image before it), then per conflation: updates with no gap or
+	// duplicate (up to where the conflation cut them off), ERR CONFLATED,
+	// the image (a frame per kept kind, at most) and the resync's OK at P
+	// past the conflation; then exactly the updates after the last P.
+	notices := resyncs
 	got := 0 // updates received, images aside
 	for _, sym := range allSymbols() {
 		l := lines[sym]
-		if l == nil || len(l.oks) != 2 || len(l.segs[0]) > 0 {
-			t.Fatalf("%s: %+v, want OK SUB, updates, image, OK SUB, updates", sym, l)
+		if l == nil || len(l.oks) != notices+1 || len(l.segs[0]) > 0 {
+			t.Fatalf("%s: OKs %v, %d segments, want OK SUB, then %d times updates, image, OK SUB, then updates", sym, l.oks, len(l.segs), notices)
 		}
-		p0, p := l.oks[0], l.oks[1]
-		if p < conflatedAt {
-			t.Fatalf("%s: resync at seq %d, before the conflation at %d", sym, p, conflatedAt)
+		for i := 1; i < len(l.oks); i++ {
+			from, p, split := l.oks[i-1], l.oks[i], l.splits[i]
+			if p < conflatedAt {
+				t.Fatalf("%s: resync at seq %d, before the conflation at %d", sym, p, conflatedAt)
+			}
+			if split < 0 {
+				t.Fatalf("%s: no ERR CONFLATED before the resync at %d", sym, p)
+			}
+			backlog, img := l.segs[i][:split], l.segs[i][split:]
+			if seqs := live(t, sym, backlog); len(seqs) > 0 && !slices.Equal(seqs, feedtest.Seqs(from, seqs[len(seqs)-1], sym)) {
+				t.Fatalf("%s: updates before ERR CONFLATED are not %d.. in order: %v", sym, from+1, seqs)
+			}
+			// A "*" resync is streamed: the image (as at some P0 <= P), then
+			// the updates P0+1..P from the history.
+			img, caught := splitImage(t, sym, img, p)
+			if len(img)+len(caught) < 1 || len(img) > frames.ImageFrames || slices.ContainsFunc(img, func(f seenFrame) bool { return f.seq > p }) {
+				t.Fatalf("%s: image %v, want 1..%d frames at or before %d", sym, img, frames.ImageFrames, p)
+			}
+			got += len(backlog)
 		}
-		if l.split < 0 {
-			t.Fatalf("%s: no ERR CONFLATED before the resync", sym)
-		}
-		backlog, img := l.segs[1][:l.split], l.segs[1][l.split:]
-		if seqs := live(t, sym, backlog); len(seqs) > 0 && !slices.Equal(seqs, feedtest.Seqs(p0, seqs[len(seqs)-1], sym)) {
-			t.Fatalf("%s: updates before ERR CONFLATED are not %d.. in order: %v", sym, p0+1, seqs)
-		}
-		if len(img) < 1 || len(img) > frames.ImageFrames || slices.ContainsFunc(img, func(f seenFrame) bool { return f.seq > p }) {
-			t.Fatalf("%s: image %v, want 1..%d frames at or before %d", sym, img, frames.ImageFrames, p)
-		}
-		after := live(t, sym, l.segs[2])
+		p := l.oks[len(l.oks)-1]
+		after := live(t, sym, l.segs[len(l.segs)-1])
 		if want := feedtest.Seqs(p, total, sym); !slices.Equal(after, want) {
 			t.Fatalf("%s after resync at %d: %d frames, want %d", sym, p, len(after), len(want))
 		}
-		got += len(backlog) + len(after)
+		got += len(after)
 	}
-	if conflatedNotices != 1 {
-		t.Fatalf("%d ERR CONFLATED lines, want 1", conflatedNotices)
+	if notices < 1 {
+		t.Fatal("no ERR CONFLATED")
 	}
 	// What the conflation saved: the updates the client never got.
 	if got >= int(total) {
 		t.Fatalf("slow client got %d updates of %d: nothing was conflated", got, total)
 	}
-	t.Logf("conflated at ~%d, resynced at %d of %d: %d updates conflated away", conflatedAt, lines[allSymbols()[0]].oks[1], total, int(total)-got)
+	t.Logf("conflated at ~%d, %d times, last resynced at %d of %d: %d updates conflated away", conflatedAt, notices, lines[allSymbols()[0]].oks[notices], total, int(total)-got)
+}
+
+// splitImage splits a resync's answer for sym, up to its OK at p, into the
+// image and the updates after it: the longest tail of live frames that is
+// every update of sym from its first to p.
+func splitImage(t *testing.T, sym string, seg []seenFrame, p uint64) (img []seenFrame, caught []uint64) {
+	t.Helper()
+	i := len(seg)
+	for i > 0 && seg[i-1].same && (i == len(seg) || seg[i-1].seq < seg[i].seq) {
+		i--
+	}
+	for ; i < len(seg); i++ { // the longest such tail that is whole
+		tail := live(t, sym, seg[i:])
+		if slices.Equal(tail, feedtest.Seqs(tail[0]-1, p, sym)) {
+			return seg[:i], tail
+		}
+	}
+	return seg, nil
 }
 
 // TestSlowClientConflateTimeout: under conflate clients that never read

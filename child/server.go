@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"tickrelay/child/frames"
 	"tickrelay/child/session"
@@ -55,6 +56,13 @@ type gnetConn struct{ c gnet.Conn }
 
 func (g gnetConn) Write(b []byte)     { g.c.Write(b) }
 func (g gnetConn) Buffered() int      { return g.c.OutboundBuffered() }
+func (g gnetConn) Queued() int {
+	n, err := unix.IoctlGetInt(g.c.Fd(), unix.SIOCOUTQ)
+	if err != nil {
+		return 0 // a closing socket: nothing it holds matters
+	}
+	return n
+}
 func (g gnetConn) Close()             { g.c.EventLoop().Close(g.c) }
 func (g gnetConn) RemoteAddr() string { return g.c.RemoteAddr().String() }
 

@@ -8,6 +8,9 @@ type Conn interface {
 	Write(b []byte)
 	// Buffered is the count of bytes queued and not yet sent.
 	Buffered() int
+	// Queued is the count of bytes the kernel's send queue holds: sent,
+	// not yet taken by the peer (a syscall: call it sparingly).
+	Queued() int
 	// Close closes the connection; Loop.Closed runs before it returns.
 	Close()
 	RemoteAddr() string
@@ -28,6 +31,7 @@ type Client struct {
 	// staleAt: it gets no frames until resync catches it up with images.
 	stale   bool
 	staleAt int64
+	pollAt  int64 // a stale client's kernel queue is not asked again before
 	// behind: its socket stopped taking bytes, so frames from seq
 	// behindFrom on are not copied to it but owed (backlog bytes, counted
 	// as the fan-out hands them out); it catches up from the history once

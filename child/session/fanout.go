@@ -92,6 +92,18 @@ func (f *fanout) rearm(cl *Client, p uint64) {
 	}
 }
 
+// restart sets the from of every subscription of cl to p: a conflated
+// client's resync answers them all from p on.
+func (f *fanout) restart(cl *Client, p uint64) {
+	cl.maxFrom = p
+	for h := range cl.subs {
+		f.index[h][entryOf(f.index[h], cl)].from = p
+	}
+	if cl.all {
+		f.all[entryOf(f.all, cl)].from = p
+	}
+}
+
 // wants reports whether a frame (seq, hash) is due to cl under its
 // subscriptions. Past maxFrom the symbol alone decides; before it (the few
 // seqs a fresh SUB's image covered) the subscription's own from does.

@@ -28,6 +28,7 @@ type testConn struct {
 	keep    bool // keep the bytes (else only count them)
 	unread  bool // a client that reads nothing: every byte written is unsent
 	pending int
+	queued  int // what the "kernel" holds (Queued)
 	closed  bool
 }
 
@@ -47,6 +48,8 @@ func (c *testConn) Buffered() int {
 	}
 	return c.pending
 }
+
+func (c *testConn) Queued() int { return c.queued }
 
 func (c *testConn) Close() {
 	if !c.closed {

@@ -3,6 +3,7 @@ package session
 import (
 	"log/slog"
 	"strconv"
+	"time"
 
 	"tickrelay/child/frames"
 	"tickrelay/wire"
@@ -99,10 +100,11 @@ func (l *Loop) passLingering() {
 
 // Resync runs after each drain's Flush under the conflate policy, and
 // periodically while the loop has stale clients. A stale client whose
-// socket has taken all its connection held gets ERR CONFLATED, then the images
-// and OKs of its subscriptions (as for a SUB), then every update after P:
-// the updates it missed are conflated into the images. One still behind
-// after SlowTimeout is disconnected.
+// socket has taken all its connection held, and whose kernel send queue is
+// low (it reads again), gets ERR CONFLATED, then what a SUB of its
+// subscriptions answers (streamed for "*", as subAll does), then every
+// update after it: the updates it missed are conflated into the images.
+// One not reading again within SlowTimeout is disconnected.
 func (l *Loop) Resync() {
 	if len(l.stale) == 0 {
 		return
@@ -114,26 +116,8 @@ func (l *Loop) Resync() {
 	for _, cl := range stale {
 		switch {
 		case cl.dead || cl.conn == nil:
-		case l.unsent(cl) == 0:
-			cl.stale = false
-			l.m.ClientErrors.WithLabelValues(wire.ErrCodeConflated).Inc()
-			cl.out = wire.AppendErr(cl.out[:0], wire.ErrCodeConflated, "updates skipped while behind; the images and OK SUB of your subscriptions follow")
-			// Every image once when on "*": the symbols' own OKs follow it.
-			then := func(c *frames.Core, p uint64) {
-				if cl.all {
-					l.subscribeAt(c, cl, 0, []byte(wire.AllSymbols), true, false, p, now)
-				}
-				for h, sym := range cl.subs {
-					l.subscribeAt(c, cl, h, sym, false, !cl.all, p, now)
-				}
-			}
-			if cl.all {
-				l.appendAllImages(&cl.out, now, then)
-			} else {
-				l.src.Read(func(c *frames.Core) { then(c, c.LastSeq()) })
-			}
-			l.m.SlowResynced.Inc()
-			l.writeOut(cl)
+		case l.readsAgain(cl, now):
+			l.resync(cl, now)
 		case now-cl.staleAt > int64(l.cfg.SlowTimeout):
 			cl.stale = false
 			l.cut(cl, now, "behind for over "+l.cfg.SlowTimeout.String())
@@ -144,4 +128,59 @@ func (l *Loop) Resync() {
 	clear(stale[len(keep):])
 	l.stale = append(keep, l.stale...)
 	l.noteBusy()
+}
+
+// resyncQueued is the most bytes a stale client's kernel send queue may
+// hold for it to be resynced; resyncPoll is how often it is asked. A
+// client that never reads has its connection drained into the kernel and
+// no further: resynced then, it would only fill its socket again, at the
+// cost of an image per cycle. Asking costs a syscall, so once per poll.
+const (
+	resyncQueued = 64 << 10
+	resyncPoll   = int64(50 * time.Millisecond)
+)
+
+// readsAgain reports whether stale cl has taken what its connection held
+// and its kernel queue is low.
+func (l *Loop) readsAgain(cl *Client, now int64) bool {
+	if l.unsent(cl) > 0 || now < cl.pollAt {
+		return false
+	}
+	if cl.conn.Queued() > resyncQueued {
+		cl.pollAt = now + resyncPoll
+		return false
+	}
+	return true
+}
+
+// resync answers every subscription of stale cl again, after ERR CONFLATED.
+func (l *Loop) resync(cl *Client, now int64) {
+	cl.stale = false
+	l.m.SlowResynced.Inc()
+	l.m.ClientErrors.WithLabelValues(wire.ErrCodeConflated).Inc()
+	cl.out = wire.AppendErr(cl.out[:0], wire.ErrCodeConflated, "updates skipped while behind; the images and OK SUB of your subscriptions follow")
+	if !cl.all {
+		l.src.Read(func(c *frames.Core) {
+			p := c.LastSeq()
+			for h, sym := range cl.subs {
+				l.subscribeAt(c, cl, h, sym, false, true, p, now)
+			}
+		})
+		l.writeOut(cl)
+		return
+	}
+	// On "*": the shared image and the history after it, as for SUB *,
+	// then the OKs of "*" and of its named symbols where it levels.
+	l.writeOut(cl)
+	if cl.dead {
+		return
+	}
+	img, p0 := l.allImage()
+	l.f.restart(cl, p0)
+	cl.oks = append(cl.oks[:0], []byte(wire.AllSymbols))
+	for _, sym := range cl.subs {
+		cl.oks = append(cl.oks, sym)
+	}
+	cl.img, cl.grace = img, max(cl.grace, len(img))
+	l.owe(cl, p0+1, 0)
 }
