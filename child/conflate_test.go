@@ -108,7 +108,7 @@ func testSlowClientConflated(t *testing.T, subs []string) {
 	}
 
 	// The slow client now reads: its backlog, then the resync.
-	var slowLast atomic.Uint64 // highest live seq after a resync OK (0 while resyncing)
+	var slowLast atomic.Uint64     // highest live seq after a resync OK (0 while resyncing)
 	resyncing, resyncs := false, 0 // resyncs: counting one cut short and started again once
 	slowDone := make(chan error, 1)
 	go func() {

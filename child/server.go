@@ -54,8 +54,8 @@ type peer struct {
 // gnetConn is a gnet connection as the session core sees it.
 type gnetConn struct{ c gnet.Conn }
 
-func (g gnetConn) Write(b []byte)     { g.c.Write(b) }
-func (g gnetConn) Buffered() int      { return g.c.OutboundBuffered() }
+func (g gnetConn) Write(b []byte) { g.c.Write(b) }
+func (g gnetConn) Buffered() int  { return g.c.OutboundBuffered() }
 func (g gnetConn) Queued() int {
 	n, err := unix.IoctlGetInt(g.c.Fd(), unix.SIOCOUTQ)
 	if err != nil {
