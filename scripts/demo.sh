@@ -38,13 +38,18 @@ root_a=$!
 start root-b root -exchange 127.0.0.1:$BASE -addr 127.0.0.1:$((BASE + 12)) -admin 127.0.0.1:$((BASE + 13)) -journal ""
 wait_port $((BASE + 10))
 wait_port $((BASE + 12))
-start child-a child -root 127.0.0.1:$((BASE + 10)) -addr 127.0.0.1:$((BASE + 20)) -admin 127.0.0.1:$((BASE + 21)) -name a
+start child-a child -root 127.0.0.1:$((BASE + 10)) -addr 127.0.0.1:$((BASE + 20)) -admin 127.0.0.1:$((BASE + 21)) -name a \
+	-max-pending 1048576
 start child-b child -root 127.0.0.1:$((BASE + 10)),127.0.0.1:$((BASE + 12)) -addr 127.0.0.1:$((BASE + 30)) -admin 127.0.0.1:$((BASE + 31)) -name b
 wait_port $((BASE + 20))
 wait_port $((BASE + 30))
 
 echo "== first frames for symbols 00001 and 00002 from child a"
 "$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub 00001,00002 -count 12
+
+echo "== a client that stops reading: child a (-max-pending 1 MiB) cuts it, its last line says why"
+"$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub '*' -stall 1s -quiet 2>/dev/null | tail -1
+curl -fsS "http://127.0.0.1:$((BASE + 21))/metrics" 2>/dev/null | grep -E '^tickrelay_child_slow_disconnects_total' || true
 
 echo "== root metrics"
 curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | grep -E '^tickrelay_' | grep -v -E '_bucket|_sum|_count' | head -15 || true

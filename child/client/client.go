@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"tickrelay/wire"
@@ -57,12 +58,34 @@ func (e *Event) Time() (t0, t1, t2 int64, err error) { return wire.ParseTimeLine
 
 // Dial connects to the child at addr.
 func Dial(ctx context.Context, addr string) (*Client, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	return DialWindow(ctx, addr, 0)
+}
+
+// DialWindow connects to the child at addr with a receive buffer of
+// rcvbuf bytes (SO_RCVBUF, set before the handshake so the TCP window
+// stays that small; 0: the kernel's autotuning). A small one makes a
+// client that stops reading look stalled to the child at once.
+func DialWindow(ctx context.Context, addr string, rcvbuf int) (*Client, error) {
+	conn, err := DialConn(ctx, addr, rcvbuf)
 	if err != nil {
 		return nil, err
 	}
 	return New(conn), nil
+}
+
+// DialConn is DialWindow's bare connection, for callers that write raw lines.
+func DialConn(ctx context.Context, addr string, rcvbuf int) (net.Conn, error) {
+	var d net.Dialer
+	if rcvbuf > 0 {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			})
+			return errors.Join(err, serr)
+		}
+	}
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 // New wraps an established connection.

@@ -137,7 +137,7 @@ func (l *Loop) Resync() {
 // cost of an image per cycle. Asking costs a syscall, so once per poll.
 const (
 	resyncQueued = 64 << 10
-	resyncPoll   = int64(50 * time.Millisecond)
+	resyncPoll   = int64(250 * time.Millisecond)
 )
 
 // readsAgain reports whether stale cl has taken what its connection held

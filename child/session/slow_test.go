@@ -169,7 +169,16 @@ func TestConflateResync(t *testing.T) {
 	if len(c.lines()) != 0 || !c.cl.stale {
 		t.Fatal("resynced with bytes unsent")
 	}
-	c.pending = 0
+	c.pending, c.queued = 0, 100<<10 // drained into a kernel queue it does not read
+	r.l.Resync()
+	if len(c.lines()) != 0 || !c.cl.stale {
+		t.Fatal("resynced with its kernel queue full")
+	}
+	c.queued = 0
+	r.l.Resync() // the kernel queue is asked again only after resyncPoll
+	if len(c.lines()) != 0 || !c.cl.stale {
+		t.Fatal("kernel queue asked again at once")
+	}
 	r.now += int64(time.Second)
 	r.l.Resync()
 	seqs, other := frameSeqs(t, c.lines())
@@ -282,5 +291,40 @@ func TestManyCutLogFew(t *testing.T) {
 	r.drain()
 	if !strings.Contains(logged.String(), `msg="per-client log lines suppressed" count=490`) {
 		t.Fatalf("no summary of the held-back lines:\n%s", logged.String())
+	}
+}
+
+// TestConflateResyncAll: a stale "*" client's resync is streamed like SUB
+// *: ERR CONFLATED, the images, the updates after them, then OK SUB * P
+// where it levels, then every update after P.
+func TestConflateResyncAll(t *testing.T) {
+	r := newRig(t, Config{MaxPending: 1000, Conflate: true, SlowTimeout: 2 * time.Second})
+	c := r.open()
+	r.input(c, "SUB *")
+	r.drain()
+	c.lines()
+	c.pending = 5000
+	r.apply(40)
+	r.drain()
+	if !c.cl.stale {
+		t.Fatal("not stale")
+	}
+	c.lines()
+	r.apply(40)
+	r.drain()
+	c.pending = 0
+	r.l.Resync()
+	r.drain() // the passes over the clients behind stream it
+	r.apply(40)
+	r.drain()
+	seqs, other := frameSeqs(t, c.lines())
+	if len(other) != 2 || !strings.HasPrefix(other[0], "ERR CONFLATED ") || !strings.HasPrefix(other[1], "OK SUB * ") {
+		t.Fatalf("resync: %q", other)
+	}
+	if n := len(seqs); n == 0 || seqs[n-1] != 120 {
+		t.Fatalf("frames after ERR CONFLATED end at %v, want 120", seqs)
+	}
+	if c.cl.stale || c.cl.behind {
+		t.Fatal("still stale or behind")
 	}
 }

@@ -32,6 +32,7 @@ func runSub(ctx context.Context, args []string) error {
 	stats := fs.Bool("stats", false, "print frames/s, gaps, duplicates and per-hop latency every -interval and at the end (stderr)")
 	interval := fs.Duration("interval", 5*time.Second, "stats period")
 	quiet := fs.Bool("quiet", false, "do not print frames")
+	stall := fs.Duration("stall", 0, "read nothing for this long after subscribing, through a 4 KiB receive window, as a stalled client (to watch the child cut or conflate it)")
 	childAdmin := fs.String("child-admin", "", "with -stats: the child's admin address, to correct root->child with its clock offset estimate")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -49,7 +50,11 @@ func runSub(ctx context.Context, args []string) error {
 		return errors.New("-sub: no symbol")
 	}
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	c, err := client.Dial(dctx, *addr)
+	window := 0
+	if *stall > 0 {
+		window = 4096
+	}
+	c, err := client.DialWindow(dctx, *addr, window)
 	cancel()
 	if err != nil {
 		return err
@@ -73,6 +78,12 @@ func runSub(ctx context.Context, args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if *stall > 0 {
+		select {
+		case <-time.After(*stall):
+		case <-ctx.Done():
+		}
 	}
 	out := bufio.NewWriterSize(os.Stdout, 64<<10)
 	defer out.Flush()

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"syscall"
+
+	"tickrelay/child/client"
 )
 
 // Stalled is a set of tickrelay connections that subscribe and never read:
@@ -26,16 +27,9 @@ func Stall(ctx context.Context, addrs []string, n int, line string) (*Stalled, e
 	if len(addrs) == 0 {
 		return nil, errors.New("harness: Stall: no addresses")
 	}
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, StallRecvBuffer)
-		})
-		return errors.Join(err, serr)
-	}}
 	s := &Stalled{}
 	for i := range n {
-		c, err := d.DialContext(ctx, "tcp", addrs[i%len(addrs)])
+		c, err := client.DialConn(ctx, addrs[i%len(addrs)], StallRecvBuffer)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("harness: stalled conn %d: %w", i, err)
