@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,6 +162,35 @@ func TestNextAfterDeadline(t *testing.T) {
 		ev, err := c.Next()
 		if err != nil || ev.Kind != wire.LineFrame || ev.Seq != want || ev.Msg.TradeID != uint32(want) {
 			t.Fatalf("frame %d after the deadline: %v (%q)", want, err, ev.Line)
+		}
+	}
+}
+
+// TestDialWindow: the receive buffer asked for is the socket's (the kernel
+// doubles it for its bookkeeping), not the autotuned megabytes.
+func TestDialWindow(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, window := range []int{0, 4096} {
+		c, err := DialWindow(t.Context(), ln.Addr().String(), window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := c.Conn().(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		var gerr error
+		if err := raw.Control(func(fd uintptr) { got, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) }); err != nil || gerr != nil {
+			t.Fatal(err, gerr)
+		}
+		c.Close()
+		if small := got <= 2*4096; small != (window > 0) {
+			t.Errorf("window %d: SO_RCVBUF %d", window, got)
 		}
 	}
 }
