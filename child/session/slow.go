@@ -163,7 +163,7 @@ func (l *Loop) resync(cl *Client, now int64) {
 		l.src.Read(func(c *frames.Core) {
 			p := c.LastSeq()
 			for h, sym := range cl.subs {
-				l.subscribeAt(c, cl, h, sym, false, true, p, now)
+				l.subscribeAt(c, cl, h, sym, true, p, now)
 			}
 		})
 		l.writeOut(cl)

@@ -28,7 +28,7 @@ func sub(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 			cl.sym = frames.CanonicalSymbol(cl.sym[:0], sym)
 			// A client on "*" has every symbol's image and updates
 			// already: an image now would repeat frames still queued.
-			l.subscribeAt(c, cl, cl.hashes[i], cl.sym, false, !cl.all, p, now)
+			l.subscribeAt(c, cl, cl.hashes[i], cl.sym, !cl.all, p, now)
 		}
 	})
 }
@@ -96,16 +96,16 @@ func unsub(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 	}
 }
 
-// subscribeAt subscribes cl to the canonical symbol sym (or to "*": all)
-// from seq p on and appends what a SUB answers: the symbol's image (when
-// image; "*"'s comes from atSnapshot), then "OK SUB sym p". It runs under
+// subscribeAt subscribes cl to the canonical symbol sym from seq p on and
+// appends what a SUB answers: the symbol's image (when image), then
+// "OK SUB sym p" ("*" is streamed instead: subAll). It runs under
 // the core's read lock (c), in the hold that took p, so the image and the
 // subscription meet exactly at p.
-func (l *Loop) subscribeAt(c *frames.Core, cl *Client, hash uint64, sym []byte, all, image bool, p uint64, now int64) {
-	if image && !all {
+func (l *Loop) subscribeAt(c *frames.Core, cl *Client, hash uint64, sym []byte, image bool, p uint64, now int64) {
+	if image {
 		cl.out = c.AppendImage(cl.out, sym, now)
 	}
-	l.f.subscribe(cl, hash, sym, all, p)
+	l.f.subscribe(cl, hash, sym, false, p)
 	cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, p)
 }
 
