@@ -37,7 +37,7 @@ func (l *Loop) send(cl *Client, out []byte) (n, writes, unsent int) {
 		}
 	}
 	for len(out) > 0 && cl.conn != nil {
-		k := chunk(out)
+		k := chunk(out, writeChunk)
 		cl.conn.Write(out[:k])
 		n, writes, out = n+k, writes+1, out[k:]
 		if cl.conn == nil { // a write error closed it
@@ -52,12 +52,15 @@ func (l *Loop) send(cl *Client, out []byte) (n, writes, unsent int) {
 }
 
 // chunk is the length of b's first write chunk: all of it, or the whole
-// frames within writeChunk.
-func chunk(b []byte) int {
-	if len(b) <= writeChunk {
+// frames within max bytes (at least one frame).
+func chunk(b []byte, max int) int {
+	if len(b) <= max {
 		return len(b)
 	}
-	return bytes.LastIndexByte(b[:writeChunk], '\n') + 1
+	if k := bytes.LastIndexByte(b[:max], '\n') + 1; k > 0 {
+		return k
+	}
+	return bytes.IndexByte(b, '\n') + 1
 }
 
 // unsent is the count of bytes cl's connection holds unsent; it notes
@@ -103,11 +106,11 @@ func (l *Loop) leaveBehind(cl *Client) {
 	}
 }
 
-// catchUpBudget is the most bytes one pass over the clients behind
-// writes (~0.1 ms of writes): catch-ups, and the SUB * streams of a
+// catchUpBudget is about the most bytes one pass over the clients behind
+// writes (a few tens of µs of copies): catch-ups, and the SUB * streams of a
 // thousand clients that connect at once, are spread over the drains, so
 // the clients that keep up wait for no more than this between them.
-const catchUpBudget = 128 << 10
+const catchUpBudget = 64 << 10
 
 // passBehind, after each flush and on the ticker: each client behind is
 // cut or conflated once its backlog passes the limit, and those whose
@@ -156,8 +159,12 @@ func (l *Loop) catchUp(cl *Client, limit int) (written int) {
 		l.m.Writes.Inc()
 		return cl.conn != nil && written < limit && (whole || l.unsent(cl) == 0)
 	}
+	// Each write is whole frames within what the limit leaves: a pass
+	// costs its budget, not a write chunk on top (nor, for the history, a
+	// chunk's copy in the hold of the core the relay writes to).
+	left := func() int { return max(min(writeChunk, limit-written), 1) }
 	for len(cl.img) > 0 && cl.conn != nil {
-		b := cl.img[:chunk(cl.img)]
+		b := cl.img[:chunk(cl.img, left())]
 		if cl.img = cl.img[len(b):]; len(cl.img) == 0 {
 			cl.img = nil
 		}
@@ -173,7 +180,7 @@ func (l *Loop) catchUp(cl *Client, limit int) (written int) {
 		out, next := l.f.out[:0], cl.behindFrom
 		l.src.Read(func(c *frames.Core) {
 			now = l.cfg.Now() // in the hold: after every frame it may copy arrived
-			out, next, ok = c.AppendHistoryWhere(out, next, now, resumePart, writeChunk, want)
+			out, next, ok = c.AppendHistoryWhere(out, next, now, resumePart, left(), want)
 			p, oldest, level = c.LastSeq(), c.OldestSeq(), next > c.LastSeq()
 		})
 		l.f.out = out

@@ -181,6 +181,5 @@ func (l *Loop) resync(cl *Client, now int64) {
 	for _, sym := range cl.subs {
 		cl.oks = append(cl.oks, sym)
 	}
-	cl.img, cl.grace = img, max(cl.grace, len(img))
-	l.owe(cl, p0+1, 0)
+	l.stream(cl, img, p0)
 }

@@ -55,8 +55,16 @@ func (l *Loop) subAll(cl *Client, cmd *wire.Command) {
 		}
 	}
 	l.f.covered(cl, p0) // the image covers the named ones up to p0
+	l.stream(cl, img, p0)
+}
+
+// stream puts cl behind on img, the shared image at p0: the next passes
+// over the clients behind send it, then the history after p0, then cl.oks
+// where it levels (behind.go). The image may pass MaxPending by its own
+// size: it is the reply the client asked for.
+func (l *Loop) stream(cl *Client, img []byte, p0 uint64) {
 	cl.img, cl.grace = img, max(cl.grace, len(img))
-	l.owe(cl, p0+1, 0) // the next pass over the clients behind starts it
+	l.owe(cl, p0+1, 0)
 }
 
 // allImageSeqs is how far the feed may move on before a loop builds a new
