@@ -206,7 +206,7 @@ func (r *fakeRoot) serve(c net.Conn) {
 			continue
 		}
 		send := time.Now().UnixNano()
-		b, at := wire.BeginBatch(nil, send)
+		b, at := wire.BeginBatch(nil, 0, send)
 		for s := cursor; s <= end; s++ {
 			b = wire.AppendRelayItem(b, send-1000, body(s))
 		}

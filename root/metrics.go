@@ -18,6 +18,8 @@ type Metrics struct {
 	ChildErrors   *prometheus.CounterVec // label code: seq_gone, seq_future, bad_frame, shutdown
 	RingHead      prometheus.Gauge
 	RingFirst     prometheus.Gauge
+	Epoch         prometheus.Gauge   // the exchange's current epoch
+	EpochChanges  prometheus.Counter // epochs the exchange started (a new day, a Sequence Reset)
 }
 
 func newMetrics(reg prometheus.Registerer) *Metrics {
@@ -34,12 +36,14 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		BytesSent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_bytes_sent_total", Help: "Relay bytes written to children."}),
 		Batches:       prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_batches_sent_total", Help: "Relay batches written to children."}),
 		ChildErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tickrelay_root_child_errors_total", Help: "Error frames sent to children, by code."}, []string{"code"}),
-		RingHead:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_ring_head", Help: "Newest seq in the ring."}),
-		RingFirst:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_ring_first", Help: "Oldest seq in the ring."}),
+		RingHead:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_ring_head", Help: "Newest seq in the ring (of the current epoch)."}),
+		RingFirst:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_ring_first", Help: "Oldest seq in the ring (of the current epoch)."}),
+		Epoch:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_epoch", Help: "The exchange's current epoch (session id)."}),
+		EpochChanges:  prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_epoch_changes_total", Help: "New epochs the exchange started (a new trading day, a Sequence Reset)."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.ItemsReceived, m.Duplicates, m.SeqBackwards, m.Gaps, m.Reconnects, m.BadInput, m.SessionUp,
-			m.StoreErrors, m.Children, m.BytesSent, m.Batches, m.ChildErrors, m.RingHead, m.RingFirst)
+			m.StoreErrors, m.Children, m.BytesSent, m.Batches, m.ChildErrors, m.RingHead, m.RingFirst, m.Epoch, m.EpochChanges)
 	}
 	return m
 }

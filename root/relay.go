@@ -292,15 +292,21 @@ func (rl *relay) OnTraffic(c gnet.Conn) gnet.Action {
 // hello starts streaming to ch from h.FromSeq (0: from the live edge).
 func (rl *relay) hello(ch *child, h wire.Hello, now int64) {
 	first, head := rl.r.ring.Bounds()
-	from := h.FromSeq
-	if from == 0 {
+	epoch := h.Epoch
+	if epoch == 0 { // the current one
+		epoch = wire.PosEpoch(head + 1)
+	}
+	from := wire.Pos(epoch, h.FromSeq)
+	if h.FromSeq == 0 {
 		from = head + 1
 	}
 	ch.log = ch.log.With("name", h.Name)
-	ch.log.Info("child hello", "from_seq", h.FromSeq, "ring_first", first, "head", head)
+	ch.log.Info("child hello", "epoch", h.Epoch, "from_seq", h.FromSeq, "ring_epoch", wire.PosEpoch(head+1), "ring_first", wire.PosSeq(first), "head", wire.PosSeq(head))
 	switch {
+	case h.FromSeq > wire.MaxSeq:
+		ch.fail(wire.CodeBadFrame, 0, fmt.Sprintf("from seq %d is beyond an epoch's %d", h.FromSeq, uint64(wire.MaxSeq)))
 	case from > head+1:
-		ch.fail(wire.CodeSeqFuture, head, fmt.Sprintf("from seq %d is beyond head %d + 1", from, head))
+		ch.fail(wire.CodeSeqFuture, head, fmt.Sprintf("from epoch %d seq %d is beyond the head (epoch %d seq %d) + 1", epoch, h.FromSeq, wire.PosEpoch(head), wire.PosSeq(head)))
 	case from >= first:
 		ch.state, ch.cursor = stateRing, from
 		if ch.l.drainChild(ch, now) {
@@ -316,12 +322,30 @@ func (rl *relay) hello(ch *child, h wire.Hello, now int64) {
 func (ch *child) lapped(from, first uint64) {
 	rl := ch.l.rl
 	if rl.r.cfg.Store == nil || rl.drain.Load() {
-		ch.fail(wire.CodeSeqGone, first, fmt.Sprintf("seq %d is gone; oldest held is %d", from, first))
+		if wire.PosEpoch(from) < wire.PosEpoch(first) { // what is left of its epoch is gone
+			ch.cross(from, first)
+			return
+		}
+		ch.fail(wire.CodeSeqGone, first, fmt.Sprintf("seq %d is gone; oldest held is %d", wire.PosSeq(from), wire.PosSeq(first)))
 		return
 	}
 	ch.state, ch.cursor, ch.storeWaiting = stateStore, from, false
 	rl.wg.Add(1)
 	go rl.storeCatchUp(ch, from)
+}
+
+// cross moves ch, on its loop, from position from (of an epoch the ring no
+// longer holds) to next, of a later one: a Reset frame, then the ring.
+func (ch *child) cross(from, next uint64) {
+	r := ch.l.rl.r.crossing(from, next)
+	ch.log.Info("child crosses to a new epoch", "epoch", r.Epoch, "seq", r.Seq, "prev_epoch", r.Prev, "prev_last_seq", r.PrevLast)
+	if !ch.write(wire.AppendReset(ch.l.scratch[:0], r)) {
+		return
+	}
+	ch.state, ch.cursor = stateRing, next
+	if ch.l.drainChild(ch, ch.l.rl.r.now()) {
+		ch.l.signal()
+	}
 }
 
 // write writes b on the loop; false when the write closed the conn.
@@ -479,11 +503,11 @@ func (rl *relay) storeCatchUp(ch *child, from uint64) {
 	)
 	for {
 		if first := rl.r.ring.First(); next >= first {
-			rl.handOver(ch, next)
+			rl.handOver(ch, next, next)
 			return
 		}
 		buf, found = buf[:0], 0
-		b.reset(rl.r.now())
+		b.reset(rl.r.now(), wire.PosEpoch(next))
 		err := cfg.Store.Range(next, func(seq uint64, item []byte) bool {
 			if seq != next {
 				found = seq
@@ -495,11 +519,22 @@ func (rl *relay) storeCatchUp(ch *child, from uint64) {
 		})
 		buf = b.end(buf)
 		if err == nil && b.items == 0 {
-			if first := rl.r.ring.First(); next < first {
-				if found == 0 || found > first {
-					found = first
+			first := rl.r.ring.First()
+			if found == 0 || found > first {
+				found = first
+			}
+			switch {
+			case next >= first:
+			case wire.PosEpoch(found) > wire.PosEpoch(next):
+				// The end of next's epoch: on to the next one held.
+				if found >= first {
+					rl.handOver(ch, next, found)
+					return
 				}
-				err = fmt.Errorf("seq %d is gone; oldest held is %d", next, found)
+				buf = wire.AppendReset(buf, rl.r.crossing(next, found))
+				next = found
+			default:
+				err = fmt.Errorf("seq %d is gone; oldest held is %d", wire.PosSeq(next), wire.PosSeq(found))
 			}
 		}
 		if err != nil {
@@ -510,7 +545,7 @@ func (rl *relay) storeCatchUp(ch *child, from uint64) {
 			rl.execOn(ch, func() { ch.fail(wire.CodeSeqGone, oldest, "store catch-up: "+err.Error()) })
 			return
 		}
-		if b.items == 0 {
+		if len(buf) == 0 {
 			continue // the ring has it now
 		}
 		n, nb := len(buf), b.batches
@@ -541,13 +576,18 @@ func (rl *relay) storeCatchUp(ch *child, from uint64) {
 	}
 }
 
-// handOver moves ch from store catch-up to the ring at next (on its loop).
-func (rl *relay) handOver(ch *child, next uint64) {
+// handOver moves ch from store catch-up to the ring (on its loop): at
+// next, or (next the end of its epoch) with a Reset on to at.
+func (rl *relay) handOver(ch *child, next, at uint64) {
 	rl.execOn(ch, func() {
 		if ch.state != stateStore {
 			return
 		}
-		ch.log.Info("child caught up from the store; streaming from the ring", "next_seq", next)
+		ch.log.Info("child caught up from the store; streaming from the ring", "epoch", wire.PosEpoch(next), "next_seq", wire.PosSeq(next))
+		if at != next {
+			ch.cross(next, at)
+			return
+		}
 		ch.state, ch.cursor = stateRing, next
 		if ch.l.drainChild(ch, rl.r.now()) {
 			ch.l.signal()
@@ -568,6 +608,7 @@ func (rl *relay) execOn(ch *child, fn func()) {
 // batcher builds consecutive batch frames from relay items.
 type batcher struct {
 	rootSend int64
+	epoch    uint32 // of the items
 	at       int // offset of the open batch, -1 when none
 	start    int // offset of its first item
 	n        int // items in the open batch
@@ -576,7 +617,9 @@ type batcher struct {
 	batches  int
 }
 
-func (b *batcher) reset(rootSend int64) { *b = batcher{rootSend: rootSend, at: -1} }
+func (b *batcher) reset(rootSend int64, epoch uint32) {
+	*b = batcher{rootSend: rootSend, epoch: epoch, at: -1}
+}
 
 // add appends item, closing the open batch first when it would exceed max
 // bytes of items.
@@ -585,7 +628,7 @@ func (b *batcher) add(dst, item []byte, max int) []byte {
 		dst = b.end(dst)
 	}
 	if b.at < 0 {
-		dst, b.at = wire.BeginBatch(dst, b.rootSend)
+		dst, b.at = wire.BeginBatch(dst, b.epoch, b.rootSend)
 		b.start, b.n, b.maxRecv = len(dst), 0, b.rootSend
 	}
 	if recv := int64(binary.LittleEndian.Uint64(item)); recv > b.maxRecv {

@@ -201,7 +201,7 @@ func (r *Ring) AppendBatch(dst []byte, from uint64, maxItemBytes int, rootSend i
 	if from > r.head {
 		return dst, 0, nil
 	}
-	dst, at := wire.BeginBatch(dst, rootSend)
+	dst, at := wire.BeginBatch(dst, wire.PosEpoch(from), rootSend)
 	start, maxRecv := len(dst), rootSend
 	for seq := from; seq <= r.head; seq++ {
 		s := r.item(r.slots[seq&r.mask])

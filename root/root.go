@@ -45,6 +45,7 @@ import (
 
 	"tickrelay/internal/bound"
 	"tickrelay/latency"
+	"tickrelay/wire"
 )
 
 // Root is the root daemon.
@@ -63,6 +64,11 @@ type Root struct {
 	// is its address.
 	*bound.Listener
 	started atomic.Bool
+
+	// ends holds the last position of each epoch the exchange closed while
+	// this process ran: a child crossing it is told where it ended.
+	endsMu sync.Mutex
+	ends   map[uint32]uint64
 
 	storeErrMu   sync.Mutex
 	storeErrLast time.Time
@@ -189,9 +195,9 @@ func (r *Root) refill() error {
 	if last == 0 {
 		return nil
 	}
-	from := uint64(1)
+	from := wire.Pos(wire.PosEpoch(last), 1) // the ring holds one epoch
 	if size := uint64(r.ring.Size()); last >= size {
-		from = last - size + 1
+		from = max(from, last-size+1)
 	}
 	var aerr error
 	n := 0
@@ -219,10 +225,39 @@ func (r *Root) refill() error {
 		return fmt.Errorf("root: refill ring from store: store says last seq %d but Range ended at %d", last, h)
 	}
 	first, head := r.ring.Bounds()
-	r.m.RingHead.Set(float64(head))
-	r.m.RingFirst.Set(float64(first))
-	r.log.Info("ring refilled from store", "items", n, "first", first, "head", head)
+	r.showRing(first, head)
+	r.log.Info("ring refilled from store", "items", n, "epoch", wire.PosEpoch(head), "first", wire.PosSeq(first), "head", wire.PosSeq(head))
 	return nil
+}
+
+// showRing sets the ring gauges from its bounds (positions).
+func (r *Root) showRing(first, head uint64) {
+	r.m.RingHead.Set(float64(wire.PosSeq(head)))
+	r.m.RingFirst.Set(float64(wire.PosSeq(first)))
+	r.m.Epoch.Set(float64(wire.PosEpoch(head)))
+}
+
+// endEpoch records that the epoch of last ended there.
+func (r *Root) endEpoch(last uint64) {
+	r.endsMu.Lock()
+	defer r.endsMu.Unlock()
+	if r.ends == nil {
+		r.ends = map[uint32]uint64{}
+	}
+	r.ends[wire.PosEpoch(last)] = last
+}
+
+// crossing is the Reset that takes a child whose next position is from,
+// in an epoch the root no longer streams, on to next (of a later epoch):
+// its old epoch ended at the end recorded, else just before from.
+func (r *Root) crossing(from, next uint64) wire.Reset {
+	r.endsMu.Lock()
+	last, ok := r.ends[wire.PosEpoch(from)]
+	r.endsMu.Unlock()
+	if !ok || last < from-1 {
+		last = from - 1
+	}
+	return wire.Reset{Epoch: wire.PosEpoch(next), Seq: wire.PosSeq(next), Prev: wire.PosEpoch(from), PrevLast: wire.PosSeq(last)}
 }
 
 // storeFailed logs a Store append failure, at most once a second.

@@ -98,8 +98,8 @@ func (s *session) once(ctx context.Context) (accepted uint64, err error) {
 	defer stop()
 	s.in.Reset()
 
-	start := s.last + 1
-	s.logon = wire.AppendLogon(s.logon[:0], wire.Logon{User: cfg.User, Password: cfg.Password, StartSeq: start})
+	start := s.last + 1 // a position: the epoch asked for and its seq
+	s.logon = wire.AppendLogon(s.logon[:0], wire.Logon{User: cfg.User, Password: cfg.Password, StartSeq: wire.PosSeq(start), Epoch: wire.PosEpoch(start)})
 	conn.SetDeadline(time.Now().Add(cfg.DialTimeout))
 	if _, err := conn.Write(s.logon); err != nil {
 		return 0, fmt.Errorf("logon: %w", err)
@@ -109,24 +109,35 @@ func (s *session) once(ctx context.Context) (accepted uint64, err error) {
 		return 0, err
 	}
 	conn.SetWriteDeadline(time.Time{})
-	// An empty ring means nothing received (an empty store too: refill ran),
-	// even after a LogonUnavailable reply moved last to the then oldest seq.
-	fresh := s.r.ring.Head() == 0
+	if served := reply.Status == wire.LogonOK || reply.Status == wire.LogonUnavailable; served && reply.Epoch != wire.PosEpoch(start) {
+		if reply.Epoch < wire.PosEpoch(start) {
+			return 0, s.bad("epoch", fmt.Errorf("exchange serves epoch %d, older than ours (%d, at seq %d)", reply.Epoch, wire.PosEpoch(start), wire.PosSeq(s.last)))
+		}
+		s.newEpoch(reply.Epoch, 1, "logon")
+		start = s.last + 1
+	}
+	// Nothing received in this epoch (an empty store too: refill ran), even
+	// after a LogonUnavailable reply moved last to the then oldest seq.
+	first, head := s.r.ring.Bounds()
+	fresh := first > head
+	asked, next := wire.PosSeq(start), wire.Pos(wire.PosEpoch(start), reply.NextSeq)
 	switch {
-	case reply.Status == wire.LogonUnavailable && fresh && reply.NextSeq > start:
+	case reply.NextSeq > wire.MaxSeq:
+		return 0, s.bad("session", fmt.Errorf("logon reply next seq %d is beyond an epoch's %d", reply.NextSeq, uint64(wire.MaxSeq)))
+	case reply.Status == wire.LogonUnavailable && fresh && next > start:
 		// A fresh root takes the stream from the oldest seq the exchange serves.
-		s.last = reply.NextSeq - 1
-		return 0, fmt.Errorf("%w: seq %d unavailable, retrying from the oldest served %d", errLogon, start, reply.NextSeq)
+		s.skipTo(next)
+		return 0, fmt.Errorf("%w: seq %d unavailable, retrying from the oldest served %d", errLogon, asked, reply.NextSeq)
 	case reply.Status != wire.LogonOK:
 		return 0, fmt.Errorf("%w: status %d (next seq %d): %q", errLogon, reply.Status, reply.NextSeq, reply.Reason)
-	case reply.NextSeq > start && fresh:
+	case next > start && fresh:
 		// A fresh root takes the stream from wherever the exchange starts it.
-		s.r.log.Info("exchange starts the stream later than asked", "asked", start, "next_seq", reply.NextSeq)
-		s.last = reply.NextSeq - 1
-	case reply.NextSeq != start:
-		return 0, fmt.Errorf("%w: asked to resume at %d, exchange offers %d", errGap, start, reply.NextSeq)
+		s.r.log.Info("exchange starts the stream later than asked", "epoch", reply.Epoch, "asked", asked, "next_seq", reply.NextSeq)
+		s.skipTo(next)
+	case next != start:
+		return 0, fmt.Errorf("%w: asked to resume at %d, exchange offers %d", errGap, asked, reply.NextSeq)
 	}
-	s.r.log.Info("exchange session up", "addr", cfg.ExchangeAddr, "start_seq", start)
+	s.r.log.Info("exchange session up", "addr", cfg.ExchangeAddr, "epoch", wire.PosEpoch(start), "start_seq", wire.PosSeq(s.last+1))
 	s.r.m.SessionUp.Set(1)
 	defer s.r.m.SessionUp.Set(0)
 	before := s.last
@@ -207,45 +218,52 @@ func (s *session) recordExchRoot(recv int64) {
 // item applies one structurally valid frame body, whose headers are h.
 func (s *session) item(body []byte, h wire.FeedHeader, recv int64) error {
 	if h.Seq == 0 {
-		if h.MsgType != wire.TypeHeartbeat {
+		switch h.MsgType {
+		case wire.TypeSequenceReset:
+			return s.reset(wire.ParseSequenceReset(body))
+		case wire.TypeHeartbeat:
+		default:
 			return s.bad("session", fmt.Errorf("unexpected session message type %d", h.MsgType))
 		}
-		if next := wire.HeartbeatNextSeq(body); next > s.last+1 {
+		if next := wire.HeartbeatNextSeq(body); next > wire.PosSeq(s.last)+1 {
 			s.r.m.Gaps.Inc()
-			return fmt.Errorf("%w: heartbeat announces next seq %d, last received %d", errGap, next, s.last)
+			return fmt.Errorf("%w: heartbeat announces next seq %d, last received %d", errGap, next, wire.PosSeq(s.last))
 		}
 		if st := s.r.cfg.Store; st != nil && s.storeNext != 0 {
 			s.catchUpStore(st, s.last+1) // a quiet feed: the store catches up all the same
 		}
 		return nil
 	}
+	if h.Seq > wire.MaxSeq {
+		return s.bad("stamps", fmt.Errorf("seq %d is beyond an epoch's %d", h.Seq, uint64(wire.MaxSeq)))
+	}
+	seq := wire.Pos(wire.PosEpoch(s.last), h.Seq) // its position
 	switch {
-	case h.Seq <= s.last:
+	case seq <= s.last:
 		// The exchange went back (it resends what it sent): ignore what is
 		// held, and say so once per run of such items, not per item.
 		s.r.m.Duplicates.Inc()
 		if s.backFrom == 0 {
 			s.backFrom = h.Seq
 			s.r.m.SeqBackwards.Inc()
-			s.r.log.Warn("exchange seq went backwards: ignoring items already held", "seq", h.Seq, "last_seq", s.last)
+			s.r.log.Warn("exchange seq went backwards: ignoring items already held", "epoch", wire.PosEpoch(s.last), "seq", h.Seq, "last_seq", wire.PosSeq(s.last))
 		}
 		return nil
 	case s.backFrom != 0:
 		s.r.log.Info("exchange seq moved past what is held again", "resent_from", s.backFrom, "next_seq", h.Seq)
 		s.backFrom = 0
 	}
-	switch {
-	case h.Seq != s.last+1:
+	if seq != s.last+1 {
 		s.r.m.Gaps.Inc()
-		return fmt.Errorf("%w: got seq %d, want %d", errGap, h.Seq, s.last+1)
+		return fmt.Errorf("%w: got seq %d, want %d", errGap, h.Seq, wire.PosSeq(s.last)+1)
 	}
 	if st := s.r.cfg.Store; st != nil {
-		s.appendStore(st, h.Seq, recv, body)
+		s.appendStore(st, seq, recv, body)
 	}
-	if err := s.r.ring.Append(h.Seq, recv, body); err != nil {
+	if err := s.r.ring.Append(seq, recv, body); err != nil {
 		return err // cannot happen: seq is last+1 and the body was validated
 	}
-	s.last = h.Seq
+	s.last = seq
 	s.pending++
 	s.sent = append(s.sent, h.SendTime)
 	return nil
@@ -301,10 +319,55 @@ func (s *session) flush() {
 	}
 	s.r.m.ItemsReceived.Add(float64(s.pending))
 	s.pending = 0
-	first, head := s.r.ring.Bounds()
-	s.r.m.RingHead.Set(float64(head))
-	s.r.m.RingFirst.Set(float64(first))
+	s.r.showRing(s.r.ring.Bounds())
 	s.r.relay.signalFed()
+}
+
+// reset follows a Sequence Reset: a later epoch starts at once; one that
+// is not later, or a seq out of an epoch's range, is bad input (the
+// session ends; what was received stays).
+func (s *session) reset(r wire.SequenceReset) error {
+	switch e := wire.PosEpoch(s.last); {
+	case r.NextSeq == 0 || r.NextSeq > wire.MaxSeq:
+		return s.bad("reset", fmt.Errorf("sequence reset to epoch %d seq %d: seq outside 1..%d", r.Epoch, r.NextSeq, uint64(wire.MaxSeq)))
+	case r.Epoch <= e:
+		return s.bad("reset", fmt.Errorf("sequence reset to epoch %d seq %d, not after ours (epoch %d, last seq %d)", r.Epoch, r.NextSeq, e, wire.PosSeq(s.last)))
+	}
+	s.newEpoch(r.Epoch, r.NextSeq, "sequence reset")
+	return nil
+}
+
+// newEpoch closes the session's epoch and starts epoch at seq next: the
+// ring starts over (the store keeps every epoch), and the relay tells each
+// child once it has the last epoch's items.
+func (s *session) newEpoch(epoch uint32, next uint64, why string) {
+	prev := s.last
+	s.flush()
+	if st := s.r.cfg.Store; st != nil && s.storeNext != 0 {
+		for before := uint64(0); s.storeNext != before; { // until done or stuck
+			if before = s.storeNext; s.catchUpStore(st, prev+1) {
+				break
+			}
+		}
+		if s.storeNext != 0 { // its copies in the ring go with the reset
+			s.r.log.Error("the store misses the end of an epoch: it failed, and the ring starts over", "epoch", wire.PosEpoch(prev), "from_seq", wire.PosSeq(s.storeNext), "to_seq", wire.PosSeq(prev))
+			s.storeNext = 0
+		}
+	}
+	s.r.endEpoch(prev)
+	s.r.m.EpochChanges.Inc()
+	s.r.log.Info("exchange started a new epoch", "epoch", epoch, "next_seq", next, "via", why,
+		"prev_epoch", wire.PosEpoch(prev), "prev_last_seq", wire.PosSeq(prev))
+	s.backFrom = 0
+	s.skipTo(wire.Pos(epoch, next))
+	s.r.relay.signalFed()
+}
+
+// skipTo makes pos the next position expected; the ring starts there.
+func (s *session) skipTo(pos uint64) {
+	s.last = pos - 1
+	s.r.ring.Reset(pos)
+	s.r.showRing(s.r.ring.Bounds())
 }
 
 // bad records malformed exchange input of a kind and returns the session error.

@@ -73,7 +73,7 @@ func BenchmarkRelayBatchEncode(b *testing.B) {
 	size := 0
 	for b.Loop() {
 		var at int
-		buf, at = BeginBatch(buf[:0], 1000)
+		buf, at = BeginBatch(buf[:0], 0, 1000)
 		for i, body := range bodies {
 			buf = AppendRelayItem(buf, int64(i), body)
 		}
@@ -86,7 +86,7 @@ func BenchmarkRelayBatchEncode(b *testing.B) {
 
 func BenchmarkBatchRead(b *testing.B) {
 	bodies := itemsOf(batchItems)
-	frame, at := BeginBatch(nil, 1000)
+	frame, at := BeginBatch(nil, 0, 1000)
 	for i, body := range bodies {
 		frame = AppendRelayItem(frame, int64(i), body)
 	}
@@ -186,7 +186,7 @@ func TestHotPathsAllocateNothing(t *testing.T) {
 		},
 		"batch encode+read": func() {
 			var at int
-			buf, at = BeginBatch(buf[:0], 100)
+			buf, at = BeginBatch(buf[:0], 0, 100)
 			for _, body := range bodies {
 				buf = AppendRelayItem(buf, 1, body)
 			}
@@ -211,7 +211,7 @@ func TestHotPathsAllocateNothing(t *testing.T) {
 			}
 		},
 		"server lines": func() {
-			buf = AppendOK(buf[:0], CmdSub, []byte("00700"), 5)
+			buf = AppendOK(buf[:0], CmdSub, []byte("00700"), 5, 2026120700)
 			buf = AppendErr(buf, ErrCodeBadArg, "bad")
 			buf = AppendTimeLine(buf, 1, 2, 3)
 			buf = AppendHeartbeatFrame(buf, 1, 2)

@@ -31,7 +31,7 @@ const (
 	// missed updates; each subscribed symbol's image and "OK SUB sym seq"
 	// follow, then every update after seq. The connection lives.
 	ErrCodeConflated = "CONFLATED"
-	ErrCodeGone      = "GONE" // RESUME seq older than the history held
+	ErrCodeGone      = "GONE" // RESUME seq older than the history held, or of another epoch
 	ErrCodeShutdown  = "SHUTDOWN"
 )
 
@@ -39,6 +39,7 @@ const (
 type Command struct {
 	Verb    string
 	Seq     uint64 // RESUME
+	Epoch   uint32 // RESUME epoch:seq (0: the current epoch)
 	T0      int64  // TIME
 	Symbols [][]byte
 }
@@ -94,9 +95,17 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 		if len(args) < 2 {
 			return c, errorf("client line", ErrSyntax, "RESUME needs a seq and at least one symbol")
 		}
-		seq, ok := parseUint(args[0])
-		if !ok || seq == 0 {
-			return c, errorf("client line", ErrSyntax, "RESUME seq %.20q is not a positive integer", args[0])
+		pos := args[0]
+		if i := bytes.IndexByte(pos, ':'); i >= 0 { // epoch:seq
+			epoch, ok := parseUint(pos[:i])
+			if !ok || epoch == 0 || epoch > 1<<32-1 {
+				return c, errorf("client line", ErrSyntax, "RESUME epoch %.20q is not an integer in 1..4294967295", pos[:i])
+			}
+			c.Epoch, pos = uint32(epoch), pos[i+1:]
+		}
+		seq, ok := parseUint(pos)
+		if !ok || seq == 0 || seq > MaxSeq {
+			return c, errorf("client line", ErrSyntax, "RESUME seq %.20q is not an integer in 1..4294967295", pos)
 		}
 		c.Seq, args = seq, args[1:]
 	case CmdPing:
@@ -160,8 +169,9 @@ func AppendErr(dst []byte, code, reason string) []byte {
 	return append(dst, '\n')
 }
 
-// AppendOK appends "OK <verb> <sym> <seq>\n" (seq omitted when 0 for UNSUB).
-func AppendOK(dst []byte, verb string, sym []byte, seq uint64) []byte {
+// AppendOK appends "OK <verb> [sym] <seq> <epoch>\n" (UNSUB: just the
+// symbol).
+func AppendOK(dst []byte, verb string, sym []byte, seq uint64, epoch uint32) []byte {
 	dst = append(dst, "OK "...)
 	dst = append(dst, verb...)
 	if sym != nil {
@@ -171,8 +181,49 @@ func AppendOK(dst []byte, verb string, sym []byte, seq uint64) []byte {
 	if verb != CmdUnsub {
 		dst = append(dst, ' ')
 		dst = strconv.AppendUint(dst, seq, 10)
+		dst = append(dst, ' ')
+		dst = strconv.AppendUint(dst, uint64(epoch), 10)
 	}
 	return append(dst, '\n')
+}
+
+// ResetLine is what a child tells its clients when the exchange starts a
+// new epoch: "RESET <epoch> <seq> <prev epoch> <prev last>". Every
+// subscription goes on in the new epoch, from seq; the previous epoch
+// ended at prev last (a client that got less lost the rest).
+type ResetLine struct {
+	Epoch, Prev   uint32
+	Seq, PrevLast uint64
+}
+
+// AppendResetLine appends a RESET line.
+func AppendResetLine(dst []byte, r ResetLine) []byte {
+	dst = append(dst, "RESET "...)
+	dst = strconv.AppendUint(dst, uint64(r.Epoch), 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendUint(dst, r.Seq, 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendUint(dst, uint64(r.Prev), 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendUint(dst, r.PrevLast, 10)
+	return append(dst, '\n')
+}
+
+// ParseResetLine parses a RESET line.
+func ParseResetLine(line []byte) (ResetLine, error) {
+	f := bytes.Fields(line)
+	if len(f) != 5 || string(f[0]) != "RESET" {
+		return ResetLine{}, errorf("server line", ErrSyntax, "%.60q", line)
+	}
+	var v [4]uint64
+	for i := range v {
+		n, ok := parseUint(f[i+1])
+		if !ok || (i%2 == 0 && n > 1<<32-1) {
+			return ResetLine{}, errorf("server line", ErrSyntax, "%.60q", line)
+		}
+		v[i] = n
+	}
+	return ResetLine{Epoch: uint32(v[0]), Seq: v[1], Prev: uint32(v[2]), PrevLast: v[3]}, nil
 }
 
 // AppendTimeLine appends the child's answer to TIME: "TIME t0 t1 t2\n".
@@ -196,6 +247,7 @@ const (
 	LineErr              // "ERR CODE reason"
 	LinePong             // "PONG"
 	LineTime             // "TIME t0 t1 t2"
+	LineReset            // "RESET epoch seq prev prevLast"
 )
 
 // KindOf classifies a server line without decoding it.
@@ -209,19 +261,24 @@ func KindOf(line []byte) LineKind {
 		return LinePong
 	case bytes.HasPrefix(line, []byte("TIME ")):
 		return LineTime
+	case bytes.HasPrefix(line, []byte("RESET ")):
+		return LineReset
 	case len(line) > 3 && line[2] == ' ' && typeOfCode(line[:2]) != 0:
 		return LineFrame
 	}
 	return LineUnknown
 }
 
-// ParseOK parses "OK <verb> [sym] [seq]".
+// ParseOK parses "OK <verb> [sym] [seq [epoch]]" (OKEpoch gives the epoch).
 func ParseOK(line []byte) (verb string, sym string, seq uint64, err error) {
 	f := bytes.Fields(line)
 	if len(f) < 3 || string(f[0]) != "OK" {
 		return "", "", 0, errorf("server line", ErrSyntax, "%.40q", line)
 	}
 	verb = string(f[1])
+	if n := len(f); (verb == CmdResume && n == 4 || verb == CmdSub && n == 5) && okEpoch(f[n-1]) {
+		f = f[:n-1]
+	}
 	switch {
 	case verb == CmdResume && len(f) == 3:
 		seq, ok := parseUint(f[2])
@@ -239,6 +296,21 @@ func ParseOK(line []byte) (verb string, sym string, seq uint64, err error) {
 		return verb, string(f[2]), seq, nil
 	}
 	return "", "", 0, errorf("server line", ErrSyntax, "%.40q", line)
+}
+
+// OKEpoch is the epoch an "OK SUB" or "OK RESUME" line names (0: none).
+func OKEpoch(line []byte) uint32 {
+	f := bytes.Fields(line)
+	if n := len(f); n >= 4 && string(f[0]) == "OK" && (string(f[1]) == CmdResume && n == 4 || string(f[1]) == CmdSub && n == 5) && okEpoch(f[n-1]) {
+		e, _ := parseUint(f[n-1])
+		return uint32(e)
+	}
+	return 0
+}
+
+func okEpoch(b []byte) bool {
+	e, ok := parseUint(b)
+	return ok && e <= 1<<32-1
 }
 
 // ParseTimeLine parses "TIME t0 t1 t2".

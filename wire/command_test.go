@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -26,7 +27,8 @@ func TestParseCommand(t *testing.T) {
 		{"UNSUB 00700", Command{Verb: CmdUnsub, Symbols: syms("00700")}},
 		{"UNSUB * 1", Command{Verb: CmdUnsub, Symbols: syms("*", "1")}},
 		{"RESUME 1 00700", Command{Verb: CmdResume, Seq: 1, Symbols: syms("00700")}},
-		{"RESUME 18446744073709551615 a b", Command{Verb: CmdResume, Seq: 1<<64 - 1, Symbols: syms("a", "b")}},
+		{"RESUME 4294967295 a b", Command{Verb: CmdResume, Seq: 1<<32 - 1, Symbols: syms("a", "b")}},
+		{"RESUME 7:4294967295 a", Command{Verb: CmdResume, Seq: 1<<32 - 1, Epoch: 7, Symbols: syms("a")}},
 		{"PING", Command{Verb: CmdPing}},
 		{"PING ", Command{Verb: CmdPing}},
 		{"TIME 0", Command{Verb: CmdTime}},
@@ -171,15 +173,18 @@ func TestOKLines(t *testing.T) {
 		seq  uint64
 		line string
 	}{
-		{CmdSub, []byte("00700"), 42, "OK SUB 00700 42\n"},
-		{CmdSub, []byte("*"), 0, "OK SUB * 0\n"},
+		{CmdSub, []byte("00700"), 42, "OK SUB 00700 42 9\n"},
+		{CmdSub, []byte("*"), 0, "OK SUB * 0 9\n"},
 		{CmdUnsub, []byte("00700"), 0, "OK UNSUB 00700\n"},
 		{CmdUnsub, []byte("00700"), 99, "OK UNSUB 00700\n"},
-		{CmdResume, nil, 1<<64 - 1, "OK RESUME 18446744073709551615\n"},
+		{CmdResume, nil, 1<<64 - 1, "OK RESUME 18446744073709551615 9\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
-			line := AppendOK([]byte("x"), tt.verb, tt.sym, tt.seq)[1:]
+			line := AppendOK([]byte("x"), tt.verb, tt.sym, tt.seq, 9)[1:]
+			if e := OKEpoch(line); (e == 9) != (tt.verb != CmdUnsub) {
+				t.Fatalf("OKEpoch = %d", e)
+			}
 			if string(line) != tt.line {
 				t.Fatalf("AppendOK = %q", line)
 			}
@@ -198,8 +203,8 @@ func TestOKLines(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"", "OK", "OK SUB", "OK SUB x", "OK SUB x y", "OK SUB x 1 2", "OK UNSUB", "OK UNSUB x 1",
-		"OK RESUME", "OK RESUME x", "OK RESUME 1 2", "OK PING x", "ERR SUB x 1", "ok SUB x 1", "OK SUB x -1"} {
+	for _, bad := range []string{"", "OK", "OK SUB", "OK SUB x", "OK SUB x y", "OK SUB x 1 2 3", "OK SUB x 1 4294967296", "OK UNSUB", "OK UNSUB x 1",
+		"OK RESUME", "OK RESUME x", "OK RESUME 1 2 3", "OK PING x", "ERR SUB x 1", "ok SUB x 1", "OK SUB x -1"} {
 		_, _, _, err := ParseOK([]byte(bad))
 		wantErr(t, err, ErrSyntax)
 	}
@@ -280,6 +285,41 @@ func TestValidSymbol(t *testing.T) {
 	for _, s := range []string{"", "**", " ", "a b", "a*", "é", strings.Repeat("z", MaxSymbolLen+1)} {
 		if ValidSymbol([]byte(s)) {
 			t.Errorf("%q accepted", s)
+		}
+	}
+}
+
+func TestResetLine(t *testing.T) {
+	r := ResetLine{Epoch: 1<<32 - 1, Seq: 1, Prev: 7, PrevLast: 12345}
+	line := AppendResetLine(nil, r)
+	if string(line) != "RESET 4294967295 1 7 12345\n" || KindOf(line) != LineReset {
+		t.Fatalf("%q", line)
+	}
+	if got, err := ParseResetLine(line); err != nil || got != r {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for _, bad := range []string{"RESET", "RESET 1 2 3", "RESET 1 2 3 x", "RESET 4294967296 1 1 1", "RESET 1 2 3 4 5"} {
+		if _, err := ParseResetLine([]byte(bad)); err == nil {
+			t.Fatalf("%q parsed", bad)
+		}
+	}
+	// An old-style OK (no epoch) still parses, with epoch 0.
+	if v, s, seq, err := ParseOK([]byte("OK SUB 00001 42")); err != nil || v != CmdSub || s != "00001" || seq != 42 || OKEpoch([]byte("OK SUB 00001 42")) != 0 {
+		t.Fatal(v, s, seq, err)
+	}
+}
+
+func TestResumeEpoch(t *testing.T) {
+	c, err := ParseCommand([]byte("RESUME 2026120701:42 00001"), nil)
+	if err != nil || c.Epoch != 2026120701 || c.Seq != 42 || len(c.Symbols) != 1 {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if c, err := ParseCommand([]byte("RESUME 42 00001"), nil); err != nil || c.Epoch != 0 || c.Seq != 42 {
+		t.Fatalf("%+v %v", c, err)
+	}
+	for _, bad := range []string{"RESUME :42 1", "RESUME 0:42 1", "RESUME 4294967296:1 1", "RESUME 1: 1", "RESUME 1:0 1", "RESUME 4294967296 1", "RESUME 1:2:3 1"} {
+		if _, err := ParseCommand([]byte(bad), nil); !errors.Is(err, ErrSyntax) {
+			t.Fatalf("%q: %v", bad, err)
 		}
 	}
 }

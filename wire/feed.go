@@ -23,7 +23,15 @@ const (
 	TypeLogon      uint16 = 1
 	TypeLogonReply uint16 = 2
 	TypeHeartbeat  uint16 = 3
+	// TypeSequenceReset (HKEX OMD's 100): the exchange starts a new epoch;
+	// its items are numbered from NextSeq on.
+	TypeSequenceReset uint16 = 100
 )
+
+// isSessionType reports whether t is a session message (carried at seq 0).
+func isSessionType(t uint16) bool {
+	return t == TypeLogon || t == TypeLogonReply || t == TypeHeartbeat || t == TypeSequenceReset
+}
 
 // Logon reply status codes.
 const (
@@ -100,8 +108,7 @@ func ParseFeedBody(body []byte) (FeedHeader, error) {
 	if err := checkMsgSize(h.MsgType, int(h.MsgSize)-MsgHeaderSize, body[MinFeedBody:]); err != nil {
 		return h, err
 	}
-	isSession := h.MsgType == TypeLogon || h.MsgType == TypeLogonReply || h.MsgType == TypeHeartbeat
-	if isSession != (h.Seq == 0) {
+	if isSessionType(h.MsgType) != (h.Seq == 0) {
 		return h, errorf("feed frame", ErrStamps, "type %d with seq %d", h.MsgType, h.Seq)
 	}
 	return h, nil
@@ -126,9 +133,12 @@ func appendFeedHeader(dst []byte, seq uint64, sendTime int64, msgType uint16, nf
 type Logon struct {
 	User, Password string // at most 16 bytes each
 	StartSeq       uint64 // first sequence wanted; 0 means "from the live edge"
+	// Epoch is the session StartSeq belongs to (0: none yet, a fresh
+	// client). An exchange past it answers with its own epoch.
+	Epoch uint32
 }
 
-const logonFields = 16 + 16 + 8
+const logonFields = 16 + 16 + 8 + 4
 
 // AppendLogon appends a Logon frame. Longer user or password are cut to 16 B.
 func AppendLogon(dst []byte, l Logon) []byte {
@@ -136,6 +146,7 @@ func AppendLogon(dst []byte, l Logon) []byte {
 	copy(f[0:16], l.User)
 	copy(f[16:32], l.Password)
 	binary.LittleEndian.PutUint64(f[32:], l.StartSeq)
+	binary.LittleEndian.PutUint32(f[40:], l.Epoch)
 	return AppendFeedFrame(dst, 0, 0, TypeLogon, f[:])
 }
 
@@ -153,6 +164,7 @@ func ParseLogon(body []byte) (Logon, error) {
 		User:     strings.TrimRight(string(f[0:16]), "\x00 "),
 		Password: strings.TrimRight(string(f[16:32]), "\x00 "),
 		StartSeq: binary.LittleEndian.Uint64(f[32:]),
+		Epoch:    binary.LittleEndian.Uint32(f[40:]),
 	}, nil
 }
 
@@ -160,18 +172,23 @@ func ParseLogon(body []byte) (Logon, error) {
 type LogonReply struct {
 	Status  uint16
 	NextSeq uint64 // first seq the stream will carry (status OK), or the oldest served
+	Epoch   uint32 // the epoch the stream carries (or, refused, the exchange's)
 	Reason  string
 }
+
+// logonReplyFields is the fixed part of a LogonReply, before its reason.
+const logonReplyFields = 2 + 8 + 4
 
 // AppendLogonReply appends a LogonReply frame; Reason is cut to fit.
 func AppendLogonReply(dst []byte, r LogonReply) []byte {
 	reason := r.Reason
-	if max := MaxFeedBody - MinFeedBody - 10; len(reason) > max {
+	if max := MaxFeedBody - MinFeedBody - logonReplyFields; len(reason) > max {
 		reason = reason[:max]
 	}
-	f := make([]byte, 10, 10+len(reason))
+	f := make([]byte, logonReplyFields, logonReplyFields+len(reason))
 	binary.LittleEndian.PutUint16(f, r.Status)
 	binary.LittleEndian.PutUint64(f[2:], r.NextSeq)
+	binary.LittleEndian.PutUint32(f[10:], r.Epoch)
 	return AppendFeedFrame(dst, 0, 0, TypeLogonReply, append(f, reason...))
 }
 
@@ -188,7 +205,8 @@ func ParseLogonReply(body []byte) (LogonReply, error) {
 	return LogonReply{
 		Status:  binary.LittleEndian.Uint16(f),
 		NextSeq: binary.LittleEndian.Uint64(f[2:]),
-		Reason:  string(f[10:]),
+		Epoch:   binary.LittleEndian.Uint32(f[10:]),
+		Reason:  string(f[logonReplyFields:]),
 	}, nil
 }
 
@@ -202,4 +220,28 @@ func AppendHeartbeat(dst []byte, nextSeq uint64, sendTime int64) []byte {
 // HeartbeatNextSeq returns the next sequence a heartbeat body announces.
 func HeartbeatNextSeq(body []byte) uint64 {
 	return binary.LittleEndian.Uint64(body[MinFeedBody:])
+}
+
+// SequenceReset is the exchange's announcement of a new epoch: the items
+// after it are Epoch's, numbered from NextSeq.
+type SequenceReset struct {
+	Epoch   uint32
+	NextSeq uint64
+}
+
+const sequenceResetFields = 4 + 8
+
+// AppendSequenceReset appends a Sequence Reset frame.
+func AppendSequenceReset(dst []byte, r SequenceReset, sendTime int64) []byte {
+	var f [sequenceResetFields]byte
+	binary.LittleEndian.PutUint32(f[:], r.Epoch)
+	binary.LittleEndian.PutUint64(f[4:], r.NextSeq)
+	return AppendFeedFrame(dst, 0, sendTime, TypeSequenceReset, f[:])
+}
+
+// ParseSequenceReset decodes the fields of a Sequence Reset body (one
+// NextFeedFrame returned, of that type).
+func ParseSequenceReset(body []byte) SequenceReset {
+	f := body[MinFeedBody:]
+	return SequenceReset{Epoch: binary.LittleEndian.Uint32(f), NextSeq: binary.LittleEndian.Uint64(f[4:])}
 }

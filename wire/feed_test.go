@@ -39,7 +39,7 @@ func TestFeedFrameRoundTrip(t *testing.T) {
 	}{
 		{"heartbeat", 0, 1, TypeHeartbeat, make([]byte, 8)},
 		{"logon", 0, 0, TypeLogon, make([]byte, logonFields)},
-		{"logon reply min", 0, -1, TypeLogonReply, make([]byte, 10)},
+		{"logon reply min", 0, -1, TypeLogonReply, make([]byte, logonReplyFields)},
 		{"logon reply max", 0, 0, TypeLogonReply, make([]byte, MaxFeedBody-MinFeedBody)},
 		{"status", 1, 1 << 62, TypeSecurityStatus, make([]byte, sizeSecurityStatus)},
 		{"nominal max seq", 1<<64 - 1, -1 << 63, TypeNominalPrice, make([]byte, sizeNominalPrice)},
@@ -100,7 +100,7 @@ func TestFeedFrameBad(t *testing.T) {
 		{"type zero", rawFeedFrame(len(okBody), feedBody(1, 0, 12, make([]byte, 8))), ErrUnknownType},
 		{"data with seq 0", rawFeedFrame(len(okBody), feedBody(0, TypeNominalPrice, 12, make([]byte, 8))), ErrStamps},
 		{"session with seq", rawFeedFrame(28, feedBody(3, TypeHeartbeat, 12, make([]byte, 8))), ErrStamps},
-		{"logon reply short", rawFeedFrame(29, feedBody(0, TypeLogonReply, 13, make([]byte, 9))), ErrTruncated},
+		{"logon reply short", rawFeedFrame(33, feedBody(0, TypeLogonReply, 17, make([]byte, 13))), ErrTruncated},
 		{"book header short", rawFeedFrame(27, feedBody(1, TypeAggregateBook, 11, make([]byte, 7))), ErrTruncated},
 		{"book too many entries", rawFeedFrame(MinFeedBody+len(book21), feedBody(1, TypeAggregateBook, 4+len(book21), book21)), ErrTooLarge},
 		{"book entries missing", rawFeedFrame(MinFeedBody+len(book2short), feedBody(1, TypeAggregateBook, 4+len(book2short), book2short)), ErrTruncated},
@@ -149,6 +149,7 @@ func TestLogon(t *testing.T) {
 	}{
 		{"plain", Logon{User: "alice", Password: "s3cret", StartSeq: 1}, Logon{User: "alice", Password: "s3cret", StartSeq: 1}},
 		{"empty live edge", Logon{}, Logon{}},
+		{"epoch", Logon{User: "a", StartSeq: 9, Epoch: 1<<32 - 1}, Logon{User: "a", StartSeq: 9, Epoch: 1<<32 - 1}},
 		{"exact 16", Logon{User: strings.Repeat("u", 16), Password: strings.Repeat("p", 16), StartSeq: 1<<64 - 1},
 			Logon{User: strings.Repeat("u", 16), Password: strings.Repeat("p", 16), StartSeq: 1<<64 - 1}},
 		{"cut to 16", Logon{User: strings.Repeat("u", 20), Password: strings.Repeat("p", 17)},
@@ -185,10 +186,11 @@ func TestLogonReply(t *testing.T) {
 		want LogonReply
 	}{
 		{"ok", LogonReply{Status: LogonOK, NextSeq: 1}, LogonReply{Status: LogonOK, NextSeq: 1}},
+		{"epoch", LogonReply{Status: LogonOK, NextSeq: 7, Epoch: 2026120701}, LogonReply{Status: LogonOK, NextSeq: 7, Epoch: 2026120701}},
 		{"bad auth", LogonReply{Status: LogonBadAuth, Reason: "bad password"}, LogonReply{Status: LogonBadAuth, Reason: "bad password"}},
 		{"unavailable", LogonReply{Status: LogonUnavailable, NextSeq: 1<<64 - 1, Reason: "gone"}, LogonReply{Status: LogonUnavailable, NextSeq: 1<<64 - 1, Reason: "gone"}},
 		{"malformed", LogonReply{Status: LogonMalformed, Reason: "x\x00y"}, LogonReply{Status: LogonMalformed, Reason: "x\x00y"}},
-		{"reason cut", LogonReply{Status: 0xffff, Reason: long}, LogonReply{Status: 0xffff, Reason: long[:MaxFeedBody-MinFeedBody-10]}},
+		{"reason cut", LogonReply{Status: 0xffff, Reason: long}, LogonReply{Status: 0xffff, Reason: long[:MaxFeedBody-MinFeedBody-logonReplyFields]}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -376,5 +378,33 @@ func TestFeedStream(t *testing.T) {
 				t.Fatalf("chunk %d msg %d differs", chunk, i)
 			}
 		}
+	}
+}
+
+func TestSequenceReset(t *testing.T) {
+	for _, r := range []SequenceReset{{Epoch: 1, NextSeq: 1}, {Epoch: 2026120702, NextSeq: MaxSeq}} {
+		frame := AppendSequenceReset(nil, r, 42)
+		body := checkFeedSplits(t, frame)
+		h, err := ParseFeedBody(body)
+		if err != nil || h.MsgType != TypeSequenceReset || h.Seq != 0 || h.SendTime != 42 {
+			t.Fatalf("%+v: header %+v %v", r, h, err)
+		}
+		if got := ParseSequenceReset(body); got != r {
+			t.Fatalf("got %+v, want %+v", got, r)
+		}
+	}
+	// A reset is a session message: at seq 0 only, of its exact size.
+	if _, err := ParseFeedBody(feedBody(5, TypeSequenceReset, 16, make([]byte, 12))); !errors.Is(err, ErrStamps) {
+		t.Fatalf("reset at seq 5: %v", err)
+	}
+	if _, err := ParseFeedBody(feedBody(0, TypeSequenceReset, 15, make([]byte, 11))); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("short reset: %v", err)
+	}
+}
+
+func TestPos(t *testing.T) {
+	p := Pos(7, 9)
+	if PosEpoch(p) != 7 || PosSeq(p) != 9 || Pos(7, MaxSeq) >= Pos(8, 1) || Pos(7, 9)+1 != Pos(7, 10) {
+		t.Fatalf("positions: %x", p)
 	}
 }

@@ -39,6 +39,8 @@ func feedSeeds(f *testing.F) {
 	f.Add(AppendLogon(nil, Logon{User: "u", Password: "p", StartSeq: 5}))
 	f.Add(AppendLogonReply(nil, LogonReply{Status: LogonBadAuth, NextSeq: 3, Reason: "no"}))
 	f.Add(AppendHeartbeat(nil, 9, 9))
+	f.Add(AppendSequenceReset(nil, SequenceReset{Epoch: 3, NextSeq: 1}, 9))
+	f.Add(AppendLogon(nil, Logon{StartSeq: 5, Epoch: 2}))
 	f.Add([]byte{})
 	f.Add([]byte{0, 0})
 	f.Add([]byte{0xff, 0xff})
@@ -86,6 +88,11 @@ func roundTripFeedBody(t *testing.T, body []byte) {
 		}
 		if !bytes.Equal(b2, body) { // a heartbeat has no filler: bytes match
 			t.Fatalf("heartbeat %x -> %x", body, b2)
+		}
+	case TypeSequenceReset:
+		b2, _, err := NextFeedFrame(AppendSequenceReset(nil, ParseSequenceReset(body), h.SendTime))
+		if err != nil || !bytes.Equal(b2, body) {
+			t.Fatalf("sequence reset %x -> %x %v", body, b2, err)
 		}
 	default:
 		var m, m2 Msg
@@ -173,8 +180,9 @@ func relaySeeds(f *testing.F) {
 	add(AppendTimeReply(nil, 1, 2, 3))
 	add(AppendRelayError(nil, RelayErr{Code: CodeSlow, Seq: 4, Reason: "slow"}))
 	add(emptyBatch(0))
+	add(AppendReset(nil, Reset{Epoch: 9, Seq: 1, Prev: 8, PrevLast: 77}))
 	add(batchOf(100, []uint64{5, 6, 7}, []int64{1, 2, 3}))
-	b, at := BeginBatch(nil, 1<<62)
+	b, at := BeginBatch(nil, 0, 1<<62)
 	for i, m := range sampleMsgs() {
 		frame, _ := AppendMsgFrame(nil, uint64(i+1), int64(i), &m)
 		b = AppendRelayItem(b, int64(i), frame[FeedLenSize:])
@@ -184,21 +192,21 @@ func relaySeeds(f *testing.F) {
 	f.Add(batchOf(100, []uint64{5, 7}, []int64{1, 2}))
 	f.Add(batchOf(1, []uint64{5}, []int64{2}))
 	f.Add([]byte{0, 0, 0, 0})
-	f.Add([]byte{1, 0, 0, 0, 'Z'})
+	f.Add([]byte{1, 0, 0, 0, 'Q'})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 }
 
 // readBatch returns the items of a batch payload, copying nothing.
-func readBatch(p []byte) (rootSend int64, items []Item, err error) {
+func readBatch(p []byte) (rootSend int64, epoch uint32, items []Item, err error) {
 	var r BatchReader
 	r.Reset(p)
 	for r.Next() {
 		items = append(items, r.Item)
 	}
 	if r.Err() == nil && len(items) != r.Count {
-		return 0, nil, errors.New("count mismatch without error")
+		return 0, 0, nil, errors.New("count mismatch without error")
 	}
-	return r.RootSend, items, r.Err()
+	return r.RootSend, r.Epoch, items, r.Err()
 }
 
 func FuzzNextRelayFrame(f *testing.F) {
@@ -230,13 +238,15 @@ func FuzzNextRelayFrame(f *testing.F) {
 				re = AppendTimeReply(nil, t0, t1, t2)
 			case RelayError:
 				re = AppendRelayError(nil, ParseRelayError(p))
+			case RelayReset:
+				re = AppendReset(nil, ParseReset(p))
 			case RelayBatch:
-				rootSend, items, err := readBatch(p)
+				rootSend, epoch, items, err := readBatch(p)
 				if err != nil {
 					checkDecodeErr(t, 0, err)
 					break
 				}
-				b, at := BeginBatch(nil, rootSend)
+				b, at := BeginBatch(nil, epoch, rootSend)
 				for _, it := range items {
 					b = AppendRelayItem(b, it.RootRecv, it.Body)
 				}
@@ -271,7 +281,7 @@ func FuzzBatchReader(f *testing.F) {
 	f.Add(batchOf(1, []uint64{5}, []int64{2})[RelayLenSize+1:])
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		rootSend, items, err := readBatch(p)
+		rootSend, _, items, err := readBatch(p)
 		// NextRecv walks the same items (or, past what Next rejects, more).
 		var r BatchReader
 		r.Reset(p)
@@ -296,7 +306,7 @@ func FuzzBatchReader(f *testing.F) {
 				t.Fatalf("item %d breaks the batch invariants: %+v", i, it)
 			}
 		}
-		b, at := BeginBatch(nil, rootSend)
+		b, at := BeginBatch(nil, 0, rootSend)
 		for _, it := range items {
 			b = AppendRelayItem(b, it.RootRecv, it.Body)
 		}
@@ -387,7 +397,7 @@ func FuzzParseCommand(f *testing.F) {
 				if verb != CmdResume {
 					s = []byte(sym)
 				}
-				v2, sym2, seq2, err := ParseOK(AppendOK(nil, verb, s, seq))
+				v2, sym2, seq2, err := ParseOK(AppendOK(nil, verb, s, seq, 3))
 				if err != nil || v2 != verb || sym2 != sym || seq2 != seq {
 					t.Fatalf("OK line %q: %q %q %d %v", line, v2, sym2, seq2, err)
 				}

@@ -106,12 +106,14 @@ func checkMsgSize(t uint16, n int, fields []byte) error {
 	case TypeLogon:
 		want = sizeLogon
 	case TypeLogonReply:
-		if n < 10 {
-			return errorf("feed frame", ErrTruncated, "logon reply fields %d < 10", n)
+		if n < logonReplyFields {
+			return errorf("feed frame", ErrTruncated, "logon reply fields %d < %d", n, logonReplyFields)
 		}
 		return nil
 	case TypeHeartbeat:
 		want = 8
+	case TypeSequenceReset:
+		want = sequenceResetFields
 	case TypeSecurityDefinition:
 		want = sizeSecurityDefinition
 	case TypeSecurityStatus:

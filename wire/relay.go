@@ -12,6 +12,8 @@ const (
 	RelayTimeReq   byte = 'T'
 	RelayTimeReply byte = 'R'
 	RelayError     byte = 'E'
+	// RelayReset: the epoch changed; the batches after it carry the new one.
+	RelayReset byte = 'Z'
 )
 
 const (
@@ -19,8 +21,9 @@ const (
 	RelayLenSize = 4
 	// MaxRelayFrame bounds a relay frame (type + payload).
 	MaxRelayFrame = 4 << 20
-	// RelayBatchHeader is the frame prefix, type, rootSend and count.
-	RelayBatchHeader = RelayLenSize + 1 + 8 + 4
+	// RelayBatchHeader is the frame prefix, type, rootSend, count and epoch.
+	RelayBatchHeader = RelayLenSize + 1 + batchFields
+	batchFields      = 8 + 4 + 4
 	// RelayItemHeader is rootRecv i64 + bodyLen u16 before each body.
 	RelayItemHeader = 8 + 2
 	// MaxRelayItem is the largest encoded item.
@@ -83,9 +86,11 @@ func NextRelayFrame(buf []byte) (typ byte, payload []byte, n int, err error) {
 func relayPayloadMin(typ byte) int {
 	switch typ {
 	case RelayHello:
-		return 8
-	case RelayBatch:
 		return 12
+	case RelayBatch:
+		return batchFields
+	case RelayReset:
+		return resetFields
 	case RelayHeartbeat:
 		return 16
 	case RelayTimeReq:
@@ -103,23 +108,51 @@ func appendRelayHeader(dst []byte, typ byte, payload int) []byte {
 	return append(dst, typ)
 }
 
-// Hello asks the root for every item from FromSeq on; FromSeq 0 asks for
-// the live edge (the root's head + 1).
+// Hello asks the root for every item from FromSeq of Epoch on. Epoch 0
+// asks for the root's current epoch; FromSeq 0 (with Epoch 0) for the live
+// edge (the root's head + 1).
 type Hello struct {
 	FromSeq uint64
+	Epoch   uint32
 	Name    string
 }
 
 // AppendHello appends a Hello frame.
 func AppendHello(dst []byte, h Hello) []byte {
-	dst = appendRelayHeader(dst, RelayHello, 8+len(h.Name))
+	dst = appendRelayHeader(dst, RelayHello, 12+len(h.Name))
 	dst = binary.LittleEndian.AppendUint64(dst, h.FromSeq)
+	dst = binary.LittleEndian.AppendUint32(dst, h.Epoch)
 	return append(dst, h.Name...)
 }
 
 // ParseHello decodes a Hello payload.
 func ParseHello(p []byte) Hello {
-	return Hello{FromSeq: binary.LittleEndian.Uint64(p), Name: string(p[8:])}
+	return Hello{FromSeq: binary.LittleEndian.Uint64(p), Epoch: binary.LittleEndian.Uint32(p[8:]), Name: string(p[12:])}
+}
+
+// Reset tells a child the epoch changed: Prev ended at PrevLast (the last
+// seq the root holds of it), and the items after this frame are Epoch's,
+// from Seq on.
+type Reset struct {
+	Epoch, Prev   uint32
+	Seq, PrevLast uint64
+}
+
+const resetFields = 4 + 8 + 4 + 8
+
+// AppendReset appends a Reset frame.
+func AppendReset(dst []byte, r Reset) []byte {
+	dst = appendRelayHeader(dst, RelayReset, resetFields)
+	dst = binary.LittleEndian.AppendUint32(dst, r.Epoch)
+	dst = binary.LittleEndian.AppendUint64(dst, r.Seq)
+	dst = binary.LittleEndian.AppendUint32(dst, r.Prev)
+	return binary.LittleEndian.AppendUint64(dst, r.PrevLast)
+}
+
+// ParseReset decodes a Reset payload.
+func ParseReset(p []byte) Reset {
+	le := binary.LittleEndian
+	return Reset{Epoch: le.Uint32(p), Seq: le.Uint64(p[4:]), Prev: le.Uint32(p[12:]), PrevLast: le.Uint64(p[16:])}
 }
 
 // AppendHeartbeatFrame appends a relay heartbeat.
@@ -189,12 +222,14 @@ func AppendRelayItem(dst []byte, rootRecv int64, body []byte) []byte {
 }
 
 // BeginBatch appends a batch header with a zero count and returns the
-// offset of the header, to be finished by EndBatch after appending items.
-func BeginBatch(dst []byte, rootSend int64) ([]byte, int) {
+// offset of the header, to be finished by EndBatch after appending items
+// (all of epoch).
+func BeginBatch(dst []byte, epoch uint32, rootSend int64) ([]byte, int) {
 	at := len(dst)
-	dst = appendRelayHeader(dst, RelayBatch, 12)
+	dst = appendRelayHeader(dst, RelayBatch, batchFields)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(rootSend))
-	return binary.LittleEndian.AppendUint32(dst, 0), at
+	dst = binary.LittleEndian.AppendUint32(dst, 0)
+	return binary.LittleEndian.AppendUint32(dst, epoch), at
 }
 
 // EndBatch fixes the length and count of the batch begun at offset at.
@@ -218,6 +253,7 @@ type Item struct {
 type BatchReader struct {
 	RootSend int64
 	Count    int
+	Epoch    uint32 // of every item
 	Item     Item
 	rest     []byte
 	seen     int
@@ -227,13 +263,14 @@ type BatchReader struct {
 // Reset starts reading a batch payload (as returned by NextRelayFrame).
 func (r *BatchReader) Reset(p []byte) {
 	*r = BatchReader{}
-	if len(p) < 12 {
-		r.err = errorf("relay batch", ErrTruncated, "payload %d < 12", len(p))
+	if len(p) < batchFields {
+		r.err = errorf("relay batch", ErrTruncated, "payload %d < %d", len(p), batchFields)
 		return
 	}
 	r.RootSend = int64(binary.LittleEndian.Uint64(p))
 	r.Count = int(binary.LittleEndian.Uint32(p[8:]))
-	r.rest = p[12:]
+	r.Epoch = binary.LittleEndian.Uint32(p[12:])
+	r.rest = p[batchFields:]
 }
 
 // Next decodes the next item into r.Item; false at the end or on error.
@@ -267,6 +304,8 @@ func (r *BatchReader) Next() bool {
 	switch {
 	case h.Seq == 0:
 		r.err = errorf("relay batch", ErrStamps, "item %d is a session message", r.seen)
+	case h.Seq > MaxSeq:
+		r.err = errorf("relay batch", ErrStamps, "seq %d beyond an epoch's %d", h.Seq, uint64(MaxSeq))
 	case r.seen > 0 && h.Seq != r.Item.Seq+1:
 		r.err = errorf("relay batch", ErrStamps, "seq %d after %d", h.Seq, r.Item.Seq)
 	case recv > r.RootSend:

@@ -39,9 +39,14 @@ func TestRelayControlFrames(t *testing.T) {
 				t.Fatalf("%+v", h)
 			}
 		}},
-		{"hello no name", AppendHello(nil, Hello{FromSeq: 1<<64 - 1}), RelayHello, func(t *testing.T, p []byte) {
-			if h := ParseHello(p); h != (Hello{FromSeq: 1<<64 - 1}) {
+		{"hello no name", AppendHello(nil, Hello{FromSeq: 1<<64 - 1, Epoch: 1<<32 - 1}), RelayHello, func(t *testing.T, p []byte) {
+			if h := ParseHello(p); h != (Hello{FromSeq: 1<<64 - 1, Epoch: 1<<32 - 1}) {
 				t.Fatalf("%+v", h)
+			}
+		}},
+		{"reset", AppendReset(nil, Reset{Epoch: 5, Seq: 1, Prev: 4, PrevLast: 1 << 40}), RelayReset, func(t *testing.T, p []byte) {
+			if r := ParseReset(p); r != (Reset{Epoch: 5, Seq: 1, Prev: 4, PrevLast: 1 << 40}) {
+				t.Fatalf("%+v", r)
 			}
 		}},
 		{"heartbeat", AppendHeartbeatFrame(nil, 1<<64-1, -1<<63), RelayHeartbeat, func(t *testing.T, p []byte) {
@@ -96,7 +101,7 @@ func TestRelayControlFrames(t *testing.T) {
 }
 
 func emptyBatch(rootSend int64) []byte {
-	b, at := BeginBatch(nil, rootSend)
+	b, at := BeginBatch(nil, 0, rootSend)
 	return EndBatch(b, at, 0)
 }
 
@@ -114,7 +119,7 @@ func TestRelayFrameBad(t *testing.T) {
 		{"zero length", []byte{0, 0, 0, 0, 'H'}, ErrEmpty},
 		{"over limit", binary.LittleEndian.AppendUint32(nil, MaxRelayFrame+1), ErrTooLarge},
 		{"max u32", []byte{0xff, 0xff, 0xff, 0xff}, ErrTooLarge},
-		{"unknown type", rawRelay(9, 'Z', make([]byte, 8)), ErrUnknownType},
+		{"unknown type", rawRelay(9, 'Q', make([]byte, 8)), ErrUnknownType},
 		{"type zero", rawRelay(1, 0, nil), ErrUnknownType},
 		{"hello short", rawRelay(8, RelayHello, make([]byte, 7)), ErrTruncated},
 		{"batch short", rawRelay(12, RelayBatch, make([]byte, 11)), ErrTruncated},
@@ -142,7 +147,7 @@ func TestRelayFrameBad(t *testing.T) {
 
 // batchOf builds a batch frame of items with the given seqs and stamps.
 func batchOf(rootSend int64, seqs []uint64, recvs []int64) []byte {
-	b, at := BeginBatch([]byte("xx"), rootSend)
+	b, at := BeginBatch([]byte("xx"), 0, rootSend)
 	for i, seq := range seqs {
 		m := Msg{Type: TypeTrade, Security: uint32(seq), Price: int32(seq)}
 		frame, _ := AppendMsgFrame(nil, seq, int64(seq)*10, &m)
@@ -154,7 +159,7 @@ func batchOf(rootSend int64, seqs []uint64, recvs []int64) []byte {
 func TestBatch(t *testing.T) {
 	msgs := sampleMsgs()
 	var bodies [][]byte
-	buf, at := BeginBatch(make([]byte, 0, 64<<10), 1000)
+	buf, at := BeginBatch(make([]byte, 0, 64<<10), 0, 1000)
 	for i := range msgs {
 		frame, _ := AppendMsgFrame(nil, uint64(100+i), int64(i), &msgs[i])
 		bodies = append(bodies, frame[FeedLenSize:])
@@ -225,13 +230,13 @@ func TestBatchReaderBad(t *testing.T) {
 		}
 		return p
 	}
-	session, at := BeginBatch(nil, 10)
+	session, at := BeginBatch(nil, 0, 10)
 	session = AppendRelayItem(session, 1, AppendHeartbeat(nil, 3, 0)[FeedLenSize:])
 	session = EndBatch(session, at, 1)
-	badBody, at := BeginBatch(nil, 10)
+	badBody, at := BeginBatch(nil, 0, 10)
 	badBody = AppendRelayItem(badBody, 1, bytes.Repeat([]byte{7}, 30))
 	badBody = EndBatch(badBody, at, 1)
-	emptyBody, at := BeginBatch(nil, 10)
+	emptyBody, at := BeginBatch(nil, 0, 10)
 	emptyBody = AppendRelayItem(emptyBody, 1, nil)
 	emptyBody = EndBatch(emptyBody, at, 1)
 
@@ -241,7 +246,7 @@ func TestBatchReaderBad(t *testing.T) {
 		items int // items read before the error
 		kind  error
 	}{
-		{"payload short", goodP[:11], 0, ErrTruncated},
+		{"payload short", goodP[:15], 0, ErrTruncated},
 		{"nil payload", nil, 0, ErrTruncated},
 		{"gap in seqs", payload(batchOf(100, []uint64{5, 6, 8}, []int64{1, 2, 3})), 2, ErrStamps},
 		{"seq repeats", payload(batchOf(100, []uint64{5, 5}, []int64{1, 2})), 1, ErrStamps},
@@ -257,9 +262,9 @@ func TestBatchReaderBad(t *testing.T) {
 		{"count zero with items", setCount(goodP, 0), 0, ErrTruncated},
 	}
 	// Cutting the good payload anywhere inside the items is truncation.
-	for cut := 13; cut < len(goodP); cut++ {
+	for cut := batchFields + 1; cut < len(goodP); cut++ {
 		itemsBefore := 0
-		for off, i := 12, 0; i < 3; i++ {
+		for off, i := batchFields, 0; i < 3; i++ {
 			off += RelayItemHeader + int(binary.LittleEndian.Uint16(goodP[off+8:]))
 			if off <= cut {
 				itemsBefore++

@@ -24,7 +24,10 @@ type Batch struct {
 	Frames    []FrameRef
 	ChildRecv int64  // when its first relay batch arrived
 	Last      uint64 // seq of its last item (with or without a frame)
-	refs      atomic.Int32
+	// Reset, when set, makes this a marker with no frames: the epoch
+	// changed here (the loops tell their clients, in order with frames).
+	Reset *wire.ResetLine
+	refs  atomic.Int32
 }
 
 // batchFree recycles Batches with their grown buffers. A bounded free list
@@ -41,7 +44,7 @@ const maxKeptBatch = 1 << 20
 func GetBatch() *Batch {
 	select {
 	case b := <-batchFree:
-		b.Buf, b.Frames = b.Buf[:0], b.Frames[:0]
+		b.Buf, b.Frames, b.Reset = b.Buf[:0], b.Frames[:0], nil
 		return b
 	default:
 		b := &Batch{Buf: make([]byte, 0, BatchBytes+wire.MaxTextFrame), Frames: make([]FrameRef, 0, 512)}

@@ -63,6 +63,7 @@ type symState struct {
 // concurrent use (the Child guards it with an RWMutex: the relay lines
 // write, one at a time, loops read snapshots).
 type Core struct {
+	epoch   uint32 // of the items applied (wire.Pos)
 	last    uint64
 	hist    *history
 	syms    map[uint32]*symState
@@ -80,6 +81,18 @@ func NewCore(historyFrames, historyBytes int) *Core {
 
 // LastSeq is the seq of the last item applied (0 before any).
 func (c *Core) LastSeq() uint64 { return c.last }
+
+// Epoch is the epoch of the items applied.
+func (c *Core) Epoch() uint32 { return c.epoch }
+
+// Reset starts epoch at seq next: every image and the history go (they
+// were the last epoch's), as the exchange's own state starts over.
+func (c *Core) Reset(epoch uint32, next uint64) {
+	c.epoch, c.last = epoch, next-1
+	c.hist.reset(next)
+	clear(c.syms)
+	c.codes = c.codes[:0]
+}
 
 // Bad counts items whose body did not decode (they consume their seq).
 func (c *Core) Bad() uint64 { return c.bad }

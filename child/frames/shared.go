@@ -12,15 +12,20 @@ import (
 type Shared struct {
 	mu   sync.RWMutex
 	core *Core
-	last atomic.Uint64 // the core's LastSeq, for lock-free readers
+	last  atomic.Uint64 // the core's LastSeq, for lock-free readers
+	epoch atomic.Uint32 // the core's Epoch, likewise
 }
 
 // NewShared guards c.
 func NewShared(c *Core) *Shared {
 	s := &Shared{core: c}
 	s.last.Store(c.LastSeq())
+	s.epoch.Store(c.Epoch())
 	return s
 }
+
+// Epoch is the epoch of the items applied, without the lock.
+func (s *Shared) Epoch() uint32 { return s.epoch.Load() }
 
 // LastSeq is the seq of the last item applied, without the lock.
 func (s *Shared) LastSeq() uint64 { return s.last.Load() }
@@ -38,4 +43,5 @@ func (s *Shared) Write(fn func(c *Core)) {
 	defer s.mu.Unlock()
 	fn(s.core)
 	s.last.Store(s.core.LastSeq())
+	s.epoch.Store(s.core.Epoch())
 }

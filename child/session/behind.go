@@ -92,7 +92,7 @@ func (l *Loop) sendOKs(cl *Client, p uint64) {
 		return
 	}
 	for _, sym := range cl.oks {
-		cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, p)
+		cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, p, l.epoch)
 	}
 	cl.oks = cl.oks[:0]
 	l.writeOut(cl)
@@ -118,7 +118,7 @@ const catchUpBudget = 64 << 10
 // across passes.
 func (l *Loop) passBehind() {
 	n := len(l.behind)
-	if n == 0 {
+	if n == 0 || l.lagging() {
 		return
 	}
 	budget, start := catchUpBudget, l.behindNext%n

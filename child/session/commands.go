@@ -40,6 +40,12 @@ func (l *Loop) command(cl *Client, line []byte, recv int64) {
 		l.replyErr(cl, wire.ErrCodeBadCommand, "unknown command "+cmd.Verb)
 		return
 	}
+	if cmd.Verb == wire.CmdSub || cmd.Verb == wire.CmdUnsub || cmd.Verb == wire.CmdResume {
+		if l.lagging() { // answered in the core's epoch, once the loop is there
+			l.deferred = append(l.deferred, deferredLine{cl, append([]byte(nil), line...), recv})
+			return
+		}
+	}
 	cl.syms = cmd.Symbols[:0]
 	cmd.Symbols = l.distinct(cl, cmd.Symbols)
 	run(l, cl, &cmd, recv)

@@ -46,6 +46,8 @@ type Loop struct {
 		buf []byte
 		p   uint64
 	}
+	epoch    uint32         // of the frames it delivers (epoch.go)
+	deferred []deferredLine // lines waiting for the core's epoch
 }
 
 // NewLoop returns a loop serving images and history from src.
@@ -60,7 +62,7 @@ func NewLoop(cfg Config, src *frames.Shared, m *Metrics) *Loop {
 		cfg.SlowLinger = DefaultSlowLinger
 	}
 	return &Loop{cfg: cfg, src: src, m: m, warn: warner{log: cfg.Log}, f: newFanout(),
-		clients: make(map[*Client]struct{}), seen: make(map[uint64]struct{})}
+		clients: make(map[*Client]struct{}), seen: make(map[uint64]struct{}), epoch: src.Epoch()}
 }
 
 // DefaultSlowLinger is Config.SlowLinger's default.
@@ -123,7 +125,7 @@ func (l *Loop) Input(cl *Client, data []byte) (close bool) {
 			l.writeErr(cl, wire.ErrCodeFlood, fmt.Sprintf("over %d commands/s", l.cfg.MaxCommandsPerSec))
 			return l.mustClose(cl)
 		}
-		if cl.behind { // replies follow the frames it is owed
+		if cl.behind && !l.lagging() { // replies follow the frames it is owed
 			l.catchUp(cl, math.MaxInt)
 			if cl.conn == nil {
 				return false
@@ -168,7 +170,13 @@ func (l *Loop) mustClose(cl *Client) bool { return cl.dead && cl.conn != nil && 
 
 // Add hands the frames of b to their subscribers, stamped with child send
 // time now; Flush writes them out.
-func (l *Loop) Add(b *frames.Batch, now int64) { l.f.add(b, now) }
+func (l *Loop) Add(b *frames.Batch, now int64) {
+	if b.Reset != nil {
+		l.reset(b.Reset)
+		return
+	}
+	l.f.add(b, now)
+}
 
 // Deliveries is the count of frame-to-client deliveries since the last Flush.
 func (l *Loop) Deliveries() int { return len(l.f.sent) }

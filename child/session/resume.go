@@ -19,6 +19,10 @@ func resume(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 		l.subscribeStale(cl, cmd)
 		return
 	}
+	if cmd.Epoch != 0 && cmd.Epoch != l.epoch {
+		l.replyErr(cl, wire.ErrCodeGone, fmt.Sprintf("epoch %d is not held; the current epoch is %d", cmd.Epoch, l.epoch))
+		return
+	}
 	now := l.cfg.Now()
 	all := slices.ContainsFunc(cmd.Symbols, isAll)
 	n := len(cl.hashes) // cmd.Symbols' hashes (distinct); cl.hashes[n:]: the same, sorted, for the history's matching
@@ -26,7 +30,7 @@ func resume(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 	match := cl.hashes[n:]
 	slices.Sort(match)
 	at := len(cl.out)
-	out := wire.AppendOK(cl.out, wire.CmdResume, nil, cmd.Seq)
+	out := wire.AppendOK(cl.out, wire.CmdResume, nil, cmd.Seq, l.epoch)
 	// The history in parts of resumePart seqs, each in a hold of the core's
 	// read lock; P is LastSeq in the hold that reaches it.
 	next, ok, done := cmd.Seq, true, false

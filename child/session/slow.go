@@ -106,7 +106,7 @@ func (l *Loop) passLingering() {
 // update after it: the updates it missed are conflated into the images.
 // One not reading again within SlowTimeout is disconnected.
 func (l *Loop) Resync() {
-	if len(l.stale) == 0 {
+	if len(l.stale) == 0 || l.lagging() {
 		return
 	}
 	now := l.cfg.Now()

@@ -182,7 +182,7 @@ func TestConflateResync(t *testing.T) {
 	r.now += int64(time.Second)
 	r.l.Resync()
 	seqs, other := frameSeqs(t, c.lines())
-	if len(other) != 2 || !strings.HasPrefix(other[0], "ERR CONFLATED ") || other[1] != "OK SUB "+sym+" 80" {
+	if len(other) != 2 || !strings.HasPrefix(other[0], "ERR CONFLATED ") || other[1] != "OK SUB "+sym+" 80 0" {
 		t.Fatalf("resync: %q", other)
 	}
 	for _, s := range seqs {

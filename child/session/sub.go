@@ -100,7 +100,7 @@ func unsub(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 	for i, sym := range cmd.Symbols {
 		cl.sym = frames.CanonicalSymbol(cl.sym[:0], sym)
 		l.f.unsubscribe(cl, cl.hashes[i], isAll(sym))
-		cl.out = wire.AppendOK(cl.out, wire.CmdUnsub, cl.sym, 0)
+		cl.out = wire.AppendOK(cl.out, wire.CmdUnsub, cl.sym, 0, 0)
 	}
 }
 
@@ -114,7 +114,7 @@ func (l *Loop) subscribeAt(c *frames.Core, cl *Client, hash uint64, sym []byte, 
 		cl.out = c.AppendImage(cl.out, sym, now)
 	}
 	l.f.subscribe(cl, hash, sym, false, p)
-	cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, p)
+	cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, p, l.epoch)
 }
 
 // imagePart is how many symbols' images atSnapshot builds per hold of the

@@ -65,7 +65,7 @@ func lineServer(t *testing.T, perConn int, release chan struct{}) string {
 					code, _ := wire.ParseSymbol(s)
 					m.Security = code
 					out = wire.AppendTextFrame(out, 5, &m, wire.Stamps{ExchSend: 1}) // image: old stamps
-					out = wire.AppendOK(out, wire.CmdSub, s, 5)
+					out = wire.AppendOK(out, wire.CmdSub, s, 5, 7)
 				}
 				c.Write(out)
 				<-release

@@ -501,8 +501,8 @@ func scanBlock(v []byte) (n int, newest int64, err error) {
 	return n, newest, nil
 }
 
-// Append adds one item; seq must be LastSeq()+1 (any seq >= 1 when the
-// journal is empty). It copies body, so the caller may reuse it at once.
+// Append adds one item; seq (a position: wire.Pos) must be LastSeq()+1, or
+// the first of a later epoch (any seq >= 1 when the journal is empty). It copies body, so the caller may reuse it at once.
 func (j *Journal) Append(seq uint64, rootRecv int64, body []byte) error {
 	if len(body) > wire.MaxFeedBody {
 		return fmt.Errorf("journal: append seq %d: body of %d bytes > %d", seq, len(body), wire.MaxFeedBody)
@@ -513,9 +513,29 @@ func (j *Journal) Append(seq uint64, rootRecv int64, body []byte) error {
 		return ErrClosed
 	}
 	last := j.last.Load()
-	if seq == 0 || (last != 0 && seq != last+1) {
+	switch {
+	case seq == 0 || last != 0 && seq != last+1 && wire.PosEpoch(seq) <= wire.PosEpoch(last):
 		j.mu.Unlock()
 		return fmt.Errorf("journal: append seq %d out of order: last appended is %d, want %d", seq, last, last+1)
+	case last != 0 && seq != last+1:
+		// A new epoch: a batch's keys are consecutive, so its items wait
+		// for the last epoch's to be committed (once a trading day).
+		for j.pending.n > 0 && !j.closed {
+			select {
+			case j.kick <- struct{}{}:
+			default:
+			}
+			if j.commitErr != nil {
+				err := j.commitErr
+				j.mu.Unlock()
+				return fmt.Errorf("journal: append seq %d, the first of epoch %d: the last epoch's items wait for the disk and commits fail: %w", seq, wire.PosEpoch(seq), err)
+			}
+			j.cond.Wait()
+		}
+		if j.closed {
+			j.mu.Unlock()
+			return ErrClosed
+		}
 	}
 	if j.pendingBytes >= j.opts.MaxPendingBytes {
 		j.stats.Stalls++
