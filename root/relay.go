@@ -609,9 +609,9 @@ func (rl *relay) execOn(ch *child, fn func()) {
 type batcher struct {
 	rootSend int64
 	epoch    uint32 // of the items
-	at       int // offset of the open batch, -1 when none
-	start    int // offset of its first item
-	n        int // items in the open batch
+	at       int    // offset of the open batch, -1 when none
+	start    int    // offset of its first item
+	n        int    // items in the open batch
 	maxRecv  int64
 	items    int // items in all batches since reset
 	batches  int

@@ -10,8 +10,8 @@ import (
 // lock itself; fn runs under it, so what fn reads of the core (an image, a
 // history part) and the LastSeq it sees belong to one moment of the stream.
 type Shared struct {
-	mu   sync.RWMutex
-	core *Core
+	mu    sync.RWMutex
+	core  *Core
 	last  atomic.Uint64 // the core's LastSeq, for lock-free readers
 	epoch atomic.Uint32 // the core's Epoch, likewise
 }
