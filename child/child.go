@@ -99,6 +99,9 @@ func New(cfg Config) (*Child, error) {
 // LastSeq is the last seq received from the roots (FromSeq-1 before any).
 func (ch *Child) LastSeq() uint64 { return ch.state.LastSeq() }
 
+// Epoch is the exchange epoch of the items received (0 before any).
+func (ch *Child) Epoch() uint32 { return ch.state.Epoch() }
+
 // FlushedSeq is the last seq every event loop has handed to its clients'
 // sockets (LastSeq when no loop serves anyone yet). LastSeq - FlushedSeq is
 // the fan-out backlog: at most a full loop queue of batches.

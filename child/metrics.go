@@ -16,6 +16,8 @@ type Metrics struct {
 	Reconnects     prometheus.Counter // relay sessions started after each line's first
 	LastSeq        prometheus.Gauge
 	RootHead       prometheus.Gauge // head seq from the root's last heartbeat
+	Epoch          prometheus.Gauge // the exchange epoch of the items applied
+	EpochChanges   prometheus.Counter
 	Clients        prometheus.Gauge
 	SlowDisconnect prometheus.Counter
 	SlowConflated  prometheus.Counter     // clients gone stale under SlowPolicy conflate
@@ -51,6 +53,8 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		Reconnects:     c("reconnects_total", "Relay sessions started after the first."),
 		LastSeq:        g("last_seq", "Last seq received from the root."),
 		RootHead:       g("root_head_seq", "Head seq announced by the root's last heartbeat."),
+		Epoch:          g("epoch", "The exchange epoch (session id) of the items applied."),
+		EpochChanges:   c("epoch_changes_total", "New epochs started (each tells every client RESET)."),
 		Clients:        g("clients", "Connected clients."),
 		SlowDisconnect: c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
 		SlowConflated:  c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
@@ -72,7 +76,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Epoch, m.EpochChanges, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }

@@ -100,9 +100,9 @@ func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 		ch.lineEnded(l)
 		return sessionEnd{err: err, dial: true}
 	}
-	from := ch.LastSeq() + 1
+	from, epoch := ch.LastSeq()+1, ch.Epoch()
 	log := ch.log.With("root", l.addr)
-	log.Info("relay session", "from_seq", from)
+	log.Info("relay session", "epoch", epoch, "from_seq", from)
 
 	var wmu sync.Mutex // the writer goroutine and the reader both write
 	write := func(b []byte) error {
@@ -112,7 +112,7 @@ func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 		_, err := conn.Write(b)
 		return err
 	}
-	if err := write(wire.AppendHello(nil, wire.Hello{FromSeq: from, Name: ch.cfg.Name})); err != nil {
+	if err := write(wire.AppendHello(nil, wire.Hello{FromSeq: from, Epoch: epoch, Name: ch.cfg.Name})); err != nil {
 		conn.Close()
 		ch.lineEnded(l)
 		return sessionEnd{err: fmt.Errorf("hello: %w", err)}
@@ -152,6 +152,7 @@ func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 
 // logger is what the relay logs with (a *slog.Logger carrying the root).
 type logger interface {
+	Info(string, ...any)
 	Warn(string, ...any)
 	Error(string, ...any)
 }
@@ -256,8 +257,10 @@ func (ch *Child) consume(l *line, clock *Clock, br *wire.BatchReader, p []byte, 
 		case wire.RelayHeartbeat:
 			if a := ch.active.Load(); a == nil || a == l {
 				head, _ := wire.ParseHeartbeat(frame)
-				ch.metrics.RootHead.Set(float64(head))
+				ch.metrics.RootHead.Set(float64(wire.PosSeq(head)))
 			}
+		case wire.RelayReset:
+			ch.reset(wire.ParseReset(frame), l, log)
 		case wire.RelayTimeReply:
 			t0, t1, t2 := wire.ParseTimeReply(frame)
 			if _, ok := clock.Add(t0, t1, t2, now); ok {
@@ -309,6 +312,15 @@ func frameLen(buf []byte) int {
 func (ch *Child) applyBatch(l *line, br *wire.BatchReader, p []byte, childRecv int64) (end sessionEnd) {
 	br.Reset(p)
 	ch.state.Write(func(c *frames.Core) {
+		switch e := c.Epoch(); {
+		case br.Epoch < e: // a line still in an epoch another line ended
+			ch.metrics.Duplicates.Add(float64(br.Count))
+			return
+		case br.Epoch > e:
+			ch.metrics.Gaps.Inc()
+			end = sessionEnd{now: true, err: fmt.Errorf("a batch of epoch %d before its reset (ours is %d); resuming from seq %d", br.Epoch, e, c.LastSeq()+1)}
+			return
+		}
 		for br.Next() {
 			it := &br.Item
 			last := c.LastSeq()
@@ -373,10 +385,51 @@ func (ch *Child) publishOpen() {
 	ch.srv.publish(b)
 }
 
+// reset follows a Reset frame from l's root: a later epoch than the core's
+// starts (the first line to say so; the others' copies are dropped). The
+// core starts over and a marker tells the loops, in order with the frames.
+func (ch *Child) reset(r wire.Reset, l *line, log logger) {
+	ch.publishOpen()
+	var line wire.ResetLine
+	ch.state.Write(func(c *frames.Core) {
+		if r.Epoch <= c.Epoch() || r.Seq == 0 || r.Seq > wire.MaxSeq {
+			return
+		}
+		// Where the epoch ended: as the root says, when it is the one the
+		// core was in (the root had every item of it the core lacks).
+		prevLast := c.LastSeq()
+		switch {
+		case c.Epoch() == 0 && c.OldestSeq() == 0:
+			prevLast = 0 // nothing held before: the first epoch, told to no one
+		case r.Prev == c.Epoch():
+			prevLast = max(prevLast, r.PrevLast)
+		}
+		line = wire.ResetLine{Epoch: r.Epoch, Seq: r.Seq, Prev: c.Epoch(), PrevLast: prevLast}
+		c.Reset(r.Epoch, r.Seq)
+	})
+	if line.Epoch == 0 {
+		return
+	}
+	log.Info("new epoch", "root", l.addr, "epoch", line.Epoch, "seq", line.Seq, "prev_epoch", line.Prev, "prev_last_seq", line.PrevLast)
+	ch.metrics.Epoch.Set(float64(line.Epoch))
+	ch.metrics.EpochChanges.Inc()
+	ch.metrics.LastSeq.Set(float64(line.Seq - 1))
+	b := frames.GetBatch()
+	b.Reset, b.Last, b.ChildRecv = &line, line.Seq-1, time.Now().UnixNano()
+	ch.srv.publish(b)
+}
+
 // relayError handles an Error frame from l's root.
 func (ch *Child) relayError(e wire.RelayErr, l *line, log logger) sessionEnd {
 	ch.metrics.RootErrors.WithLabelValues(l.addr, wire.RelayCodeName(e.Code)).Inc()
 	last := ch.LastSeq()
+	if e.Code == wire.CodeSeqGone || e.Code == wire.CodeSeqFuture { // e.Seq is a position
+		if ep := ch.Epoch(); wire.PosEpoch(e.Seq) != ep {
+			log.Warn("root error about another epoch; retrying", "code", wire.RelayCodeName(e.Code), "epoch", ep, "root_epoch", wire.PosEpoch(e.Seq), "reason", e.Reason)
+			return sessionEnd{err: e}
+		}
+		e.Seq = wire.PosSeq(e.Seq)
+	}
 	switch e.Code {
 	case wire.CodeSeqGone:
 		if ok, retry := ch.arb.maySkip(l.i, time.Now()); e.Seq > last+1 && !ok {

@@ -2,6 +2,7 @@ package feed
 
 import (
 	"context"
+	"encoding/binary"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -47,6 +48,16 @@ type Config struct {
 	// there, and one asking for less is told FirstSeq is the oldest held.
 	Source   Source
 	FirstSeq uint64
+
+	// Epoch is the session the stream starts in (0: the start time in
+	// Unix seconds, so that each start is a new trading day). Pin it for a
+	// restarted simulator to continue the same one. ResetEvery starts a
+	// new epoch (a Sequence Reset, seqs from 1) after every ResetEvery
+	// items of one; ResetAt once, after item ResetAt of the first epoch
+	// (0: never). The generator only.
+	Epoch      uint32
+	ResetEvery uint64
+	ResetAt    uint64
 
 	Heartbeat    time.Duration // idle time before a heartbeat
 	LoginTimeout time.Duration // a connection must log on within this
@@ -96,6 +107,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("feed: BurstFactor %v: at most 1000", c.BurstFactor)
 	case c.Retain != 0 && c.Retain < segMsgs:
 		return fmt.Errorf("feed: Retain %d: want 0 (all) or >= %d", c.Retain, segMsgs)
+	case c.Source != nil && (c.ResetEvery != 0 || c.ResetAt != 0):
+		return errors.New("feed: ResetEvery, ResetAt: the generator's only (no Source)")
+	case c.ResetEvery > wire.MaxSeq || c.ResetAt > wire.MaxSeq || c.FirstSeq > wire.MaxSeq:
+		return fmt.Errorf("feed: ResetEvery %d, ResetAt %d, FirstSeq %d: at most %d (an epoch's seqs)", c.ResetEvery, c.ResetAt, c.FirstSeq, uint64(wire.MaxSeq))
 	case c.Heartbeat <= 0:
 		return fmt.Errorf("feed: Heartbeat %v: must be > 0", c.Heartbeat)
 	case c.LoginTimeout <= 0:
@@ -115,6 +130,7 @@ type Server struct {
 	log             *slog.Logger
 	now             func() int64
 	hist            *history
+	book            epochBook
 	met             *metrics
 	*bound.Listener // Ready is closed once the server listens; Addr is its address
 	ran             atomic.Bool
@@ -157,13 +173,36 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Source != nil && cfg.FirstSeq > 1 {
 		s.hist.start(cfg.FirstSeq)
 	}
+	epoch := cfg.Epoch
+	if epoch == 0 {
+		epoch = uint32(time.Now().Unix())
+	}
+	first := max(cfg.FirstSeq, 1)
+	s.book.begin(epoch, first, first)
 	if !cfg.StartOnLogon {
 		s.start()
 	}
 	return s, nil
 }
 
-// Published is the highest seq generated so far.
+// BodyOf returns the body of item seq of epoch, or false if not held.
+func (s *Server) BodyOf(epoch uint32, seq uint64) ([]byte, bool) {
+	i, at, ok := s.book.locate(epoch, seq)
+	if !ok || at.epoch != epoch {
+		return nil, false
+	}
+	b, ok := s.hist.body(i)
+	if !ok || len(b) < wire.MinFeedBody || binary.LittleEndian.Uint64(b) != seq { // one past its end: the reset
+		return nil, false
+	}
+	return b, true
+}
+
+// Epoch is the epoch the simulator is in.
+func (s *Server) Epoch() uint32 { return s.book.current() }
+
+// Published is the highest seq generated so far (with resets: the
+// history's index, which counts their frames too).
 func (s *Server) Published() uint64 { return s.hist.head.Load() }
 
 // Oldest is the lowest seq still held for retransmission.
@@ -221,7 +260,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("feed: listen: %w", err)
 	}
 	s.Publish(ln.Addr())
-	s.log.Info("exchange listening", "addr", s.Addr().String(), "rate", s.cfg.Rate, "symbols", s.cfg.Symbols,
+	s.log.Info("exchange listening", "addr", s.Addr().String(), "epoch", s.Epoch(), "rate", s.cfg.Rate, "symbols", s.cfg.Symbols,
 		"seed", s.cfg.Seed, "max_seq", s.cfg.MaxSeq)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -289,6 +328,9 @@ func (s *Server) generate(ctx context.Context) {
 		began       bool
 		credit      float64
 		rate        float64 // of this tick; 0: as fast as possible
+		idx, seq    uint64  // history index and epoch seq of the last frame
+		epoch       = s.book.current()
+		resetAt     = s.cfg.ResetAt
 	)
 	for {
 		s.genMu.Lock()
@@ -320,14 +362,20 @@ func (s *Server) generate(ctx context.Context) {
 				interval = float64(time.Second) / rate
 			}
 			for i := range n {
-				g.Next(&m)
-				seq := g.Seq()
 				// A late tick catches up: message i was due (n-1-i) intervals ago.
 				stamp := LateStamp(sendTime, sendTime-int64(float64(n-1-i)*interval))
-				out, _ := wire.AppendMsgFrame(s.hist.reserve(seq), seq, stamp, &m)
+				if seq == resetAt && seq > 0 || s.cfg.ResetEvery > 0 && seq == s.cfg.ResetEvery {
+					idx, seq, epoch, resetAt = idx+1, 0, epoch+1, 0
+					s.hist.commit(len(resetFrame(s.hist.reserve(idx), epoch, 1, stamp)))
+					s.book.begin(epoch, idx+1, 1)
+					s.log.Info("exchange sequence reset: a new epoch", "epoch", epoch, "index", idx)
+				}
+				g.Next(&m)
+				idx, seq = idx+1, seq+1
+				out, _ := wire.AppendMsgFrame(s.hist.reserve(idx), seq, stamp, &m)
 				s.hist.commit(len(out))
 			}
-			s.hist.publish(g.Seq())
+			s.hist.publish(idx)
 			ch := make(chan struct{})
 			close(*s.notify.Swap(&ch))
 			if g.Seq() == s.cfg.MaxSeq {
@@ -400,9 +448,9 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 
 // logon reads and answers the first frame; ok means stream from next.
 func (s *Server) logon(c net.Conn, log *slog.Logger) (next uint64, ok bool) {
-	reply := func(status uint16, nextSeq uint64, reason string) {
+	reply := func(status uint16, nextSeq uint64, epoch uint32, reason string) {
 		c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		c.Write(wire.AppendLogonReply(nil, wire.LogonReply{Status: status, NextSeq: nextSeq, Reason: reason}))
+		c.Write(wire.AppendLogonReply(nil, wire.LogonReply{Status: status, NextSeq: nextSeq, Epoch: epoch, Reason: reason}))
 		s.met.logons.WithLabelValues(statusName(status)).Inc()
 		if status != wire.LogonOK {
 			log.Warn("exchange logon refused", "status", statusName(status), "reason", reason)
@@ -414,7 +462,7 @@ func (s *Server) logon(c net.Conn, log *slog.Logger) (next uint64, ok bool) {
 	var ne net.Error
 	switch {
 	case errors.As(err, &werr):
-		reply(wire.LogonMalformed, 0, "bad logon frame: "+err.Error())
+		reply(wire.LogonMalformed, 0, 0, "bad logon frame: "+err.Error())
 		return 0, false
 	case errors.As(err, &ne) && ne.Timeout():
 		log.Warn("exchange logon timeout", "after", s.cfg.LoginTimeout)
@@ -426,30 +474,41 @@ func (s *Server) logon(c net.Conn, log *slog.Logger) (next uint64, ok bool) {
 	c.SetReadDeadline(time.Time{})
 	lg, err := wire.ParseLogon(body)
 	if err != nil {
-		reply(wire.LogonMalformed, 0, "first frame must be a logon: "+err.Error())
+		reply(wire.LogonMalformed, 0, 0, "first frame must be a logon: "+err.Error())
 		return 0, false
 	}
 	userOK := subtle.ConstantTimeCompare([]byte(lg.User), []byte(s.cfg.User)) == 1
 	passOK := subtle.ConstantTimeCompare([]byte(lg.Password), []byte(s.cfg.Password)) == 1
 	if !userOK || !passOK {
-		reply(wire.LogonBadAuth, 0, fmt.Sprintf("bad user or password for user %q", lg.User))
+		reply(wire.LogonBadAuth, 0, 0, fmt.Sprintf("bad user or password for user %q", lg.User))
 		return 0, false
 	}
+	// next is a history index; (epoch, seq) what it carries.
 	head := s.hist.head.Load()
-	next = lg.StartSeq
-	if next == 0 {
+	var at epochStart
+	if lg.StartSeq == 0 { // the live edge
 		next = head + 1
+		at.epoch, at.seq = s.book.at(next)
+	} else if next, at, ok = s.book.locate(lg.Epoch, lg.StartSeq); !ok {
+		if at.epoch < lg.Epoch {
+			reply(wire.LogonUnavailable, at.seq, at.epoch, fmt.Sprintf("epoch %d is not served: the latest is %d", lg.Epoch, at.epoch))
+		} else {
+			reply(wire.LogonUnavailable, at.seq, at.epoch, fmt.Sprintf("start seq %d is not in epoch %d (from %d)", lg.StartSeq, lg.Epoch, at.seq))
+		}
+		return 0, false
 	}
 	if next > head+1 {
-		reply(wire.LogonUnavailable, head+1, fmt.Sprintf("start seq %d is beyond the head: next seq is %d", next, head+1))
+		e, hs := s.book.at(head + 1)
+		reply(wire.LogonUnavailable, hs, e, fmt.Sprintf("start seq %d is beyond the head: next seq is %d", at.seq, hs))
 		return 0, false
 	}
 	if oldest := s.hist.oldestSeq(); next < oldest {
-		reply(wire.LogonUnavailable, oldest, fmt.Sprintf("start seq %d is no longer held: oldest is %d", next, oldest))
+		e, os := s.book.at(oldest)
+		reply(wire.LogonUnavailable, os, e, fmt.Sprintf("start seq %d is no longer held: oldest is %d", at.seq, os))
 		return 0, false
 	}
-	reply(wire.LogonOK, next, "")
-	log.Info("exchange logon", "user", lg.User, "start_seq", lg.StartSeq, "next_seq", next, "head", head)
+	reply(wire.LogonOK, at.seq, at.epoch, "")
+	log.Info("exchange logon", "user", lg.User, "epoch", lg.Epoch, "start_seq", lg.StartSeq, "serves_epoch", at.epoch, "next_seq", at.seq, "head", head)
 	return next, true
 }
 
@@ -500,7 +559,8 @@ func (s *Server) stream(ctx context.Context, c net.Conn, next uint64, gone <-cha
 		select {
 		case <-ch:
 		case <-hb.C:
-			hbuf = wire.AppendHeartbeat(hbuf[:0], next, s.now())
+			_, seq := s.book.at(next)
+			hbuf = wire.AppendHeartbeat(hbuf[:0], seq, s.now())
 			c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 			if _, err := c.Write(hbuf); err != nil {
 				return err

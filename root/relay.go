@@ -230,7 +230,7 @@ func (rl *relay) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	l.nconns.Add(-1)
 	rl.r.m.Children.Dec()
-	ch.log.Info("child disconnected", "err", err, "next_seq", ch.cursor)
+	ch.log.Info("child disconnected", "err", err, "epoch", wire.PosEpoch(ch.cursor), "next_seq", wire.PosSeq(ch.cursor))
 	return gnet.None
 }
 
@@ -307,6 +307,8 @@ func (rl *relay) hello(ch *child, h wire.Hello, now int64) {
 		ch.fail(wire.CodeBadFrame, 0, fmt.Sprintf("from seq %d is beyond an epoch's %d", h.FromSeq, uint64(wire.MaxSeq)))
 	case from > head+1:
 		ch.fail(wire.CodeSeqFuture, head, fmt.Sprintf("from epoch %d seq %d is beyond the head (epoch %d seq %d) + 1", epoch, h.FromSeq, wire.PosEpoch(head), wire.PosSeq(head)))
+	case h.Epoch == 0 && epoch != 0 && !ch.write(wire.AppendReset(ch.l.scratch[:0], wire.Reset{Epoch: epoch, Seq: wire.PosSeq(from)})):
+		// A child that asked for the current epoch is told which it is.
 	case from >= first:
 		ch.state, ch.cursor = stateRing, from
 		if ch.l.drainChild(ch, now) {

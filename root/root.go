@@ -100,7 +100,10 @@ func New(cfg Config) (*Root, error) {
 }
 
 // Head returns the last seq received (0 before any).
-func (r *Root) Head() uint64 { return r.ring.Head() }
+func (r *Root) Head() uint64 { return wire.PosSeq(r.ring.Head()) }
+
+// Epoch is the exchange epoch the root is in (0 before any).
+func (r *Root) Epoch() uint32 { return wire.PosEpoch(r.ring.Head()) }
 
 // Ring returns the root's ring (read-only use: Get, First, Head).
 func (r *Root) Ring() *Ring { return r.ring }
@@ -128,7 +131,7 @@ func (r *Root) Run(ctx context.Context) error {
 	if err := r.relay.start(errc); err != nil {
 		return err
 	}
-	r.log.Info("relay listening", "addr", r.relay.addr.String(), "ring_size", r.ring.Size(), "head", r.ring.Head())
+	r.log.Info("relay listening", "addr", r.relay.addr.String(), "ring_size", r.ring.Size(), "epoch", r.Epoch(), "head", r.Head())
 	r.Publish(r.relay.addr)
 
 	sctx, stopSession := context.WithCancel(ctx)
@@ -145,7 +148,7 @@ func (r *Root) Run(ctx context.Context) error {
 	}
 	stopSession()
 	<-done
-	r.log.Info("draining children", "head", r.ring.Head())
+	r.log.Info("draining children", "epoch", r.Epoch(), "head", r.Head())
 	r.flushChildren()
 
 	stopCtx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout+2*time.Second)
@@ -160,7 +163,7 @@ func (r *Root) Run(ctx context.Context) error {
 	}
 	close(r.relay.stopped)
 	r.relay.wg.Wait()
-	r.log.Info("root stopped", "head", r.ring.Head())
+	r.log.Info("root stopped", "epoch", r.Epoch(), "head", r.Head())
 	return runErr
 }
 
@@ -269,6 +272,6 @@ func (r *Root) storeFailed(seq uint64, err error) {
 	if time.Since(r.storeErrLast) < time.Second {
 		return
 	}
-	r.log.Error("store append failed; relaying anyway, the store catches up from the ring when it recovers", "seq", seq, "err", err, "failures", r.storeErrN)
+	r.log.Error("store append failed; relaying anyway, the store catches up from the ring when it recovers", "epoch", wire.PosEpoch(seq), "seq", wire.PosSeq(seq), "err", err, "failures", r.storeErrN)
 	r.storeErrLast, r.storeErrN = time.Now(), 0
 }

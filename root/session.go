@@ -73,9 +73,9 @@ func (s *session) run(ctx context.Context) {
 			return
 		}
 		if errors.Is(err, errDial) { // no session began
-			s.r.log.Warn("exchange dial failed; retrying", "addr", cfg.ExchangeAddr, "err", err, "last_seq", s.last)
+			s.r.log.Warn("exchange dial failed; retrying", "addr", cfg.ExchangeAddr, "err", err, "epoch", wire.PosEpoch(s.last), "last_seq", wire.PosSeq(s.last))
 		} else {
-			s.r.log.Warn("exchange session ended", "err", err, "last_seq", s.last, "accepted", accepted, "up", time.Since(started).Round(time.Millisecond))
+			s.r.log.Warn("exchange session ended", "err", err, "epoch", wire.PosEpoch(s.last), "last_seq", wire.PosSeq(s.last), "accepted", accepted, "up", time.Since(started).Round(time.Millisecond))
 		}
 		if accepted > 0 || time.Since(started) >= cfg.MaxBackoff {
 			backoff = cfg.MinBackoff
@@ -373,7 +373,7 @@ func (s *session) skipTo(pos uint64) {
 // bad records malformed exchange input of a kind and returns the session error.
 func (s *session) bad(kind string, err error) error {
 	s.r.m.BadInput.WithLabelValues(kind).Inc()
-	s.r.log.Error("bad input from exchange; dropping session", "kind", kind, "err", err, "last_seq", s.last)
+	s.r.log.Error("bad input from exchange; dropping session", "kind", kind, "err", err, "epoch", wire.PosEpoch(s.last), "last_seq", wire.PosSeq(s.last))
 	return fmt.Errorf("%w: %v", errBadFeed, err)
 }
 

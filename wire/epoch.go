@@ -23,3 +23,16 @@ func PosEpoch(p uint64) uint32 { return uint32(p >> 32) }
 
 // PosSeq is the seq of position p within its epoch.
 func PosSeq(p uint64) uint64 { return p & MaxSeq }
+
+// PosItems is the count of items after position from up to position to
+// (0 when to is not after from). Across epochs it counts only to's epoch:
+// the end of from's is not known from the positions alone.
+func PosItems(from, to uint64) uint64 {
+	switch {
+	case to <= from:
+		return 0
+	case PosEpoch(to) == PosEpoch(from):
+		return to - from
+	}
+	return PosSeq(to)
+}

@@ -133,8 +133,8 @@ func appendFeedHeader(dst []byte, seq uint64, sendTime int64, msgType uint16, nf
 type Logon struct {
 	User, Password string // at most 16 bytes each
 	StartSeq       uint64 // first sequence wanted; 0 means "from the live edge"
-	// Epoch is the session StartSeq belongs to (0: none yet, a fresh
-	// client). An exchange past it answers with its own epoch.
+	// Epoch is the session StartSeq belongs to (0: the exchange's current
+	// one). An exchange past it answers with a later epoch, from its start.
 	Epoch uint32
 }
 

@@ -34,6 +34,8 @@ func (l *Loop) reset(r *wire.ResetLine) {
 	l.Flush() // the last epoch's frames first
 	l.epoch = r.Epoch
 	l.img.buf = nil
+	// The child's first epoch (nothing held before it) is no news.
+	tell := r.Prev != 0 || r.PrevLast != 0
 	for cl := range l.clients {
 		if cl.dead || cl.conn == nil {
 			continue
@@ -42,7 +44,9 @@ func (l *Loop) reset(r *wire.ResetLine) {
 		// the RESET line says where that epoch ended.
 		l.leaveBehind(cl)
 		l.f.restart(cl, r.Seq-1)
-		cl.out = wire.AppendResetLine(cl.out, *r)
+		if tell {
+			cl.out = wire.AppendResetLine(cl.out, *r)
+		}
 		if !cl.stale { // a stale client's resync answers every subscription
 			for _, sym := range cl.oks { // a SUB * still streaming: it levels here
 				cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, r.Seq-1, r.Epoch)

@@ -6,15 +6,16 @@
 // buffer (no per-row allocation, no per-row interface values), streams it
 // with COPY and commits; only then does it advance the watermark
 // (Source.SetBackedUp). Re-sending a range never creates a duplicate row:
-// the table's primary key is seq and rows that may already exist go through
-// a staging table and INSERT ... ON CONFLICT (seq) DO NOTHING. Rows that
-// cannot exist yet (seq above the highest one in the table, the normal case)
+// the table's primary key is (epoch, seq) and rows that may already exist go
+// through a staging table and INSERT ... ON CONFLICT (epoch, seq) DO NOTHING.
+// Rows that cannot exist yet (above the highest one in the table, the normal case)
 // are copied straight into the table; should that COPY hit a duplicate after
 // all (another writer), the chunk is redone through the staging table.
 //
 // Table layout:
 //
-//	seq       bigint PRIMARY KEY  exchange seq
+//	epoch     bigint              exchange epoch (0: stored before epochs); PRIMARY KEY (epoch, seq)
+//	seq       bigint              exchange seq within the epoch
 //	exch_send bigint              exchange send time, ns (feed header)
 //	root_recv bigint              root receive time, ns
 //	msg_type  smallint            OMD message type
@@ -22,7 +23,10 @@
 //	body      bytea               the feed body, headers included
 //
 // Schema versions live in tickrelay_schema_version (one row per table);
-// migrations run at connect under an advisory lock.
+// migrations run at connect under an advisory lock. Version 2 added epoch:
+// the rows of a version 1 table keep their seq and get epoch 0, the
+// journal's epoch for what it stored before epochs, so nothing is lost and
+// nothing of a later epoch can collide with them.
 //
 // The session runs with synchronous_commit=on whatever the server default,
 // because the watermark advances as soon as COMMIT returns.
@@ -71,7 +75,7 @@ type durableSource interface {
 }
 
 // SchemaVersion is the table layout this package writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Config configures a Backup.
 type Config struct {
@@ -138,7 +142,7 @@ type Backup struct {
 	mu     sync.Mutex // serializes rounds; guards conns and free
 	conns  []*pgx.Conn
 	free   []*chunk      // reusable chunk buffers
-	maxSeq atomic.Uint64 // highest seq known to be in the table
+	maxSeq atomic.Uint64 // highest position (wire.Pos) known to be in the table
 }
 
 // New validates cfg and builds a Backup; it connects to nothing yet.
@@ -151,10 +155,10 @@ func New(cfg Config) (*Backup, error) {
 	}
 	b := &Backup{cfg: cfg, log: cfg.Logger.With("backup", cfg.Table)}
 	b.table = pgx.Identifier(strings.Split(cfg.Table, ".")).Sanitize()
-	const cols = "(seq, exch_send, root_recv, msg_type, symbol, body)"
+	const cols = "(epoch, seq, exch_send, root_recv, msg_type, symbol, body)"
 	b.sql.copyMain = "COPY " + b.table + " " + cols + " FROM STDIN (FORMAT binary)"
 	b.sql.copyStage = "COPY tickrelay_stage " + cols + " FROM STDIN (FORMAT binary)"
-	b.sql.insert = "INSERT INTO " + b.table + " " + cols + " SELECT seq, exch_send, root_recv, msg_type, symbol, body FROM tickrelay_stage ON CONFLICT (seq) DO NOTHING"
+	b.sql.insert = "INSERT INTO " + b.table + " " + cols + " SELECT epoch, seq, exch_send, root_recv, msg_type, symbol, body FROM tickrelay_stage ON CONFLICT (epoch, seq) DO NOTHING"
 	b.sql.stage = "CREATE TEMP TABLE IF NOT EXISTS tickrelay_stage (LIKE " + b.table + ") ON COMMIT DELETE ROWS"
 	m, err := newMetrics(cfg.Registerer, cfg.Source)
 	if err != nil {
@@ -220,7 +224,7 @@ func (b *Backup) RunOnce(ctx context.Context) error {
 	b.m.roundSeconds.Observe(time.Since(start).Seconds())
 	b.m.lastSuccess.Set(float64(time.Now().Unix()))
 	if n > 0 {
-		b.log.Info("backup round done", "items", n, "backed_up", b.cfg.Source.BackedUp(),
+		b.log.Info("backup round done", "items", n, "epoch", wire.PosEpoch(b.cfg.Source.BackedUp()), "backed_up", wire.PosSeq(b.cfg.Source.BackedUp()),
 			"took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
@@ -281,12 +285,12 @@ func (b *Backup) round(ctx context.Context) (int, error) {
 		queue = queue[1:]
 		<-c.done
 		if firstErr == nil && c.err != nil {
-			firstErr = fmt.Errorf("backup: seqs %d..%d: %w", c.first, c.end, c.err)
+			firstErr = fmt.Errorf("backup: epoch %d seqs %d..%d: %w", wire.PosEpoch(c.first), wire.PosSeq(c.first), wire.PosSeq(c.end), c.err)
 			cancel() // stop the others; what they committed is re-sent next round
 		}
 		if firstErr == nil {
 			if err := src.SetBackedUp(c.end); err != nil {
-				firstErr = fmt.Errorf("backup: seqs %d..%d copied but the watermark was not saved: %w", c.first, c.end, err)
+				firstErr = fmt.Errorf("backup: epoch %d seqs %d..%d copied but the watermark was not saved: %w", wire.PosEpoch(c.first), wire.PosSeq(c.first), wire.PosSeq(c.end), err)
 				cancel()
 			} else {
 				total += c.rows
@@ -309,8 +313,10 @@ func (b *Backup) round(ctx context.Context) (int, error) {
 			b.free = append(b.free, c)
 			break // nothing stored from next on (retention ran without RequireBackup)
 		}
-		if c.first > next {
-			b.log.Warn("backup: items missing from the journal were never backed up", "from", next, "to", c.first-1)
+		// A later epoch starts where it starts; within one, a jump is loss.
+		if c.first > next && (wire.PosEpoch(c.first) == wire.PosEpoch(next) || wire.PosSeq(c.first) > 1) {
+			from := max(next, wire.Pos(wire.PosEpoch(c.first), 1))
+			b.log.Warn("backup: items missing from the journal were never backed up", "epoch", wire.PosEpoch(c.first), "from", wire.PosSeq(from), "to", wire.PosSeq(c.first-1))
 		}
 		next = c.end + 1
 		queue = append(queue, c)
@@ -372,7 +378,7 @@ func (b *Backup) sendChunk(ctx context.Context, conn *pgx.Conn, c *chunk) error 
 		err := b.copyTx(ctx, conn, c, direct)
 		var pgErr *pgconn.PgError
 		if direct && errors.As(err, &pgErr) && pgErr.Code == "23505" {
-			b.log.Warn("backup: rows already present; redoing the chunk through the staging table", "first", c.first, "end", c.end)
+			b.log.Warn("backup: rows already present; redoing the chunk through the staging table", "epoch", wire.PosEpoch(c.first), "first", wire.PosSeq(c.first), "end", wire.PosSeq(c.end))
 			direct = false
 			continue
 		}
@@ -457,11 +463,12 @@ func (b *Backup) prepare(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.Exec(ctx, b.sql.stage); err != nil {
 		return fmt.Errorf("staging table: %w", err)
 	}
-	var maxSeq int64
-	if err := conn.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM "+b.table).Scan(&maxSeq); err != nil {
+	var epoch, seq int64
+	err := conn.QueryRow(ctx, "SELECT epoch, seq FROM "+b.table+" ORDER BY epoch DESC, seq DESC LIMIT 1").Scan(&epoch, &seq)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("max seq: %w", err)
 	}
-	b.maxSeq.Store(uint64(maxSeq))
+	b.maxSeq.Store(wire.Pos(uint32(epoch), uint64(seq)))
 	return nil
 }
 
@@ -494,16 +501,29 @@ func Migrate(ctx context.Context, conn *pgx.Conn, table string) error {
 	}
 	if version < 1 {
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+ident+` (
-			seq bigint PRIMARY KEY,
+			epoch bigint NOT NULL,
+			seq bigint NOT NULL,
 			exch_send bigint NOT NULL,
 			root_recv bigint NOT NULL,
 			msg_type smallint NOT NULL,
 			symbol text,
-			body bytea NOT NULL)`); err != nil {
+			body bytea NOT NULL,
+			PRIMARY KEY (epoch, seq))`); err != nil {
 			return fmt.Errorf("create %s: %w", table, err)
 		}
+	} else if version < 2 { // version 1: seq alone was the key
+		var pkey string
+		if err := tx.QueryRow(ctx, `SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'`, ident).Scan(&pkey); err != nil {
+			return fmt.Errorf("migrate %s to version 2: its primary key: %w", table, err)
+		}
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+ident+` ADD COLUMN epoch bigint NOT NULL DEFAULT 0,
+			DROP CONSTRAINT `+pgx.Identifier{pkey}.Sanitize()+`, ADD PRIMARY KEY (epoch, seq)`); err != nil {
+			return fmt.Errorf("migrate %s to version 2: %w", table, err)
+		}
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+ident+` ALTER COLUMN epoch DROP DEFAULT`); err != nil {
+			return fmt.Errorf("migrate %s to version 2: %w", table, err)
+		}
 	}
-	// Future versions: if version < 2 { ALTER ... }.
 	if version != SchemaVersion {
 		if _, err := tx.Exec(ctx, `INSERT INTO tickrelay_schema_version (tbl, version) VALUES ($1, $2)
 			ON CONFLICT (tbl) DO UPDATE SET version = excluded.version, updated_at = now()`, table, SchemaVersion); err != nil {
@@ -540,7 +560,7 @@ func (b *Backup) closeConnLocked() {
 // network byte order; a field count of -1 ends the stream.
 var copyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
 
-// appendRow appends one COPY row for a relay item (rootRecv i64 LE,
+// appendRow appends one COPY row for the relay item at position seq (rootRecv i64 LE,
 // bodyLen u16 LE, feed body). Short or odd items are stored as found, with
 // zero stamps and type and a NULL symbol, rather than stopping the backup.
 func appendRow(dst []byte, seq uint64, item []byte) []byte {
@@ -556,9 +576,11 @@ func appendRow(dst []byte, seq uint64, item []byte) []byte {
 		exch = le.Uint64(body[8:])
 		msgType = le.Uint16(body[18:])
 	}
-	dst = be.AppendUint16(dst, 6)
+	dst = be.AppendUint16(dst, 7)
 	dst = be.AppendUint32(dst, 8)
-	dst = be.AppendUint64(dst, seq)
+	dst = be.AppendUint64(dst, uint64(wire.PosEpoch(seq)))
+	dst = be.AppendUint32(dst, 8)
+	dst = be.AppendUint64(dst, wire.PosSeq(seq))
 	dst = be.AppendUint32(dst, 8)
 	dst = be.AppendUint64(dst, exch)
 	dst = be.AppendUint32(dst, 8)
@@ -577,10 +599,4 @@ func appendRow(dst []byte, seq uint64, item []byte) []byte {
 	return append(dst, body...)
 }
 
-func backlog(src Source) uint64 {
-	last, done := src.LastSeq(), src.BackedUp()
-	if last > done {
-		return last - done
-	}
-	return 0
-}
+func backlog(src Source) uint64 { return wire.PosItems(src.BackedUp(), src.LastSeq()) }

@@ -542,3 +542,102 @@ func BenchmarkBackupRound(b *testing.B) {
 		})
 	}
 }
+
+// TestEpochs: items of several epochs, the same seqs in each, are each
+// backed up once, keyed by (epoch, seq).
+func TestEpochs(t *testing.T) {
+	dsn := pgtest.Fresh(t, pgtest.DSN(t))
+	j := newJournal(t, 300) // epoch 0: seqs 1..300, as before epochs
+	for _, epoch := range []uint32{7, 8} {
+		for s := uint64(1); s <= 200; s++ {
+			if err := j.Append(wire.Pos(epoch, s), recvOf(s), body(s)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := j.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b := newBackup(t, dsn, j, nil)
+	ctx := t.Context()
+	for range 2 { // the second round re-sends nothing
+		if err := b.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if j.BackedUp() != wire.Pos(8, 200) {
+		t.Fatalf("watermark %x", j.BackedUp())
+	}
+	if err := j.SetBackedUp(wire.Pos(7, 100)); err != nil { // re-send across an epoch: no duplicate
+		t.Fatal(err)
+	}
+	if err := b.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, "SELECT epoch, count(*), count(DISTINCT seq), min(seq), max(seq) FROM tickrelay_items GROUP BY epoch ORDER BY epoch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var e, n, d, lo, hi int64
+		if err := rows.Scan(&e, &n, &d, &lo, &hi); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d:%d/%d %d..%d", e, n, d, lo, hi))
+	}
+	if want := "[0:300/300 1..300 7:200/200 1..200 8:200/200 1..200]"; fmt.Sprint(got) != want {
+		t.Fatalf("rows by epoch %v, want %s", got, want)
+	}
+}
+
+// TestMigrateFromVersion1: a table of the build before epochs (seq the
+// key) becomes (epoch, seq), its rows epoch 0, none lost; the backup then
+// adds a later epoch's rows with the same seqs beside them.
+func TestMigrateFromVersion1(t *testing.T) {
+	dsn := pgtest.Fresh(t, pgtest.DSN(t))
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, q := range []string{
+		`CREATE TABLE tickrelay_schema_version (tbl text PRIMARY KEY, version integer NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`,
+		`INSERT INTO tickrelay_schema_version (tbl, version) VALUES ('tickrelay_items', 1)`,
+		`CREATE TABLE tickrelay_items (seq bigint PRIMARY KEY, exch_send bigint NOT NULL, root_recv bigint NOT NULL,
+			msg_type smallint NOT NULL, symbol text, body bytea NOT NULL)`,
+		`INSERT INTO tickrelay_items SELECT s, s, s, 50, 'x', '\x00' FROM generate_series(1, 1000) s`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := newJournal(t, 0)
+	for s := uint64(1); s <= 500; s++ {
+		if err := j.Append(wire.Pos(3, s), recvOf(s), body(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := newBackup(t, dsn, j, nil).RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var v, old, later, keyCols int
+	if err := conn.QueryRow(ctx, "SELECT version FROM tickrelay_schema_version WHERE tbl = 'tickrelay_items'").Scan(&v); err != nil || v != backup.SchemaVersion {
+		t.Fatalf("version %d %v", v, err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count(*) FILTER (WHERE epoch = 0), count(*) FILTER (WHERE epoch = 3) FROM tickrelay_items").Scan(&old, &later); err != nil || old != 1000 || later != 500 {
+		t.Fatalf("rows: epoch 0 %d, epoch 3 %d, %v", old, later, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT array_length(conkey, 1) FROM pg_constraint WHERE conrelid = 'tickrelay_items'::regclass AND contype = 'p'`).Scan(&keyCols); err != nil || keyCols != 2 {
+		t.Fatalf("primary key of %d columns: %v", keyCols, err)
+	}
+}

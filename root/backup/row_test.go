@@ -11,9 +11,9 @@ func TestAppendRowLayout(t *testing.T) {
 	m := wire.Msg{Type: wire.TypeAddOrder, Security: 700, OrderID: 9}
 	f, _ := wire.AppendMsgFrame(nil, 42, 123, &m)
 	item := wire.AppendRelayItem(nil, 456, f[wire.FeedLenSize:])
-	row := appendRow(nil, 42, item)
+	row := appendRow(nil, wire.Pos(9, 42), item)
 	be := binary.BigEndian
-	if be.Uint16(row) != 6 {
+	if be.Uint16(row) != 7 {
 		t.Fatalf("field count %d", be.Uint16(row))
 	}
 	p := row[2:]
@@ -26,6 +26,9 @@ func TestAppendRowLayout(t *testing.T) {
 		v := p[:l]
 		p = p[l:]
 		return v
+	}
+	if v := next(); be.Uint64(v) != 9 {
+		t.Fatalf("epoch %x", v)
 	}
 	if v := next(); be.Uint64(v) != 42 {
 		t.Fatalf("seq %x", v)
@@ -46,7 +49,7 @@ func TestAppendRowLayout(t *testing.T) {
 		t.Fatalf("body %x rest %d", v, len(p))
 	}
 	// A malformed item still makes a row (zero stamps, NULL symbol).
-	if r := appendRow(nil, 1, []byte{1, 2}); len(r) != 2+3*12+6+4+4 {
+	if r := appendRow(nil, 1, []byte{1, 2}); len(r) != 2+4*12+6+4+4 {
 		t.Fatalf("short item row %d bytes", len(r))
 	}
 }

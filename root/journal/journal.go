@@ -254,8 +254,9 @@ func Open(path string, opts Options) (*Journal, error) {
 		return nil, err
 	}
 	j.m = m
-	j.log.Info("journal open", "first_seq", j.first.Load(), "last_seq", j.last.Load(),
-		"backed_up", j.backedUp.Load(), "bytes", j.stats.StoredBytes, "sync", opts.SyncPolicy)
+	j.log.Info("journal open", "first_epoch", wire.PosEpoch(j.first.Load()), "first_seq", wire.PosSeq(j.first.Load()),
+		"epoch", wire.PosEpoch(j.last.Load()), "last_seq", wire.PosSeq(j.last.Load()),
+		"backed_up_epoch", wire.PosEpoch(j.backedUp.Load()), "backed_up", wire.PosSeq(j.backedUp.Load()), "bytes", j.stats.StoredBytes, "sync", opts.SyncPolicy)
 	go j.committer()
 	return j, nil
 }
@@ -676,7 +677,7 @@ func (j *Journal) Close() error {
 		if err := j.db.Close(); err != nil && j.closeErr == nil {
 			j.closeErr = fmt.Errorf("journal: close %s: %w", j.path, err)
 		}
-		j.log.Info("journal closed", "last_seq", j.last.Load(), "durable_seq", j.durable.Load())
+		j.log.Info("journal closed", "epoch", wire.PosEpoch(j.last.Load()), "last_seq", wire.PosSeq(j.last.Load()), "durable_seq", wire.PosSeq(j.durable.Load()))
 	})
 	return j.closeErr
 }
@@ -741,7 +742,7 @@ func (j *Journal) commitOnce() bool {
 	if err != nil {
 		j.stats.CommitErrors++
 		if j.commitErr == nil {
-			j.log.Error("journal commit failed; retrying", "first_seq", b.first, "items", b.n, "err", err)
+			j.log.Error("journal commit failed; retrying", "epoch", wire.PosEpoch(b.first), "first_seq", wire.PosSeq(b.first), "items", b.n, "err", err)
 		}
 		j.commitErr = err
 		if j.m != nil {
@@ -751,7 +752,7 @@ func (j *Journal) commitOnce() bool {
 		return false
 	}
 	if j.commitErr != nil {
-		j.log.Info("journal commits recovered", "durable_seq", b.first+uint64(b.n)-1)
+		j.log.Info("journal commits recovered", "epoch", wire.PosEpoch(b.first), "durable_seq", wire.PosSeq(b.first+uint64(b.n)-1))
 	}
 	j.commitErr = nil
 	j.stats.StoredBytes += int64(len(b.data))

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tickrelay/internal/promreg"
+	"tickrelay/wire"
 )
 
 // metrics are the journal's Prometheus series, registered on the
@@ -39,11 +40,14 @@ func newMetrics(reg prometheus.Registerer, j *Journal) (*metrics, error) {
 			Name: "tickrelay_journal_appended_bytes_total", Help: "Bytes of relay items appended to the journal."},
 			func() float64 { j.mu.Lock(); defer j.mu.Unlock(); return float64(j.appendedBytes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tickrelay_journal_last_seq", Help: "Highest seq appended."},
-			func() float64 { return float64(j.LastSeq()) }),
+			Name: "tickrelay_journal_last_seq", Help: "Highest seq appended (of tickrelay_journal_epoch)."},
+			func() float64 { return float64(wire.PosSeq(j.LastSeq())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tickrelay_journal_durable_seq", Help: "Highest seq committed to the file."},
-			func() float64 { return float64(j.DurableSeq()) }),
+			Name: "tickrelay_journal_epoch", Help: "Epoch of the highest seq appended."},
+			func() float64 { return float64(wire.PosEpoch(j.LastSeq())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tickrelay_journal_durable_seq", Help: "Highest seq committed to the file (of its epoch)."},
+			func() float64 { return float64(wire.PosSeq(j.DurableSeq())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tickrelay_journal_stored_bytes", Help: "Bytes of items held in the file."},
 			func() float64 { return float64(j.Stats().StoredBytes) }),
@@ -60,9 +64,4 @@ func newMetrics(reg prometheus.Registerer, j *Journal) (*metrics, error) {
 
 func (m *metrics) unregister() { m.group.Unregister() }
 
-func backlog(last, backedUp uint64) uint64 {
-	if last > backedUp {
-		return last - backedUp
-	}
-	return 0
-}
+func backlog(last, backedUp uint64) uint64 { return wire.PosItems(backedUp, last) }
