@@ -2,8 +2,8 @@ package feed
 
 import (
 	"context"
-	"encoding/binary"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
