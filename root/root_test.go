@@ -39,8 +39,11 @@ type fakeExchange struct {
 	// script, if set, serves connection n (1-based); return false to fall
 	// back to the default stream.
 	script func(n int, c net.Conn, lg wire.Logon) bool
-	wg     sync.WaitGroup
-	done   chan struct{}
+	// epochOf, if set, is the epoch the logon reply of connection n names
+	// (else the one asked for).
+	epochOf func(n int, lg wire.Logon) uint32
+	wg      sync.WaitGroup
+	done    chan struct{}
 }
 
 func newFakeExchange(t *testing.T) *fakeExchange {
@@ -101,7 +104,11 @@ func (ex *fakeExchange) serve(n int, c net.Conn) {
 		c.Write(wire.AppendLogonReply(nil, wire.LogonReply{Status: wire.LogonBadAuth, Reason: "who are you"}))
 		return
 	}
-	if _, err := c.Write(wire.AppendLogonReply(nil, wire.LogonReply{Status: wire.LogonOK, NextSeq: lg.StartSeq})); err != nil {
+	epoch := lg.Epoch
+	if ex.epochOf != nil {
+		epoch = ex.epochOf(n, lg)
+	}
+	if _, err := c.Write(wire.AppendLogonReply(nil, wire.LogonReply{Status: wire.LogonOK, NextSeq: lg.StartSeq, Epoch: epoch})); err != nil {
 		return
 	}
 	if ex.script != nil && ex.script(n, c, lg) {
@@ -160,14 +167,15 @@ func (ex *fakeExchange) stream(c net.Conn, from, to uint64) error {
 
 // fakeChild is a raw relay client: Hello, then read frames.
 type fakeChild struct {
-	t    *testing.T
-	c    net.Conn
-	buf  []byte
-	rd   int
-	wr   int
-	next uint64 // next seq expected
-	br   wire.BatchReader
-	hb   int // heartbeats seen
+	t     *testing.T
+	c     net.Conn
+	buf   []byte
+	rd    int
+	wr    int
+	next  uint64 // next seq expected
+	epoch uint32 // of the items (a Reset frame moves it on)
+	br    wire.BatchReader
+	hb    int // heartbeats seen
 }
 
 func dialChild(t *testing.T, addr net.Addr, from uint64) *fakeChild {
@@ -218,19 +226,33 @@ func (fc *fakeChild) frame(timeout time.Duration) (byte, []byte, error) {
 // readTo reads batches until it has every seq up to target, checking order
 // (no gap, no duplicate), bodies and stamps.
 func (fc *fakeChild) readTo(target uint64, timeout time.Duration) error {
+	return fc.readToEpoch(fc.epoch, target, timeout)
+}
+
+// readToEpoch is readTo up to target in epoch, across Reset frames.
+func (fc *fakeChild) readToEpoch(epoch uint32, target uint64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for fc.next <= target {
+	for fc.epoch < epoch || fc.epoch == epoch && fc.next <= target {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return fmt.Errorf("timeout at seq %d waiting for %d", fc.next, target)
+			return fmt.Errorf("timeout at epoch %d seq %d waiting for %d", fc.epoch, fc.next, target)
 		}
 		typ, p, err := fc.frame(left)
 		if err != nil {
 			return fmt.Errorf("at seq %d: %w", fc.next, err)
 		}
 		switch typ {
+		case wire.RelayReset:
+			r := wire.ParseReset(p)
+			if r.Epoch <= fc.epoch || r.Prev != fc.epoch || r.PrevLast != fc.next-1 {
+				return fmt.Errorf("reset %+v at epoch %d seq %d", r, fc.epoch, fc.next)
+			}
+			fc.epoch, fc.next = r.Epoch, r.Seq
 		case wire.RelayBatch:
 			fc.br.Reset(p)
+			if fc.br.Epoch != fc.epoch {
+				return fmt.Errorf("a batch of epoch %d in epoch %d", fc.br.Epoch, fc.epoch)
+			}
 			for fc.br.Next() {
 				it := fc.br.Item
 				if it.Seq != fc.next {
@@ -849,5 +871,131 @@ func TestHopHistograms(t *testing.T) {
 	}
 	if len(hops) != 2 || hops["root"] != uint64(want) {
 		t.Fatalf("exposed hops %v, want exch_root and root (%d)", hops, want)
+	}
+}
+
+// TestExchangeSequenceReset: the exchange starts a new epoch mid-stream; the
+// root takes the new epoch's seqs from 1, a child gets a Reset frame between
+// the epochs, and a relogin asks for the new epoch.
+func TestExchangeSequenceReset(t *testing.T) {
+	ex := newFakeExchange(t)
+	ex.publish(200)
+	ex.script = func(n int, c net.Conn, lg wire.Logon) bool {
+		if n != 1 {
+			return false // the relogin (epoch 5, from 101) streams on
+		}
+		ex.stream(c, 1, 100)
+		c.Write(wire.AppendSequenceReset(nil, wire.SequenceReset{Epoch: 5, NextSeq: 1}, 1))
+		ex.stream(c, 1, 100)
+		return true // and hangs up
+	}
+	r, _ := startRoot(t, testConfig(t, ex))
+	child := dialChild(t, r.Addr(), 1)
+	if err := child.readToEpoch(5, 150, ioTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if r.Epoch() != 5 || testutil.ToFloat64(r.Metrics().EpochChanges) != 1 {
+		t.Fatalf("root at epoch %d, %v changes", r.Epoch(), testutil.ToFloat64(r.Metrics().EpochChanges))
+	}
+	<-ex.logons
+	if lg := <-ex.logons; lg.Epoch != 5 || lg.StartSeq != 101 {
+		t.Fatalf("relogin %+v, want epoch 5 from 101", lg)
+	}
+	// A child asking for the current epoch (Hello epoch 0) is told which it
+	// is, then streamed from its seq.
+	late := dialChild(t, r.Addr(), 0)
+	late.send(wire.AppendHello(nil, wire.Hello{Epoch: 0, FromSeq: 7, Name: "late"}))
+	typ, p, err := late.frame(ioTimeout)
+	if err != nil || typ != wire.RelayReset || wire.ParseReset(p) != (wire.Reset{Epoch: 5, Seq: 7}) {
+		t.Fatalf("hello for the current epoch: %q %+v %v", typ, p, err)
+	}
+	late.epoch, late.next = 5, 7
+	if err := late.readToEpoch(5, 150, ioTimeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExchangeBadResets: resets that do not start a later epoch, and a
+// malformed one, each end the session with a clear error; what was received
+// stays, the root logs in again where it was, and children get every item.
+// An exchange that answers a logon with an older epoch is refused.
+func TestExchangeBadResets(t *testing.T) {
+	ex := newFakeExchange(t)
+	ex.publish(400)
+	bad := [][]byte{
+		wire.AppendSequenceReset(nil, wire.SequenceReset{Epoch: 0, NextSeq: 1}, 1),       // not a later epoch
+		wire.AppendSequenceReset(nil, wire.SequenceReset{Epoch: 9, NextSeq: 0}, 1),       // seq 0
+		wire.AppendSequenceReset(nil, wire.SequenceReset{Epoch: 9, NextSeq: 1 << 40}, 1), // beyond an epoch
+		wire.AppendFeedFrame(nil, 0, 1, wire.TypeSequenceReset, make([]byte, 11)),        // malformed
+	}
+	ex.epochOf = func(n int, lg wire.Logon) uint32 {
+		if n == len(bad)+1 {
+			return 0 // fine: ours
+		}
+		return lg.Epoch
+	}
+	ex.script = func(n int, c net.Conn, lg wire.Logon) bool {
+		if n > len(bad) {
+			return false
+		}
+		ex.stream(c, lg.StartSeq, lg.StartSeq+99)
+		c.Write(bad[n-1])
+		ex.sleep(time.Second) // the root must hang up, not us
+		return true
+	}
+	var logs daemontest.Buffer
+	cfg := testConfig(t, ex)
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r, _ := startRoot(t, cfg)
+	child := dialChild(t, r.Addr(), 1)
+	if err := child.readTo(400, ioTimeout); err != nil {
+		t.Fatal(err)
+	}
+	bi := r.Metrics().BadInput
+	if got := testutil.ToFloat64(bi.WithLabelValues("reset")); got != 3 {
+		t.Errorf("bad resets %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(bi.WithLabelValues("truncated")); got != 1 {
+		t.Errorf("malformed resets %v, want 1", got)
+	}
+	if out := logs.String(); !strings.Contains(out, "sequence reset to epoch 0 seq 1, not after ours (epoch 0, last seq 100)") {
+		t.Errorf("no clear line for the first bad reset:\n%s", out)
+	}
+	if r.Epoch() != 0 || r.Head() != 400 {
+		t.Fatalf("root at epoch %d head %d", r.Epoch(), r.Head())
+	}
+}
+
+// TestExchangeEpochBackwards: an exchange whose logon reply names an epoch
+// older than the root's is refused (bad input "epoch"), again at each
+// relogin, and nothing is taken from it.
+func TestExchangeEpochBackwards(t *testing.T) {
+	ex := newFakeExchange(t)
+	ex.publish(100)
+	ex.script = func(n int, c net.Conn, lg wire.Logon) bool {
+		if n != 1 {
+			return false
+		}
+		ex.stream(c, 1, 50)
+		c.Write(wire.AppendSequenceReset(nil, wire.SequenceReset{Epoch: 8, NextSeq: 1}, 1))
+		ex.stream(c, 1, 50)
+		return true
+	}
+	ex.epochOf = func(n int, lg wire.Logon) uint32 {
+		if n == 1 {
+			return lg.Epoch
+		}
+		return 7 // older than 8
+	}
+	var logs daemontest.Buffer
+	cfg := testConfig(t, ex)
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r, _ := startRoot(t, cfg)
+	waitFor(t, "two refused logons", func() bool { return testutil.ToFloat64(r.Metrics().BadInput.WithLabelValues("epoch")) >= 2 })
+	if r.Epoch() != 8 || r.Head() != 50 {
+		t.Fatalf("root at epoch %d head %d, want 8 and 50", r.Epoch(), r.Head())
+	}
+	if out := logs.String(); !strings.Contains(out, "exchange serves epoch 7, older than ours (8, at seq 50)") {
+		t.Errorf("no clear line:\n%s", out)
 	}
 }

@@ -143,7 +143,7 @@ func (s *session) once(ctx context.Context) (accepted uint64, err error) {
 	before := s.last
 	s.backFrom = 0
 	err = s.readLoop(conn)
-	return s.last - before, err
+	return wire.PosItems(before, s.last), err
 }
 
 // readLogonReply reads the exchange's answer to the logon.

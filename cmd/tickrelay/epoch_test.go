@@ -224,8 +224,8 @@ func checkEpochStream(lines []client.Event, plan []epochPlan, named bool) error 
 			}
 			k, next = k+1, 1
 		case wire.LineFrame:
-			if oks == 0 {
-				continue // the first epoch's image
+			if oks == 0 || named && oks < 2 {
+				continue // the first epoch's images
 			}
 			if ev.Seq < next || !named && ev.Seq != next {
 				return fmt.Errorf("epoch %d: seq %d, want %d", plan[k].epoch, ev.Seq, next)
