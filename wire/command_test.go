@@ -67,7 +67,7 @@ func equalSyms(a, b [][]byte) bool {
 }
 
 func sameCommand(a, b Command) bool {
-	return a.Verb == b.Verb && a.Seq == b.Seq && a.T0 == b.T0 && equalSyms(a.Symbols, b.Symbols)
+	return a.Verb == b.Verb && a.Seq == b.Seq && a.Epoch == b.Epoch && a.T0 == b.T0 && equalSyms(a.Symbols, b.Symbols)
 }
 
 // appendCommand is the client side of ParseCommand (the wire package has no
@@ -77,6 +77,10 @@ func appendCommand(dst []byte, c Command) []byte {
 	switch c.Verb {
 	case CmdResume:
 		dst = append(dst, ' ')
+		if c.Epoch != 0 {
+			dst = appendUint(dst, "", uint64(c.Epoch))
+			dst = append(dst, ':')
+		}
 		dst = appendUint(dst, "", c.Seq)
 	case CmdTime:
 		dst = appendInt(dst, " ", c.T0)

@@ -364,7 +364,8 @@ func FuzzDecodeTextFrame(f *testing.F) {
 func FuzzParseCommand(f *testing.F) {
 	for _, s := range []string{"SUB 00700 00005\n", "UNSUB *\r\n", "RESUME 5 a b\n", "PING\n", "TIME -5\n",
 		"SUB\n", "RESUME 0 x\n", "TIME 9223372036854775808\n", "\n", "garbage", "SUB a\nPING\nTIME 1\n",
-		"OK SUB 00700 5\n", "OK UNSUB x\n", "OK RESUME 7\n", "TIME 1 2 3\n", "ERR BADCMD x\n", "PONG\r\n"} {
+		"OK SUB 00700 5\n", "OK UNSUB x\n", "OK RESUME 7\n", "TIME 1 2 3\n", "ERR BADCMD x\n", "PONG\r\n",
+		"RESUME 7:5 a\n", "OK SUB 00700 5 2026120700\n", "OK RESUME 7 9\n", "RESET 9 1 8 500\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, buf []byte) {
@@ -397,9 +398,17 @@ func FuzzParseCommand(f *testing.F) {
 				if verb != CmdResume {
 					s = []byte(sym)
 				}
-				v2, sym2, seq2, err := ParseOK(AppendOK(nil, verb, s, seq, 3))
-				if err != nil || v2 != verb || sym2 != sym || seq2 != seq {
+				re := AppendOK(nil, verb, s, seq, OKEpoch(line))
+				v2, sym2, seq2, err := ParseOK(re)
+				if err != nil || v2 != verb || sym2 != sym || seq2 != seq || verb != CmdUnsub && OKEpoch(re) != OKEpoch(line) {
 					t.Fatalf("OK line %q: %q %q %d %v", line, v2, sym2, seq2, err)
+				}
+			} else {
+				checkDecodeErr(t, 0, err)
+			}
+			if r, err := ParseResetLine(line); err == nil {
+				if r2, err := ParseResetLine(AppendResetLine(nil, r)); err != nil || r2 != r {
+					t.Fatalf("RESET line %q: %+v %v", line, r2, err)
 				}
 			} else {
 				checkDecodeErr(t, 0, err)

@@ -42,6 +42,13 @@ type Event struct {
 // OK parses a LineOK event: verb, symbol (SUB, UNSUB) and seq (SUB, RESUME).
 func (e *Event) OK() (verb, sym string, seq uint64, err error) { return wire.ParseOK(e.Line) }
 
+// Epoch is the epoch an "OK SUB" or "OK RESUME" event names (0: none).
+func (e *Event) Epoch() uint32 { return wire.OKEpoch(e.Line) }
+
+// Reset parses a LineReset event: the new epoch and its first seq, the
+// epoch before it and where that ended.
+func (e *Event) Reset() (wire.ResetLine, error) { return wire.ParseResetLine(e.Line) }
+
 // Err parses a LineErr event into its code and reason.
 func (e *Event) Err() (code, reason string) {
 	rest := string(e.Line[min(len(e.Line), 4):])
@@ -114,6 +121,15 @@ func (c *Client) Resume(seq uint64, syms ...string) error {
 	}
 	// One line: the history replay must cover every symbol at once.
 	return c.symCmd(wire.CmdResume, strconv.FormatUint(seq, 10), syms)
+}
+
+// ResumeEpoch is Resume from seq of epoch exactly: a child in another
+// epoch answers ERR GONE.
+func (c *Client) ResumeEpoch(epoch uint32, seq uint64, syms ...string) error {
+	if len(syms) == 0 {
+		return errors.New("client: RESUME needs at least one symbol")
+	}
+	return c.symCmd(wire.CmdResume, strconv.FormatUint(uint64(epoch), 10)+":"+strconv.FormatUint(seq, 10), syms)
 }
 
 // Ping sends PING; the child answers PONG.

@@ -34,14 +34,14 @@ func frames(n int) []byte {
 }
 
 func TestNextKinds(t *testing.T) {
-	data := append(frames(1), "OK SUB 00001 7\nERR BADCMD unknown command\nPONG\nTIME 1 2 3\n"...)
+	data := append(frames(1), "OK SUB 00001 7 3\nERR BADCMD unknown command\nPONG\nTIME 1 2 3\nRESET 4 1 3 99\n"...)
 	c := New(&loopConn{data: data})
 	ev, err := c.Next()
 	if err != nil || ev.Kind != wire.LineFrame || ev.Seq != 1 || ev.Msg.TradeID != 1 || ev.Stamps.ChildSend != 5 || ev.Recv == 0 {
 		t.Fatalf("frame: %v %+v", err, ev)
 	}
 	ev, _ = c.Next()
-	if v, s, seq, err := ev.OK(); ev.Kind != wire.LineOK || v != "SUB" || s != "00001" || seq != 7 || err != nil {
+	if v, s, seq, err := ev.OK(); ev.Kind != wire.LineOK || v != "SUB" || s != "00001" || seq != 7 || err != nil || ev.Epoch() != 3 {
 		t.Fatalf("ok: %q", ev.Line)
 	}
 	ev, _ = c.Next()
@@ -54,6 +54,10 @@ func TestNextKinds(t *testing.T) {
 	ev, _ = c.Next()
 	if t0, t1, t2, err := ev.Time(); ev.Kind != wire.LineTime || t0 != 1 || t1 != 2 || t2 != 3 || err != nil {
 		t.Fatalf("time: %q", ev.Line)
+	}
+	ev, _ = c.Next()
+	if r, err := ev.Reset(); ev.Kind != wire.LineReset || err != nil || r != (wire.ResetLine{Epoch: 4, Seq: 1, Prev: 3, PrevLast: 99}) {
+		t.Fatalf("reset: %q %v", ev.Line, err)
 	}
 }
 
@@ -92,9 +96,10 @@ func TestCommandsSplitLines(t *testing.T) {
 	}
 	rc.buf.Reset()
 	c.Resume(42, "00001", "*")
+	c.ResumeEpoch(7, 42, "00001")
 	c.Ping()
 	c.Unsub("00001")
-	if s := rc.buf.String(); s != "RESUME 42 00001 *\nPING\nUNSUB 00001\n" {
+	if s := rc.buf.String(); s != "RESUME 42 00001 *\nRESUME 7:42 00001\nPING\nUNSUB 00001\n" {
 		t.Fatalf("%q", s)
 	}
 	rc.buf.Reset()

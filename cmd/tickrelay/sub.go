@@ -114,6 +114,8 @@ func runSub(ctx context.Context, args []string) error {
 			st.frame(ev)
 		case wire.LineOK:
 			st.ok(ev)
+		case wire.LineReset:
+			st.reset(ev)
 		case wire.LineErr:
 			st.err(ev)
 			if code, _ := ev.Err(); code == wire.ErrCodeGone { // nothing subscribed: nothing will come
@@ -177,7 +179,9 @@ type subStats struct {
 	frames      int
 	live        int
 	gaps, dups  int
-	conflations int // ERR CONFLATED seen
+	conflations int    // ERR CONFLATED seen
+	epoch       uint32 // of the frames (from OK and RESET lines)
+	resets      int    // RESET lines seen
 	start       time.Time
 	ivStart     time.Time
 	ivFrames    int
@@ -210,8 +214,29 @@ func (s *subStats) ok(ev *client.Event) {
 		return
 	}
 	s.okSeq[sym] = seq
+	if e := wire.OKEpoch(ev.Line); e != 0 {
+		s.epoch = e
+	}
 	if sym == wire.AllSymbols || s.last == 0 {
 		s.last = max(s.last, seq)
+	}
+}
+
+// reset takes a RESET line: the seqs start over in the new epoch, under
+// every subscription. A "*" client that had not reached the end the line
+// names lost the rest of that epoch: a gap.
+func (s *subStats) reset(ev *client.Event) {
+	r, err := wire.ParseResetLine(ev.Line)
+	if err != nil {
+		return
+	}
+	s.resets++
+	if s.all && s.last != 0 && s.last < r.PrevLast {
+		s.gaps++
+	}
+	s.epoch, s.last = r.Epoch, r.Seq-1
+	for sym := range s.okSeq {
+		s.okSeq[sym] = r.Seq - 1
 	}
 }
 
@@ -279,11 +304,11 @@ func (s *subStats) resetInterval() {
 func (s *subStats) print(w io.Writer, what string) {
 	now := time.Now()
 	if what == "final" {
-		fmt.Fprintf(w, "%s: %d frames (%d live), %.0f frames/s, last seq %d, gaps %d, duplicates %d, conflations %d\n",
-			what, s.frames, s.live, float64(s.frames)/now.Sub(s.start).Seconds(), s.last, s.gaps, s.dups, s.conflations)
+		fmt.Fprintf(w, "%s: %d frames (%d live), %.0f frames/s, epoch %d, last seq %d, gaps %d, duplicates %d, conflations %d, resets %d\n",
+			what, s.frames, s.live, float64(s.frames)/now.Sub(s.start).Seconds(), s.epoch, s.last, s.gaps, s.dups, s.conflations, s.resets)
 	} else { // the counts of this interval; the totals in brackets
-		fmt.Fprintf(w, "%s: %d frames, %.0f frames/s, last seq %d (in all: %d frames, %d live, gaps %d, duplicates %d, conflations %d)\n",
-			what, s.ivFrames, float64(s.ivFrames)/now.Sub(s.ivStart).Seconds(), s.last, s.frames, s.live, s.gaps, s.dups, s.conflations)
+		fmt.Fprintf(w, "%s: %d frames, %.0f frames/s, epoch %d, last seq %d (in all: %d frames, %d live, gaps %d, duplicates %d, conflations %d, resets %d)\n",
+			what, s.ivFrames, float64(s.ivFrames)/now.Sub(s.ivStart).Seconds(), s.epoch, s.last, s.frames, s.live, s.gaps, s.dups, s.conflations, s.resets)
 	}
 	set := s.total
 	if what != "final" {

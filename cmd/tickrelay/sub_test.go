@@ -96,6 +96,37 @@ func TestSubStatsConflated(t *testing.T) {
 	}
 }
 
+// TestSubStatsReset: a RESET starts the seqs over; within each epoch a
+// "*" client counts no gap and no duplicate, and one that lost the end of
+// an epoch (it got less than the RESET names) counts a gap.
+func TestSubStatsReset(t *testing.T) {
+	s := newSubStats([]string{"*"}, 0)
+	line := func(kind wire.LineKind, text string) *client.Event {
+		return &client.Event{Kind: kind, Line: []byte(text)}
+	}
+	frame := func(seq uint64) {
+		ev := &client.Event{Kind: wire.LineFrame, Seq: seq}
+		ev.Msg.Security = uint32(seq%5 + 1)
+		s.frame(ev)
+	}
+	s.ok(line(wire.LineOK, "OK SUB * 0 7"))
+	for seq := uint64(1); seq <= 40; seq++ {
+		frame(seq)
+	}
+	s.reset(line(wire.LineReset, "RESET 8 1 7 40"))
+	for seq := uint64(1); seq <= 30; seq++ {
+		frame(seq)
+	}
+	if s.live != 70 || s.dups != 0 || s.gaps != 0 || s.resets != 1 || s.epoch != 8 || s.last != 30 {
+		t.Fatalf("live %d, duplicates %d, gaps %d, resets %d, epoch %d, last %d", s.live, s.dups, s.gaps, s.resets, s.epoch, s.last)
+	}
+	s.reset(line(wire.LineReset, "RESET 9 1 8 35")) // 31..35 of epoch 8 lost
+	frame(1)
+	if s.gaps != 1 || s.dups != 0 || s.epoch != 9 {
+		t.Fatalf("gaps %d, duplicates %d, epoch %d", s.gaps, s.dups, s.epoch)
+	}
+}
+
 // TestSubResumeGone: `sub -resume` from a seq the child never held ends
 // with the child's ERR GONE instead of waiting for frames that never come.
 func TestSubResumeGone(t *testing.T) {
