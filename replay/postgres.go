@@ -14,8 +14,9 @@ import (
 )
 
 // PostgresSource plays rows of the root's backup table (root/backup:
-// seq, exch_send, root_recv, msg_type, symbol, body) in seq order, paced by
-// exch_send. Rows are streamed by one query, never loaded all at once.
+// epoch, seq, exch_send, root_recv, msg_type, symbol, body) of one epoch in
+// seq order, paced by exch_send. Rows are streamed by one query, never
+// loaded all at once.
 type PostgresSource struct {
 	conn  *pgx.Conn
 	sql   string
@@ -41,11 +42,18 @@ func NewPostgresSource(ctx context.Context, dsn, table string, sel Select) (*Pos
 		return nil, fmt.Errorf("replay: postgres: %w", err)
 	}
 	ident := pgx.Identifier(strings.Split(table, ".")).Sanitize()
-	where := " FROM " + ident + " WHERE seq >= $1 AND seq <= $2 AND exch_send >= $3 AND exch_send <= $4"
+	epoch := int64(sel.Epoch)
+	if epoch == 0 {
+		if err := conn.QueryRow(ctx, "SELECT coalesce(max(epoch), 0) FROM "+ident).Scan(&epoch); err != nil {
+			conn.Close(ctx)
+			return nil, fmt.Errorf("replay: postgres: newest epoch of %s: %w", table, err)
+		}
+	}
+	where := " FROM " + ident + " WHERE epoch = $5 AND seq >= $1 AND seq <= $2 AND exch_send >= $3 AND exch_send <= $4"
 	toSeq := min(sel.toSeq(), math.MaxInt64)
 	s := &PostgresSource{conn: conn, table: table,
 		sql:   "SELECT seq, exch_send, body" + where + " ORDER BY seq",
-		args:  []any{int64(sel.FromSeq), int64(toSeq), sel.FromTime, sel.toTime()},
+		args:  []any{int64(sel.FromSeq), int64(toSeq), sel.FromTime, sel.toTime(), epoch},
 		frame: make([]byte, 0, wire.FeedLenSize+wire.MaxFeedBody)}
 	var n, first int64
 	if err := conn.QueryRow(ctx, "SELECT count(*), coalesce(min(seq), 0)"+where, s.args...).Scan(&n, &first); err != nil {

@@ -427,10 +427,15 @@ func TestServePostgres(t *testing.T) {
 	rows := make([][]any, len(recs))
 	for i, r := range recs {
 		h, _ := wire.ParseFeedBody(r.frame[2:])
-		rows[i] = []any{int64(h.Seq), h.SendTime, h.SendTime + 5000, int16(h.MsgType), nil, r.frame[2:]}
+		rows[i] = []any{int64(7), int64(h.Seq), h.SendTime, h.SendTime + 5000, int16(h.MsgType), nil, r.frame[2:]}
+	}
+	// An older epoch with the same seqs: not played (the newest is).
+	for i, r := range recs[:100] {
+		h, _ := wire.ParseFeedBody(r.frame[2:])
+		rows = append(rows, []any{int64(6), int64(i + 1), int64(1), int64(1), int16(h.MsgType), nil, r.frame[2:]})
 	}
 	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"tickrelay_items"},
-		[]string{"seq", "exch_send", "root_recv", "msg_type", "symbol", "body"}, pgx.CopyFromRows(rows)); err != nil {
+		[]string{"epoch", "seq", "exch_send", "root_recv", "msg_type", "symbol", "body"}, pgx.CopyFromRows(rows)); err != nil {
 		t.Fatal(err)
 	}
 	send := func(seq int) int64 { h, _ := wire.ParseFeedBody(recs[seq-1].frame[2:]); return h.SendTime }

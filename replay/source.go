@@ -34,6 +34,9 @@ type Source interface {
 type Select struct {
 	FromSeq, ToSeq   uint64
 	FromTime, ToTime int64
+	// Epoch picks the trading session played from a Postgres backup
+	// (0: the newest there); its seqs are the ones FromSeq and ToSeq bound.
+	Epoch uint32
 }
 
 func (s Select) toSeq() uint64 {

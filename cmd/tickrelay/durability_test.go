@@ -16,9 +16,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tickrelay/child"
+	"tickrelay/feed"
+	"tickrelay/internal/daemontest"
 	"tickrelay/internal/pgtest"
 	"tickrelay/perf"
 	"tickrelay/root/journal"
+	"tickrelay/wire"
 )
 
 // Durability, end to end through the `tickrelay root` binary: journal,
@@ -78,7 +81,7 @@ func TestRootKill9Recovery(t *testing.T) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("after kill -9: child at %d, journal last %d, backed up %d", atKill, last, backedUp)
+	t.Logf("after kill -9: child at %d, journal last %d, backed up %d", atKill, wire.PosSeq(last), wire.PosSeq(backedUp))
 	if last == 0 {
 		t.Fatal("journal empty after the kill")
 	}
@@ -87,10 +90,10 @@ func TestRootKill9Recovery(t *testing.T) {
 	}
 
 	r2 := startProc(t, "root (restarted)", args...)
-	if line := r2.waitLog(t, 30*time.Second, "ring refilled from store"); attr(line, "head") != strconv.FormatUint(last, 10) {
+	if line := r2.waitLog(t, 30*time.Second, "ring refilled from store"); attr(line, "head") != strconv.FormatUint(wire.PosSeq(last), 10) {
 		t.Fatalf("restarted root refilled its ring to a head other than the journal's last seq %d: %s", last, line)
 	}
-	if line := r2.waitLog(t, 30*time.Second, "exchange session up"); attr(line, "start_seq") != strconv.FormatUint(last+1, 10) {
+	if line := r2.waitLog(t, 30*time.Second, "exchange session up"); attr(line, "start_seq") != strconv.FormatUint(wire.PosSeq(last)+1, 10) {
 		t.Fatalf("restarted root did not resume at journal last + 1 = %d: %s", last+1, line)
 	}
 	waitFor(t, "the child to get everything", 50*time.Second, func() bool { return ch.LastSeq() == total })
@@ -298,4 +301,69 @@ func TestChildOlderThanRingFromJournal(t *testing.T) {
 	checkChild(t, ch, ex, total)
 	verifyResume(t, ch, ex, 1, total)
 	r.stop(t, 30*time.Second)
+}
+
+// TestRootKill9AtEpochChange: a root process with a journal is killed with
+// SIGKILL just before or just after the exchange's Sequence Reset, and
+// started again on the journal. It resumes in the right epoch at the right
+// seq (the journal's last + 1, or the new epoch's start when the journal
+// had none of it), the child ends with every item of both epochs once,
+// and the journal holds each epoch whole.
+func TestRootKill9AtEpochChange(t *testing.T) {
+	const epoch, resetAt, total = 500, 30_000, 60_000
+	for _, when := range []string{"before", "after"} {
+		t.Run(when, func(t *testing.T) {
+			cfg := feed.DefaultConfig()
+			cfg.Addr, cfg.Rate, cfg.Symbols, cfg.Seed = "127.0.0.1:0", 40_000, 200, 3
+			cfg.Epoch, cfg.ResetAt, cfg.MaxSeq, cfg.Logger = epoch, resetAt, total, testLogger()
+			cfg.StartOnLogon = true // a fresh root logs on to the current epoch: let it be the first
+			ex, err := feed.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			daemontest.Start(t, "exchange", ex)
+			relayAddr, admin := freeAddr(t), freeAddr(t)
+			jpath := filepath.Join(t.TempDir(), "root.journal")
+			args := rootArgs(ex.Addr(), relayAddr, admin, jpath)
+			r1 := startProc(t, "root (first)", args...)
+			r1.waitLog(t, 30*time.Second, "relay listening")
+			ch := startChildAt(t, relayAddr, "c", 1)
+			waitFor(t, "the kill point", 45*time.Second, func() bool {
+				if when == "before" {
+					return ch.Epoch() == epoch && ch.LastSeq() >= resetAt-5000
+				}
+				return ch.Epoch() == epoch+1
+			})
+			r1.kill9(t)
+			t.Logf("killed with the child at epoch %d seq %d", ch.Epoch(), ch.LastSeq())
+
+			r2 := startProc(t, "root (restarted)", args...)
+			r2.waitLog(t, 30*time.Second, "exchange session up")
+			waitFor(t, "the child to get everything", 45*time.Second, func() bool {
+				return ch.Epoch() == epoch+1 && ch.LastSeq() == total-resetAt
+			})
+			r2.stop(t, 30*time.Second)
+			if items, lost := testutil.ToFloat64(ch.Metrics().Items), testutil.ToFloat64(ch.Metrics().LostItems); items != total || lost != 0 {
+				t.Fatalf("child parsed %v items and lost %v, want %d and 0", items, lost, total)
+			}
+			j, err := journal.Open(jpath, journal.Options{Logger: testLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			next := wire.Pos(epoch, 1)
+			err = j.Range(1, func(pos uint64, _ []byte) bool {
+				if pos != next {
+					if next != wire.Pos(epoch, resetAt+1) || pos != wire.Pos(epoch+1, 1) {
+						return false
+					}
+				}
+				next = pos + 1
+				return true
+			})
+			if err != nil || next != wire.Pos(epoch+1, total-resetAt+1) {
+				t.Fatalf("journal holds epoch %d up to seq %d (%v), want both epochs whole", wire.PosEpoch(next), wire.PosSeq(next)-1, err)
+			}
+		})
+	}
 }

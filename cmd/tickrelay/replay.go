@@ -99,6 +99,7 @@ func runReplayServe(ctx context.Context, args []string) error {
 	var sel replay.Select
 	fs.Uint64Var(&sel.FromSeq, "from-seq", 0, "first seq to play")
 	fs.Uint64Var(&sel.ToSeq, "to-seq", 0, "last seq to play (0 = to the end)")
+	pgEpoch := fs.Uint("pg-epoch", 0, "-from-postgres: the epoch (trading session) to play (0 = the newest in the table)")
 	var fromT, toT timeFlag
 	fs.Var(&fromT, "from-time", "play records from this time: RFC3339 or unix ns (capture: receive time; postgres: exch_send)")
 	fs.Var(&toT, "to-time", "play records up to this time (inclusive)")
@@ -112,6 +113,10 @@ func runReplayServe(ctx context.Context, args []string) error {
 		return err
 	}
 	sel.FromTime, sel.ToTime = fromT.ns, toT.ns
+	if *pgEpoch > 1<<32-1 {
+		return fmt.Errorf("replay serve: -pg-epoch %d: at most %d", *pgEpoch, uint32(1<<32-1))
+	}
+	sel.Epoch = uint32(*pgEpoch)
 	log, err := newLogger(fs)
 	if err != nil {
 		return err

@@ -20,11 +20,15 @@
 // hundreds of items makes it negligible per item. A block holds at most 256
 // items and at most 64 KiB (an item larger than that is a block of its
 // own); a commit of fewer items writes a smaller block, so block sizes vary
-// and a block never spans two transactions. Blocks are contiguous: the next
-// block's key is this key + n, so the file always holds exactly [FirstSeq,
-// LastSeq] (FirstSeq the first key, LastSeq the last key + its n - 1). Open
-// checks that (and that every block parses into whole, well-formed items)
-// and refuses a file with a hole, naming the missing seq range.
+// and a block never spans two transactions. Keys are positions (wire.Pos:
+// the epoch in the high 32 bits, the seq in the low), so the epochs of a
+// trading day never overwrite or shadow one another; a journal written
+// before epochs holds epoch 0, read as it was. Within an epoch blocks are
+// contiguous: the next block's key is this key + n, so the file holds every
+// seq of an epoch from its first to its last. A later epoch starts at its
+// own first seq. Open checks that (and that every block parses into whole,
+// well-formed items) and refuses a file with a hole, naming the missing
+// seq range. A block never spans two epochs.
 //
 // Format 1, before blocks, had one key per item and no "format" key. Open
 // refuses such a file (one with items) with an error saying its format is

@@ -382,8 +382,11 @@ func (j *Journal) check() error {
 				return fmt.Errorf("journal: %s is corrupt: block at seq %d of %d items is out of range", j.path, seq, n)
 			case next == 0:
 				first = seq
+			case seq > next && wire.PosEpoch(seq) > wire.PosEpoch(next-1):
+				// A later epoch: its seqs start over (at 1, or where the
+				// exchange began serving it).
 			case seq > next:
-				return fmt.Errorf("journal: %s has a hole: seqs %d..%d are missing (refusing to open)", j.path, next, seq-1)
+				return fmt.Errorf("journal: %s has a hole: epoch %d seqs %d..%d are missing (refusing to open)", j.path, wire.PosEpoch(seq), wire.PosSeq(next), wire.PosSeq(seq-1))
 			case seq < next:
 				return fmt.Errorf("journal: %s is corrupt: block at seq %d overlaps the previous block, which ends at seq %d", j.path, seq, next-1)
 			}

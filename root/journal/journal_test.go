@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -657,9 +658,9 @@ func TestHoleRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j.db")
 	closedJournal(t, path, 1000) // blocks 1, 257, 513, 769
 	editFile(t, path, func(b *bolt.Bucket) error { return b.Delete(blockKey(257)) })
-	wantOpenErr(t, path, "has a hole: seqs 257..512 are missing")
+	wantOpenErr(t, path, "has a hole: epoch 0 seqs 257..512 are missing")
 	editFile(t, path, func(b *bolt.Bucket) error { return b.Delete(blockKey(513)) })
-	wantOpenErr(t, path, "has a hole: seqs 257..768 are missing")
+	wantOpenErr(t, path, "has a hole: epoch 0 seqs 257..768 are missing")
 
 	// Blocks that overlap: the second block's key moved back one seq.
 	path = filepath.Join(t.TempDir(), "overlap.db")
@@ -680,6 +681,62 @@ func TestHoleRefused(t *testing.T) {
 	j := openT(t, path, Options{})
 	if j.FirstSeq() != 257 || j.LastSeq() != 1000 {
 		t.Fatalf("first block deleted: first %d last %d", j.FirstSeq(), j.LastSeq())
+	}
+}
+
+// TestEpochs: a later epoch's seqs start over in a key range of their own:
+// appended after the last epoch's (its pending items committed first), read
+// back in order across the jump, reopened without a hole; an epoch that is
+// not later, or a seq skipped within one, is refused.
+func TestEpochs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	j, err := Open(path, quiet(Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, j, 1, 300) // epoch 0, as before epochs
+	for _, e := range []uint32{4, 9} {
+		for s := uint64(1); s <= 300; s++ {
+			if err := j.Append(wire.Pos(e, s), recvOf(s), body(s)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, p := range []uint64{wire.Pos(9, 302), wire.Pos(8, 1), wire.Pos(9, 300), 301} {
+		if err := j.Append(p, 0, body(1)); err == nil || !strings.Contains(err.Error(), "out of order") {
+			t.Fatalf("append %x after epoch 9 seq 300: %v", p, err)
+		}
+	}
+	check := func(j *Journal) {
+		t.Helper()
+		want := []uint64{}
+		for _, e := range []uint32{0, 4, 9} {
+			for s := uint64(1); s <= 300; s++ {
+				want = append(want, wire.Pos(e, s))
+			}
+		}
+		var got []uint64
+		if err := j.Range(wire.Pos(0, 200), func(p uint64, item []byte) bool {
+			if exp := wire.AppendRelayItem(nil, recvOf(wire.PosSeq(p)), body(wire.PosSeq(p))); !bytes.Equal(item, exp) {
+				t.Fatalf("item at %x differs", p)
+			}
+			got = append(got, p)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want[199:]) {
+			t.Fatalf("range across epochs: %d items, want %d", len(got), len(want)-199)
+		}
+	}
+	check(j)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openT(t, path, Options{})
+	check(j)
+	if j.LastSeq() != wire.Pos(9, 300) || j.FirstSeq() != 1 {
+		t.Fatalf("reopened: first %x last %x", j.FirstSeq(), j.LastSeq())
 	}
 }
 
