@@ -232,7 +232,7 @@ func TestRootRefusesBadJournal(t *testing.T) {
 				t.Fatal(err)
 			}
 			db.Close()
-		}, "has a hole: seqs 769..1024 are missing"},
+		}, "has a hole: epoch 0 seqs 769..1024 are missing"},
 		{"locked", func(t *testing.T, path string) {
 			writeFile(t, path, goodBytes)
 			j, err := journal.Open(path, journal.Options{Logger: testLogger()})

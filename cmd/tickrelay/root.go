@@ -47,15 +47,16 @@ const defaultRetainBytes = 8 << 30
 
 // rootFlags are the durability flags of `tickrelay root`.
 type rootFlags struct {
-	journal     string
-	sync        string
-	commitEvery time.Duration
-	commitItems int
-	retainAge   time.Duration
-	retainBytes int64
-	postgres    string
-	backupEvery time.Duration
-	backupTable string
+	journal      string
+	sync         string
+	commitEvery  time.Duration
+	commitItems  int
+	retainAge    time.Duration
+	retainBytes  int64
+	retainEpochs int
+	postgres     string
+	backupEvery  time.Duration
+	backupTable  string
 }
 
 func addDurabilityFlags(fs *flag.FlagSet) *rootFlags {
@@ -71,6 +72,7 @@ func addDurabilityFlags(fs *flag.FlagSet) *rootFlags {
 	fs.DurationVar(&f.retainAge, "retain-age", 0, "delete journal items older than this (0 = keep; with -postgres, never before they are backed up)")
 	sizeVar(fs, &f.retainBytes, "retain-bytes", defaultRetainBytes, "delete the oldest journal items while they total more bytes than this "+
 		"(8 GiB is ~130M items, 11 min at 200k/s; 0 = no limit; with -postgres, never before they are backed up)")
+	fs.IntVar(&f.retainEpochs, "retain-epochs", 0, "keep the journal items of the newest N epochs (trading sessions) only (0 = no limit; with -postgres, never before they are backed up)")
 	fs.StringVar(&f.postgres, "postgres", "", "PostgreSQL DSN for the backup (default $"+envPG+"; empty = no backup, the journal is the only durable copy)")
 	fs.DurationVar(&f.backupEvery, "backup-every", bdef.Every, "time between backup rounds (each copies everything after the backed-up watermark)")
 	fs.StringVar(&f.backupTable, "backup-table", bdef.Table, "backup table, [schema.]name (created if missing)")
@@ -92,6 +94,8 @@ func (f *rootFlags) validate() error {
 		return fmt.Errorf("-retain-age %v: must be >= 0", f.retainAge)
 	case f.retainBytes < 0:
 		return fmt.Errorf("-retain-bytes %d: must be >= 0", f.retainBytes)
+	case f.retainEpochs < 0:
+		return fmt.Errorf("-retain-epochs %d: must be >= 0", f.retainEpochs)
 	case f.postgres != "" && f.journal == "":
 		return errors.New("-postgres needs a journal (the backup copies the journal): set -journal")
 	}
@@ -139,6 +143,7 @@ func runRoot(ctx context.Context, args []string) error {
 			CommitItems:   df.commitItems,
 			RetainAge:     df.retainAge,
 			RetainBytes:   df.retainBytes,
+			RetainEpochs:  df.retainEpochs,
 			RequireBackup: df.postgres != "",
 			Logger:        log,
 			Registerer:    reg,

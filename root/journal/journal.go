@@ -62,6 +62,7 @@ type Options struct {
 	MaxPendingBytes int           // appended but uncommitted bytes before Append blocks (64 MiB)
 	RetainAge       time.Duration // delete blocks whose items' rootRecv are all older (0: keep)
 	RetainBytes     int64         // delete oldest blocks while the total is larger (0: no limit)
+	RetainEpochs    int           // delete the blocks of all but the newest this many epochs (0: no limit)
 	RetainEvery     time.Duration // how often retention runs (1s)
 	RequireBackup   bool          // retention never deletes beyond BackedUp()
 	LockTimeout     time.Duration // wait for the file lock, then fail (1s)
@@ -86,6 +87,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("journal: RetainAge %v < 0", o.RetainAge)
 	case o.RetainBytes < 0:
 		return fmt.Errorf("journal: RetainBytes %d < 0", o.RetainBytes)
+	case o.RetainEpochs < 0:
+		return fmt.Errorf("journal: RetainEpochs %d < 0", o.RetainEpochs)
 	case o.RetainEvery < 0:
 		return fmt.Errorf("journal: RetainEvery %v < 0", o.RetainEvery)
 	case o.LockTimeout < 0:
@@ -954,7 +957,7 @@ func (j *Journal) rangeDB(next, upTo uint64, fn func(uint64, []byte) bool) (n in
 
 // maybeRetain runs retention at most once per RetainEvery.
 func (j *Journal) maybeRetain() {
-	if j.opts.RetainAge == 0 && j.opts.RetainBytes == 0 {
+	if j.opts.RetainAge == 0 && j.opts.RetainBytes == 0 && j.opts.RetainEpochs == 0 {
 		return
 	}
 	if time.Since(j.lastRetain) < j.opts.RetainEvery {
@@ -966,13 +969,51 @@ func (j *Journal) maybeRetain() {
 	}
 }
 
+// oldestKeptEpoch is the oldest epoch RetainEpochs keeps (0: all): the
+// file's epochs are found by seeking past each in turn.
+func (j *Journal) oldestKeptEpoch(c *bolt.Cursor) uint32 {
+	if j.opts.RetainEpochs == 0 {
+		return 0
+	}
+	var epochs []uint32
+	var key [8]byte
+	for k, _ := c.First(); k != nil; {
+		e := wire.PosEpoch(binary.BigEndian.Uint64(k))
+		epochs = append(epochs, e)
+		if e == 1<<32-1 {
+			break
+		}
+		binary.BigEndian.PutUint64(key[:], wire.Pos(e+1, 0))
+		k, _ = c.Seek(key[:])
+	}
+	if len(epochs) <= j.opts.RetainEpochs {
+		return 0
+	}
+	return epochs[len(epochs)-j.opts.RetainEpochs]
+}
+
+// firstKey is the first key at or after pos (pos itself when the file ends
+// before it).
+func (j *Journal) firstKey(pos uint64) uint64 {
+	var key [8]byte
+	binary.BigEndian.PutUint64(key[:], pos)
+	_ = j.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(itemsBucket).Cursor().Seek(key[:]); k != nil {
+			pos = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	return pos
+}
+
 // maxDeletePerTx bounds one retention transaction, in blocks (a variable
 // for tests).
 var maxDeletePerTx = 1000
 
-// Retain deletes the oldest blocks that RetainAge and RetainBytes no longer
-// keep. Blocks go whole or not at all: a block is deleted only when every
-// item in it is older than RetainAge or the file is over RetainBytes, never
+// Retain deletes the oldest blocks that RetainAge, RetainBytes and
+// RetainEpochs no longer keep. Blocks go whole or not at all: a block is
+// deleted only when every item in it is older than RetainAge, the file is
+// over RetainBytes, or RetainEpochs newer epochs follow its own; never
 // the block holding the newest item (LastSeq survives a restart) and, with
 // RequireBackup, only when its last seq is <= BackedUp(). It runs on its
 // own after commits; it is exported for tests and tools. It returns the
@@ -1010,6 +1051,8 @@ func (j *Journal) retainTx() (n int, more bool, err error) {
 	next := first // first seq of the block under consideration
 	err = j.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(itemsBucket)
+		c := bk.Cursor()
+		keepEpoch := j.oldestKeptEpoch(c)
 		var key [8]byte
 		for blocks := 0; ; blocks++ {
 			if blocks == maxDeletePerTx {
@@ -1017,10 +1060,11 @@ func (j *Journal) retainTx() (n int, more bool, err error) {
 				return nil
 			}
 			binary.BigEndian.PutUint64(key[:], next)
-			v := bk.Get(key[:])
-			if v == nil {
+			k, v := c.Seek(key[:]) // next, or a later epoch's first block
+			if k == nil {
 				return fmt.Errorf("block at seq %d missing while retaining", next)
 			}
+			next = binary.BigEndian.Uint64(k)
 			items, newest, err := scanBlock(v)
 			if err != nil {
 				return fmt.Errorf("block at seq %d: %w", next, err)
@@ -1031,11 +1075,11 @@ func (j *Journal) retainTx() (n int, more bool, err error) {
 			}
 			old := j.opts.RetainAge > 0 && newest < cutoff
 			big := j.opts.RetainBytes > 0 && stored-freed > j.opts.RetainBytes
-			if !old && !big {
+			if !old && !big && wire.PosEpoch(next) >= keepEpoch {
 				return nil
 			}
 			size := int64(len(v)) // v is not valid after the Delete
-			if err := bk.Delete(key[:]); err != nil {
+			if err := bk.Delete(k); err != nil {
 				return err
 			}
 			freed += size
@@ -1049,7 +1093,10 @@ func (j *Journal) retainTx() (n int, more bool, err error) {
 	if n == 0 {
 		return 0, false, nil
 	}
-	j.first.Store(next)
+	if next > j.last.Load() { // cannot be: the newest block stays
+		return 0, false, fmt.Errorf("journal: retention in %s deleted up to seq %d, past the last", j.path, next)
+	}
+	j.first.Store(j.firstKey(next))
 	j.mu.Lock()
 	j.stats.StoredBytes -= freed
 	j.stats.Deleted += uint64(n)
