@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		LastSeq:        g("last_seq", "Last seq received from the root."),
 		RootHead:       g("root_head_seq", "Head seq announced by the root's last heartbeat."),
 		Epoch:          g("epoch", "The exchange epoch (session id) of the items applied."),
-		EpochChanges:   c("epoch_changes_total", "New epochs started (each tells every client RESET)."),
+		EpochChanges:   c("epoch_changes_total", "New epochs started after the child's first (each tells every client RESET)."),
 		Clients:        g("clients", "Connected clients."),
 		SlowDisconnect: c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
 		SlowConflated:  c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),

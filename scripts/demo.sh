@@ -2,7 +2,8 @@
 # make demo: exchange simulator -> roots A and B -> two children (b on both
 # roots, an A/B pair) -> subscribers, all on loopback with embedded defaults
 # (no Postgres), for a few seconds; root A is stopped halfway and child b
-# carries on from root B. Then a short summary and a clean shutdown.
+# carries on from root B; the exchange starts a new epoch (a Sequence Reset)
+# every 80k items. Then a short summary and a clean shutdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-bin/tickrelay}
@@ -29,8 +30,8 @@ wait_port() {
 	echo "demo: nothing listening on 127.0.0.1:$1 (see $DATA/*.log)" >&2; exit 1
 }
 
-echo "== starting exchange simulator (20k msgs/s, 200 symbols), roots A and B, two children (b on both roots)"
-start exchange exchange -addr 127.0.0.1:$BASE -rate 20000 -symbols 200 -seed 7 -admin 127.0.0.1:$((BASE + 1))
+echo "== starting exchange simulator (20k msgs/s, 200 symbols, a Sequence Reset every 80k items), roots A and B, two children (b on both roots)"
+start exchange exchange -addr 127.0.0.1:$BASE -rate 20000 -symbols 200 -seed 7 -admin 127.0.0.1:$((BASE + 1)) -reset-every 80000
 wait_port $BASE
 start root root -exchange 127.0.0.1:$BASE -addr 127.0.0.1:$((BASE + 10)) -admin 127.0.0.1:$((BASE + 11)) \
 	-journal "$DATA/root.journal"
@@ -54,12 +55,13 @@ curl -fsS "http://127.0.0.1:$((BASE + 21))/metrics" 2>/dev/null | grep -E '^tick
 echo "== root metrics"
 curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | grep -E '^tickrelay_' | grep -v -E '_bucket|_sum|_count' | head -15 || true
 
-echo "== every symbol from child b for ${SECS}s; root A is stopped halfway, child b goes on with root B"
+echo "== every symbol from child b for ${SECS}s; root A is stopped halfway, child b goes on with root B;"
+echo "   at the exchange's reset the client is told RESET <epoch> <seq> <prev epoch> <prev last>"
 (sleep $((SECS / 2)) && kill -TERM "$root_a" 2>/dev/null && echo "   (root A stopped)") &
 timeout --signal=INT "$SECS" "$BIN" sub -addr 127.0.0.1:$((BASE + 30)) -sub '*' -quiet -stats || true
 wait $! 2>/dev/null || true
 
-echo "== child b after the failover: no gap, nothing lost; the later copy of each seq was dropped"
+echo "== child b after the failover and the reset: no gap, nothing lost; the later copy of each seq was dropped"
 curl -fsS "http://127.0.0.1:$((BASE + 31))/metrics" 2>/dev/null |
-	grep -E '^tickrelay_child_(last_seq|gaps_total|lost_items_total|duplicate_items_total|root_up|root_items_total)' || true
+	grep -E '^tickrelay_child_(epoch|epoch_changes_total|last_seq|gaps_total|lost_items_total|duplicate_items_total|root_up|root_items_total)' || true
 echo "== stopping (logs in $DATA/)"

@@ -63,7 +63,18 @@ type symState struct {
 // concurrent use (the Child guards it with an RWMutex: the relay lines
 // write, one at a time, loops read snapshots).
 type Core struct {
-	epoch   uint32 // of the items applied (wire.Pos)
+	epoch uint32 // of the items applied (wire.Pos)
+	// The history counts its frames across epochs: seq+base is a frame's
+	// ordinal in the current epoch, whose first ordinal is start (base
+	// may wrap below zero; ordinals do not); prev is the epoch before, which
+	// the history keeps until its frames are evicted, so that clients
+	// behind at a reset can still be given its end.
+	base, start uint64
+	prev        struct {
+		held              bool
+		epoch             uint32
+		base, start, last uint64
+	}
 	last    uint64
 	hist    *history
 	syms    map[uint32]*symState
@@ -85,11 +96,14 @@ func (c *Core) LastSeq() uint64 { return c.last }
 // Epoch is the epoch of the items applied.
 func (c *Core) Epoch() uint32 { return c.epoch }
 
-// Reset starts epoch at seq next: every image and the history go (they
-// were the last epoch's), as the exchange's own state starts over.
+// Reset starts epoch at seq next: every image goes (they were the last
+// epoch's), as the exchange's own state starts over, and the history is
+// the new epoch's from next on; what it held of the last one stays
+// readable with AppendPrevWhere until it is evicted.
 func (c *Core) Reset(epoch uint32, next uint64) {
+	c.prev.held, c.prev.epoch, c.prev.base, c.prev.start, c.prev.last = true, c.epoch, c.base, c.start, c.last
+	c.base, c.start = c.hist.next-next, c.hist.next // ordinals run on (mod 2^64)
 	c.epoch, c.last = epoch, next-1
-	c.hist.reset(next)
 	clear(c.syms)
 	c.codes = c.codes[:0]
 }
@@ -104,12 +118,20 @@ func (c *Core) Bad() uint64 { return c.bad }
 func (c *Core) Skip(last uint64) {
 	if last > c.last {
 		c.last = last
-		c.hist.reset(last + 1)
+		c.start = last + 1 + c.base
+		c.hist.reset(c.start)
+		c.prev.held = false
 	}
 }
 
-// OldestSeq is the first seq RESUME can serve (0 when the history is empty).
-func (c *Core) OldestSeq() uint64 { return c.hist.oldest() }
+// OldestSeq is the first seq RESUME can serve (0 when the history holds
+// nothing of the epoch).
+func (c *Core) OldestSeq() uint64 {
+	if c.hist.next <= c.start || c.hist.next == c.hist.first {
+		return 0
+	}
+	return max(c.hist.first, c.start) - c.base
+}
 
 // Apply parses one item into b (child send stamp left zero), records it in
 // the history and the image of its symbol. Items should come in seq order;
@@ -119,7 +141,7 @@ func (c *Core) Apply(b *Batch, it *wire.Item, rootSend, childRecv int64) error {
 	c.last = it.Seq
 	if _, err := wire.DecodeMsg(it.Body, &c.msg); err != nil {
 		c.bad++
-		c.hist.add(it.Seq, 0, nil)
+		c.hist.add(it.Seq+c.base, 0, nil)
 		return err
 	}
 	m := &c.msg
@@ -130,7 +152,7 @@ func (c *Core) Apply(b *Batch, it *wire.Item, rootSend, childRecv int64) error {
 	c.symText = wire.AppendSymbol(c.symText[:0], m.Security)
 	h := xxhash.Sum64(c.symText)
 	b.Frames = append(b.Frames, FrameRef{Seq: it.Seq, Hash: h, Off: int32(off), End: int32(len(b.Buf))})
-	c.hist.add(it.Seq, h, frame)
+	c.hist.add(it.Seq+c.base, h, frame)
 
 	s := c.syms[m.Security]
 	if s == nil {
@@ -237,10 +259,11 @@ func (c *Core) AppendMissed(dst []byte, cuts []ImageCut, now int64) ([]byte, boo
 	if from > c.last {
 		return dst, true
 	}
-	if o := c.hist.oldest(); o == 0 || o > from {
+	if o := c.OldestSeq(); o == 0 || o > from {
 		return dst, false
 	}
-	c.hist.scan(from, func(seq, _ uint64, frame []byte) bool {
+	c.hist.scan(from+c.base, func(o, _ uint64, frame []byte) bool {
+		seq := o - c.base
 		code, _ := wire.TextFrameCode(frame) // a frame we made: always numeric
 		i, found := slices.BinarySearchFunc(cuts, code, func(cut ImageCut, code uint32) int { return cmp.Compare(cut.From, code) })
 		if !found {
@@ -323,12 +346,13 @@ func (c *Core) AppendHistoryPart(dst []byte, from uint64, hashes []uint64, all b
 // picks, over at most n seqs and until it has appended maxBytes or more,
 // with child send stamp now; next and ok are AppendHistoryPart's.
 func (c *Core) AppendHistoryWhere(dst []byte, from uint64, now int64, n, maxBytes int, want func(seq, hash uint64) bool) (out []byte, next uint64, ok bool) {
-	if from <= c.last && (c.hist.oldest() == 0 || from < c.hist.oldest()) {
+	if from <= c.last && (c.OldestSeq() == 0 || from < c.OldestSeq()) {
 		return dst, from, false
 	}
 	next = max(from, c.last+1)
 	start := len(dst)
-	c.hist.scan(from, func(seq, h uint64, frame []byte) bool {
+	c.hist.scan(from+c.base, func(o, h uint64, frame []byte) bool {
+		seq := o - c.base
 		if seq-from >= uint64(n) || len(dst)-start >= maxBytes {
 			next = seq
 			return false
@@ -341,4 +365,38 @@ func (c *Core) AppendHistoryWhere(dst []byte, from uint64, now int64, n, maxByte
 		return true
 	})
 	return dst, next, true
+}
+
+// AppendPrevWhere is AppendHistoryWhere in the epoch before the current
+// one, if that is epoch: the frames the history still holds of it from
+// seq from to its last. level reports that next is past its last; ok is
+// false when the history no longer holds from (or holds nothing of epoch).
+func (c *Core) AppendPrevWhere(dst []byte, epoch uint32, from uint64, now int64, maxBytes int, want func(seq, hash uint64) bool) (out []byte, next uint64, ok, level bool) {
+	p := &c.prev
+	if !p.held || epoch != p.epoch || epoch == c.epoch {
+		return dst, from, false, false
+	}
+	if from > p.last {
+		return dst, from, true, true
+	}
+	o := from + p.base
+	if o < p.start || o < c.hist.first { // before what it held of the epoch, or evicted
+		return dst, from, false, false
+	}
+	next, start := from, len(dst)
+	end := p.last + p.base // its last ordinal
+	c.hist.scan(o, func(o, h uint64, frame []byte) bool {
+		seq := o - p.base
+		if o > end || len(dst)-start >= maxBytes {
+			return false
+		}
+		if want(seq, h) {
+			at := len(dst)
+			dst = append(dst, frame...)
+			wire.SetChildSend(dst[at:], now)
+		}
+		next = seq + 1
+		return true
+	})
+	return dst, next, true, next > p.last
 }

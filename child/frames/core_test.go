@@ -297,3 +297,46 @@ func TestHistoryInParts(t *testing.T) {
 		t.Fatal("a part from an evicted seq")
 	}
 }
+
+// TestCoreEpochs: after a Reset the history serves the new epoch from its
+// first seq (the old epoch's frames are not mistaken for its seqs), the
+// old epoch's end stays readable with AppendPrevWhere until evicted, and
+// the images start over.
+func TestCoreEpochs(t *testing.T) {
+	seqsOf := func(b []byte) (out []uint64) {
+		for len(b) > 0 {
+			line, n, _ := wire.NextLine(b)
+			var m wire.Msg
+			seq, _, _ := wire.DecodeTextFrame(line, &m)
+			out = append(out, seq)
+			b = b[n:]
+		}
+		return out
+	}
+	all := func(_, _ uint64) bool { return true }
+	c := NewCore(256, 1<<20)
+	applyN(t, c, 1, 100)
+	c.Reset(5, 1)
+	if c.Epoch() != 5 || c.LastSeq() != 0 || c.OldestSeq() != 0 || len(c.AppendAllImages(nil, 1)) != 0 {
+		t.Fatalf("after the reset: epoch %d last %d oldest %d", c.Epoch(), c.LastSeq(), c.OldestSeq())
+	}
+	applyN(t, c, 1, 50)
+	out, next, ok := c.AppendHistoryWhere(nil, 1, 1, 1000, 1<<20, all)
+	if got := seqsOf(out); !ok || next != 51 || len(got) != 50 || got[0] != 1 || got[49] != 50 || c.OldestSeq() != 1 {
+		t.Fatalf("new epoch's history: %v next %d ok %v oldest %d", got, next, ok, c.OldestSeq())
+	}
+	out, next, ok, level := c.AppendPrevWhere(nil, 0, 91, 1, 1<<20, all)
+	if got := seqsOf(out); !ok || !level || next != 101 || len(got) != 10 || got[0] != 91 {
+		t.Fatalf("the last epoch's end: %v next %d ok %v level %v", got, next, ok, level)
+	}
+	if _, _, ok, _ := c.AppendPrevWhere(nil, 4, 91, 1, 1<<20, all); ok {
+		t.Fatal("an epoch the core never had served")
+	}
+	applyN(t, c, 51, 400) // the old epoch's frames are evicted
+	if _, _, ok, _ := c.AppendPrevWhere(nil, 0, 91, 1, 1<<20, all); ok {
+		t.Fatal("evicted frames of the last epoch served")
+	}
+	if c.OldestSeq() != 400-255 {
+		t.Fatalf("oldest %d", c.OldestSeq())
+	}
+}

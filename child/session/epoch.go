@@ -1,6 +1,9 @@
 package session
 
-import "tickrelay/wire"
+import (
+	"tickrelay/child/frames"
+	"tickrelay/wire"
+)
 
 // Epochs. The exchange numbers its items from 1 again in each epoch (a
 // trading day, a Sequence Reset). The child's core starts over with it
@@ -32,6 +35,7 @@ func (l *Loop) Epoch() uint32 { return l.epoch }
 // that waited for it.
 func (l *Loop) reset(r *wire.ResetLine) {
 	l.Flush() // the last epoch's frames first
+	prev := l.epoch
 	l.epoch = r.Epoch
 	l.img.buf = nil
 	// The child's first epoch (nothing held before it) is no news.
@@ -40,8 +44,9 @@ func (l *Loop) reset(r *wire.ResetLine) {
 		if cl.dead || cl.conn == nil {
 			continue
 		}
-		// What it was owed of the last epoch is gone with the history;
-		// the RESET line says where that epoch ended.
+		if cl.behind {
+			l.finishEpoch(cl, prev, r.PrevLast)
+		}
 		l.leaveBehind(cl)
 		l.f.restart(cl, r.Seq-1)
 		if tell {
@@ -64,4 +69,48 @@ func (l *Loop) reset(r *wire.ResetLine) {
 			l.writeOut(d.cl)
 		}
 	}
+}
+
+// finishEpoch writes cl, behind at a reset, what it is owed of epoch, which
+// ended at last, as far as the history still holds it, whatever its
+// socket takes (it is owed that much and no more), then the OKs of a
+// SUB * stream that levels there. What the history no longer holds is
+// lost; the RESET line that follows says where the epoch ended.
+func (l *Loop) finishEpoch(cl *Client, epoch uint32, last uint64) {
+	for len(cl.img) > 0 && cl.conn != nil {
+		b := cl.img[:chunk(cl.img, writeChunk)]
+		cl.img = cl.img[len(b):]
+		l.writeOwed(cl, b)
+	}
+	want := func(seq, hash uint64) bool { return l.f.wants(cl, seq, hash) }
+	for cl.conn != nil {
+		var ok, level bool
+		out, next := l.f.out[:0], cl.behindFrom
+		l.src.Read(func(c *frames.Core) {
+			out, next, ok, level = c.AppendPrevWhere(out, epoch, next, l.cfg.Now(), writeChunk, want)
+		})
+		l.f.out = out
+		if !ok {
+			break
+		}
+		cl.behindFrom = next
+		l.writeOwed(cl, out)
+		if level {
+			break
+		}
+	}
+	for _, sym := range cl.oks {
+		cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, last, epoch)
+	}
+	cl.oks = cl.oks[:0]
+}
+
+// writeOwed writes frames cl is owed.
+func (l *Loop) writeOwed(cl *Client, b []byte) {
+	if len(b) == 0 || cl.conn == nil {
+		return
+	}
+	cl.conn.Write(b)
+	l.m.BytesOut.Add(float64(len(b)))
+	l.m.Writes.Inc()
 }

@@ -330,15 +330,23 @@ func TestRootKill9AtEpochChange(t *testing.T) {
 			ch := startChildAt(t, relayAddr, "c", 1)
 			waitFor(t, "the kill point", 45*time.Second, func() bool {
 				if when == "before" {
-					return ch.Epoch() == epoch && ch.LastSeq() >= resetAt-5000
+					return ch.Epoch() == epoch && ch.LastSeq() >= resetAt/2
 				}
 				return ch.Epoch() == epoch+1
 			})
+			if when == "before" { // hold the exchange short of its reset until the root is back
+				ex.Pause()
+				defer ex.Resume()
+				if ex.Published() >= resetAt {
+					t.Fatalf("the exchange passed its reset (%d) before the pause", ex.Published())
+				}
+			}
 			r1.kill9(t)
 			t.Logf("killed with the child at epoch %d seq %d", ch.Epoch(), ch.LastSeq())
 
 			r2 := startProc(t, "root (restarted)", args...)
 			r2.waitLog(t, 30*time.Second, "exchange session up")
+			ex.Resume()
 			waitFor(t, "the child to get everything", 45*time.Second, func() bool {
 				return ch.Epoch() == epoch+1 && ch.LastSeq() == total-resetAt
 			})

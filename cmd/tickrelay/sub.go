@@ -101,7 +101,7 @@ func runSub(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "bad frame: %v: %q\n", err, ev.Line)
 			continue
 		}
-		if (!*quiet && ev.Kind != wire.LineTime) || ev.Kind == wire.LineErr {
+		if (!*quiet && ev.Kind != wire.LineTime) || ev.Kind == wire.LineErr || ev.Kind == wire.LineReset {
 			out.Write(ev.Line)
 			out.WriteByte('\n')
 			if ev.Kind != wire.LineFrame {
