@@ -3,7 +3,8 @@ package frames
 import "tickrelay/internal/prefault"
 
 // history is the frame ring RESUME reads: the text frames of a contiguous
-// run of seqs [first, next), bounded by a slot count (a power of two) and a
+// run of ordinals [first, next) (the Core numbers frames across epochs:
+// seq + the epoch's base; "seq" below means that number), bounded by a slot count (a power of two) and a
 // byte buffer. Frames are stored back to back in buf; a frame that does not
 // fit before the end wraps to offset 0. The oldest frames are evicted when
 // the slots run out or their bytes are about to be overwritten.
@@ -37,14 +38,6 @@ func newHistory(frames, bytes int) *history {
 }
 
 func (h *history) len() uint64 { return h.next - h.first }
-
-// oldest returns the first seq held, 0 when empty.
-func (h *history) oldest() uint64 {
-	if h.first == h.next {
-		return 0
-	}
-	return h.first
-}
 
 func (h *history) reset(seq uint64) { h.first, h.next, h.w = seq, seq, 0 }
 

@@ -82,9 +82,8 @@ func TestEpochsEndToEnd(t *testing.T) {
 		err   error
 	}
 	var (
-		clients []*client.Client
-		logs    []*seen
-		named   []bool
+		logs  []*seen
+		named []bool
 	)
 	for _, ch := range children {
 		for k := range 3 {
@@ -116,7 +115,7 @@ func TestEpochsEndToEnd(t *testing.T) {
 					s.mu.Unlock()
 				}
 			}()
-			clients, logs, named = append(clients, c), append(logs, s), append(named, k == 2)
+			logs, named = append(logs, s), append(named, k == 2)
 		}
 	}
 
