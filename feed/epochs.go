@@ -79,6 +79,21 @@ func (b *epochBook) locate(epoch uint32, seq uint64) (index uint64, at epochStar
 	return 0, b.starts[len(b.starts)-1], false
 }
 
+// first is the history index the book's first epoch starts at.
+func (b *epochBook) first() uint64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.starts[0].index
+}
+
+// restart makes the book one epoch starting at index with seq (before
+// anything is published).
+func (b *epochBook) restart(epoch uint32, index, seq uint64) {
+	b.mu.Lock()
+	b.starts = append(b.starts[:0], epochStart{epoch, index, seq})
+	b.mu.Unlock()
+}
+
 // current is the newest epoch.
 func (b *epochBook) current() uint32 {
 	b.mu.RLock()

@@ -272,7 +272,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.generate(ctx)
 			return
 		}
-		p := &Publisher{s: s, next: max(s.cfg.FirstSeq, 1)}
+		p := &Publisher{s: s, next: max(s.cfg.FirstSeq, 1), idx: max(s.cfg.FirstSeq, 1) - 1}
 		p.Buffer() // allocate the first segment now, not in the first frame's time
 		if err := s.cfg.Source(ctx, p); err != nil && ctx.Err() == nil {
 			s.log.Error("exchange source failed; sessions stay up", "err", err, "published", s.Published())

@@ -26,6 +26,7 @@ type Source func(ctx context.Context, p *Publisher) error
 type Publisher struct {
 	s       *Server
 	next    uint64 // seq the next Commit must carry (Config.FirstSeq at first)
+	idx     uint64 // history index of the last frame committed
 	pending bool   // commits not yet published
 }
 
@@ -39,7 +40,7 @@ func (p *Publisher) Next() uint64 { return p.next }
 // Buffer returns room for the next frame, a zero-length slice with capacity
 // for wire.FeedLenSize+wire.MaxFeedBody bytes. Append the frame to it and
 // pass the result to Commit.
-func (p *Publisher) Buffer() []byte { return p.s.hist.reserve(p.next) }
+func (p *Publisher) Buffer() []byte { return p.s.hist.reserve(p.idx + 1) }
 
 // Commit adds frame, which must be the complete frame (length prefix and
 // body) appended to the slice Buffer returned, with seq Next(). It becomes
@@ -55,7 +56,34 @@ func (p *Publisher) Commit(frame []byte) error {
 	}
 	p.s.hist.commit(len(frame))
 	p.next++
+	p.idx++
 	p.pending = true
+	return nil
+}
+
+// Epoch is the epoch the next Commit goes into.
+func (p *Publisher) Epoch() uint32 { return p.s.book.current() }
+
+// Reset starts epoch, numbered from next: a Sequence Reset in the stream
+// (or, before the first Commit, the epoch the stream starts in). Epochs
+// must grow.
+func (p *Publisher) Reset(epoch uint32, next uint64) error {
+	cur := p.s.book.current()
+	switch {
+	case next == 0 || next > wire.MaxSeq:
+		return fmt.Errorf("feed: Publisher.Reset: seq %d outside 1..%d", next, uint64(wire.MaxSeq))
+	case p.idx == p.s.book.first()-1: // nothing committed: the stream starts there
+		p.s.book.restart(epoch, p.idx+1, next)
+		p.s.hist.start(p.idx + 1) // no-op for index 1: empty history
+		p.next = next
+		return nil
+	case epoch <= cur:
+		return fmt.Errorf("feed: Publisher.Reset: epoch %d after %d: epochs must grow", epoch, cur)
+	}
+	p.idx++
+	p.s.hist.commit(len(resetFrame(p.s.hist.reserve(p.idx), epoch, next, p.s.now())))
+	p.s.book.begin(epoch, p.idx+1, next)
+	p.next, p.pending = next, true
 	return nil
 }
 
@@ -65,7 +93,7 @@ func (p *Publisher) Publish() {
 		return
 	}
 	p.pending = false
-	p.s.hist.publish(p.next - 1)
+	p.s.hist.publish(p.idx)
 	ch := make(chan struct{})
 	close(*p.s.notify.Swap(&ch))
 }

@@ -7,8 +7,13 @@ import (
 	"hash/crc32"
 )
 
-// Version is the capture format version this package writes and reads.
-const Version uint16 = 1
+// Version is the capture format version this package writes. Version 2
+// keys blocks by position (wire.Pos: the epoch in the high 32 bits of
+// firstSeq); version 1, written before epochs, is read as epoch 0.
+const Version uint16 = 2
+
+// minVersion is the oldest version this package reads.
+const minVersion uint16 = 1
 
 // Magic opens every capture file.
 const Magic = "TRCAP"
@@ -62,7 +67,7 @@ type VersionError struct {
 }
 
 func (e *VersionError) Error() string {
-	return fmt.Sprintf("capture %s: capture format version %d, this tickrelay reads %d", e.Path, e.Got, Version)
+	return fmt.Sprintf("capture %s: capture format version %d, this tickrelay reads %d..%d", e.Path, e.Got, minVersion, Version)
 }
 
 // BlockInfo describes one block: where it is and what it holds. The index

@@ -25,6 +25,7 @@ type PostgresSource struct {
 	frame []byte
 	total uint64
 	first uint64
+	epoch uint32
 	table string
 }
 
@@ -60,12 +61,18 @@ func NewPostgresSource(ctx context.Context, dsn, table string, sel Select) (*Pos
 		conn.Close(ctx)
 		return nil, fmt.Errorf("replay: postgres: count rows of %s: %w", table, err)
 	}
-	s.total, s.first = uint64(n), uint64(first)
+	s.total, s.first, s.epoch = uint64(n), uint64(first), uint32(epoch)
 	return s, nil
 }
 
 // FirstSeq implements Source.
 func (s *PostgresSource) FirstSeq() uint64 { return s.first }
+
+// Epoch implements Source: every row is the selected epoch's.
+func (s *PostgresSource) Epoch() uint32 { return s.epoch }
+
+// FirstEpoch implements Source.
+func (s *PostgresSource) FirstEpoch() uint32 { return s.epoch }
 
 // Next implements Source.
 func (s *PostgresSource) Next(ctx context.Context) (int64, []byte, error) {

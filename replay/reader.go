@@ -71,8 +71,9 @@ func (r *Reader) open() error {
 		return r.corrupt(int64(n), "file header", "truncated: file ends at byte %d", r.size)
 	}
 	le := binary.LittleEndian
-	if v := le.Uint16(fixed[5:]); v != Version {
-		return &VersionError{Path: r.path, Got: v}
+	version := le.Uint16(fixed[5:])
+	if version < minVersion || version > Version {
+		return &VersionError{Path: r.path, Got: version}
 	}
 	srcLen := int(le.Uint16(fixed[15:]))
 	if srcLen > maxSource {
@@ -85,7 +86,7 @@ func (r *Reader) open() error {
 	if got, want := le.Uint32(hdr[len(hdr)-4:]), crc(hdr[:len(hdr)-4]); got != want {
 		return r.corrupt(0, "file header", "CRC32C mismatch (stored %08x, computed %08x)", got, want)
 	}
-	r.hdr = Header{Version: Version, Created: int64(le.Uint64(hdr[7:])), Source: string(hdr[fileHeaderFixed : fileHeaderFixed+srcLen]), Size: int64(len(hdr))}
+	r.hdr = Header{Version: version, Created: int64(le.Uint64(hdr[7:])), Source: string(hdr[fileHeaderFixed : fileHeaderFixed+srcLen]), Size: int64(len(hdr))}
 	if r.readIndex() {
 		r.indexed = true
 	} else {
@@ -212,7 +213,29 @@ func (r *Reader) Records() uint64 { return r.records }
 // Size is the file size in bytes.
 func (r *Reader) Size() int64 { return r.size }
 
-// FirstSeq and LastSeq bound the readable records (0, 0 when empty).
+// EpochSpan is the part of a capture in one epoch.
+type EpochSpan struct {
+	Epoch       uint32
+	First, Last uint64 // seqs
+	Records     uint64
+}
+
+// Epochs lists the epochs of the readable records, oldest first.
+func (r *Reader) Epochs() []EpochSpan {
+	var out []EpochSpan
+	for _, b := range r.blocks {
+		e := wire.PosEpoch(b.FirstSeq)
+		if n := len(out); n == 0 || out[n-1].Epoch != e {
+			out = append(out, EpochSpan{Epoch: e, First: wire.PosSeq(b.FirstSeq)})
+		}
+		sp := &out[len(out)-1]
+		sp.Last, sp.Records = wire.PosSeq(b.LastSeq()), sp.Records+uint64(b.Count)
+	}
+	return out
+}
+
+// FirstSeq and LastSeq bound the readable records, as positions (wire.Pos;
+// 0, 0 when empty).
 func (r *Reader) FirstSeq() uint64 {
 	if len(r.blocks) == 0 {
 		return 0
@@ -220,7 +243,7 @@ func (r *Reader) FirstSeq() uint64 {
 	return r.blocks[0].FirstSeq
 }
 
-// LastSeq is the seq of the last readable record.
+// LastSeq is the position of the last readable record.
 func (r *Reader) LastSeq() uint64 {
 	if len(r.blocks) == 0 {
 		return 0
@@ -365,8 +388,8 @@ func (c *Cursor) load(bi BlockInfo, sum uint32, payload []byte) error {
 		if err != nil {
 			return c.r.corrupt(base+int64(pos), "record", "record %d (seq %d): %v", k, seq, err)
 		}
-		if s := binary.LittleEndian.Uint64(body); s != seq {
-			return c.r.corrupt(base+int64(pos), "record", "record %d has seq %d, want %d", k, s, seq)
+		if s := binary.LittleEndian.Uint64(body); s != wire.PosSeq(seq) || wire.PosSeq(seq) == 0 {
+			return c.r.corrupt(base+int64(pos), "record", "record %d has seq %d, want %d (epoch %d)", k, s, wire.PosSeq(seq), wire.PosEpoch(seq))
 		}
 		pos += recordHeader + n
 		seq++

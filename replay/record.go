@@ -76,7 +76,7 @@ type Recorder struct {
 	log  *slog.Logger
 	now  func() int64
 	w    *Writer
-	last uint64 // highest seq recorded
+	last uint64 // position (wire.Pos) of the last record, or where the next epoch starts
 	in   *wire.FeedReader
 
 	frames, bytes, seq atomic.Uint64
@@ -134,7 +134,7 @@ func (r *Recorder) Run(ctx context.Context) (err error) {
 		if cerr := w.Close(); err == nil && cerr != nil {
 			err = cerr
 		}
-		r.log.Info("recording closed", "frames", w.Records(), "last_seq", w.LastSeq(), "bytes", w.Size(), "path", r.cfg.Out)
+		r.log.Info("recording closed", "frames", w.Records(), "epoch", wire.PosEpoch(w.LastSeq()), "last_seq", wire.PosSeq(w.LastSeq()), "bytes", w.Size(), "path", r.cfg.Out)
 	}()
 	r.startNs.Store(time.Now().UnixNano())
 	backoff := r.cfg.MinBackoff
@@ -160,7 +160,7 @@ func (r *Recorder) Run(ctx context.Context) (err error) {
 		case errors.Is(err, errFatal):
 			return err
 		}
-		r.log.Warn("exchange session ended; logging in again", "err", err, "last_seq", r.last)
+		r.log.Warn("exchange session ended; logging in again", "err", err, "epoch", wire.PosEpoch(r.last), "last_seq", wire.PosSeq(r.last))
 		if r.last > before {
 			backoff = r.cfg.MinBackoff
 		} else if backoff *= 2; backoff > r.cfg.MaxBackoff {
@@ -182,17 +182,23 @@ func (r *Recorder) once(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	r.in.Reset()
-	start := r.cfg.FromSeq
+	start, epoch := r.cfg.FromSeq, wire.PosEpoch(r.last)
 	if r.last > 0 {
-		start = r.last + 1
+		start = wire.PosSeq(r.last) + 1
 	}
 	conn.SetDeadline(time.Now().Add(r.cfg.DialTimeout))
-	if _, err := conn.Write(wire.AppendLogon(nil, wire.Logon{User: r.cfg.User, Password: r.cfg.Password, StartSeq: start})); err != nil {
+	if _, err := conn.Write(wire.AppendLogon(nil, wire.Logon{User: r.cfg.User, Password: r.cfg.Password, StartSeq: start, Epoch: epoch})); err != nil {
 		return fmt.Errorf("logon: %w", err)
 	}
 	reply, err := r.in.ReadLogonReply(conn)
 	if err != nil {
 		return err
+	}
+	if served := reply.Status == wire.LogonOK || reply.Status == wire.LogonUnavailable; served && r.last > 0 && reply.Epoch != epoch {
+		if reply.Epoch < epoch {
+			return fmt.Errorf("%w: the exchange serves epoch %d, older than the recording's %d", errFatal, reply.Epoch, epoch)
+		}
+		start = 0 // a later epoch: from wherever the exchange starts it
 	}
 	switch {
 	case reply.Status == wire.LogonBadAuth || reply.Status == wire.LogonMalformed:
@@ -204,10 +210,13 @@ func (r *Recorder) once(ctx context.Context) error {
 	case start != 0 && reply.NextSeq != start:
 		return fmt.Errorf("%w: asked for seq %d, exchange offers %d", errFatal, start, reply.NextSeq)
 	}
-	if r.last == 0 {
-		r.last = reply.NextSeq - 1
+	if err := r.w.SetEpoch(reply.Epoch); err != nil {
+		return fmt.Errorf("%w: %v", errFatal, err)
 	}
-	r.log.Info("exchange session up", "start_seq", reply.NextSeq)
+	if r.last == 0 || wire.PosEpoch(r.last) != reply.Epoch {
+		r.last = wire.Pos(reply.Epoch, reply.NextSeq-1)
+	}
+	r.log.Info("exchange session up", "epoch", reply.Epoch, "start_seq", reply.NextSeq)
 	conn.SetWriteDeadline(time.Time{})
 	idleSince := time.Now()
 	for {
@@ -250,23 +259,37 @@ func (r *Recorder) apply() error {
 			return fmt.Errorf("bad frame from exchange after seq %d: %w", r.last, err)
 		}
 		if h.Seq == 0 {
-			if h.MsgType == wire.TypeHeartbeat {
-				if next := wire.HeartbeatNextSeq(body); next > r.last+1 {
-					return fmt.Errorf("%w: heartbeat announces next seq %d, last recorded %d", errGap, next, r.last)
+			switch h.MsgType {
+			case wire.TypeHeartbeat:
+				if next := wire.HeartbeatNextSeq(body); next > wire.PosSeq(r.last)+1 {
+					return fmt.Errorf("%w: heartbeat announces next seq %d, last recorded %d", errGap, next, wire.PosSeq(r.last))
 				}
+			case wire.TypeSequenceReset: // a new epoch: recorded as its records' positions
+				rs := wire.ParseSequenceReset(body)
+				if rs.Epoch <= wire.PosEpoch(r.last) || rs.NextSeq == 0 || rs.NextSeq > wire.MaxSeq {
+					return fmt.Errorf("bad sequence reset to epoch %d seq %d in epoch %d after seq %d", rs.Epoch, rs.NextSeq, wire.PosEpoch(r.last), wire.PosSeq(r.last))
+				}
+				if err := r.w.SetEpoch(rs.Epoch); err != nil {
+					return fmt.Errorf("%w: %v", errFatal, err)
+				}
+				r.log.Info("exchange started a new epoch", "epoch", rs.Epoch, "next_seq", rs.NextSeq)
+				r.last = wire.Pos(rs.Epoch, rs.NextSeq-1)
 			}
 			continue
 		}
+		seq := wire.Pos(wire.PosEpoch(r.last), h.Seq)
 		switch {
-		case h.Seq <= r.last:
+		case h.Seq > wire.MaxSeq:
+			return fmt.Errorf("bad frame from exchange: seq %d beyond an epoch's %d", h.Seq, uint64(wire.MaxSeq))
+		case seq <= r.last:
 			continue // duplicate
-		case h.Seq != r.last+1:
-			return fmt.Errorf("%w: got seq %d, want %d", errGap, h.Seq, r.last+1)
+		case seq != r.last+1:
+			return fmt.Errorf("%w: got seq %d, want %d", errGap, h.Seq, wire.PosSeq(r.last)+1)
 		}
 		if err := r.w.Append(recv, frame); err != nil {
 			return fmt.Errorf("%w: %v", errFatal, err)
 		}
-		r.last = h.Seq
+		r.last = seq
 		r.frames.Add(1)
 		r.bytes.Add(uint64(len(frame)))
 		r.seq.Store(h.Seq)

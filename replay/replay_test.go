@@ -153,8 +153,8 @@ func TestRecordThenServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Indexed() || r.Records() != total || r.FirstSeq() != 1 || r.LastSeq() != total {
-		t.Fatalf("capture: indexed %v records %d seqs %d..%d", r.Indexed(), r.Records(), r.FirstSeq(), r.LastSeq())
+	if e := exch.Epoch(); !r.Indexed() || r.Records() != total || r.FirstSeq() != wire.Pos(e, 1) || r.LastSeq() != wire.Pos(e, total) {
+		t.Fatalf("capture: indexed %v records %d positions %x..%x (epoch %d)", r.Indexed(), r.Records(), r.FirstSeq(), r.LastSeq(), e)
 	}
 	c := r.Cursor()
 	for seq := uint64(1); seq <= total; seq++ {

@@ -48,6 +48,12 @@ type Config struct {
 	// Retain is how many of the latest frames are kept for retransmission
 	// (0: all). Memory is about 64 B per frame.
 	Retain uint64
+	// Epochs: a source's own epoch changes are played as Sequence Resets
+	// (its first epoch is the stream's). ResetEvery starts a new epoch
+	// (the last one + 1, seqs from 1, frame headers rewritten) after every
+	// ResetEvery records of one; ResetAt once, after the record with seq
+	// ResetAt. Neither goes with Loop.
+	ResetEvery, ResetAt uint64
 
 	Heartbeat, LoginTimeout, WriteTimeout time.Duration
 
@@ -83,6 +89,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("replay: Speed %v: want 0 < Speed <= 1e6 (or Max)", c.Speed)
 	case c.Spin < 0 || c.Spin > 10*time.Millisecond:
 		return fmt.Errorf("replay: Spin %v: want 0..10ms", c.Spin)
+	case c.Loop && (c.ResetEvery != 0 || c.ResetAt != 0):
+		return errors.New("replay: ResetEvery, ResetAt: not with Loop")
 	}
 	return c.feedConfig().Validate()
 }
@@ -269,6 +277,11 @@ func (s *Server) play(ctx context.Context, p *feed.Publisher) (err error) {
 	} else if err != nil {
 		return err
 	}
+	if e := src.FirstEpoch(); e != 0 { // the stream starts in the source's epoch
+		if err := p.Reset(e, src.FirstSeq()); err != nil {
+			return err
+		}
+	}
 	first := p.Next()
 	select {
 	case <-p.Started():
@@ -287,6 +300,8 @@ func (s *Server) play(ctx context.Context, p *feed.Publisher) (err error) {
 		frames   uint64
 		nbytes   uint64
 		restamp  = s.cfg.Restamp
+		epochN   uint64 // records of this epoch
+		resetAt  = s.cfg.ResetAt
 		progress = func() {
 			s.frames.Store(frames)
 			s.bytes.Store(nbytes)
@@ -322,6 +337,23 @@ func (s *Server) play(ctx context.Context, p *feed.Publisher) (err error) {
 			s.pacing.RecordValue(max(int64(late), 1))
 			s.mu.Unlock()
 		}
+		inSeq := binary.LittleEndian.Uint64(frame[wire.FeedLenSize:])
+		switch e := src.Epoch(); {
+		case e != 0 && e != p.Epoch(): // the source's own reset
+			if s.cfg.Loop {
+				return fmt.Errorf("replay: the source changes epoch (%d to %d): it cannot loop", p.Epoch(), e)
+			}
+			if err := p.Reset(e, inSeq+offset); err != nil {
+				return fmt.Errorf("replay: source record of epoch %d seq %d: %w", e, inSeq, err)
+			}
+			epochN = 0
+		case s.cfg.ResetEvery > 0 && epochN == s.cfg.ResetEvery, resetAt > 0 && inSeq+offset-1 == resetAt:
+			if err := p.Reset(p.Epoch()+1, 1); err != nil {
+				return err
+			}
+			offset, epochN, resetAt = 1-inSeq, 0, 0 // this record is the new epoch's seq 1
+		}
+		epochN++
 		buf := p.Buffer()
 		f := append(buf, frame...)
 		if offset != 0 {

@@ -19,8 +19,13 @@ type Source interface {
 	Next(ctx context.Context) (t int64, frame []byte, err error)
 	// Rewind starts the stream over (for Config.Loop).
 	Rewind(ctx context.Context) error
-	// FirstSeq is the seq of the first record Next will return (0 if none).
+	// FirstSeq is the seq of the first record Next will return (0 if none),
+	// in FirstEpoch.
 	FirstSeq() uint64
+	FirstEpoch() uint32
+	// Epoch is the epoch of the record Next returned last: a record of a
+	// later epoch than the one before starts it (a Sequence Reset).
+	Epoch() uint32
 	// Total is the number of records selected (an estimate for a time
 	// range in a capture), 0 if unknown; for progress only.
 	Total() uint64
@@ -28,14 +33,15 @@ type Source interface {
 	Close() error
 }
 
-// Select picks part of a recording: records with FromSeq <= seq <= ToSeq
-// and FromTime <= t <= ToTime (t: receive time in a capture, exch_send in
-// Postgres). Zero bounds are open.
+// Select picks part of a recording: records of Epoch with FromSeq <= seq
+// <= ToSeq and FromTime <= t <= ToTime (t: receive time in a capture,
+// exch_send in Postgres). Zero bounds are open.
 type Select struct {
 	FromSeq, ToSeq   uint64
 	FromTime, ToTime int64
-	// Epoch picks the trading session played from a Postgres backup
-	// (0: the newest there); its seqs are the ones FromSeq and ToSeq bound.
+	// Epoch picks the trading session played (0: from Postgres the newest
+	// there; from a capture every epoch, when FromSeq and ToSeq are 0, else
+	// its only one); its seqs are the ones FromSeq and ToSeq bound.
 	Epoch uint32
 }
 
@@ -69,15 +75,27 @@ type CaptureSource struct {
 	r     *Reader
 	c     *Cursor
 	sel   Select
-	total uint64
-	first uint64
-	done  bool
+	total  uint64
+	first  uint64 // seq
+	epoch0 uint32 // of the first record
+	done   bool
 }
 
 // NewCaptureSource selects from an open capture; Close closes r.
 func NewCaptureSource(r *Reader, sel Select) (*CaptureSource, error) {
 	if err := sel.Validate(); err != nil {
 		return nil, err
+	}
+	// The selection's seqs become the capture's positions.
+	epochs := r.Epochs()
+	switch e := sel.Epoch; {
+	case e == 0 && len(epochs) > 1 && (sel.FromSeq != 0 || sel.ToSeq != 0):
+		return nil, fmt.Errorf("replay: the capture holds %d epochs (%d..%d): a seq range needs an epoch", len(epochs), epochs[0].Epoch, epochs[len(epochs)-1].Epoch)
+	case e == 0 && len(epochs) == 1:
+		sel.Epoch = epochs[0].Epoch
+	}
+	if sel.Epoch != 0 || len(epochs) == 1 {
+		sel.FromSeq, sel.ToSeq = wire.Pos(sel.Epoch, max(sel.FromSeq, 1)), wire.Pos(sel.Epoch, min(sel.toSeq(), wire.MaxSeq))
 	}
 	s := &CaptureSource{r: r, c: r.Cursor(), sel: sel}
 	for _, b := range r.blocks {
@@ -92,6 +110,7 @@ func NewCaptureSource(r *Reader, sel Select) (*CaptureSource, error) {
 	}
 	if _, f, err := s.Next(context.Background()); err == nil {
 		s.first = binary.LittleEndian.Uint64(f[wire.FeedLenSize:])
+		s.epoch0 = s.Epoch()
 	} else if !errors.Is(err, io.EOF) {
 		return nil, err
 	}
@@ -133,7 +152,7 @@ func (s *CaptureSource) Next(context.Context) (int64, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if binary.LittleEndian.Uint64(f[wire.FeedLenSize:]) > s.sel.toSeq() || t > s.sel.toTime() {
+	if s.c.seq-1 > s.sel.toSeq() || t > s.sel.toTime() {
 		s.done = true
 		return 0, nil, io.EOF
 	}
@@ -142,6 +161,12 @@ func (s *CaptureSource) Next(context.Context) (int64, []byte, error) {
 
 // Total implements Source.
 func (s *CaptureSource) Total() uint64 { return s.total }
+
+// Epoch implements Source: the epoch of the record Next returned last.
+func (s *CaptureSource) Epoch() uint32 { return wire.PosEpoch(s.c.seq - 1) }
+
+// FirstEpoch implements Source.
+func (s *CaptureSource) FirstEpoch() uint32 { return s.epoch0 }
 
 // Close implements Source.
 func (s *CaptureSource) Close() error { return s.r.Close() }

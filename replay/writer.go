@@ -51,7 +51,8 @@ type Writer struct {
 	off     int64  // bytes written so far
 	buf     []byte // block header space + payload being built
 	cur     BlockInfo
-	prevSeq uint64
+	prevSeq uint64 // a position (wire.Pos)
+	epoch   uint32 // of the records appended next
 	index   []BlockInfo
 	records uint64
 	err     error // sticky write error
@@ -105,10 +106,19 @@ func (w *Writer) write(b []byte) error {
 	return w.err
 }
 
+// SetEpoch makes the records appended next epoch's (it may not go back).
+func (w *Writer) SetEpoch(epoch uint32) error {
+	if epoch < w.epoch {
+		return fmt.Errorf("capture: SetEpoch %d after %d: epochs must not go back", epoch, w.epoch)
+	}
+	w.epoch = epoch
+	return nil
+}
+
 // Append adds one record: the receive time (ns) and the feed frame
-// verbatim (length prefix and body, as wire.NextFeedFrame read it). Seqs
-// must increase; a jump starts a new block (records in a block are
-// contiguous).
+// verbatim (length prefix and body, as wire.NextFeedFrame read it), of the
+// epoch SetEpoch set. Positions (epoch, seq) must increase; a jump starts
+// a new block (records in a block are contiguous).
 func (w *Writer) Append(recv int64, frame []byte) error {
 	if w.closed {
 		return errors.New("capture: Append after Close")
@@ -121,8 +131,12 @@ func (w *Writer) Append(recv int64, frame []byte) error {
 		return fmt.Errorf("capture: Append: malformed frame of %d bytes", len(frame))
 	}
 	seq := binary.LittleEndian.Uint64(frame[wire.FeedLenSize:])
-	if seq <= w.prevSeq {
-		return fmt.Errorf("capture: Append: seq %d after %d: seqs must increase", seq, w.prevSeq)
+	if seq == 0 || seq > wire.MaxSeq {
+		return fmt.Errorf("capture: Append: seq %d outside an epoch's 1..%d", seq, uint64(wire.MaxSeq))
+	}
+	if seq = wire.Pos(w.epoch, seq); seq <= w.prevSeq {
+		return fmt.Errorf("capture: Append: epoch %d seq %d after epoch %d seq %d: positions must increase",
+			w.epoch, wire.PosSeq(seq), wire.PosEpoch(w.prevSeq), wire.PosSeq(w.prevSeq))
 	}
 	if w.cur.Count > 0 && seq != w.prevSeq+1 {
 		if err := w.Flush(); err != nil {
@@ -174,7 +188,7 @@ func (w *Writer) Flush() error {
 // Records is the number of records appended.
 func (w *Writer) Records() uint64 { return w.records }
 
-// LastSeq is the seq of the last record appended (0 if none).
+// LastSeq is the position (wire.Pos) of the last record appended (0 if none).
 func (w *Writer) LastSeq() uint64 { return w.prevSeq }
 
 // Size is the number of bytes written to the OS so far.

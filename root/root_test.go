@@ -584,10 +584,7 @@ func TestExchangeSeqBackwards(t *testing.T) {
 		ex.stream(c, 120, 300) // and back again, to 120
 		return true
 	}
-	var logs daemontest.Buffer
-	cfg := testConfig(t, ex)
-	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	r, _ := startRoot(t, cfg)
+	r, logs := startRootLogged(t, ex)
 	child := dialChild(t, r.Addr(), 1)
 	if err := child.readTo(300, ioTimeout); err != nil {
 		t.Fatal(err)
@@ -874,6 +871,15 @@ func TestHopHistograms(t *testing.T) {
 	}
 }
 
+// startRootLogged starts a root on ex whose log the test reads.
+func startRootLogged(t *testing.T, ex *fakeExchange) (*Root, *daemontest.Buffer) {
+	logs := &daemontest.Buffer{}
+	cfg := testConfig(t, ex)
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	r, _ := startRoot(t, cfg)
+	return r, logs
+}
+
 // TestExchangeSequenceReset: the exchange starts a new epoch mid-stream; the
 // root takes the new epoch's seqs from 1, a child gets a Reset frame between
 // the epochs, and a relogin asks for the new epoch.
@@ -943,10 +949,7 @@ func TestExchangeBadResets(t *testing.T) {
 		ex.sleep(time.Second) // the root must hang up, not us
 		return true
 	}
-	var logs daemontest.Buffer
-	cfg := testConfig(t, ex)
-	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	r, _ := startRoot(t, cfg)
+	r, logs := startRootLogged(t, ex)
 	child := dialChild(t, r.Addr(), 1)
 	if err := child.readTo(400, ioTimeout); err != nil {
 		t.Fatal(err)
@@ -987,10 +990,7 @@ func TestExchangeEpochBackwards(t *testing.T) {
 		}
 		return 7 // older than 8
 	}
-	var logs daemontest.Buffer
-	cfg := testConfig(t, ex)
-	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	r, _ := startRoot(t, cfg)
+	r, logs := startRootLogged(t, ex)
 	waitFor(t, "two refused logons", func() bool { return testutil.ToFloat64(r.Metrics().BadInput.WithLabelValues("epoch")) >= 2 })
 	if r.Epoch() != 8 || r.Head() != 50 {
 		t.Fatalf("root at epoch %d head %d, want 8 and 50", r.Epoch(), r.Head())

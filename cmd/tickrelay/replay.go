@@ -99,7 +99,9 @@ func runReplayServe(ctx context.Context, args []string) error {
 	var sel replay.Select
 	fs.Uint64Var(&sel.FromSeq, "from-seq", 0, "first seq to play")
 	fs.Uint64Var(&sel.ToSeq, "to-seq", 0, "last seq to play (0 = to the end)")
-	pgEpoch := fs.Uint("pg-epoch", 0, "-from-postgres: the epoch (trading session) to play (0 = the newest in the table)")
+	pgEpoch := fs.Uint("epoch", 0, "the epoch (trading session) to play (0 = from Postgres the newest in the table; from a capture every one, each change played as a Sequence Reset)")
+	fs.Uint64Var(&cfg.ResetEvery, "reset-every", 0, "send a Sequence Reset (a new epoch, seqs from 1) after every N records of an epoch (0 = never)")
+	fs.Uint64Var(&cfg.ResetAt, "reset-at", 0, "send one Sequence Reset after the record with seq SEQ (0 = never)")
 	var fromT, toT timeFlag
 	fs.Var(&fromT, "from-time", "play records from this time: RFC3339 or unix ns (capture: receive time; postgres: exch_send)")
 	fs.Var(&toT, "to-time", "play records up to this time (inclusive)")
@@ -114,7 +116,7 @@ func runReplayServe(ctx context.Context, args []string) error {
 	}
 	sel.FromTime, sel.ToTime = fromT.ns, toT.ns
 	if *pgEpoch > 1<<32-1 {
-		return fmt.Errorf("replay serve: -pg-epoch %d: at most %d", *pgEpoch, uint32(1<<32-1))
+		return fmt.Errorf("replay serve: -epoch %d: at most %d", *pgEpoch, uint32(1<<32-1))
 	}
 	sel.Epoch = uint32(*pgEpoch)
 	log, err := newLogger(fs)
@@ -225,7 +227,10 @@ func runReplayInfo(args []string) error {
 	w := os.Stdout
 	fmt.Fprintf(w, "file      %s (%d bytes)\nformat    version %d\ncreated   %s\nsource    %s\n", r.Path(), r.Size(), h.Version,
 		time.Unix(0, h.Created).UTC().Format(time.RFC3339Nano), h.Source)
-	fmt.Fprintf(w, "records   %d, seqs %d..%d, %d blocks, indexed %v\n", r.Records(), r.FirstSeq(), r.LastSeq(), len(r.Blocks()), r.Indexed())
+	fmt.Fprintf(w, "records   %d, %d blocks, indexed %v\n", r.Records(), len(r.Blocks()), r.Indexed())
+	for _, e := range r.Epochs() {
+		fmt.Fprintf(w, "epoch     %d: seqs %d..%d (%d records)\n", e.Epoch, e.First, e.Last, e.Records)
+	}
 	if b := r.Blocks(); len(b) > 0 {
 		t0, t1 := b[0].FirstRecv, b[len(b)-1].LastRecv
 		fmt.Fprintf(w, "received  %s .. %s (%v)\n", time.Unix(0, t0).UTC().Format(time.RFC3339Nano),
