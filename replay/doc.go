@@ -6,8 +6,11 @@
 // or the live edge), stamps every read with one receive time, as the root
 // does, and appends each data frame verbatim with that time. A sequence gap
 // or a dropped connection makes it log in again from last+1, so a capture
-// is one increasing, normally contiguous run of seqs. Session frames (logon
-// replies, heartbeats) are not recorded: the player makes its own.
+// is one increasing, normally contiguous run of positions (epoch, seq): the
+// exchange's epoch changes (its logon reply, a Sequence Reset) are kept as
+// the epochs of the records after them. Session frames (logon replies,
+// heartbeats, resets) are not recorded: the player makes its own, a
+// Sequence Reset where the epoch changes.
 //
 // Playing (Server) is the exchange simulator of package feed with its
 // generator replaced (feed.Config.Source): logon, bad-auth refusal,
@@ -27,17 +30,18 @@
 // about 1 ms late, so expect a p50 of ~0.5-1 ms; Spin trades a core for
 // tighter pacing.
 //
-// # Capture file format (version 1), little-endian
+// # Capture file format (version 2), little-endian
 //
 //	file    = header block* [index trailer]
 //
 //	header:
 //	+--------+---------+-------------+--------+-----------+-----------+
 //	| "TRCAP"| version | created     | srcLen | source    | CRC32C    |
-//	| 5 B    | u16 (1) | i64 ns      | u16    | srcLen B  | u32       |
+//	| 5 B    | u16 (2) | i64 ns      | u16    | srcLen B  | u32       |
 //	+--------+---------+-------------+--------+-----------+-----------+
 //	 CRC32C (Castagnoli) covers everything before it. A reader refuses any
-//	 other version: "capture format version 3, this tickrelay reads 1".
+//	 version but 1 and 2: "capture format version 3, this tickrelay reads
+//	 1..2". Version 1 is version 2 with every record in epoch 0.
 //
 //	block (44 B header + payload):
 //	0      4      8      12         20     24          32         40      44
@@ -46,6 +50,8 @@
 //	|      | u32  | u32  | u64      | u32  | i64 ns    | i64 ns   | u32   | len B
 //	+------+------+------+----------+------+-----------+----------+-------+---------
 //	 crc  = CRC32C of the payload; hcrc = CRC32C of header bytes 0..39.
+//	 firstSeq is a position: epoch << 32 | seq (wire.Pos), one epoch per
+//	 block; each record's frame header carries the seq alone.
 //	 payload = count records, seqs firstSeq, firstSeq+1, ... (contiguous):
 //	   record = recvTime i64 ns | feed frame verbatim (len u16 | body)
 //	 A block is written (no fsync) after FlushRecords records, FlushBytes

@@ -557,3 +557,99 @@ func TestProgressString(t *testing.T) {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
 }
+
+// readEpochs reads a served stream from its logon on: the (epoch, seq) of
+// each data frame, the epoch following each Sequence Reset, until n data
+// frames.
+func (f *feedClient) readEpochs(epoch uint32, n int) (got [][2]uint64) {
+	f.t.Helper()
+	idle := time.Now().Add(5 * time.Second)
+	for len(got) < n {
+		if time.Now().After(idle) {
+			f.t.Fatalf("no data for 5 s after %d frames (epoch %d)", len(got), epoch)
+		}
+		body, err := f.next()
+		if err != nil {
+			f.t.Fatalf("read after %d frames: %v", len(got), err)
+		}
+		h, _ := wire.ParseFeedBody(body)
+		switch {
+		case h.MsgType == wire.TypeSequenceReset:
+			r := wire.ParseSequenceReset(body)
+			if r.Epoch <= epoch || r.NextSeq != 1 {
+				f.t.Fatalf("reset %+v in epoch %d", r, epoch)
+			}
+			epoch = r.Epoch
+		case h.Seq != 0:
+			got = append(got, [2]uint64{uint64(epoch), h.Seq})
+			idle = time.Now().Add(5 * time.Second)
+		}
+	}
+	return got
+}
+
+// TestRecordServeEpochs: a recording across the simulator's Sequence
+// Reset keeps both epochs (replay check lists them); served, it plays the
+// reset where it was; a single-epoch capture served with ResetEvery gets
+// resets of the player's own, seqs from 1 in each epoch.
+func TestRecordServeEpochs(t *testing.T) {
+	const resetAt, total = 1000, 2500
+	cfg := feed.DefaultConfig()
+	cfg.Addr, cfg.Rate, cfg.Symbols, cfg.MaxSeq, cfg.Retain = "127.0.0.1:0", 200_000, 100, total, 0
+	cfg.Heartbeat, cfg.Logger, cfg.Epoch, cfg.ResetAt, cfg.StartOnLogon = 50*time.Millisecond, quiet, 40, resetAt, true
+	exch, err := feed.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemontest.Start(t, "exchange", exch)
+	path := filepath.Join(t.TempDir(), "days.trcap")
+	record(t, exch.Addr(), path, 1, total, nil)
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Epochs(); fmt.Sprint(got) != "[{40 1 1000 1000} {41 1 1500 1500}]" {
+		t.Fatalf("capture epochs %v", got)
+	}
+	want := func(spans ...[3]uint64) (out [][2]uint64) { // epoch, first, last
+		for _, sp := range spans {
+			for s := sp[1]; s <= sp[2]; s++ {
+				out = append(out, [2]uint64{sp[0], s})
+			}
+		}
+		return out
+	}
+	src, err := NewCaptureSource(r, Select{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := DefaultConfig()
+	scfg.Source, scfg.Max = src, true
+	srv := startReplay(t, scfg)
+	cl, rep := logon(t, srv.Addr(), "tickrelay", "tickrelay", 1)
+	if rep.Status != wire.LogonOK || rep.Epoch != 40 {
+		t.Fatalf("logon: %+v", rep)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("player: %v, summary %v", srv.Err(), srv.Summary())
+		}
+	}()
+	if got := cl.readEpochs(40, total); !slices.Equal(got, want([3]uint64{40, 1, 1000}, [3]uint64{41, 1, 1500})) {
+		t.Fatalf("served %d frames, not the recorded epochs", len(got))
+	}
+	// One epoch of it, reset every 600 records by the player.
+	src2, err := NewCaptureSource(r, Select{Epoch: 41})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg.Source, scfg.ResetEvery = src2, 600
+	srv2 := startReplay(t, scfg)
+	cl2, rep := logon(t, srv2.Addr(), "tickrelay", "tickrelay", 1)
+	if rep.Status != wire.LogonOK || rep.Epoch != 41 {
+		t.Fatalf("logon: %+v", rep)
+	}
+	if got := cl2.readEpochs(41, 1500); !slices.Equal(got, want([3]uint64{41, 1, 600}, [3]uint64{42, 1, 600}, [3]uint64{43, 1, 300})) {
+		t.Fatalf("served with ResetEvery: %v ... %v", got[:3], got[len(got)-3:])
+	}
+}

@@ -139,7 +139,8 @@ func New(cfg Config) (*Server, error) {
 		s.now = func() int64 { return time.Now().UnixNano() }
 	}
 	fc := cfg.feedConfig()
-	fc.Source, fc.FirstSeq = s.play, cfg.Source.FirstSeq()
+	// The stream starts in the source's epoch (0: a new one, the feed's).
+	fc.Source, fc.FirstSeq, fc.Epoch = s.play, cfg.Source.FirstSeq(), cfg.Source.FirstEpoch()
 	f, err := feed.New(fc)
 	if err != nil {
 		return nil, err
@@ -277,11 +278,6 @@ func (s *Server) play(ctx context.Context, p *feed.Publisher) (err error) {
 	} else if err != nil {
 		return err
 	}
-	if e := src.FirstEpoch(); e != 0 { // the stream starts in the source's epoch
-		if err := p.Reset(e, src.FirstSeq()); err != nil {
-			return err
-		}
-	}
 	first := p.Next()
 	select {
 	case <-p.Started():
@@ -301,6 +297,7 @@ func (s *Server) play(ctx context.Context, p *feed.Publisher) (err error) {
 		nbytes   uint64
 		restamp  = s.cfg.Restamp
 		epochN   uint64 // records of this epoch
+		srcEpoch = src.FirstEpoch()
 		resetAt  = s.cfg.ResetAt
 		progress = func() {
 			s.frames.Store(frames)
@@ -339,7 +336,8 @@ func (s *Server) play(ctx context.Context, p *feed.Publisher) (err error) {
 		}
 		inSeq := binary.LittleEndian.Uint64(frame[wire.FeedLenSize:])
 		switch e := src.Epoch(); {
-		case e != 0 && e != p.Epoch(): // the source's own reset
+		case e != srcEpoch: // the source's own reset
+			srcEpoch = e
 			if s.cfg.Loop {
 				return fmt.Errorf("replay: the source changes epoch (%d to %d): it cannot loop", p.Epoch(), e)
 			}

@@ -72,9 +72,9 @@ func (s Select) Validate() error {
 
 // CaptureSource plays the selected part of a capture.
 type CaptureSource struct {
-	r     *Reader
-	c     *Cursor
-	sel   Select
+	r      *Reader
+	c      *Cursor
+	sel    Select
 	total  uint64
 	first  uint64 // seq
 	epoch0 uint32 // of the first record
