@@ -589,7 +589,7 @@ func (f *feedClient) readEpochs(epoch uint32, n int) (got [][2]uint64) {
 }
 
 // TestRecordServeEpochs: a recording across the simulator's Sequence
-// Reset keeps both epochs (replay check lists them); served, it plays the
+// Reset keeps both epochs (replay info lists them); served, it plays the
 // reset where it was; a single-epoch capture served with ResetEvery gets
 // resets of the player's own, seqs from 1 in each epoch.
 func TestRecordServeEpochs(t *testing.T) {
