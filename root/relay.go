@@ -324,8 +324,8 @@ func (rl *relay) hello(ch *child, h wire.Hello, now int64) {
 func (ch *child) lapped(from, first uint64) {
 	rl := ch.l.rl
 	if rl.r.cfg.Store == nil || rl.drain.Load() {
-		if wire.PosEpoch(from) < wire.PosEpoch(first) { // what is left of its epoch is gone
-			ch.cross(from, first)
+		if next, ok := rl.r.ring.NextEpoch(from); ok && !rl.r.ring.HoldsEpoch(wire.PosEpoch(from)) {
+			ch.cross(from, next) // what was left of its epoch is gone
 			return
 		}
 		ch.fail(wire.CodeSeqGone, first, fmt.Sprintf("seq %d is gone; oldest held is %d", wire.PosSeq(from), wire.PosSeq(first)))
@@ -449,6 +449,12 @@ func (l *loop) drainChild(ch *child, now int64) bool {
 		b, n, err := l.rl.r.ring.AppendBatch(l.scratch[:0], ch.cursor, cfg.MaxBatchBytes, now)
 		if cap(b) > cap(l.scratch) {
 			l.scratch = b[:0]
+		}
+		if errors.Is(err, ErrEpochEnd) { // it has the whole epoch: on to the next
+			if next, ok := l.rl.r.ring.NextEpoch(ch.cursor); ok {
+				ch.cross(ch.cursor, next)
+			}
+			return false
 		}
 		if err != nil {
 			ch.lapped(ch.cursor, l.rl.r.ring.First())

@@ -11,12 +11,20 @@ import (
 )
 
 // ErrGone means the requested seq has been overwritten (it is older than
-// Ring.First).
+// Ring.First), or is of an epoch the ring does not hold.
 var ErrGone = errors.New("root: seq no longer in the ring")
+
+// ErrEpochEnd means the requested seq is one past the last of its epoch,
+// and the ring holds a later one (NextEpoch).
+var ErrEpochEnd = errors.New("root: seq past the end of its epoch")
 
 // Ring is the sequence-indexed window of the most recent feed items.
 //
-// It holds the contiguous seqs [First, Head]; seq lives in slot seq & mask.
+// Seqs are positions (wire.Pos: epoch and seq). The ring numbers its items
+// across epochs with ordinals, contiguous [first, head]; an item's ordinal
+// is its seq plus its epoch's base, and it lives in slot ordinal & mask. So
+// when the exchange starts a new epoch the last one's items stay, for the
+// children still sending them, until they are overwritten.
 // Each slot keeps its item in the relay item encoding (wire.AppendRelayItem:
 // rootRecv i64, bodyLen u16, body) in room of its own: Append copies into
 // it, growing it only when a larger item lands there (to a size class, at
@@ -50,8 +58,17 @@ type Ring struct {
 	slots []slot
 	slabs [][]byte // slot room; new room is cut from the last (writer only, under mu)
 	cut   int      // bytes of the last slab handed out
-	first uint64   // oldest seq held; head+1 when empty
-	head  uint64   // newest seq held; 0 before the first Append
+	first uint64   // oldest ordinal held; head+1 when empty
+	head  uint64   // newest ordinal held
+	eps   []ringEpoch
+	used  bool // something was appended since NewRing
+}
+
+// ringEpoch is an epoch the ring holds (or starts): its items' ordinals
+// are seq+base (mod 2^64), from start on.
+type ringEpoch struct {
+	epoch       uint32
+	base, start uint64
 }
 
 // slot locates one item: slabs[slab][off:off+n], in room of c bytes (c is 0
@@ -63,7 +80,7 @@ func NewRing(size int) (*Ring, error) {
 	if size < 2 || size&(size-1) != 0 {
 		return nil, fmt.Errorf("root: ring size %d is not a power of two >= 2", size)
 	}
-	r := &Ring{mask: uint64(size - 1), slots: make([]slot, size), first: 1}
+	r := &Ring{mask: uint64(size - 1), slots: make([]slot, size), first: 1, eps: []ringEpoch{{start: 1}}}
 	prefault.Slice(r.slots)
 	return r, nil
 }
@@ -75,29 +92,112 @@ func (r *Ring) Size() int { return len(r.slots) }
 func (r *Ring) First() uint64 {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.first
+	return r.firstPos()
 }
 
-// Head returns the newest seq held (0 before anything was appended).
+// Head returns the seq before the next Append's: the newest held, or in a
+// new epoch with nothing yet, its first seq - 1 (0 before anything).
 func (r *Ring) Head() uint64 {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.head
+	return r.headPos()
 }
 
 // Bounds returns First and Head read together.
 func (r *Ring) Bounds() (first, head uint64) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.first, r.head
+	return r.firstPos(), r.headPos()
+}
+
+func (r *Ring) headPos() uint64 {
+	e := r.eps[len(r.eps)-1]
+	return wire.Pos(e.epoch, r.head-e.base)
+}
+
+func (r *Ring) firstPos() uint64 {
+	if r.first > r.head {
+		return r.headPos() + 1
+	}
+	for k := len(r.eps) - 1; ; k-- {
+		if e := r.eps[k]; e.start <= r.first || k == 0 {
+			return wire.Pos(e.epoch, r.first-e.base)
+		}
+	}
+}
+
+// locate finds the ordinal of seq: k is its epoch's index in eps (-1: not
+// held), end the last ordinal of that epoch.
+func (r *Ring) locate(seq uint64) (ord uint64, k int, end uint64) {
+	for k = len(r.eps) - 1; k >= 0; k-- {
+		if e := r.eps[k]; e.epoch == wire.PosEpoch(seq) {
+			end = r.head
+			if k+1 < len(r.eps) {
+				end = r.eps[k+1].start - 1
+			}
+			return wire.PosSeq(seq) + e.base, k, end
+		}
+	}
+	return 0, -1, 0
+}
+
+// EpochEmpty reports whether the ring holds nothing of its newest epoch.
+func (r *Ring) EpochEmpty() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.head < r.eps[len(r.eps)-1].start
+}
+
+// NextEpoch returns the first seq held of the first epoch after seq's
+// (false: none).
+func (r *Ring) NextEpoch(seq uint64) (uint64, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, e := range r.eps {
+		if e.epoch > wire.PosEpoch(seq) && e.start <= r.head {
+			return wire.Pos(e.epoch, max(e.start, r.first)-e.base), true
+		}
+	}
+	return 0, false
+}
+
+// HoldsEpoch reports whether the ring holds items of epoch.
+func (r *Ring) HoldsEpoch(epoch uint32) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for k, e := range r.eps {
+		end := r.head
+		if k+1 < len(r.eps) {
+			end = r.eps[k+1].start - 1
+		}
+		if e.epoch == epoch && max(e.start, r.first) <= end {
+			return true
+		}
+	}
+	return false
 }
 
 // Reset empties the ring so that the next Append may carry seq next.
 func (r *Ring) Reset(next uint64) {
 	r.mu.Lock()
-	r.head = next - 1
-	r.first = next
+	r.first = r.head + 1
+	r.eps = append(r.eps[:0], ringEpoch{wire.PosEpoch(next), r.first - wire.PosSeq(next), r.first})
+	r.used = true
 	r.mu.Unlock()
+}
+
+// Begin starts a later epoch at seq next (a position): the next Append
+// carries it, and what the ring holds of the earlier ones stays.
+func (r *Ring) Begin(next uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := ringEpoch{wire.PosEpoch(next), r.head + 1 - wire.PosSeq(next), r.head + 1}
+	if last := &r.eps[len(r.eps)-1]; r.head < last.start { // the last started empty
+		*last = e
+	} else {
+		r.eps = append(r.eps, e)
+	}
+	r.used = true
 }
 
 // Append stores the item seq, overwriting the oldest when full. seq must be
@@ -109,10 +209,10 @@ func (r *Ring) Append(seq uint64, rootRecv int64, body []byte) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.advance(seq); err != nil {
+	sl, err := r.advance(seq)
+	if err != nil {
 		return err
 	}
-	sl := &r.slots[seq&r.mask]
 	sl.n = uint32(len(wire.AppendRelayItem(r.room(sl, wire.RelayItemHeader+len(body)), rootRecv, body)))
 	return nil
 }
@@ -125,30 +225,35 @@ func (r *Ring) AppendItem(seq uint64, item []byte) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.advance(seq); err != nil {
+	sl, err := r.advance(seq)
+	if err != nil {
 		return err
 	}
-	sl := &r.slots[seq&r.mask]
 	sl.n = uint32(len(append(r.room(sl, len(item)), item...)))
 	return nil
 }
 
-// advance makes room for seq; mu must be held for writing.
-func (r *Ring) advance(seq uint64) error {
+// advance makes room for seq and returns its slot; mu must be held for
+// writing.
+func (r *Ring) advance(seq uint64) (*slot, error) {
+	e := &r.eps[len(r.eps)-1]
 	switch {
 	case seq == 0:
-		return errors.New("root: ring append seq 0")
-	case r.head == 0 && r.first == 1:
-		r.first, r.head = seq, seq // the first item ever may start anywhere
-		return nil
-	case seq != r.head+1:
-		return fmt.Errorf("root: ring append seq %d, want %d", seq, r.head+1)
+		return nil, errors.New("root: ring append seq 0")
+	case !r.used: // the first item ever may start anywhere
+		r.used = true
+		e.epoch, e.base = wire.PosEpoch(seq), e.start-wire.PosSeq(seq)
+	case wire.PosEpoch(seq) != e.epoch || wire.PosSeq(seq)+e.base != r.head+1:
+		return nil, fmt.Errorf("root: ring append epoch %d seq %d, want epoch %d seq %d", wire.PosEpoch(seq), wire.PosSeq(seq), e.epoch, r.head+1-e.base)
 	}
-	r.head = seq
+	r.head++
 	if r.head-r.first >= uint64(len(r.slots)) {
 		r.first = r.head - uint64(len(r.slots)) + 1
+		for len(r.eps) > 1 && r.eps[1].start <= r.first { // an epoch overwritten whole
+			r.eps = r.eps[1:]
+		}
 	}
-	return nil
+	return &r.slots[r.head&r.mask], nil
 }
 
 // room returns sl's room emptied, first growing it to hold n bytes (to a
@@ -180,31 +285,40 @@ const slabBytes = 1 << 20
 func (r *Ring) Get(dst []byte, seq uint64) (out []byte, ok bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if seq < r.first || seq > r.head {
+	ord, k, end := r.locate(seq)
+	if k < 0 || ord < max(r.first, r.eps[k].start) || ord > end {
 		return dst, false
 	}
-	return append(dst, r.item(r.slots[seq&r.mask])...), true
+	return append(dst, r.item(r.slots[ord&r.mask])...), true
 }
 
 // AppendBatch appends to dst one relay batch frame holding the items from
 // seq from on, as many as fit in maxItemBytes of items (at least one), up to
 // Head. The batch's rootSend stamp is rootSend, raised if needed to the
 // newest rootRecv in the batch (a wall clock may step back). It returns the
-// extended dst and the number of items; n is 0 (and dst unchanged) when from
-// is beyond Head. err is ErrGone when from < First.
+// extended dst and the number of items, all of from's epoch; n is 0 (and
+// dst unchanged) when from is beyond Head. err is ErrGone when from is not
+// held (older than First, or of an epoch the ring does not have), and
+// ErrEpochEnd when from is one past its epoch's last and a later epoch
+// follows.
 func (r *Ring) AppendBatch(dst []byte, from uint64, maxItemBytes int, rootSend int64) (out []byte, n int, err error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if from < r.first {
+	ord, k, end := r.locate(from)
+	switch {
+	case k < 0 && from > r.headPos():
+		return dst, 0, nil
+	case k < 0 || ord < max(r.first, r.eps[k].start) || ord > end+1:
 		return dst, 0, ErrGone
-	}
-	if from > r.head {
+	case ord == end+1 && k+1 < len(r.eps):
+		return dst, 0, ErrEpochEnd
+	case ord > end:
 		return dst, 0, nil
 	}
 	dst, at := wire.BeginBatch(dst, wire.PosEpoch(from), rootSend)
 	start, maxRecv := len(dst), rootSend
-	for seq := from; seq <= r.head; seq++ {
-		s := r.item(r.slots[seq&r.mask])
+	for o := ord; o <= end; o++ {
+		s := r.item(r.slots[o&r.mask])
 		if n > 0 && len(dst)-start+len(s) > maxItemBytes {
 			break
 		}

@@ -298,3 +298,65 @@ func TestRingSlotsHoldNoPointers(t *testing.T) {
 		}
 	}
 }
+
+// TestRingEpochs: a new epoch starts where the last one's items stay: a
+// reader gets the rest of the last epoch, ErrEpochEnd at its end, and the
+// new one from NextEpoch; once lapped, the old epoch is gone.
+func TestRingEpochs(t *testing.T) {
+	r, _ := NewRing(16)
+	for s := uint64(1); s <= 10; s++ {
+		if err := r.Append(s, 1, testBody(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Begin(wire.Pos(5, 1))
+	if !r.EpochEmpty() || r.Head() != wire.Pos(5, 0) || r.First() != 1 {
+		t.Fatalf("begun: empty %v head %x first %x", r.EpochEmpty(), r.Head(), r.First())
+	}
+	if err := r.Append(11, 1, testBody(11)); err == nil {
+		t.Fatal("the last epoch appended to after a new one began")
+	}
+	for s := uint64(1); s <= 5; s++ {
+		if err := r.Append(wire.Pos(5, s), 1, testBody(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch := func(from uint64) (seqs []uint64, err error) {
+		b, n, err := r.AppendBatch(nil, from, 1<<20, 9)
+		if err != nil || n == 0 {
+			return nil, err
+		}
+		_, p, _, _ := wire.NextRelayFrame(b)
+		var br wire.BatchReader
+		for br.Reset(p); br.Next(); {
+			seqs = append(seqs, wire.Pos(br.Epoch, br.Item.Seq))
+		}
+		return seqs, br.Err()
+	}
+	if got, err := batch(3); err != nil || len(got) != 8 || got[0] != 3 || got[7] != 10 {
+		t.Fatalf("rest of epoch 0: %v %v", got, err)
+	}
+	if _, err := batch(11); !errors.Is(err, ErrEpochEnd) {
+		t.Fatalf("at epoch 0's end: %v", err)
+	}
+	if next, ok := r.NextEpoch(11); !ok || next != wire.Pos(5, 1) {
+		t.Fatalf("next epoch %x %v", next, ok)
+	}
+	if got, err := batch(wire.Pos(5, 2)); err != nil || len(got) != 4 || got[3] != wire.Pos(5, 5) {
+		t.Fatalf("epoch 5: %x %v", got, err)
+	}
+	if _, ok := r.Get(nil, 4); !ok || !r.HoldsEpoch(0) || r.HoldsEpoch(3) {
+		t.Fatal("epoch 0 not held")
+	}
+	if _, err := batch(wire.Pos(3, 1)); !errors.Is(err, ErrGone) {
+		t.Fatalf("an epoch never held: %v", err)
+	}
+	for s := uint64(6); s <= 20; s++ { // laps epoch 0
+		if err := r.Append(wire.Pos(5, s), 1, testBody(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := batch(11); !errors.Is(err, ErrGone) || r.HoldsEpoch(0) || r.First() != wire.Pos(5, 5) {
+		t.Fatalf("lapped: %v, holds epoch 0 %v, first %x", err, r.HoldsEpoch(0), r.First())
+	}
+}

@@ -919,6 +919,20 @@ func TestExchangeSequenceReset(t *testing.T) {
 	if err := late.readToEpoch(5, 150, ioTimeout); err != nil {
 		t.Fatal(err)
 	}
+	// An epoch nobody holds: an older one is moved on to the ring's (told
+	// where it ended: before the seq it asked for), a later one is told
+	// the root is behind it.
+	old := dialChild(t, r.Addr(), 0)
+	old.send(wire.AppendHello(nil, wire.Hello{Epoch: 3, FromSeq: 9, Name: "old"}))
+	typ, p, err = old.frame(ioTimeout)
+	if err != nil || typ != wire.RelayReset || wire.ParseReset(p) != (wire.Reset{Epoch: 5, Seq: 1, Prev: 3, PrevLast: 8}) {
+		t.Fatalf("hello for epoch 3: %q %+v %v", typ, wire.ParseReset(p), err)
+	}
+	future := dialChild(t, r.Addr(), 0)
+	future.send(wire.AppendHello(nil, wire.Hello{Epoch: 99, FromSeq: 1, Name: "future"}))
+	if e, err := future.expectError(ioTimeout); err != nil || e.Code != wire.CodeSeqFuture || wire.PosEpoch(e.Seq) != 5 {
+		t.Fatalf("hello for epoch 99: %+v %v", e, err)
+	}
 }
 
 // TestExchangeBadResets: resets that do not start a later epoch, and a

@@ -118,8 +118,7 @@ func (s *session) once(ctx context.Context) (accepted uint64, err error) {
 	}
 	// Nothing received in this epoch (an empty store too: refill ran), even
 	// after a LogonUnavailable reply moved last to the then oldest seq.
-	first, head := s.r.ring.Bounds()
-	fresh := first > head
+	fresh := s.r.ring.EpochEmpty()
 	asked, next := wire.PosSeq(start), wire.Pos(wire.PosEpoch(start), reply.NextSeq)
 	switch {
 	case reply.NextSeq > wire.MaxSeq:
@@ -337,9 +336,10 @@ func (s *session) reset(r wire.SequenceReset) error {
 	return nil
 }
 
-// newEpoch closes the session's epoch and starts epoch at seq next: the
-// ring starts over (the store keeps every epoch), and the relay tells each
-// child once it has the last epoch's items.
+// newEpoch closes the session's epoch and starts epoch at seq next in the
+// ring (which keeps the last one's items until it laps them, as the store
+// keeps every epoch); the relay tells each child once it has the last
+// epoch's items.
 func (s *session) newEpoch(epoch uint32, next uint64, why string) {
 	prev := s.last
 	s.flush()
@@ -359,7 +359,9 @@ func (s *session) newEpoch(epoch uint32, next uint64, why string) {
 	s.r.log.Info("exchange started a new epoch", "epoch", epoch, "next_seq", next, "via", why,
 		"prev_epoch", wire.PosEpoch(prev), "prev_last_seq", wire.PosSeq(prev))
 	s.backFrom = 0
-	s.skipTo(wire.Pos(epoch, next))
+	s.last = wire.Pos(epoch, next-1)
+	s.r.ring.Begin(s.last + 1) // the last epoch's items stay for the children still sending them
+	s.r.showRing(s.r.ring.Bounds())
 	s.r.relay.signalFed()
 }
 
