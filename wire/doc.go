@@ -18,14 +18,17 @@
 //	       |<------------------- body (len bytes) ------------------->|
 //
 // FeedHeaderSize (16) + MsgHeaderSize (4) <= len <= MaxFeedBody, and
-// msgSize == len - 16. seq is the exchange's sequence number, the one sequence
-// every root, child and client agrees on; data messages start at seq 1.
+// msgSize == len - 16. seq is the exchange's sequence number within its
+// epoch (see epoch.go: a trading session; the exchange numbers from 1 again
+// in each), the one sequence every root, child and client agrees on; data
+// messages start at seq 1, at most MaxSeq.
 //
 // Session messages share the frame: seq 0 and a session msgType.
 //
-//	Logon       (client->exchange) user [16]B, password [16]B, startSeq u64
-//	LogonReply  (exchange->client) status u16, nextSeq u64, reason (rest)
-//	Heartbeat   (exchange->client) nextSeq u64; sent when the line is idle
+//	Logon         (client->exchange) user [16]B, password [16]B, startSeq u64, epoch u32
+//	LogonReply    (exchange->client) status u16, nextSeq u64, epoch u32, reason (rest)
+//	Heartbeat     (exchange->client) nextSeq u64; sent when the line is idle
+//	SequenceReset (exchange->client, type 100) epoch u32, nextSeq u64: a new epoch
 //
 // # Relay frame (root <-> child), little-endian
 //
@@ -33,13 +36,14 @@
 //	| len u32   | type | payload (len-1)
 //	+-----------+------+----------------
 //
-//	Hello     'H' child->root  fromSeq u64, name (rest)
-//	Batch     'B' root->child  rootSend i64, count u32, count x item
+//	Hello     'H' child->root  fromSeq u64, epoch u32 (0: the current), name (rest)
+//	Batch     'B' root->child  rootSend i64, count u32, epoch u32, count x item
 //	                           item: rootRecv i64, bodyLen u16, feed body
-//	Heartbeat 'K' root->child  headSeq u64, rootTime i64
+//	Reset     'Z' root->child  epoch u32, seq u64, prevEpoch u32, prevLast u64
+//	Heartbeat 'K' root->child  headSeq u64 (a position), rootTime i64
 //	TimeReq   'T' child->root  t0 i64
 //	TimeReply 'R' root->child  t0 i64, t1 i64, t2 i64
-//	Error     'E' either way   code u16, seq u64, reason (rest)
+//	Error     'E' either way   code u16, seq u64 (a position), reason (rest)
 //
 // Items in a batch carry consecutive sequence numbers and rootRecv <=
 // rootSend; a batch that breaks either is rejected (ErrStamps). The item
@@ -50,9 +54,9 @@
 //
 // Client -> child, at most MaxLineLen bytes:
 //
-//	SUB sym...            image of each symbol, then "OK SUB sym seq", then updates > seq
+//	SUB sym...            image of each symbol, then "OK SUB sym seq epoch", then updates > seq
 //	UNSUB sym...          "OK UNSUB sym"
-//	RESUME seq sym...     every update of syms from seq on (no image), after "OK RESUME seq"
+//	RESUME [epoch:]seq sym...  every update of syms from seq on (no image), after "OK RESUME seq epoch"
 //	PING                  "PONG"
 //	TIME t0               "TIME t0 t1 t2" (child clock, ns)
 //
@@ -62,4 +66,6 @@
 //
 // The five stamps are fixed-width (19 digits) so the child send stamp can be
 // written into a frame that is already built. Errors are "ERR <CODE> <reason>".
+// At a new epoch: "RESET <epoch> <seq> <prev epoch> <prev last>", after the
+// last epoch's frames.
 package wire
