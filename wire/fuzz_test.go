@@ -181,6 +181,10 @@ func relaySeeds(f *testing.F) {
 	add(AppendRelayError(nil, RelayErr{Code: CodeSlow, Seq: 4, Reason: "slow"}))
 	add(emptyBatch(0))
 	add(AppendReset(nil, Reset{Epoch: 9, Seq: 1, Prev: 8, PrevLast: 77}))
+	ann, _ := AppendAnnounce(nil, ChildInfo{Name: "c1", Addr: "127.0.0.1:9200", Load: ChildLoad{Clients: 5}})
+	add(ann)
+	dir, _ := AppendDirectory(nil, 3, []ChildInfo{{Name: "c1", Addr: "127.0.0.1:9200"}, {Name: "c2", Addr: "127.0.0.1:9201", State: ChildDraining}})
+	add(dir)
 	add(batchOf(100, []uint64{5, 6, 7}, []int64{1, 2, 3}))
 	b, at := BeginBatch(nil, 0, 1<<62)
 	for i, m := range sampleMsgs() {
@@ -240,6 +244,24 @@ func FuzzNextRelayFrame(f *testing.F) {
 				re = AppendRelayError(nil, ParseRelayError(p))
 			case RelayReset:
 				re = AppendReset(nil, ParseReset(p))
+			case RelayAnnounce:
+				c, err := ParseAnnounce(p)
+				if err != nil {
+					checkDecodeErr(t, 0, err)
+					break
+				}
+				if re, err = AppendAnnounce(nil, c); err != nil {
+					t.Fatalf("announce %+v decoded but does not encode: %v", c, err)
+				}
+			case RelayDirectory:
+				e, kids, err := ParseDirectory(p)
+				if err != nil {
+					checkDecodeErr(t, 0, err)
+					break
+				}
+				if re, err = AppendDirectory(nil, e, kids); err != nil {
+					t.Fatalf("directory decoded but does not encode: %v", err)
+				}
 			case RelayBatch:
 				rootSend, epoch, items, err := readBatch(p)
 				if err != nil {

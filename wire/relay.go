@@ -14,6 +14,11 @@ const (
 	RelayError     byte = 'E'
 	// RelayReset: the epoch changed; the batches after it carry the new one.
 	RelayReset byte = 'Z'
+	// RelayAnnounce: a child's name, client address, state and load
+	// (child -> root, every second); RelayDirectory: the root's view of
+	// its children (root -> child, when it changes). See directory.go.
+	RelayAnnounce  byte = 'A'
+	RelayDirectory byte = 'D'
 )
 
 const (
@@ -91,6 +96,10 @@ func relayPayloadMin(typ byte) int {
 		return batchFields
 	case RelayReset:
 		return resetFields
+	case RelayAnnounce:
+		return announceFixed
+	case RelayDirectory:
+		return directoryFixed
 	case RelayHeartbeat:
 		return 16
 	case RelayTimeReq:
