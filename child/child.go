@@ -52,7 +52,9 @@ type Child struct {
 	// shard i+1 event loop i's (child hop).
 	hops *latency.Recorder
 
-	srv *server
+	srv       *server
+	dir       dirUnion      // the child directory (directory.go)
+	published atomic.Uint64 // Last of the last batch published
 	// Listener: Ready is closed once the client listener is bound; Addr
 	// is its address.
 	*bound.Listener

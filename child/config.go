@@ -40,6 +40,7 @@ type Config struct {
 	MaxCommandsPerSec int           // client lines per second before ERR FLOOD and close
 	IdleTimeout       time.Duration // no relay frame for this long -> reconnect (the root heartbeats)
 	ClockInterval     time.Duration // TimeReq period
+	AnnounceEvery     time.Duration // how often the child announces itself to its roots (their AnnounceEvery)
 	ClockWindow       int           // samples the clock estimator keeps
 	DialTimeout       time.Duration
 	BackoffMin        time.Duration // reconnect backoff, doubling up to BackoffMax
@@ -92,6 +93,7 @@ func DefaultConfig() Config {
 		MaxCommandsPerSec: 1000,
 		IdleTimeout:       5 * time.Second,
 		ClockInterval:     time.Second,
+		AnnounceEvery:     time.Second,
 		ClockWindow:       16,
 		DialTimeout:       2 * time.Second,
 		BackoffMin:        50 * time.Millisecond,
@@ -146,7 +148,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"IdleTimeout", c.IdleTimeout}, {"ClockInterval", c.ClockInterval}, {"DialTimeout", c.DialTimeout},
+	}{{"IdleTimeout", c.IdleTimeout}, {"ClockInterval", c.ClockInterval}, {"AnnounceEvery", c.AnnounceEvery}, {"DialTimeout", c.DialTimeout},
 		{"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax}, {"DrainTimeout", c.DrainTimeout},
 		{"SlowTimeout", c.SlowTimeout}, {"SlowLinger", c.SlowLinger}} {
 		if d.v <= 0 {

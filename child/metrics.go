@@ -8,27 +8,30 @@ import (
 
 // Metrics are the child's Prometheus metrics, registered on Config.Registerer.
 type Metrics struct {
-	Items          prometheus.Counter // relay items parsed
-	BadItems       prometheus.Counter // items whose body did not decode
-	Duplicates     prometheus.Counter // relay items dropped as already applied (the other root's copy, or a resend)
-	Gaps           prometheus.Counter // gaps in the relay stream (each forces a reconnect)
-	LostItems      prometheus.Counter // seqs skipped because the root no longer held them
-	Reconnects     prometheus.Counter // relay sessions started after each line's first
-	LastSeq        prometheus.Gauge
-	RootHead       prometheus.Gauge // head seq from the root's last heartbeat
-	Epoch          prometheus.Gauge // the exchange epoch of the items applied
-	EpochChanges   prometheus.Counter
-	Clients        prometheus.Gauge
-	SlowDisconnect prometheus.Counter
-	SlowConflated  prometheus.Counter     // clients gone stale under SlowPolicy conflate
-	SlowResynced   prometheus.Counter     // stale clients caught up with images
-	ClientsBehind  prometheus.Gauge       // clients owed frames, to catch up from the history
-	ClientErrors   *prometheus.CounterVec // ERR codes sent, by code
-	BytesOut       prometheus.Counter     // bytes written to clients
-	FramesOut      prometheus.Counter     // frames written to clients (fan-out copies)
-	Writes         prometheus.Counter     // client writes of frames (frames/writes = coalescing)
-	ClockOffset    prometheus.Gauge       // root clock minus child clock, seconds
-	ClockBound     prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
+	Items      prometheus.Counter // relay items parsed
+	BadItems   prometheus.Counter // items whose body did not decode
+	Duplicates prometheus.Counter // relay items dropped as already applied (the other root's copy, or a resend)
+	Gaps       prometheus.Counter // gaps in the relay stream (each forces a reconnect)
+	LostItems  prometheus.Counter // seqs skipped because the root no longer held them
+	Reconnects prometheus.Counter // relay sessions started after each line's first
+	LastSeq    prometheus.Gauge
+	RootHead   prometheus.Gauge // head seq from the root's last heartbeat
+	Epoch      prometheus.Gauge // the exchange epoch of the items applied
+	// The child directory: the epoch of the set as clients see it, and its size.
+	DirectoryEpoch    prometheus.Gauge
+	DirectoryChildren prometheus.Gauge
+	EpochChanges      prometheus.Counter
+	Clients           prometheus.Gauge
+	SlowDisconnect    prometheus.Counter
+	SlowConflated     prometheus.Counter     // clients gone stale under SlowPolicy conflate
+	SlowResynced      prometheus.Counter     // stale clients caught up with images
+	ClientsBehind     prometheus.Gauge       // clients owed frames, to catch up from the history
+	ClientErrors      *prometheus.CounterVec // ERR codes sent, by code
+	BytesOut          prometheus.Counter     // bytes written to clients
+	FramesOut         prometheus.Counter     // frames written to clients (fan-out copies)
+	Writes            prometheus.Counter     // client writes of frames (frames/writes = coalescing)
+	ClockOffset       prometheus.Gauge       // root clock minus child clock, seconds
+	ClockBound        prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
 	// Per root (label root = its address): whether its line streams, and
 	// the items taken from it (the first copy of each seq).
 	RootUp     *prometheus.GaugeVec
@@ -45,21 +48,23 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child", Name: n, Help: help, ConstLabels: labels})
 	}
 	m := &Metrics{
-		Items:          c("items_total", "Relay items parsed into text frames."),
-		BadItems:       c("bad_items_total", "Relay items whose body did not decode."),
-		Duplicates:     c("duplicate_items_total", "Relay items dropped as already applied (with A/B roots, the later copy of each seq)."),
-		Gaps:           c("gaps_total", "Gaps detected in the relay stream."),
-		LostItems:      c("lost_items_total", "Seqs skipped because the root no longer held them."),
-		Reconnects:     c("reconnects_total", "Relay sessions started after the first."),
-		LastSeq:        g("last_seq", "Last seq received from the root."),
-		RootHead:       g("root_head_seq", "Head seq announced by the root's last heartbeat."),
-		Epoch:          g("epoch", "The exchange epoch (session id) of the items applied."),
-		EpochChanges:   c("epoch_changes_total", "New epochs started after the child's first (each tells every client RESET)."),
-		Clients:        g("clients", "Connected clients."),
-		SlowDisconnect: c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
-		SlowConflated:  c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
-		SlowResynced:   c("slow_resynced_total", "Conflated clients caught up with each symbol's image and OK SUB."),
-		ClientsBehind:  g("clients_behind", "Clients whose sockets stopped taking bytes: owed frames, caught up from the history once they drain."),
+		Items:             c("items_total", "Relay items parsed into text frames."),
+		BadItems:          c("bad_items_total", "Relay items whose body did not decode."),
+		Duplicates:        c("duplicate_items_total", "Relay items dropped as already applied (with A/B roots, the later copy of each seq)."),
+		Gaps:              c("gaps_total", "Gaps detected in the relay stream."),
+		LostItems:         c("lost_items_total", "Seqs skipped because the root no longer held them."),
+		Reconnects:        c("reconnects_total", "Relay sessions started after the first."),
+		LastSeq:           g("last_seq", "Last seq received from the root."),
+		RootHead:          g("root_head_seq", "Head seq announced by the root's last heartbeat."),
+		Epoch:             g("epoch", "The exchange epoch (session id) of the items applied."),
+		DirectoryEpoch:    g("directory_epoch", "Epoch of the child directory (CHILDREN): grows with each change of the set."),
+		DirectoryChildren: g("directory_children", "Children in the directory (the union of the roots' views)."),
+		EpochChanges:      c("epoch_changes_total", "New epochs started after the child's first (each tells every client RESET)."),
+		Clients:           g("clients", "Connected clients."),
+		SlowDisconnect:    c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
+		SlowConflated:     c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
+		SlowResynced:      c("slow_resynced_total", "Conflated clients caught up with each symbol's image and OK SUB."),
+		ClientsBehind:     g("clients_behind", "Clients whose sockets stopped taking bytes: owed frames, caught up from the history once they drain."),
 		ClientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
 			Name: "client_errors_total", Help: "ERR lines sent to clients, by code.", ConstLabels: labels}, []string{"code"}),
 		BytesOut:    c("bytes_out_total", "Bytes written to clients."),
@@ -76,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Epoch, m.EpochChanges, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }

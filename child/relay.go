@@ -125,9 +125,20 @@ func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 		defer wg.Done()
 		t := time.NewTicker(ch.cfg.ClockInterval)
 		defer t.Stop()
-		var buf []byte
+		var (
+			buf        []byte
+			load       announceLoad
+			announceAt time.Time
+		)
 		for {
 			buf = wire.AppendTimeReq(buf[:0], time.Now().UnixNano())
+			if now := time.Now(); now.Sub(announceAt) >= ch.cfg.AnnounceEvery*9/10 { // ticks jitter
+				announceAt = now
+				var err error
+				if buf, err = wire.AppendAnnounce(buf, ch.announcement(&load, now)); err != nil {
+					log.Warn("cannot announce this child", "err", err)
+				}
+			}
 			if write(buf) != nil {
 				return
 			}
@@ -160,6 +171,7 @@ type logger interface {
 // lineEnded tells the arbiter a session of l ended; it reports whether l
 // was streaming in it.
 func (ch *Child) lineEnded(l *line) (streamed bool) {
+	ch.setView(l, nil)
 	ch.relayMu.Lock()
 	defer ch.relayMu.Unlock()
 	l.up.Set(0)
@@ -261,6 +273,8 @@ func (ch *Child) consume(l *line, clock *Clock, br *wire.BatchReader, p []byte, 
 			}
 		case wire.RelayReset:
 			ch.reset(wire.ParseReset(frame), l, log)
+		case wire.RelayDirectory:
+			ch.onDirectory(l, frame, log)
 		case wire.RelayTimeReply:
 			t0, t1, t2 := wire.ParseTimeReply(frame)
 			if _, ok := clock.Add(t0, t1, t2, now); ok {
@@ -382,7 +396,7 @@ func (ch *Child) publishOpen() {
 	if ch.active.Swap(l) != l {
 		ch.showClock(l)
 	}
-	ch.srv.publish(b)
+	ch.publish(b)
 }
 
 // reset follows a Reset frame from l's root: a later epoch than the core's
@@ -418,6 +432,13 @@ func (ch *Child) reset(r wire.Reset, l *line, log logger) {
 	ch.metrics.LastSeq.Set(float64(line.Seq - 1))
 	b := frames.GetBatch()
 	b.Reset, b.Last, b.ChildRecv = &line, line.Seq-1, time.Now().UnixNano()
+	ch.publish(b)
+}
+
+// publish hands b to the loops, noting its Last (a marker that follows
+// carries it: it is no further on).
+func (ch *Child) publish(b *frames.Batch) {
+	ch.published.Store(b.Last)
 	ch.srv.publish(b)
 }
 

@@ -50,6 +50,10 @@ type Config struct {
 	// Tick is the safety-net interval at which every loop drains even
 	// without a signal from the feed.
 	Tick time.Duration
+	// AnnounceEvery is how often children announce themselves (their
+	// -announce-every): one silent for three of these leaves the directory,
+	// and the first one after a start passes before the root publishes it.
+	AnnounceEvery time.Duration
 	// DrainTimeout bounds the final flush to children on shutdown.
 	DrainTimeout time.Duration
 	// HelloTimeout closes a child connection that sends no Hello for this
@@ -81,6 +85,7 @@ func DefaultConfig() Config {
 		WriteBudget:   1 << 20,
 		Heartbeat:     time.Second,
 		Tick:          100 * time.Millisecond,
+		AnnounceEvery: time.Second,
 		DrainTimeout:  2 * time.Second,
 		HelloTimeout:  10 * time.Second,
 	}
@@ -119,6 +124,8 @@ func (c Config) Validate() error {
 		return errors.New("root config: Heartbeat must be > 0")
 	case c.Tick <= 0:
 		return errors.New("root config: Tick must be > 0")
+	case c.AnnounceEvery <= 0:
+		return errors.New("root config: AnnounceEvery must be > 0")
 	case c.DrainTimeout <= 0:
 		return errors.New("root config: DrainTimeout must be > 0")
 	case c.HelloTimeout <= 0:

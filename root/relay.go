@@ -55,10 +55,12 @@ type relay struct {
 	drain   atomic.Bool             // shutting down: flush, then say goodbye
 	stopped chan struct{}           // closed when Run is done with the engine
 	wg      sync.WaitGroup          // store catch-up goroutines
+	dir     *dirState               // the child directory (directory.go)
 }
 
 func newRelay(r *Root) *relay {
-	rl := &relay{r: r, booted: make(chan struct{}), byLoop: map[gnet.EventLoop]*loop{}, stopped: make(chan struct{})}
+	rl := &relay{r: r, booted: make(chan struct{}), byLoop: map[gnet.EventLoop]*loop{}, stopped: make(chan struct{}),
+		dir: newDirState(r.cfg.AnnounceEvery)}
 	rl.loops.Store(&[]*loop{})
 	return rl
 }
@@ -100,6 +102,10 @@ type child struct {
 	opened   int64  // when it connected (for HelloTimeout)
 	lastSend int64
 	goodbye  bool // Shutdown frame sent
+	// line identifies the connection in the directory; badAnnounce: an
+	// announcement of it was refused (logged once).
+	line        int
+	badAnnounce bool
 	// store catch-up hand-off
 	storeWaiting bool          // goroutine waits for the outbound buffer to drain
 	wake         chan struct{} // cap 1: loop -> store goroutine
@@ -149,6 +155,7 @@ func (rl *relay) OnBoot(eng gnet.Engine) gnet.Action {
 // OnTick signals every loop: heartbeats, resumed backpressure, safety net.
 func (rl *relay) OnTick() (time.Duration, gnet.Action) {
 	rl.signalAll()
+	rl.publishDirectory()
 	return rl.r.cfg.Tick, gnet.None
 }
 
@@ -200,7 +207,7 @@ func (rl *relay) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := rl.loopFor(c.EventLoop())
 	now := rl.r.now()
 	ch := &child{c: c, l: l, log: rl.r.log.With("child", c.RemoteAddr().String()), opened: now, lastSend: now,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), done: make(chan struct{}), line: int(rl.dir.lines.Add(1))}
 	c.SetContext(ch)
 	l.conns = append(l.conns, ch)
 	l.nconns.Add(1)
@@ -219,6 +226,7 @@ func (rl *relay) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	ch.state = stateClosed
 	close(ch.done)
+	rl.lineDown(ch)
 	l := ch.l
 	for i, x := range l.conns {
 		if x == ch {
@@ -275,6 +283,8 @@ func (rl *relay) OnTraffic(c gnet.Conn) gnet.Action {
 				t0 := wire.ParseTimeReq(p)
 				ch.write(wire.AppendTimeReply(ch.l.scratch[:0], t0, now, rl.r.now()))
 			}
+		case wire.RelayAnnounce:
+			rl.announce(ch, p)
 		case wire.RelayError:
 			e := wire.ParseRelayError(p)
 			ch.log.Warn("child sent an error; closing", "code", e.Code, "seq", e.Seq, "reason", e.Reason)

@@ -7,11 +7,13 @@ import (
 
 // Client command verbs.
 const (
-	CmdSub    = "SUB"
-	CmdUnsub  = "UNSUB"
-	CmdResume = "RESUME"
-	CmdPing   = "PING"
-	CmdTime   = "TIME"
+	CmdSub      = "SUB"
+	CmdUnsub    = "UNSUB"
+	CmdResume   = "RESUME"
+	CmdPing     = "PING"
+	CmdTime     = "TIME"
+	CmdChildren = "CHILDREN" // the child directory; "WATCH CHILDREN" pushes it on each change
+	CmdWatch    = "WATCH"
 )
 
 // MaxSymbolLen bounds one symbol of a client command.
@@ -112,6 +114,18 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 		c.Verb = CmdPing
 		if len(args) != 0 {
 			return c, errorf("client line", ErrSyntax, "PING takes no argument")
+		}
+		return c, nil
+	case CmdChildren:
+		c.Verb = CmdChildren
+		if len(args) != 0 {
+			return c, errorf("client line", ErrSyntax, "CHILDREN takes no argument")
+		}
+		return c, nil
+	case CmdWatch:
+		c.Verb = CmdWatch
+		if len(args) != 1 || string(args[0]) != CmdChildren {
+			return c, errorf("client line", ErrSyntax, "WATCH takes one argument: CHILDREN")
 		}
 		return c, nil
 	case CmdTime:
@@ -241,13 +255,14 @@ func AppendTimeLine(dst []byte, t0, t1, t2 int64) []byte {
 type LineKind uint8
 
 const (
-	LineUnknown LineKind = iota
-	LineFrame            // a data frame: DecodeTextFrame it
-	LineOK               // "OK SUB sym seq", "OK UNSUB sym", "OK RESUME seq"
-	LineErr              // "ERR CODE reason"
-	LinePong             // "PONG"
-	LineTime             // "TIME t0 t1 t2"
-	LineReset            // "RESET epoch seq prev prevLast"
+	LineUnknown  LineKind = iota
+	LineFrame             // a data frame: DecodeTextFrame it
+	LineOK                // "OK SUB sym seq", "OK UNSUB sym", "OK RESUME seq"
+	LineErr               // "ERR CODE reason"
+	LinePong              // "PONG"
+	LineTime              // "TIME t0 t1 t2"
+	LineReset             // "RESET epoch seq prev prevLast"
+	LineChildren          // "CHILDREN epoch name=addr,state,load... ..."
 )
 
 // KindOf classifies a server line without decoding it.
@@ -263,6 +278,8 @@ func KindOf(line []byte) LineKind {
 		return LineTime
 	case bytes.HasPrefix(line, []byte("RESET ")):
 		return LineReset
+	case bytes.HasPrefix(line, []byte("CHILDREN ")):
+		return LineChildren
 	case len(line) > 3 && line[2] == ' ' && typeOfCode(line[:2]) != 0:
 		return LineFrame
 	}

@@ -84,6 +84,8 @@ func appendCommand(dst []byte, c Command) []byte {
 		dst = appendUint(dst, "", c.Seq)
 	case CmdTime:
 		dst = appendInt(dst, " ", c.T0)
+	case CmdWatch:
+		dst = append(dst, " "+CmdChildren...)
 	}
 	for _, s := range c.Symbols {
 		dst = append(append(dst, ' '), s...)

@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
+	"strconv"
 )
 
 // The child directory. Each child announces itself to its roots on the
@@ -177,6 +179,66 @@ func ParseDirectory(p []byte) (epoch uint64, children []ChildInfo, err error) {
 	}
 	if len(rest) != 0 {
 		return 0, nil, errorf("directory", ErrTruncated, "%d bytes after %d children", len(rest), n)
+	}
+	return epoch, children, nil
+}
+
+// AppendChildrenLine appends the client protocol's answer to CHILDREN:
+// "CHILDREN <epoch> name=addr,state,clients,subs,rate,backlog ...".
+func AppendChildrenLine(dst []byte, epoch uint64, children []ChildInfo) []byte {
+	dst = append(dst, "CHILDREN "...)
+	dst = strconv.AppendUint(dst, epoch, 10)
+	for _, c := range children {
+		dst = append(dst, ' ')
+		dst = append(dst, c.Name...)
+		dst = append(dst, '=')
+		dst = append(dst, c.Addr...)
+		dst = append(dst, ',')
+		dst = append(dst, c.State.String()...)
+		for _, v := range [4]uint32{c.Load.Clients, c.Load.Subs, c.Load.Rate, c.Load.Backlog} {
+			dst = append(dst, ',')
+			dst = strconv.AppendUint(dst, uint64(v), 10)
+		}
+	}
+	return append(dst, '\n')
+}
+
+// ParseChildrenLine parses a CHILDREN line.
+func ParseChildrenLine(line []byte) (epoch uint64, children []ChildInfo, err error) {
+	f := bytes.Fields(line)
+	bad := func() error { return errorf("server line", ErrSyntax, "%.60q", line) }
+	if len(f) < 2 || string(f[0]) != CmdChildren {
+		return 0, nil, bad()
+	}
+	var ok bool
+	if epoch, ok = parseUint(f[1]); !ok {
+		return 0, nil, bad()
+	}
+	for _, w := range f[2:] {
+		name, rest, found := bytes.Cut(w, []byte("="))
+		parts := bytes.Split(rest, []byte(","))
+		if !found || len(parts) != 6 {
+			return 0, nil, bad()
+		}
+		c := ChildInfo{Name: string(name), Addr: string(parts[0])}
+		switch string(parts[1]) {
+		case "up":
+		case "draining":
+			c.State = ChildDraining
+		default:
+			return 0, nil, bad()
+		}
+		var v [4]uint64
+		for i := range v {
+			if v[i], ok = parseUint(parts[2+i]); !ok || v[i] > 1<<32-1 {
+				return 0, nil, bad()
+			}
+		}
+		c.Load = ChildLoad{Clients: uint32(v[0]), Subs: uint32(v[1]), Rate: uint32(v[2]), Backlog: uint32(v[3])}
+		if checkChild("server line", c) != nil {
+			return 0, nil, bad()
+		}
+		children = append(children, c)
 	}
 	return epoch, children, nil
 }

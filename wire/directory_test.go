@@ -66,3 +66,19 @@ func TestDirectory(t *testing.T) {
 		}
 	}
 }
+
+func TestChildrenLine(t *testing.T) {
+	kids := []ChildInfo{{Name: "a", Addr: "127.0.0.1:9200", Load: ChildLoad{1, 2, 3, 4}}, {Name: "b", Addr: "[::1]:9201", State: ChildDraining}}
+	line := AppendChildrenLine(nil, 9, kids)
+	if string(line) != "CHILDREN 9 a=127.0.0.1:9200,up,1,2,3,4 b=[::1]:9201,draining,0,0,0,0\n" || KindOf(line) != LineChildren {
+		t.Fatalf("%q", line)
+	}
+	if e, got, err := ParseChildrenLine(line); err != nil || e != 9 || !reflect.DeepEqual(got, kids) {
+		t.Fatalf("%d %+v %v", e, got, err)
+	}
+	for _, bad := range []string{"CHILDREN", "CHILDREN x", "CHILDREN 1 a", "CHILDREN 1 a=h,up,1,2,3", "CHILDREN 1 a=h,gone,1,2,3,4", "CHILDREN 1 =h,up,1,2,3,4", "CHILDREN 1 a=h,up,1,2,3,4294967296"} {
+		if _, _, err := ParseChildrenLine([]byte(bad)); err == nil {
+			t.Fatalf("%q parsed", bad)
+		}
+	}
+}

@@ -27,7 +27,11 @@ type Batch struct {
 	// Reset, when set, makes this a marker with no frames: the epoch
 	// changed here (the loops tell their clients, in order with frames).
 	Reset *wire.ResetLine
-	refs  atomic.Int32
+	// Children, when set, makes this a marker with the child directory's
+	// CHILDREN line; Push: the set changed (WATCH CHILDREN clients get it).
+	Children []byte
+	Push     bool
+	refs     atomic.Int32
 }
 
 // batchFree recycles Batches with their grown buffers. A bounded free list
@@ -44,7 +48,7 @@ const maxKeptBatch = 1 << 20
 func GetBatch() *Batch {
 	select {
 	case b := <-batchFree:
-		b.Buf, b.Frames, b.Reset = b.Buf[:0], b.Frames[:0], nil
+		b.Buf, b.Frames, b.Reset, b.Children, b.Push = b.Buf[:0], b.Frames[:0], nil, nil, false
 		return b
 	default:
 		b := &Batch{Buf: make([]byte, 0, BatchBytes+wire.MaxTextFrame), Frames: make([]FrameRef, 0, 512)}

@@ -58,6 +58,7 @@ type Client struct {
 	syms   [][]byte
 	sym    []byte
 	hashes []uint64
+	watch  bool  // WATCH CHILDREN: gets the directory on each change
 	winAt  int64 // flood window start
 	winN   int
 }

@@ -14,11 +14,13 @@ type command func(l *Loop, cl *Client, cmd *wire.Command, recv int64)
 
 // commands is the command table, by verb.
 var commands = map[string]command{
-	wire.CmdPing:   ping,
-	wire.CmdTime:   timeCmd,
-	wire.CmdSub:    sub,
-	wire.CmdUnsub:  unsub,
-	wire.CmdResume: resume,
+	wire.CmdPing:     ping,
+	wire.CmdTime:     timeCmd,
+	wire.CmdSub:      sub,
+	wire.CmdUnsub:    unsub,
+	wire.CmdResume:   resume,
+	wire.CmdChildren: children,
+	wire.CmdWatch:    watch,
 }
 
 // command parses one client line and runs its verb.

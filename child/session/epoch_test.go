@@ -2,6 +2,7 @@ package session
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"tickrelay/child/frames"
@@ -79,5 +80,41 @@ func TestEpochReset(t *testing.T) {
 	_, other = frameSeqs(t, late.lines())
 	if len(other) != 3 || other[0] != reset || other[1] != "OK SUB 00002 20 9" || other[2] != "ERR GONE epoch 1 is not held; the current epoch is 9" {
 		t.Fatalf("lines that waited for the epoch: %q", other)
+	}
+}
+
+// TestChildrenCommands: CHILDREN answers the directory's last line (epoch
+// 0 and no children before any); WATCH CHILDREN answers it and gets each
+// pushed change, CHILDREN alone does not; a bad line gets ERR BADARG.
+func TestChildrenCommands(t *testing.T) {
+	r := newRig(t, Config{})
+	watcher, asker := r.open(), r.open()
+	r.input(asker, "CHILDREN")
+	r.input(watcher, "WATCH CHILDREN")
+	if a, w := asker.lines(), watcher.lines(); len(a) != 1 || a[0] != "CHILDREN 0" || len(w) != 1 || w[0] != "CHILDREN 0" {
+		t.Fatalf("before any directory: %q %q", a, w)
+	}
+	marker := func(line string, push bool) {
+		b := frames.GetBatch()
+		b.Children, b.Push = []byte(line+"\n"), push
+		b.Share(1)
+		r.queue = append(r.queue, b)
+		r.drain()
+	}
+	one := "CHILDREN 3 a=h:1,up,1,0,0,0"
+	marker(one, true)
+	marker("CHILDREN 3 a=h:1,up,2,0,0,0", false) // loads only: not pushed
+	if w, a := watcher.lines(), asker.lines(); len(w) != 1 || w[0] != one || len(a) != 0 {
+		t.Fatalf("pushed: watcher %q, asker %q", w, a)
+	}
+	r.input(asker, "CHILDREN")
+	if a := asker.lines(); len(a) != 1 || a[0] != "CHILDREN 3 a=h:1,up,2,0,0,0" {
+		t.Fatalf("CHILDREN after the push: %q", a)
+	}
+	for _, bad := range []string{"CHILDREN x", "WATCH", "WATCH SUB"} {
+		r.input(asker, bad)
+		if a := asker.lines(); len(a) != 1 || !strings.HasPrefix(a[0], "ERR BADARG ") {
+			t.Fatalf("%q: %q", bad, a)
+		}
 	}
 }

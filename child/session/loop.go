@@ -47,6 +47,7 @@ type Loop struct {
 		p   uint64
 	}
 	epoch    uint32         // of the frames it delivers (epoch.go)
+	children []byte         // the CHILDREN line (children.go)
 	deferred []deferredLine // lines waiting for the core's epoch
 }
 
@@ -173,6 +174,10 @@ func (l *Loop) mustClose(cl *Client) bool { return cl.dead && cl.conn != nil && 
 func (l *Loop) Add(b *frames.Batch, now int64) {
 	if b.Reset != nil {
 		l.reset(b.Reset)
+		return
+	}
+	if b.Children != nil {
+		l.newChildren(b)
 		return
 	}
 	l.f.add(b, now)

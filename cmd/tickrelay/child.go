@@ -32,6 +32,7 @@ func runChild(ctx context.Context, args []string) error {
 	sizeVar(fs, &cfg.HistoryBytes, "history-bytes", cfg.HistoryBytes, "bytes of frames kept for RESUME (resident from the start)")
 	fs.IntVar(&cfg.MaxCommandsPerSec, "max-commands", cfg.MaxCommandsPerSec, "client command lines per second before ERR FLOOD")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "reconnect when the root is silent this long")
+	fs.DurationVar(&cfg.AnnounceEvery, "announce-every", cfg.AnnounceEvery, "how often the child announces itself to its roots for the directory (their -announce-every; at most every clock interval, 1s)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -112,6 +112,7 @@ func runRoot(ctx context.Context, args []string) error {
 	ringSize := fs.Int("ring-size", def.RingSize, "items kept in memory (power of two); older ones are served from the journal")
 	loops := fs.Int("loops", def.Loops, "gnet event loops for children (0 = one per CPU)")
 	admin := fs.String("admin", "127.0.0.1:9101", "admin address: /metrics, /healthz (empty = off)")
+	announce := fs.Duration("announce-every", def.AnnounceEvery, "how often children announce themselves (their -announce-every): one silent for three is gone from the directory")
 	df := addDurabilityFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -126,7 +127,7 @@ func runRoot(ctx context.Context, args []string) error {
 	reg := prometheus.NewRegistry()
 	cfg := def
 	cfg.ExchangeAddr, cfg.User, cfg.Password, cfg.Addr = *exchange, *user, *password, *addr
-	cfg.RingSize, cfg.Loops = *ringSize, *loops
+	cfg.RingSize, cfg.Loops, cfg.AnnounceEvery = *ringSize, *loops, *announce
 	cfg.Logger, cfg.Registerer = log, reg
 	if err := cfg.Validate(); err != nil {
 		return err
