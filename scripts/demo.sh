@@ -52,6 +52,13 @@ echo "== a client that stops reading: child a (-max-pending 1 MiB) cuts it, its 
 "$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub '*' -stall 1s -quiet 2>/dev/null | tail -1
 curl -fsS "http://127.0.0.1:$((BASE + 21))/metrics" 2>/dev/null | grep -E '^tickrelay_child_slow_disconnects_total' || true
 
+echo "== the child directory: CHILDREN on child a lists both children (announced to the roots)"
+children() { # port: the CHILDREN line from the child there
+	exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'CHILDREN\n' >&3 && timeout 2 head -1 <&3; exec 3<&-
+}
+for _ in $(seq 30); do line=$(children $((BASE + 20))); [[ $line == *" a="*" b="* ]] && break; sleep 0.2; done
+echo "$line"
+
 echo "== root metrics"
 curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | grep -E '^tickrelay_' | grep -v -E '_bucket|_sum|_count' | head -15 || true
 
