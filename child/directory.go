@@ -33,8 +33,13 @@ func (ch *Child) announcement(prev *announceLoad, now time.Time) wire.ChildInfo 
 	}
 	prev.at, prev.frames = now, frames
 	backlog := ch.LastSeq() - min(ch.FlushedSeq(), ch.LastSeq())
+	var subs int64
+	for _, l := range *ch.srv.loops.Load() {
+		subs += l.sess.Subs()
+	}
 	return wire.ChildInfo{Name: ch.cfg.Name, Addr: ch.Addr().String(), State: wire.ChildUp,
-		Load: wire.ChildLoad{Clients: uint32(max(metricValue(ch.metrics.Clients), 0)), Rate: rate, Backlog: uint32(min(backlog, 1<<32-1))}}
+		Load: wire.ChildLoad{Clients: uint32(max(metricValue(ch.metrics.Clients), 0)), Subs: uint32(min(max(subs, 0), 1<<32-1)),
+			Rate: rate, Backlog: uint32(min(backlog, 1<<32-1))}}
 }
 
 // announceLoad remembers the last announcement's counters, for rates.

@@ -2,6 +2,7 @@ package session
 
 import (
 	"slices"
+	"sync/atomic"
 	"unsafe"
 
 	"tickrelay/child/frames"
@@ -42,6 +43,7 @@ type fanout struct {
 	sent   []delivery            // deliveries since the last flush
 	out    []byte                // one client's frames, laid out by take
 	frames uint64                // frames handed to clients (for metrics)
+	nsubs  atomic.Int64          // subscriptions held (read from other goroutines)
 }
 
 func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
@@ -57,6 +59,7 @@ func (f *fanout) subscribe(cl *Client, hash uint64, sym []byte, all bool, from u
 		}
 		cl.all = true
 		f.all = append(f.all, subEntry{cl, from})
+		f.nsubs.Add(1)
 		return
 	}
 	if _, ok := cl.subs[hash]; ok {
@@ -69,6 +72,7 @@ func (f *fanout) subscribe(cl *Client, hash uint64, sym []byte, all bool, from u
 	}
 	cl.subs[hash] = append([]byte(nil), sym...)
 	f.index[hash] = append(f.index[hash], subEntry{cl, from})
+	f.nsubs.Add(1)
 }
 
 // covered raises the from of cl's named subscriptions to at least p: an
@@ -145,6 +149,7 @@ func (f *fanout) unsubscribe(cl *Client, hash uint64, all bool) {
 		if cl.all {
 			cl.all = false
 			f.all = removeEntry(f.all, cl)
+			f.nsubs.Add(-1)
 		}
 		return
 	}
@@ -152,6 +157,7 @@ func (f *fanout) unsubscribe(cl *Client, hash uint64, all bool) {
 		return
 	}
 	delete(cl.subs, hash)
+	f.nsubs.Add(-1)
 	if l := removeEntry(f.index[hash], cl); len(l) == 0 {
 		delete(f.index, hash)
 	} else {

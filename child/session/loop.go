@@ -88,6 +88,10 @@ func (l *Loop) Closed(cl *Client) {
 	cl.conn = nil
 }
 
+// Subs is the count of subscriptions its clients hold ("*" counts one);
+// safe from any goroutine.
+func (l *Loop) Subs() int64 { return l.f.nsubs.Load() }
+
 // Clients is the count of open clients.
 func (l *Loop) Clients() int { return len(l.clients) }
 

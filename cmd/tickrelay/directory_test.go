@@ -94,6 +94,15 @@ func TestChildDirectory(t *testing.T) {
 		cl.SendLine("CHILDREN")
 		return got(next()) == want(a, b)
 	})
+	// Its load as a announces it: this client and its two subscriptions.
+	if err := cl.Sub("00001", "00002"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a's load in the directory", 5*time.Second, func() bool {
+		cl.SendLine("CHILDREN")
+		_, kids, _ := wire.ParseChildrenLine(next())
+		return len(kids) > 0 && kids[0].Name == "a" && kids[0].Load.Clients == 1 && kids[0].Load.Subs == 2
+	})
 	cl.SendLine("WATCH CHILDREN")
 	if g := got(next()); g != want(a, b) {
 		t.Fatalf("WATCH answer %q", g)
