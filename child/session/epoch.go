@@ -38,8 +38,13 @@ func (l *Loop) reset(r *wire.ResetLine) {
 	prev := l.epoch
 	l.epoch = r.Epoch
 	l.img.buf = nil
-	// The child's first epoch (nothing held before it) is no news.
-	tell := r.Prev != 0 || r.PrevLast != 0
+	// The child's first epoch (nothing held before it) is no news, and
+	// changes no subscription: a SUB or RESUME taken before it meant the
+	// current epoch, which this is.
+	if r.Prev == 0 && r.PrevLast == 0 {
+		l.runDeferred()
+		return
+	}
 	for cl := range l.clients {
 		if cl.dead || cl.conn == nil {
 			continue
@@ -49,9 +54,7 @@ func (l *Loop) reset(r *wire.ResetLine) {
 		}
 		l.leaveBehind(cl)
 		l.f.restart(cl, r.Seq-1)
-		if tell {
-			cl.out = wire.AppendResetLine(cl.out, *r)
-		}
+		cl.out = wire.AppendResetLine(cl.out, *r)
 		if !cl.stale { // a stale client's resync answers every subscription
 			for _, sym := range cl.oks { // a SUB * still streaming: it levels here
 				cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, r.Seq-1, r.Epoch)
@@ -60,6 +63,12 @@ func (l *Loop) reset(r *wire.ResetLine) {
 		}
 		l.writeOut(cl)
 	}
+	l.runDeferred()
+}
+
+// runDeferred runs the lines that waited for the loop to reach the core's
+// epoch.
+func (l *Loop) runDeferred() {
 	waiting := l.deferred
 	l.deferred = nil
 	for _, d := range waiting {

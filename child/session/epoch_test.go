@@ -118,3 +118,20 @@ func TestChildrenCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstEpochKeepsSubscriptions: a RESUME taken before the child knew
+// any epoch meant the current one: the child's first epoch (no RESET) keeps
+// it, so the client gets seqs after its RESUME point only.
+func TestFirstEpochKeepsSubscriptions(t *testing.T) {
+	r := newRig(t, Config{})
+	c := r.open()
+	r.input(c, "RESUME 21 *") // nothing held yet: it waits for seq 21
+	c.lines()
+	r.reset(7) // the child's first epoch: Prev 0, PrevLast 0
+	r.apply(30)
+	r.drain()
+	seqs, other := frameSeqs(t, c.lines())
+	if !slices.Equal(seqs, feedtest.Seqs(20, 30, "*")) || len(other) != 0 {
+		t.Fatalf("after the first epoch: %v and %q", seqs, other)
+	}
+}
