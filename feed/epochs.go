@@ -101,7 +101,10 @@ func (b *epochBook) current() uint32 {
 	return b.starts[len(b.starts)-1].epoch
 }
 
-// resetFrame appends the Sequence Reset that starts epoch at seq next.
-func resetFrame(dst []byte, epoch uint32, next uint64, sendTime int64) []byte {
-	return wire.AppendSequenceReset(dst, wire.SequenceReset{Epoch: epoch, NextSeq: next}, sendTime)
+// commitReset puts the Sequence Reset that starts epoch at seq next at
+// history index idx (the writer's next), and books the epoch from idx+1.
+// It is visible to sessions at the next publish.
+func (s *Server) commitReset(idx uint64, epoch uint32, next uint64, sendTime int64) {
+	s.hist.commit(len(wire.AppendSequenceReset(s.hist.reserve(idx), wire.SequenceReset{Epoch: epoch, NextSeq: next}, sendTime)))
+	s.book.begin(epoch, idx+1, next)
 }

@@ -366,8 +366,7 @@ func (s *Server) generate(ctx context.Context) {
 				stamp := LateStamp(sendTime, sendTime-int64(float64(n-1-i)*interval))
 				if seq == resetAt && seq > 0 || s.cfg.ResetEvery > 0 && seq == s.cfg.ResetEvery {
 					idx, seq, epoch, resetAt = idx+1, 0, epoch+1, 0
-					s.hist.commit(len(resetFrame(s.hist.reserve(idx), epoch, 1, stamp)))
-					s.book.begin(epoch, idx+1, 1)
+					s.commitReset(idx, epoch, 1, stamp)
 					s.log.Info("exchange sequence reset: a new epoch", "epoch", epoch, "index", idx)
 				}
 				g.Next(&m)

@@ -81,8 +81,7 @@ func (p *Publisher) Reset(epoch uint32, next uint64) error {
 		return fmt.Errorf("feed: Publisher.Reset: epoch %d after %d: epochs must grow", epoch, cur)
 	}
 	p.idx++
-	p.s.hist.commit(len(resetFrame(p.s.hist.reserve(p.idx), epoch, next, p.s.now())))
-	p.s.book.begin(epoch, p.idx+1, next)
+	p.s.commitReset(p.idx, epoch, next, p.s.now())
 	p.next, p.pending = next, true
 	return nil
 }

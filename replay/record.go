@@ -266,8 +266,8 @@ func (r *Recorder) apply() error {
 				}
 			case wire.TypeSequenceReset: // a new epoch: recorded as its records' positions
 				rs := wire.ParseSequenceReset(body)
-				if rs.Epoch <= wire.PosEpoch(r.last) || rs.NextSeq == 0 || rs.NextSeq > wire.MaxSeq {
-					return fmt.Errorf("bad sequence reset to epoch %d seq %d in epoch %d after seq %d", rs.Epoch, rs.NextSeq, wire.PosEpoch(r.last), wire.PosSeq(r.last))
+				if err := rs.Follows(wire.PosEpoch(r.last), wire.PosSeq(r.last)); err != nil {
+					return fmt.Errorf("bad frame from exchange: %w", err)
 				}
 				if err := r.w.SetEpoch(rs.Epoch); err != nil {
 					return fmt.Errorf("%w: %v", errFatal, err)

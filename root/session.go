@@ -326,11 +326,8 @@ func (s *session) flush() {
 // is not later, or a seq out of an epoch's range, is bad input (the
 // session ends; what was received stays).
 func (s *session) reset(r wire.SequenceReset) error {
-	switch e := wire.PosEpoch(s.last); {
-	case r.NextSeq == 0 || r.NextSeq > wire.MaxSeq:
-		return s.bad("reset", fmt.Errorf("sequence reset to epoch %d seq %d: seq outside 1..%d", r.Epoch, r.NextSeq, uint64(wire.MaxSeq)))
-	case r.Epoch <= e:
-		return s.bad("reset", fmt.Errorf("sequence reset to epoch %d seq %d, not after ours (epoch %d, last seq %d)", r.Epoch, r.NextSeq, e, wire.PosSeq(s.last)))
+	if err := r.Follows(wire.PosEpoch(s.last), wire.PosSeq(s.last)); err != nil {
+		return s.bad("reset", err)
 	}
 	s.newEpoch(r.Epoch, r.NextSeq, "sequence reset")
 	return nil

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strings"
 )
 
@@ -237,6 +238,18 @@ func AppendSequenceReset(dst []byte, r SequenceReset, sendTime int64) []byte {
 	binary.LittleEndian.PutUint32(f[:], r.Epoch)
 	binary.LittleEndian.PutUint64(f[4:], r.NextSeq)
 	return AppendFeedFrame(dst, 0, sendTime, TypeSequenceReset, f[:])
+}
+
+// Follows reports what is wrong with r as the reset after seq last of
+// epoch (nil: it starts a later epoch at a seq in range).
+func (r SequenceReset) Follows(epoch uint32, last uint64) error {
+	switch {
+	case r.NextSeq == 0 || r.NextSeq > MaxSeq:
+		return fmt.Errorf("sequence reset to epoch %d seq %d: seq outside 1..%d", r.Epoch, r.NextSeq, uint64(MaxSeq))
+	case r.Epoch <= epoch:
+		return fmt.Errorf("sequence reset to epoch %d seq %d, not after ours (epoch %d, last seq %d)", r.Epoch, r.NextSeq, epoch, last)
+	}
+	return nil
 }
 
 // ParseSequenceReset decodes the fields of a Sequence Reset body (one
