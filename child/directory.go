@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"tickrelay/child/frames"
+	"tickrelay/directory"
 	"tickrelay/wire"
 )
 
@@ -79,7 +80,7 @@ func (ch *Child) setView(l *line, kids []wire.ChildInfo) {
 		d.views = make([][]wire.ChildInfo, len(ch.lines))
 	}
 	d.views[l.i] = kids
-	union := unionOf(d.views)
+	union := directory.Union(d.views)
 	key := make([]wire.ChildInfo, len(union))
 	for i, c := range union {
 		key[i] = wire.ChildInfo{Name: c.Name, Addr: c.Addr, State: c.State}
@@ -97,26 +98,4 @@ func (ch *Child) setView(l *line, kids []wire.ChildInfo) {
 	b.Children, b.Push, b.Last = wire.AppendChildrenLine(nil, d.epoch, union), push, ch.published.Load()
 	ch.srv.publish(b)
 	d.mu.Unlock()
-}
-
-// unionOf merges views by name (the first line's entry wins), by name.
-func unionOf(views [][]wire.ChildInfo) []wire.ChildInfo {
-	var out []wire.ChildInfo
-	for _, v := range views {
-		for _, c := range v {
-			if !slices.ContainsFunc(out, func(o wire.ChildInfo) bool { return o.Name == c.Name }) {
-				out = append(out, c)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b wire.ChildInfo) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
-	return out
 }

@@ -426,7 +426,7 @@ func (ch *Child) reset(r wire.Reset, l *line, log logger) {
 	}
 	log.Info("new epoch", "root", l.addr, "epoch", line.Epoch, "seq", line.Seq, "prev_epoch", line.Prev, "prev_last_seq", line.PrevLast)
 	ch.metrics.Epoch.Set(float64(line.Epoch))
-	if line.Prev != 0 || line.PrevLast != 0 { // not the child's first epoch
+	if !line.First() {
 		ch.metrics.EpochChanges.Inc()
 	}
 	ch.metrics.LastSeq.Set(float64(line.Seq - 1))

@@ -108,6 +108,25 @@ func (b *Book) Children() []wire.ChildInfo {
 	for _, m := range b.members {
 		out = append(out, m.ChildInfo)
 	}
-	slices.SortFunc(out, func(x, y wire.ChildInfo) int { return strings.Compare(x.Name, y.Name) })
+	sortByName(out)
 	return out
+}
+
+// Union merges the views of several roots (an A/B pair's, nil for a root
+// that is not heard) by name, the first view's entry winning, by name.
+func Union(views [][]wire.ChildInfo) []wire.ChildInfo {
+	var out []wire.ChildInfo
+	for _, v := range views {
+		for _, c := range v {
+			if !slices.ContainsFunc(out, func(o wire.ChildInfo) bool { return o.Name == c.Name }) {
+				out = append(out, c)
+			}
+		}
+	}
+	sortByName(out)
+	return out
+}
+
+func sortByName(cs []wire.ChildInfo) {
+	slices.SortFunc(cs, func(x, y wire.ChildInfo) int { return strings.Compare(x.Name, y.Name) })
 }

@@ -85,3 +85,16 @@ func TestBookConflicts(t *testing.T) {
 		t.Fatalf("a back on a new line after its old one went silent: %v %q", err, names(b.Children()))
 	}
 }
+
+// TestUnion: the views of an A/B pair merge by name (the first view's entry
+// wins), in name order; a root not heard adds nothing.
+func TestUnion(t *testing.T) {
+	a := []wire.ChildInfo{{Name: "c", Addr: "h:3"}, {Name: "a", Addr: "h:1", State: wire.ChildDraining}}
+	b := []wire.ChildInfo{{Name: "a", Addr: "h:1"}, {Name: "b", Addr: "h:2"}}
+	if got := names(Union([][]wire.ChildInfo{a, nil, b})); got != "a@h:1/draining b@h:2/up c@h:3/up" {
+		t.Fatalf("%q", got)
+	}
+	if got := Union([][]wire.ChildInfo{nil, nil}); len(got) != 0 {
+		t.Fatalf("%v", got)
+	}
+}

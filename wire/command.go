@@ -223,6 +223,10 @@ func AppendResetLine(dst []byte, r ResetLine) []byte {
 	return append(dst, '\n')
 }
 
+// First reports whether r starts the child's first epoch: nothing came
+// before it (it is told to no client).
+func (r ResetLine) First() bool { return r.Prev == 0 && r.PrevLast == 0 }
+
 // ParseResetLine parses a RESET line.
 func ParseResetLine(line []byte) (ResetLine, error) {
 	f := bytes.Fields(line)

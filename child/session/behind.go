@@ -144,6 +144,16 @@ func (l *Loop) passBehind() {
 	l.behind = keep
 }
 
+// writeOwed writes frames cl is owed.
+func (l *Loop) writeOwed(cl *Client, b []byte) {
+	if len(b) == 0 || cl.conn == nil {
+		return
+	}
+	cl.conn.Write(b)
+	l.m.BytesOut.Add(float64(len(b)))
+	l.m.Writes.Inc()
+}
+
 // catchUp writes cl the frames it is owed (a SUB * image first, then the
 // history), a write chunk at a time, until it is level (its subscriptions
 // then go on after the history's LastSeq), its socket stops taking them,
@@ -153,10 +163,8 @@ func (l *Loop) passBehind() {
 func (l *Loop) catchUp(cl *Client, limit int) (written int) {
 	whole := limit == math.MaxInt  // level it whatever its socket takes
 	write := func(b []byte) bool { // false: stop here
-		cl.conn.Write(b)
+		l.writeOwed(cl, b)
 		written += len(b)
-		l.m.BytesOut.Add(float64(len(b)))
-		l.m.Writes.Inc()
 		return cl.conn != nil && written < limit && (whole || l.unsent(cl) == 0)
 	}
 	// Each write is whole frames within what the limit leaves: a pass

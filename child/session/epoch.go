@@ -41,7 +41,7 @@ func (l *Loop) reset(r *wire.ResetLine) {
 	// The child's first epoch (nothing held before it) is no news, and
 	// changes no subscription: a SUB or RESUME taken before it meant the
 	// current epoch, which this is.
-	if r.Prev == 0 && r.PrevLast == 0 {
+	if r.First() {
 		l.runDeferred()
 		return
 	}
@@ -112,14 +112,4 @@ func (l *Loop) finishEpoch(cl *Client, epoch uint32, last uint64) {
 		cl.out = wire.AppendOK(cl.out, wire.CmdSub, sym, last, epoch)
 	}
 	cl.oks = cl.oks[:0]
-}
-
-// writeOwed writes frames cl is owed.
-func (l *Loop) writeOwed(cl *Client, b []byte) {
-	if len(b) == 0 || cl.conn == nil {
-		return
-	}
-	cl.conn.Write(b)
-	l.m.BytesOut.Add(float64(len(b)))
-	l.m.Writes.Inc()
 }
