@@ -270,9 +270,7 @@ func (c *Core) AppendMissed(dst []byte, cuts []ImageCut, now int64) ([]byte, boo
 			i-- // the cut before the first From above code
 		}
 		if seq > cuts[i].Seq {
-			at := len(dst)
-			dst = append(dst, frame...)
-			wire.SetChildSend(dst[at:], now)
+			dst = appendStamped(dst, frame, now)
 		}
 		return true
 	})
@@ -358,9 +356,7 @@ func (c *Core) AppendHistoryWhere(dst []byte, from uint64, now int64, n, maxByte
 			return false
 		}
 		if want(seq, h) {
-			at := len(dst)
-			dst = append(dst, frame...)
-			wire.SetChildSend(dst[at:], now)
+			dst = appendStamped(dst, frame, now)
 		}
 		return true
 	})
@@ -391,12 +387,18 @@ func (c *Core) AppendPrevWhere(dst []byte, epoch uint32, from uint64, now int64,
 			return false
 		}
 		if want(seq, h) {
-			at := len(dst)
-			dst = append(dst, frame...)
-			wire.SetChildSend(dst[at:], now)
+			dst = appendStamped(dst, frame, now)
 		}
 		next = seq + 1
 		return true
 	})
 	return dst, next, true, next > p.last
+}
+
+// appendStamped appends a held frame with child send stamp now.
+func appendStamped(dst, frame []byte, now int64) []byte {
+	at := len(dst)
+	dst = append(dst, frame...)
+	wire.SetChildSend(dst[at:], now)
+	return dst
 }
