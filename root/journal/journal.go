@@ -527,40 +527,22 @@ func (j *Journal) Append(seq uint64, rootRecv int64, body []byte) error {
 	case last != 0 && seq != last+1:
 		// A new epoch: a batch's keys are consecutive, so its items wait
 		// for the last epoch's to be committed (once a trading day).
-		for j.pending.n > 0 && !j.closed {
-			select {
-			case j.kick <- struct{}{}:
-			default:
-			}
-			if j.commitErr != nil {
-				err := j.commitErr
-				j.mu.Unlock()
-				return fmt.Errorf("journal: append seq %d, the first of epoch %d: the last epoch's items wait for the disk and commits fail: %w", seq, wire.PosEpoch(seq), err)
-			}
-			j.cond.Wait()
-		}
-		if j.closed {
+		if err := j.awaitCommits(func() bool { return j.pending.n > 0 }); err != nil {
 			j.mu.Unlock()
-			return ErrClosed
+			if err == ErrClosed {
+				return err
+			}
+			return fmt.Errorf("journal: append seq %d, the first of epoch %d: the last epoch's items wait for the disk and commits fail: %w", seq, wire.PosEpoch(seq), err)
 		}
 	}
 	if j.pendingBytes >= j.opts.MaxPendingBytes {
 		j.stats.Stalls++
-		for j.pendingBytes >= j.opts.MaxPendingBytes && !j.closed {
-			select { // make sure the committer is on it
-			case j.kick <- struct{}{}:
-			default:
-			}
-			if j.commitErr != nil {
-				err := j.commitErr
-				j.mu.Unlock()
-				return fmt.Errorf("journal: append seq %d: %d bytes wait for the disk and commits fail: %w", seq, j.opts.MaxPendingBytes, err)
-			}
-			j.cond.Wait()
-		}
-		if j.closed {
+		if err := j.awaitCommits(func() bool { return j.pendingBytes >= j.opts.MaxPendingBytes }); err != nil {
 			j.mu.Unlock()
-			return ErrClosed
+			if err == ErrClosed {
+				return err
+			}
+			return fmt.Errorf("journal: append seq %d: %d bytes wait for the disk and commits fail: %w", seq, j.opts.MaxPendingBytes, err)
 		}
 	}
 	b := j.pending
@@ -583,6 +565,26 @@ func (j *Journal) Append(seq uint64, rootRecv int64, body []byte) error {
 		case j.kick <- struct{}{}:
 		default:
 		}
+	}
+	return nil
+}
+
+// awaitCommits waits, with mu held, while waiting() holds, keeping the
+// committer on it. It returns ErrClosed if the journal closes meanwhile,
+// or the commit error if commits fail.
+func (j *Journal) awaitCommits(waiting func() bool) error {
+	for waiting() && !j.closed {
+		select { // make sure the committer is on it
+		case j.kick <- struct{}{}:
+		default:
+		}
+		if j.commitErr != nil {
+			return j.commitErr
+		}
+		j.cond.Wait()
+	}
+	if j.closed {
+		return ErrClosed
 	}
 	return nil
 }
