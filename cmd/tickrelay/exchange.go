@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"runtime"
 
@@ -29,7 +28,7 @@ func runExchange(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.BurstFor, "burst-for", cfg.BurstFor, "length of a burst")
 	fs.Uint64Var(&cfg.MaxSeq, "max-seq", cfg.MaxSeq, "stop generating after this seq (0 = endless); sessions stay up")
 	sizeVar(fs, &cfg.Retain, "retain", cfg.Retain, "messages kept for retransmission (0 = all; ~50 B each)")
-	epoch := fs.Uint("epoch", 0, "session id of the stream (0 = the start time in Unix seconds: each start is a new trading day); pin it to continue a session across restarts")
+	epochVar(fs, &cfg.Epoch, "epoch", "session id of the stream (0 = the start time in Unix seconds: each start is a new trading day); pin it to continue a session across restarts")
 	fs.Uint64Var(&cfg.ResetEvery, "reset-every", 0, "send a Sequence Reset (a new epoch, seqs from 1) after every N items of an epoch (0 = never)")
 	fs.Uint64Var(&cfg.ResetAt, "reset-at", 0, "send one Sequence Reset after item SEQ of the first epoch (0 = never)")
 	fs.BoolVar(&cfg.StartOnLogon, "start-on-logon", cfg.StartOnLogon, "hold the generator until the first successful logon")
@@ -40,10 +39,6 @@ func runExchange(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *epoch > 1<<32-1 {
-		return fmt.Errorf("exchange: -epoch %d: at most %d", *epoch, uint32(1<<32-1))
-	}
-	cfg.Epoch = uint32(*epoch)
 	log, err := newLogger(fs)
 	if err != nil {
 		return err

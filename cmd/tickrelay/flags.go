@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -93,4 +94,26 @@ func newLogger(fs *flag.FlagSet) (*slog.Logger, error) {
 		return nil, errors.New("bad -log-level: " + err.Error())
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+// epochFlag is an epoch (trading session id) flag: 0..4294967295.
+type epochFlag struct{ p *uint32 }
+
+// epochVar defines an epoch flag stored in *p (default 0).
+func epochVar(fs *flag.FlagSet, p *uint32, name, usage string) { fs.Var(epochFlag{p}, name, usage) }
+
+func (f epochFlag) String() string {
+	if f.p == nil {
+		return "0"
+	}
+	return strconv.FormatUint(uint64(*f.p), 10)
+}
+
+func (f epochFlag) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return fmt.Errorf("an epoch is an integer in 0..%d", uint32(1<<32-1))
+	}
+	*f.p = uint32(n)
+	return nil
 }

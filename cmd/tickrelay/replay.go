@@ -99,7 +99,7 @@ func runReplayServe(ctx context.Context, args []string) error {
 	var sel replay.Select
 	fs.Uint64Var(&sel.FromSeq, "from-seq", 0, "first seq to play")
 	fs.Uint64Var(&sel.ToSeq, "to-seq", 0, "last seq to play (0 = to the end)")
-	pgEpoch := fs.Uint("epoch", 0, "the epoch (trading session) to play (0 = from Postgres the newest in the table; from a capture every one, each change played as a Sequence Reset)")
+	epochVar(fs, &sel.Epoch, "epoch", "the epoch (trading session) to play (0 = from Postgres the newest in the table; from a capture every one, each change played as a Sequence Reset)")
 	fs.Uint64Var(&cfg.ResetEvery, "reset-every", 0, "send a Sequence Reset (a new epoch, seqs from 1) after every N records of an epoch (0 = never)")
 	fs.Uint64Var(&cfg.ResetAt, "reset-at", 0, "send one Sequence Reset after the record with seq SEQ (0 = never)")
 	var fromT, toT timeFlag
@@ -115,10 +115,6 @@ func runReplayServe(ctx context.Context, args []string) error {
 		return err
 	}
 	sel.FromTime, sel.ToTime = fromT.ns, toT.ns
-	if *pgEpoch > 1<<32-1 {
-		return fmt.Errorf("replay serve: -epoch %d: at most %d", *pgEpoch, uint32(1<<32-1))
-	}
-	sel.Epoch = uint32(*pgEpoch)
 	log, err := newLogger(fs)
 	if err != nil {
 		return err
