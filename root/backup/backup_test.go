@@ -82,6 +82,17 @@ func newBackup(t testing.TB, dsn string, src backup.Source, mod func(*backup.Con
 	return b
 }
 
+// connect opens a connection to dsn for the test, closed at its end.
+func connect(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 // checkRows asserts the table holds exactly seqs 1..n once each.
 func checkRows(t testing.TB, dsn, table string, n uint64) {
 	t.Helper()
@@ -170,11 +181,7 @@ func TestRoundCopiesAllIdempotently(t *testing.T) {
 func TestMigrate(t *testing.T) {
 	dsn := pgtest.Fresh(t, pgtest.DSN(t))
 	ctx := t.Context()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connect(t, dsn)
 	for range 2 {
 		if err := backup.Migrate(ctx, conn, "items_x"); err != nil {
 			t.Fatal(err)
@@ -574,11 +581,7 @@ func TestEpochs(t *testing.T) {
 	if err := b.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connect(t, dsn)
 	rows, err := conn.Query(ctx, "SELECT epoch, count(*), count(DISTINCT seq), min(seq), max(seq) FROM tickrelay_items GROUP BY epoch ORDER BY epoch")
 	if err != nil {
 		t.Fatal(err)
@@ -602,11 +605,7 @@ func TestEpochs(t *testing.T) {
 func TestMigrateFromVersion1(t *testing.T) {
 	dsn := pgtest.Fresh(t, pgtest.DSN(t))
 	ctx := t.Context()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connect(t, dsn)
 	for _, q := range []string{
 		`CREATE TABLE tickrelay_schema_version (tbl text PRIMARY KEY, version integer NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`,
 		`INSERT INTO tickrelay_schema_version (tbl, version) VALUES ('tickrelay_items', 1)`,
