@@ -59,6 +59,10 @@ type Child struct {
 	// is its address.
 	*bound.Listener
 	running atomic.Bool
+	// drain.go
+	drainOnce sync.Once
+	draining  atomic.Bool
+	drainNow  chan struct{} // closed when the drain starts
 }
 
 // New validates cfg and returns a Child; it binds nothing yet.
@@ -76,6 +80,7 @@ func New(cfg Config) (*Child, error) {
 		state:    frames.NewShared(frames.NewCore(cfg.HistorySize, cfg.HistoryBytes)),
 		Listener: bound.New(),
 		hops:     latency.NewRecorder(cfg.Loops + 1),
+		drainNow: make(chan struct{}),
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(latency.NewCollector("tickrelay_child", ch.hops.Merged, nil, latency.HopExchRoot, latency.HopRoot, latency.HopRootChild, latency.HopChild),
@@ -176,7 +181,8 @@ func (ch *Child) Run(ctx context.Context) error {
 	ch.Publish(ch.srv.addr)
 	ch.log.Info("child listening", "addr", ch.srv.addr.String(), "roots", ch.cfg.Roots, "loops", ch.cfg.Loops)
 
-	relayCtx, cancelRelay := context.WithCancel(ctx)
+	// The relay outlives ctx by the drain: draining clients still get frames.
+	relayCtx, cancelRelay := context.WithCancel(context.WithoutCancel(ctx))
 	var relays sync.WaitGroup
 	for _, l := range ch.lines {
 		relays.Go(func() { ch.relayLoop(relayCtx, l) })
@@ -185,6 +191,9 @@ func (ch *Child) Run(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
+		if ch.cfg.DrainGrace > 0 {
+			ch.Drain(context.Background(), ch.cfg.DrainGrace)
+		}
 	case err = <-engErr:
 		err = fmt.Errorf("child: client engine stopped: %w", err)
 		engErr <- nil

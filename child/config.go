@@ -46,6 +46,9 @@ type Config struct {
 	BackoffMin        time.Duration // reconnect backoff, doubling up to BackoffMax
 	BackoffMax        time.Duration
 	DrainTimeout      time.Duration // on shutdown: time allowed to flush clients and stop the engine
+	// DrainGrace: on shutdown, first drain (drain.go) for up to this
+	// long while clients move to other children; 0 stops at once.
+	DrainGrace time.Duration
 
 	Logger     *slog.Logger          // default slog.Default()
 	Registerer prometheus.Registerer // nil: metrics are kept but not registered

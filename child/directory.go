@@ -38,7 +38,11 @@ func (ch *Child) announcement(prev *announceLoad, now time.Time) wire.ChildInfo 
 	for _, l := range *ch.srv.loops.Load() {
 		subs += l.sess.Subs()
 	}
-	return wire.ChildInfo{Name: ch.cfg.Name, Addr: ch.Addr().String(), State: wire.ChildUp,
+	state := wire.ChildUp
+	if ch.draining.Load() {
+		state = wire.ChildDraining
+	}
+	return wire.ChildInfo{Name: ch.cfg.Name, Addr: ch.Addr().String(), State: state,
 		Load: wire.ChildLoad{Clients: uint32(max(metricValue(ch.metrics.Clients), 0)), Subs: uint32(min(max(subs, 0), 1<<32-1)),
 			Rate: rate, Backlog: uint32(min(backlog, 1<<32-1))}}
 }

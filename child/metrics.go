@@ -22,6 +22,8 @@ type Metrics struct {
 	DirectoryChildren prometheus.Gauge
 	EpochChanges      prometheus.Counter
 	Clients           prometheus.Gauge
+	Drains            prometheus.Counter // lame-duck drains started
+	ResumeArrivals    prometheus.Counter // clients whose first subscription was a RESUME
 	SlowDisconnect    prometheus.Counter
 	SlowConflated     prometheus.Counter     // clients gone stale under SlowPolicy conflate
 	SlowResynced      prometheus.Counter     // stale clients caught up with images
@@ -61,6 +63,8 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		DirectoryChildren: g("directory_children", "Children in the directory (the union of the roots' views)."),
 		EpochChanges:      c("epoch_changes_total", "New epochs started after the child's first (each tells every client RESET)."),
 		Clients:           g("clients", "Connected clients."),
+		Drains:            c("drains_total", "Lame-duck drains started (SIGTERM with -drain-grace, or POST /drain)."),
+		ResumeArrivals:    c("resume_arrivals_total", "Clients whose first subscription was a RESUME: moved here from another child."),
 		SlowDisconnect:    c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
 		SlowConflated:     c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
 		SlowResynced:      c("slow_resynced_total", "Conflated clients caught up with each symbol's image and OK SUB."),
@@ -81,7 +85,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }
@@ -89,5 +93,5 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 // session is the share of m the loops' session cores move.
 func (m *Metrics) session() *session.Metrics {
 	return &session.Metrics{SlowDisconnect: m.SlowDisconnect, SlowConflated: m.SlowConflated, SlowResynced: m.SlowResynced,
-		Behind: m.ClientsBehind, ClientErrors: m.ClientErrors, BytesOut: m.BytesOut, FramesOut: m.FramesOut, Writes: m.Writes}
+		Behind: m.ClientsBehind, ClientErrors: m.ClientErrors, BytesOut: m.BytesOut, FramesOut: m.FramesOut, Writes: m.Writes, ResumeArrivals: m.ResumeArrivals}
 }

@@ -123,23 +123,32 @@ func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 	wg.Add(1)
 	go func() { // clock requests; closes the conn when ctx ends
 		defer wg.Done()
-		t := time.NewTicker(ch.cfg.ClockInterval)
+		t := time.NewTicker(min(ch.cfg.ClockInterval, ch.cfg.AnnounceEvery))
 		defer t.Stop()
 		var (
-			buf        []byte
-			load       announceLoad
-			announceAt time.Time
+			buf               []byte
+			load              announceLoad
+			announceAt, reqAt time.Time
+			drain             = ch.drainNow
 		)
 		for {
-			buf = wire.AppendTimeReq(buf[:0], time.Now().UnixNano())
-			if now := time.Now(); now.Sub(announceAt) >= ch.cfg.AnnounceEvery*9/10 { // ticks jitter
+			buf = buf[:0]
+			now := time.Now()
+			if now.Sub(reqAt) >= ch.cfg.ClockInterval*9/10 { // ticks jitter
+				reqAt = now
+				buf = wire.AppendTimeReq(buf, now.UnixNano())
+			}
+			if now.Sub(announceAt) >= ch.cfg.AnnounceEvery*9/10 || drain == nil {
 				announceAt = now
 				var err error
 				if buf, err = wire.AppendAnnounce(buf, ch.announcement(&load, now)); err != nil {
 					log.Warn("cannot announce this child", "err", err)
 				}
+				if drain == nil {
+					drain = make(chan struct{}) // announced: never again
+				}
 			}
-			if write(buf) != nil {
+			if len(buf) > 0 && write(buf) != nil {
 				return
 			}
 			select {
@@ -149,6 +158,8 @@ func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 			case <-stop:
 				return
 			case <-t.C:
+			case <-drain:
+				drain = nil // the drain began: announce it now
 			}
 		}
 	}()

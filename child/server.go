@@ -247,6 +247,10 @@ func (s *server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if s.closing.Load() {
 		return wire.AppendErr(nil, wire.ErrCodeShutdown, "child is shutting down"), gnet.Close
 	}
+	if s.ch.draining.Load() {
+		s.ch.metrics.ClientErrors.WithLabelValues(wire.ErrCodeBusy).Inc()
+		return s.ch.busyLine(), gnet.Close
+	}
 	l := s.loopOf(c.EventLoop())
 	c.SetContext(&peer{cl: l.sess.Open(gnetConn{c}), l: l})
 	s.ch.metrics.Clients.Inc()

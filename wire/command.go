@@ -267,6 +267,7 @@ const (
 	LineTime              // "TIME t0 t1 t2"
 	LineReset             // "RESET epoch seq prev prevLast"
 	LineChildren          // "CHILDREN epoch name=addr,state,load... ..."
+	LineInfo              // "INFO DRAIN grace" (cluster.go)
 )
 
 // KindOf classifies a server line without decoding it.
@@ -284,6 +285,8 @@ func KindOf(line []byte) LineKind {
 		return LineReset
 	case bytes.HasPrefix(line, []byte("CHILDREN ")):
 		return LineChildren
+	case bytes.HasPrefix(line, []byte("INFO ")):
+		return LineInfo
 	case len(line) > 3 && line[2] == ' ' && typeOfCode(line[:2]) != 0:
 		return LineFrame
 	}

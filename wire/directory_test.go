@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestAnnounce(t *testing.T) {
@@ -79,6 +80,30 @@ func TestChildrenLine(t *testing.T) {
 	for _, bad := range []string{"CHILDREN", "CHILDREN x", "CHILDREN 1 a", "CHILDREN 1 a=h,up,1,2,3", "CHILDREN 1 a=h,gone,1,2,3,4", "CHILDREN 1 =h,up,1,2,3,4", "CHILDREN 1 a=h,up,1,2,3,4294967296"} {
 		if _, _, err := ParseChildrenLine([]byte(bad)); err == nil {
 			t.Fatalf("%q parsed", bad)
+		}
+	}
+}
+
+func TestDrainAndBusyLines(t *testing.T) {
+	line := AppendDrainLine(nil, 10*time.Second)
+	if string(line) != "INFO DRAIN 10000\n" || KindOf(line[:len(line)-1]) != LineInfo {
+		t.Fatalf("%q", line)
+	}
+	if g, err := ParseDrainLine(line); err != nil || g != 10*time.Second {
+		t.Fatal(g, err)
+	}
+	busy := AppendBusy(nil, 1500*time.Millisecond, "127.0.0.1:9300")
+	if string(busy) != "ERR BUSY retry=1500 try=127.0.0.1:9300\n" {
+		t.Fatalf("%q", busy)
+	}
+	if r, try, err := ParseBusy(busy); err != nil || r != 1500*time.Millisecond || try != "127.0.0.1:9300" {
+		t.Fatal(r, try, err)
+	}
+	for _, bad := range []string{"INFO DRAIN", "INFO DRAIN x", "INFO NOPE 5", "ERR BUSY", "ERR BUSY try=a", "ERR SLOW retry=5", "ERR BUSY retry=-1"} {
+		_, err1 := ParseDrainLine([]byte(bad))
+		_, _, err2 := ParseBusy([]byte(bad))
+		if err1 == nil || err2 == nil {
+			t.Errorf("%q parsed", bad)
 		}
 	}
 }

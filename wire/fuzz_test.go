@@ -387,7 +387,8 @@ func FuzzParseCommand(f *testing.F) {
 	for _, s := range []string{"SUB 00700 00005\n", "UNSUB *\r\n", "RESUME 5 a b\n", "PING\n", "TIME -5\n",
 		"SUB\n", "RESUME 0 x\n", "TIME 9223372036854775808\n", "\n", "garbage", "SUB a\nPING\nTIME 1\n",
 		"OK SUB 00700 5\n", "OK UNSUB x\n", "OK RESUME 7\n", "TIME 1 2 3\n", "ERR BADCMD x\n", "PONG\r\n",
-		"RESUME 7:5 a\n", "OK SUB 00700 5 2026120700\n", "OK RESUME 7 9\n", "RESET 9 1 8 500\n", "CHILDREN\n", "WATCH CHILDREN\n", "CHILDREN 2 a=h:1,up,1,2,3,4 b=h:2,draining,0,0,0,0\n"} {
+		"RESUME 7:5 a\n", "OK SUB 00700 5 2026120700\n", "OK RESUME 7 9\n", "RESET 9 1 8 500\n", "CHILDREN\n", "WATCH CHILDREN\n", "CHILDREN 2 a=h:1,up,1,2,3,4 b=h:2,draining,0,0,0,0\n",
+		"INFO DRAIN 10000\n", "ERR BUSY retry=500 try=127.0.0.1:9300\n", "ERR BUSY retry=x\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, buf []byte) {
@@ -431,6 +432,20 @@ func FuzzParseCommand(f *testing.F) {
 			if e, kids, err := ParseChildrenLine(line); err == nil {
 				if e2, kids2, err := ParseChildrenLine(AppendChildrenLine(nil, e, kids)); err != nil || e2 != e || len(kids2) != len(kids) {
 					t.Fatalf("CHILDREN line %q: %v", line, err)
+				}
+			} else {
+				checkDecodeErr(t, 0, err)
+			}
+			if g, err := ParseDrainLine(line); err == nil {
+				if g2, err := ParseDrainLine(AppendDrainLine(nil, g)); err != nil || g2 != g {
+					t.Fatalf("INFO DRAIN line %q: %v %v", line, g2, err)
+				}
+			} else {
+				checkDecodeErr(t, 0, err)
+			}
+			if r, try, err := ParseBusy(line); err == nil {
+				if r2, try2, err := ParseBusy(AppendBusy(nil, r, try)); err != nil || r2 != r || try2 != try {
+					t.Fatalf("BUSY line %q: %v %v", line, r2, err)
 				}
 			} else {
 				checkDecodeErr(t, 0, err)

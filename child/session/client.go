@@ -59,6 +59,7 @@ type Client struct {
 	sym    []byte
 	hashes []uint64
 	watch  bool  // WATCH CHILDREN: gets the directory on each change
+	subbed bool  // it sent a SUB or RESUME (the first RESUME counts an arrival)
 	winAt  int64 // flood window start
 	winN   int
 }

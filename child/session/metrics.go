@@ -12,4 +12,5 @@ type Metrics struct {
 	BytesOut       prometheus.Counter
 	FramesOut      prometheus.Counter
 	Writes         prometheus.Counter
+	ResumeArrivals prometheus.Counter // clients whose first subscription was a RESUME (moved here from another child)
 }

@@ -50,6 +50,10 @@ func resume(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 		return
 	}
 	cl.out = out
+	if !cl.subbed && l.m.ResumeArrivals != nil {
+		l.m.ResumeArrivals.Inc()
+	}
+	cl.subbed = true
 	from := max(p, cmd.Seq-1)
 	for i, sym := range cmd.Symbols {
 		cl.sym = frames.CanonicalSymbol(cl.sym[:0], sym)

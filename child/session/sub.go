@@ -13,6 +13,7 @@ import (
 // delivers only seq > P: queued frames the image already covers are
 // skipped, later ones flow. "*" is streamed instead (subAll).
 func sub(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
+	cl.subbed = true
 	if cl.stale {
 		l.subscribeStale(cl, cmd)
 		return

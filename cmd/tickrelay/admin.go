@@ -14,9 +14,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// serveAdmin serves /metrics (reg), /healthz and /debug/pprof/ on addr until ctx ends.
-// An empty addr disables it.
-func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) error {
+// adminRoute is a daemon's own admin endpoint.
+type adminRoute struct {
+	pattern string // http.ServeMux pattern, e.g. "POST /drain"
+	h       http.HandlerFunc
+}
+
+// serveAdmin serves /metrics (reg), /healthz, /debug/pprof/ and routes on
+// addr until ctx ends. An empty addr disables it.
+func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger, routes ...adminRoute) error {
 	if addr == "" {
 		return nil
 	}
@@ -29,6 +35,9 @@ func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, log 
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	for _, r := range routes {
+		mux.HandleFunc(r.pattern, r.h)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err

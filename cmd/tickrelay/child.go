@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,7 +35,9 @@ func runChild(ctx context.Context, args []string) error {
 	sizeVar(fs, &cfg.HistoryBytes, "history-bytes", cfg.HistoryBytes, "bytes of frames kept for RESUME (resident from the start)")
 	fs.IntVar(&cfg.MaxCommandsPerSec, "max-commands", cfg.MaxCommandsPerSec, "client command lines per second before ERR FLOOD")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "reconnect when the root is silent this long")
-	fs.DurationVar(&cfg.AnnounceEvery, "announce-every", cfg.AnnounceEvery, "how often the child announces itself to its roots for the directory (their -announce-every; at most every clock interval, 1s)")
+	fs.DurationVar(&cfg.AnnounceEvery, "announce-every", cfg.AnnounceEvery, "how often the child announces itself to its roots for the directory (their -announce-every)")
+	cfg.DrainGrace = 10 * time.Second
+	fs.DurationVar(&cfg.DrainGrace, "drain-grace", cfg.DrainGrace, "on SIGTERM (or POST /drain on -admin): announce draining, send clients INFO DRAIN and wait up to this long for them to move before closing (0: close at once)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,8 +56,23 @@ func runChild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := serveAdmin(ctx, *admin, reg, log); err != nil {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	drain := adminRoute{"POST /drain", func(w http.ResponseWriter, r *http.Request) {
+		grace := cfg.DrainGrace
+		if g, err := time.ParseDuration(r.URL.Query().Get("grace")); err == nil && g >= 0 {
+			grace = g
+		}
+		go func() {
+			ch.Drain(context.Background(), grace)
+			if r.URL.Query().Get("stop") != "0" {
+				stop() // drained: the daemon stops, as on SIGTERM
+			}
+		}()
+		fmt.Fprintf(w, "draining for up to %s\n", grace)
+	}}
+	if err := serveAdmin(ctx, *admin, reg, log, drain); err != nil {
 		return err
 	}
-	return ch.Run(ctx)
+	return ch.Run(runCtx)
 }
