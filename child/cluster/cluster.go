@@ -17,6 +17,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"tickrelay/child/client"
@@ -112,7 +114,8 @@ type Client struct {
 	failed   map[string]time.Time // addresses that failed, skipped until
 	backoff  time.Duration
 	stats    Stats
-	closed   bool
+	mu       sync.Mutex // guards c's changes against Close from another goroutine
+	closed   atomic.Bool
 }
 
 // Dial learns the set from the first seed that answers and connects to
@@ -153,8 +156,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		cl.set = set
 		cl.attach(c, addr)
 		if pick := cl.rank(); len(pick) > 0 && pick[0].Addr != addr {
-			c.Close() // the seed told the set; the policy picks another
-			cl.c, cl.cur = nil, wire.ChildInfo{}
+			cl.setConn(nil) // the seed told the set; the policy picks another
+			cl.cur = wire.ChildInfo{}
 			if err := cl.connect(ctx, pick[0].Addr); err != nil {
 				return nil, err
 			}
@@ -202,7 +205,8 @@ func (cl *Client) open(ctx context.Context, addr string) (*client.Client, []wire
 
 // attach makes c, on the child at addr, the connection.
 func (cl *Client) attach(c *client.Client, addr string) {
-	cl.c, cl.cur = c, wire.ChildInfo{Addr: addr}
+	cl.setConn(c)
+	cl.cur = wire.ChildInfo{Addr: addr}
 	for _, k := range cl.set {
 		if k.Addr == addr {
 			cl.cur = k
@@ -235,13 +239,30 @@ func (cl *Client) Stats() Stats {
 	return s
 }
 
-// Close closes the connection; Next returns net.ErrClosed after it.
+// Close closes the connection; Next returns net.ErrClosed after it. It
+// may be called from any goroutine.
 func (cl *Client) Close() error {
-	cl.closed = true
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.closed.Store(true)
 	if cl.c != nil {
 		return cl.c.Close()
 	}
 	return nil
+}
+
+// setConn replaces the connection (closing the old one); after Close it
+// closes c too.
+func (cl *Client) setConn(c *client.Client) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.c != nil {
+		cl.c.Close()
+	}
+	if c != nil && cl.closed.Load() {
+		c.Close()
+	}
+	cl.c = c
 }
 
 // Sub subscribes to symbols ("*" for all): images, OK SUB, then updates,

@@ -20,7 +20,7 @@ import (
 // (net.ErrClosed) or when ctx ends while no child answers.
 func (cl *Client) Next(ctx context.Context) (*client.Event, error) {
 	for {
-		if cl.closed {
+		if cl.closed.Load() {
 			return nil, net.ErrClosed
 		}
 		if cl.c == nil {
@@ -43,7 +43,7 @@ func (cl *Client) Next(ctx context.Context) (*client.Event, error) {
 				return ev, err
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !cl.closed {
+			if errors.As(err, &ne) && ne.Timeout() && !cl.closed.Load() {
 				cl.timers(time.Now())
 				continue
 			}
@@ -308,10 +308,7 @@ func (cl *Client) lost(why Reason, try string) {
 
 // leave closes the current connection and opens a move (if none is open).
 func (cl *Client) leave(why Reason) {
-	if cl.c != nil {
-		cl.c.Close()
-		cl.c = nil
-	}
+	cl.setConn(nil)
 	if cl.moving == nil {
 		cl.startMove(why)
 	}
@@ -319,10 +316,7 @@ func (cl *Client) leave(why Reason) {
 
 func (cl *Client) startMove(why Reason) {
 	cl.moving = &Move{From: cl.cur.Addr, Reason: why, At: time.Now()}
-	if cl.c != nil {
-		cl.c.Close()
-		cl.c = nil
-	}
+	cl.setConn(nil)
 }
 
 // rank is the policy's order of the children to be on, skipping those
@@ -339,7 +333,7 @@ func (cl *Client) rank() []wire.ChildInfo {
 func (cl *Client) connect(ctx context.Context, first string) error {
 	for {
 		for _, addr := range cl.tries(first) {
-			if cl.closed {
+			if cl.closed.Load() {
 				return net.ErrClosed
 			}
 			c, set, err := cl.open(ctx, addr)
@@ -352,8 +346,7 @@ func (cl *Client) connect(ctx context.Context, first string) error {
 			}
 			cl.attach(c, addr)
 			if err := cl.resume(); err != nil {
-				cl.c.Close()
-				cl.c = nil
+				cl.setConn(nil)
 				continue
 			}
 			return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -439,4 +440,176 @@ func (r *clusterReader) okSeqMin() uint64 {
 		}
 	}
 	return m
+}
+
+// TestClusterLeastLoaded: 300 least-loaded clients that arrive at once
+// spread over 3 children within ±10% of the mean, and stay so.
+func TestClusterLeastLoaded(t *testing.T) {
+	const clients = 300
+	_, _, kids := startClusterTier(t, 200, "a", "b", "c")
+	seeds := []string{kids["a"].addr, kids["b"].addr, kids["c"].addr}
+	waitDirectory(t, seeds[0], 3)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var readers []*clusterReader
+	var wg sync.WaitGroup
+	for i := range clients {
+		r := dialReader(t, ctx, cluster.Config{Seeds: seeds, Policy: cluster.LeastLoaded, MoveWindow: 300 * time.Millisecond,
+			LoadEvery: 200 * time.Millisecond}, strconv.Itoa(1+i%30))
+		readers = append(readers, r)
+		wg.Go(func() { r.run(ctx) })
+	}
+	spread := func() (map[string]int, bool) {
+		n := map[string]int{}
+		for _, r := range readers {
+			n[r.child()]++
+		}
+		ok := len(n) == 3
+		for _, v := range n {
+			ok = ok && v >= clients/3*9/10 && v <= clients/3*11/10
+		}
+		return n, ok
+	}
+	first, _ := spread()
+	t.Logf("on arrival: %v", first)
+	waitFor(t, "the clients spread within ±10%", 15*time.Second, func() bool { _, ok := spread(); return ok })
+	time.Sleep(2 * time.Second)
+	n, ok := spread()
+	t.Logf("settled: %v", n)
+	if !ok {
+		t.Fatalf("the spread did not hold: %v", n)
+	}
+	for i, r := range readers {
+		if err := r.failure(); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+	}
+	cancel()
+	wg.Wait()
+}
+
+func (r *clusterReader) failure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// TestClusterRollingRestart: 1,000 sticky clients read while each of 3
+// children in turn drains (SIGTERM), exits and comes back on its address:
+// no gap, no duplicate; the longest stall of a move is reported.
+func TestClusterRollingRestart(t *testing.T) {
+	const clients, window = 1000, 500 * time.Millisecond
+	ex, rt, kids := startClusterTier(t, 500, "a", "b", "c")
+	seeds := []string{kids["a"].addr, kids["b"].addr, kids["c"].addr}
+	waitDirectory(t, seeds[0], 3)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var readers []*clusterReader
+	var wg sync.WaitGroup
+	for i := range clients {
+		r := dialReader(t, ctx, cluster.Config{Seeds: seeds, ID: "roll-" + strconv.Itoa(i), MoveWindow: window,
+			BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, strconv.Itoa(1+i%30), strconv.Itoa(1+(i+11)%30))
+		readers = append(readers, r)
+		wg.Go(func() { r.run(ctx) })
+	}
+	waitFor(t, "every client subscribed", 30*time.Second, func() bool {
+		for _, r := range readers {
+			if !r.subscribed() {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range []string{"a", "b", "c"} {
+		k := kids[n]
+		k.p.signal(syscall.SIGTERM)
+		k.p.waitLog(t, 10*time.Second, "drained: every client left")
+		if code := k.p.exited(t, 10*time.Second); code != 0 {
+			t.Fatalf("%s exited %d after its drain", n, code)
+		}
+		kids[n] = startClusterChild(t, rt.Addr(), n, k.addr)
+		waitDirectory(t, seeds[0], 3)
+	}
+	time.Sleep(window + 500*time.Millisecond) // the moves back settle
+	head := rt.Head()
+	want := expected(ex, head)
+	waitFor(t, "every client caught up", 30*time.Second, func() bool {
+		for _, r := range readers {
+			if !r.caughtUp(want) {
+				return false
+			}
+		}
+		return true
+	})
+	var stall time.Duration
+	moves, why := 0, map[cluster.Reason]int{}
+	for i, r := range readers {
+		if err := r.check(want); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		for _, m := range r.movesSince(time.Time{}) {
+			moves++
+			why[m.Reason]++
+			stall = max(stall, m.Stall)
+			if m.Lost {
+				t.Fatalf("client %d could not resume: %+v", i, m)
+			}
+		}
+	}
+	t.Logf("rolling restart: %d moves %v, longest stall %v, no gap, no duplicate", moves, why, stall)
+	if why[cluster.ReasonDrain] < clients {
+		t.Fatalf("%d drain moves, want at least one per client", why[cluster.ReasonDrain])
+	}
+	cancel()
+	wg.Wait()
+}
+
+// TestClusterBadSeeds: a seed list where no address answers fails fast
+// with every address's error; a seed that answers garbage costs a dial
+// timeout; a dead seed before a live one costs nothing but its refusal.
+func TestClusterBadSeeds(t *testing.T) {
+	dead := freeAddr(t)
+	garbage, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer garbage.Close()
+	go func() {
+		for {
+			c, err := garbage.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // garbage, then silence until the dial gives up
+				c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\xff\xfe garbage\n"))
+				time.Sleep(time.Second)
+				c.Close()
+			}()
+		}
+	}()
+	start := time.Now()
+	_, err = cluster.Dial(t.Context(), cluster.Config{Seeds: []string{dead, garbage.Addr().String()}, DialTimeout: 300 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "no seed answered") || !strings.Contains(err.Error(), dead) || !strings.Contains(err.Error(), garbage.Addr().String()) {
+		t.Fatalf("dial: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the failed dial took %v", d)
+	}
+	if _, err := cluster.Dial(t.Context(), cluster.Config{}); err == nil {
+		t.Fatal("no seeds dialled")
+	}
+	if _, err := cluster.Dial(t.Context(), cluster.Config{Seeds: []string{dead}, Policy: "nearest"}); err == nil {
+		t.Fatal("a bad policy dialled")
+	}
+
+	_, _, kids := startClusterTier(t, 200, "a")
+	waitDirectory(t, kids["a"].addr, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	r := dialReader(t, ctx, cluster.Config{Seeds: []string{dead, kids["a"].addr}}, "1")
+	go r.run(ctx)
+	waitFor(t, "subscribed through the live seed", 5*time.Second, r.subscribed)
+	if r.child() != kids["a"].addr {
+		t.Fatalf("on %q", r.child())
+	}
 }

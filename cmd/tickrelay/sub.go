@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"tickrelay/child"
 	"tickrelay/child/client"
+	"tickrelay/child/cluster"
 	"tickrelay/child/frames"
 	"tickrelay/latency"
 	"tickrelay/perf"
@@ -25,7 +27,10 @@ func init() {
 
 func runSub(ctx context.Context, args []string) error {
 	fs := newFlags("sub")
-	addr := fs.String("addr", "127.0.0.1:9200", "child client address")
+	addr := fs.String("addr", "127.0.0.1:9200", "child client address; several (a,b,c) make a cluster client that follows the directory and moves with no gap")
+	policy := fs.String("policy", "", "cluster: how to pick the child: sticky (default), least-loaded, round-robin or random")
+	id := fs.String("id", "", "cluster: the client's id, which sticky hashes (default: host/pid/random)")
+	moveWindow := fs.Duration("move-window", 2*time.Second, "cluster: a move the directory asks for waits a random time within this")
 	subs := fs.String("sub", "*", `symbols, comma-separated ("00001,00005"), or "*" for all`)
 	resume := fs.Uint64("resume", 0, "RESUME from this seq instead of SUB (0 = SUB)")
 	count := fs.Int("count", 0, "exit after this many frames (0 = run until interrupted)")
@@ -49,50 +54,53 @@ func runSub(ctx context.Context, args []string) error {
 	if len(syms) == 0 {
 		return errors.New("-sub: no symbol")
 	}
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	window := 0
-	if *stall > 0 {
-		window = 4096
-	}
-	c, err := client.DialWindow(dctx, *addr, window)
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	go func() { <-ctx.Done(); c.Close() }()
 	st := newSubStats(syms, *resume)
-	if *stats {
-		// Client<->child clock, measured before subscribing: on a quiet
-		// connection the replies are read as they arrive (once frames
-		// flow, a reply waits behind them and the round trip says so).
-		if err := syncClock(c, st, 8); err != nil {
+	var read func() (*client.Event, error)
+	if addrs := strings.Split(*addr, ","); len(addrs) > 1 || *policy != "" || *id != "" {
+		if *resume > 0 || *stall > 0 || *childAdmin != "" {
+			return errors.New("-resume, -stall and -child-admin take one child (-addr without -policy or -id)")
+		}
+		p := cluster.Sticky
+		if *policy != "" {
+			var err error
+			if p, err = cluster.ParsePolicy(*policy); err != nil {
+				return err
+			}
+		}
+		cc, err := cluster.Dial(ctx, cluster.Config{Seeds: addrs, ID: *id, Policy: p, MoveWindow: *moveWindow,
+			OnMove: func(m cluster.Move) { fmt.Fprintln(os.Stderr, moveText(m)) }})
+		if err != nil {
 			return err
 		}
-		st.rootOffset(*childAdmin)
-	}
-	if *resume > 0 {
-		err = c.Resume(*resume, syms...)
-	} else {
-		err = c.Sub(syms...)
-	}
-	if err != nil {
-		return err
-	}
-	if *stall > 0 {
-		select {
-		case <-time.After(*stall):
-		case <-ctx.Done():
+		defer cc.Close()
+		if *stats {
+			defer func() {
+				cs := cc.Stats()
+				fmt.Fprintf(os.Stderr, "cluster: moves %v, duplicates dropped %d, moves that lost items %d\n", cs.Moves, cs.Duplicates, cs.Lost)
+			}()
 		}
+		go func() { <-ctx.Done(); cc.Close() }()
+		fmt.Fprintf(os.Stderr, "cluster: on %s (%s), %d children known\n", cc.Child().Addr, p, len(cc.Children()))
+		if err := cc.Sub(syms...); err != nil {
+			return err
+		}
+		read = func() (*client.Event, error) { return cc.Next(ctx) }
+	} else {
+		c, err := subOne(ctx, *addr, syms, *resume, *stall, *stats, *childAdmin, st)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		read = c.Next
 	}
 	out := bufio.NewWriterSize(os.Stdout, 64<<10)
 	defer out.Flush()
 	next := time.Now().Add(*interval)
 	n := 0
 	for *count == 0 || n < *count {
-		ev, err := c.Next()
+		ev, err := read()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 				break
 			}
 			if ev == nil {
@@ -138,6 +146,60 @@ func runSub(ctx context.Context, args []string) error {
 		st.print(os.Stderr, "final")
 	}
 	return nil
+}
+
+// subOne connects to the one child at addr, syncs the clock (-stats) and
+// subscribes (or resumes), stalling first when asked.
+func subOne(ctx context.Context, addr string, syms []string, resume uint64, stall time.Duration, stats bool, childAdmin string, st *subStats) (*client.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	window := 0
+	if stall > 0 {
+		window = 4096
+	}
+	c, err := client.DialWindow(dctx, addr, window)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	go func() { <-ctx.Done(); c.Close() }()
+	if stats {
+		// Client<->child clock, measured before subscribing: on a quiet
+		// connection the replies are read as they arrive (once frames
+		// flow, a reply waits behind them and the round trip says so).
+		if err := syncClock(c, st, 8); err != nil {
+			c.Close()
+			return nil, err
+		}
+		st.rootOffset(childAdmin)
+	}
+	if resume > 0 {
+		err = c.Resume(resume, syms...)
+	} else {
+		err = c.Sub(syms...)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if stall > 0 {
+		select {
+		case <-time.After(stall):
+		case <-ctx.Done():
+		}
+	}
+	return c, nil
+}
+
+// moveText is how sub reports a cluster move on stderr.
+func moveText(m cluster.Move) string {
+	s := fmt.Sprintf("cluster: moved %s -> %s (%s), stall %v", m.From, m.To, m.Reason, m.Stall.Round(time.Microsecond))
+	switch {
+	case m.Lost:
+		s += ", LOST: the new child no longer held the resume point; subscribed afresh (images)"
+	case m.Seq > 0:
+		s += fmt.Sprintf(", resumed from epoch %d seq %d", m.Epoch, m.Seq)
+	}
+	return s
 }
 
 // syncClock sends n TIME requests one at a time and feeds each reply to

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,4 +145,28 @@ func TestSubResumeGone(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), wire.ErrCodeGone) || ctx.Err() != nil {
 		t.Fatalf("sub -resume 5 on a child starting at 1000: %v (ctx %v), want an ERR %s error at once", err, ctx.Err(), wire.ErrCodeGone)
 	}
+}
+
+// TestSubCluster: `sub -addr a,b -sub '*'` follows its child's drain to
+// the other child, prints the move, and counts no gap and no duplicate.
+func TestSubCluster(t *testing.T) {
+	_, _, kids := startClusterTier(t, 500, "a", "b")
+	waitDirectory(t, kids["a"].addr, 2)
+	sub := startProc(t, "sub", "sub", "-addr", kids["a"].addr+","+kids["b"].addr, "-sub", "*", "-quiet", "-stats",
+		"-interval", "500ms", "-move-window", "200ms")
+	line := sub.waitLog(t, 5*time.Second, "cluster: on ")
+	on := kids["a"]
+	if strings.Contains(line, kids["b"].addr) {
+		on = kids["b"]
+	}
+	sub.waitLog(t, 5*time.Second, "interval:")
+	on.p.signal(syscall.SIGTERM)
+	sub.waitLog(t, 10*time.Second, "cluster: moved "+on.addr, "(drain)", "resumed from epoch")
+	time.Sleep(time.Second)
+	sub.stop(t, 10*time.Second)
+	final := sub.waitLog(t, time.Second, "final:")
+	if !strings.Contains(final, "gaps 0, duplicates 0") {
+		t.Fatalf("final: %q", final)
+	}
+	sub.waitLog(t, time.Second, "cluster: moves map[drain:1]")
 }
