@@ -34,7 +34,7 @@ type clusterReader struct {
 	err    error
 }
 
-func dialReader(t *testing.T, ctx context.Context, cfg cluster.Config, syms ...string) *clusterReader {
+func dialReader(t testing.TB, ctx context.Context, cfg cluster.Config, syms ...string) *clusterReader {
 	t.Helper()
 	r := &clusterReader{syms: syms, okSeq: map[uint32]uint64{}, seqs: map[uint32][]uint64{}}
 	cfg.OnMove = func(m cluster.Move) {
@@ -219,7 +219,7 @@ type clusterChild struct {
 	p                 *proc
 }
 
-func startClusterChild(t *testing.T, rootAddr net.Addr, name, addr string, extra ...string) *clusterChild {
+func startClusterChild(t testing.TB, rootAddr net.Addr, name, addr string, extra ...string) *clusterChild {
 	t.Helper()
 	c := &clusterChild{name: name, addr: addr, admin: freeAddr(t)}
 	args := append([]string{"child", "-root", rootAddr.String(), "-addr", addr, "-admin", c.admin, "-name", name,
@@ -231,7 +231,7 @@ func startClusterChild(t *testing.T, rootAddr net.Addr, name, addr string, extra
 
 // startClusterTier runs an exchange, a root announcing every 100 ms and
 // the named child processes.
-func startClusterTier(t *testing.T, rate int, names ...string) (*feed.Server, *root.Root, map[string]*clusterChild) {
+func startClusterTier(t testing.TB, rate int, names ...string) (*feed.Server, *root.Root, map[string]*clusterChild) {
 	ex := startExchange(t, rate, 30, 0)
 	cfg := newRootConfig(ex.Addr())
 	cfg.AnnounceEvery = 100 * time.Millisecond
@@ -244,7 +244,7 @@ func startClusterTier(t *testing.T, rate int, names ...string) (*feed.Server, *r
 }
 
 // waitDirectory waits until the child at addr lists exactly n children up.
-func waitDirectory(t *testing.T, addr string, n int) {
+func waitDirectory(t testing.TB, addr string, n int) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%d children in the directory", n), 10*time.Second, func() bool {
 		c, err := client.Dial(t.Context(), addr)

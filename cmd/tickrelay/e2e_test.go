@@ -36,7 +36,7 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startExchange(t *testing.T, rate int, symbols int, maxSeq uint64) *feed.Server {
+func startExchange(t testing.TB, rate int, symbols int, maxSeq uint64) *feed.Server {
 	t.Helper()
 	cfg := feed.DefaultConfig()
 	cfg.Addr, cfg.Rate, cfg.Symbols, cfg.MaxSeq, cfg.Seed = "127.0.0.1:0", rate, symbols, maxSeq, 42
@@ -59,7 +59,7 @@ func newRootConfig(exchange net.Addr) root.Config {
 	return cfg
 }
 
-func startRoot(t *testing.T, cfg root.Config) (*root.Root, func()) {
+func startRoot(t testing.TB, cfg root.Config) (*root.Root, func()) {
 	t.Helper()
 	r, err := root.New(cfg)
 	if err != nil {
@@ -89,7 +89,7 @@ func startChild(t *testing.T, rootAddr net.Addr, name string, fromSeq uint64, mo
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 }
 
 // tickrelayBin builds ./cmd/tickrelay once and returns the binary's path.
-func tickrelayBin(t *testing.T) string {
+func tickrelayBin(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "tickrelay-bin-")
@@ -74,7 +74,7 @@ type proc struct {
 // startProc runs `tickrelay args...` with $TICKRELAY_PG removed from the
 // environment (tests pass -postgres explicitly). On test failure the tail of
 // its log is printed; on cleanup it is killed if still running.
-func startProc(t *testing.T, name string, args ...string) *proc {
+func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(tickrelayBin(t), args...)
 	for _, kv := range os.Environ() {
@@ -112,7 +112,7 @@ func (p *proc) signal(sig syscall.Signal) {
 }
 
 // exited waits up to d for the process to end and returns its exit code.
-func (p *proc) exited(t *testing.T, d time.Duration) int {
+func (p *proc) exited(t testing.TB, d time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -123,14 +123,14 @@ func (p *proc) exited(t *testing.T, d time.Duration) int {
 }
 
 // kill9 kills the process with SIGKILL and waits for it.
-func (p *proc) kill9(t *testing.T) {
+func (p *proc) kill9(t testing.TB) {
 	t.Helper()
 	p.signal(syscall.SIGKILL)
 	p.exited(t, 10*time.Second)
 }
 
 // stop sends SIGTERM and requires a clean exit (status 0) within d.
-func (p *proc) stop(t *testing.T, d time.Duration) {
+func (p *proc) stop(t testing.TB, d time.Duration) {
 	t.Helper()
 	p.signal(syscall.SIGTERM)
 	if code := p.exited(t, d); code != 0 {
@@ -139,7 +139,7 @@ func (p *proc) stop(t *testing.T, d time.Duration) {
 }
 
 // waitLog waits until the process logged a line containing every one of subs.
-func (p *proc) waitLog(t *testing.T, d time.Duration, subs ...string) string {
+func (p *proc) waitLog(t testing.TB, d time.Duration, subs ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -165,7 +165,7 @@ func (p *proc) waitLog(t *testing.T, d time.Duration, subs ...string) string {
 
 // freeAddr returns a loopback address with a port that was free a moment
 // ago (a restarted root must come back on the same one).
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
