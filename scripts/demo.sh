@@ -3,12 +3,13 @@
 # roots, an A/B pair) -> subscribers, all on loopback with embedded defaults
 # (no Postgres), for a few seconds; root A is stopped halfway and child b
 # carries on from root B; the exchange starts a new epoch (a Sequence Reset)
-# every 80k items. Then a short summary and a clean shutdown.
+# every 80k items. Last, a cluster client on children b and c follows its
+# child's drain to the other one. Then a short summary and a clean shutdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-bin/tickrelay}
 SECS=${DEMO_SECONDS:-6}
-BASE=${DEMO_PORT:-19000}   # ports BASE .. BASE+31
+BASE=${DEMO_PORT:-19000}   # ports BASE .. BASE+41
 DATA=demo-data
 rm -rf "$DATA" && mkdir -p "$DATA"
 
@@ -30,7 +31,7 @@ wait_port() {
 	echo "demo: nothing listening on 127.0.0.1:$1 (see $DATA/*.log)" >&2; exit 1
 }
 
-echo "== starting exchange simulator (20k msgs/s, 200 symbols, a Sequence Reset every 80k items), roots A and B, two children (b on both roots)"
+echo "== starting exchange simulator (20k msgs/s, 200 symbols, a Sequence Reset every 80k items), roots A and B, three children (b and c on both roots)"
 start exchange exchange -addr 127.0.0.1:$BASE -rate 20000 -symbols 200 -seed 7 -admin 127.0.0.1:$((BASE + 1)) -reset-every 80000
 wait_port $BASE
 start root root -exchange 127.0.0.1:$BASE -addr 127.0.0.1:$((BASE + 10)) -admin 127.0.0.1:$((BASE + 11)) \
@@ -42,8 +43,10 @@ wait_port $((BASE + 12))
 start child-a child -root 127.0.0.1:$((BASE + 10)) -addr 127.0.0.1:$((BASE + 20)) -admin 127.0.0.1:$((BASE + 21)) -name a \
 	-max-pending 1048576
 start child-b child -root 127.0.0.1:$((BASE + 10)),127.0.0.1:$((BASE + 12)) -addr 127.0.0.1:$((BASE + 30)) -admin 127.0.0.1:$((BASE + 31)) -name b
+start child-c child -root 127.0.0.1:$((BASE + 10)),127.0.0.1:$((BASE + 12)) -addr 127.0.0.1:$((BASE + 40)) -admin 127.0.0.1:$((BASE + 41)) -name c
 wait_port $((BASE + 20))
 wait_port $((BASE + 30))
+wait_port $((BASE + 40))
 
 echo "== first frames for symbols 00001 and 00002 from child a"
 "$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub 00001,00002 -count 12
@@ -52,11 +55,11 @@ echo "== a client that stops reading: child a (-max-pending 1 MiB) cuts it, its 
 "$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub '*' -stall 1s -quiet 2>/dev/null | tail -1
 curl -fsS "http://127.0.0.1:$((BASE + 21))/metrics" 2>/dev/null | grep -E '^tickrelay_child_slow_disconnects_total' || true
 
-echo "== the child directory: CHILDREN on child a lists both children (announced to the roots)"
+echo "== the child directory: CHILDREN on child a lists every child (announced to the roots)"
 children() { # port: the CHILDREN line from the child there
 	exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'CHILDREN\n' >&3 && timeout 2 head -1 <&3; exec 3<&-
 }
-for _ in $(seq 30); do line=$(children $((BASE + 20))); [[ $line == *" a="*" b="* ]] && break; sleep 0.2; done
+for _ in $(seq 30); do line=$(children $((BASE + 20))); [[ $line == *" a="*" b="*" c="* ]] && break; sleep 0.2; done
 echo "$line"
 
 echo "== root metrics"
@@ -71,4 +74,17 @@ wait $! 2>/dev/null || true
 echo "== child b after the failover and the reset: no gap, nothing lost; the later copy of each seq was dropped"
 curl -fsS "http://127.0.0.1:$((BASE + 31))/metrics" 2>/dev/null |
 	grep -E '^tickrelay_child_(epoch|epoch_changes_total|last_seq|gaps_total|lost_items_total|duplicate_items_total|root_up|root_items_total)' || true
+echo "== a cluster client on children b and c (sticky): the child it is on drains (POST /drain),"
+echo "   it moves to the other and RESUMEs with no gap and no duplicate; the drained child then exits"
+"$BIN" sub -addr 127.0.0.1:$((BASE + 30)),127.0.0.1:$((BASE + 40)) -sub '*' -quiet -stats -interval 1h \
+	-move-window 200ms -id demo 2>"$DATA/cluster-sub.log" &
+sub=$!
+for _ in $(seq 50); do grep -q "cluster: on" "$DATA/cluster-sub.log" && break; sleep 0.1; done
+port=$(sed -n 's/^cluster: on 127.0.0.1:\([0-9]*\).*/\1/p' "$DATA/cluster-sub.log")
+sleep 1
+curl -fsS -X POST "http://127.0.0.1:$((port + 1))/drain?grace=3s" | sed 's/^/   /'
+for _ in $(seq 50); do grep -q "cluster: moved" "$DATA/cluster-sub.log" && break; sleep 0.1; done
+sleep 1
+kill -INT $sub; wait $sub 2>/dev/null || true
+grep -E "^cluster:|^final:" "$DATA/cluster-sub.log" | sed 's/^/   /'
 echo "== stopping (logs in $DATA/)"

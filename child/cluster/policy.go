@@ -72,9 +72,11 @@ func rank(p Policy, id string, set []wire.ChildInfo, cur string, skip func(wire.
 }
 
 // balanceTolerance: least-loaded leaves a child only when its clients
-// pass the mean by this fraction (and one client), so the spread settles
-// within it instead of churning.
-const balanceTolerance = 0.05
+// pass the mean by this fraction (and by more than one client), so the
+// spread settles instead of churning. Only clients above the mean move,
+// so with n children the lowest may end (n-1) x this below it: 3% keeps
+// three children within ±6%.
+const balanceTolerance = 0.03
 
 // balance decides, for a least-loaded client on cur, whether to leave it
 // for a less loaded child: with probability excess/load, so that on
@@ -99,7 +101,7 @@ func balance(set []wire.ChildInfo, cur string, u, v float64) (to wire.ChildInfo,
 	}
 	mean := total / float64(live)
 	load := float64(here.Load.Clients)
-	if load <= mean*(1+balanceTolerance)+1 || u >= (load-mean)/load {
+	if load-mean <= max(1, mean*balanceTolerance) || u >= (load-mean)/load {
 		return wire.ChildInfo{}, false
 	}
 	var deficit float64

@@ -59,7 +59,7 @@ func TestRank(t *testing.T) {
 }
 
 func TestBalance(t *testing.T) {
-	set := []wire.ChildInfo{kid("a", 104, wire.ChildUp), kid("b", 98, wire.ChildUp), kid("c", 98, wire.ChildUp)}
+	set := []wire.ChildInfo{kid("a", 102, wire.ChildUp), kid("b", 99, wire.ChildUp), kid("c", 99, wire.ChildUp)}
 	if _, ok := balance(set, "a:1", 0, 0); ok {
 		t.Fatal("moved within the tolerance")
 	}

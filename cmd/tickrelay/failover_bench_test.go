@@ -108,7 +108,9 @@ func BenchmarkFailover(b *testing.B) {
 	b.StopTimer()
 	slices.Sort(lat)
 	slices.Sort(answered)
-	q := func(d []time.Duration, p float64) float64 { return float64(d[min(len(d)-1, int(p*float64(len(d))))]) / 1e6 }
+	q := func(d []time.Duration, p float64) float64 {
+		return float64(d[min(len(d)-1, int(p*float64(len(d))))]) / 1e6
+	}
 	b.ReportMetric(q(lat, 0.5), "failover-p50-ms")
 	b.ReportMetric(q(lat, 0.99), "failover-p99-ms")
 	b.ReportMetric(q(answered, 0.5), "resumed-p50-ms")
