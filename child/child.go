@@ -63,6 +63,8 @@ type Child struct {
 	drainOnce sync.Once
 	draining  atomic.Bool
 	drainNow  chan struct{} // closed when the drain starts
+	admit     *admission    // admission.go
+	ents      entitlements  // entitle.go
 }
 
 // New validates cfg and returns a Child; it binds nothing yet.
@@ -98,6 +100,10 @@ func New(cfg Config) (*Child, error) {
 		l := &line{i: i, addr: addr, up: ch.metrics.RootUp.WithLabelValues(addr), items: ch.metrics.RootItems.WithLabelValues(addr)}
 		l.bound.Store(-1)
 		ch.lines = append(ch.lines, l)
+	}
+	ch.admit = newAdmission(cfg, time.Now().UnixNano())
+	if err := ch.ents.load(cfg.Entitlements); err != nil {
+		return nil, err
 	}
 	ch.srv = newServer(ch)
 	return ch, nil
@@ -139,8 +145,13 @@ func (ch *Child) Hops() *latency.Hops { return ch.hops.Merged() }
 
 // sessionConfig is the loops' client policy.
 func (ch *Child) sessionConfig() session.Config {
-	return session.Config{MaxPending: ch.cfg.MaxPending, Conflate: ch.cfg.SlowPolicy == SlowConflate,
-		SlowTimeout: ch.cfg.SlowTimeout, SlowLinger: ch.cfg.SlowLinger, MaxCommandsPerSec: ch.cfg.MaxCommandsPerSec, Log: ch.log}
+	cfg := session.Config{MaxPending: ch.cfg.MaxPending, Conflate: ch.cfg.SlowPolicy == SlowConflate,
+		SlowTimeout: ch.cfg.SlowTimeout, SlowLinger: ch.cfg.SlowLinger, MaxCommandsPerSec: ch.cfg.MaxCommandsPerSec, Log: ch.log,
+		CmdRate: ch.cfg.CmdRate, CmdBurst: ch.cfg.CmdBurst, MaxSubs: ch.cfg.MaxSubs, AuthTimeout: ch.cfg.AuthTimeout}
+	if ch.cfg.Entitlements != "" {
+		cfg.Entitlements = ch.ents.table.Load
+	}
+	return cfg
 }
 
 // Metrics returns the child's metrics.
@@ -183,6 +194,10 @@ func (ch *Child) Run(ctx context.Context) error {
 
 	// The relay outlives ctx by the drain: draining clients still get frames.
 	relayCtx, cancelRelay := context.WithCancel(context.WithoutCancel(ctx))
+	if t := ch.ents.table.Load(); t != nil {
+		ch.metrics.EntitlementTokens.Set(float64(t.Len()))
+		go ch.watchEntitlements(ctx, time.Second)
+	}
 	var relays sync.WaitGroup
 	for _, l := range ch.lines {
 		relays.Go(func() { ch.relayLoop(relayCtx, l) })

@@ -50,6 +50,28 @@ type Config struct {
 	// long while clients move to other children; 0 stops at once.
 	DrainGrace time.Duration
 
+	// Admission (admission.go): connections in all (MaxClients) and from
+	// one IP (MaxClientsPerIP), and accepts a second with a burst; 0 is
+	// no limit. A refused connection gets ERR BUSY and is closed.
+	MaxClients, MaxClientsPerIP int
+	AcceptRate                  float64
+	AcceptBurst                 int
+	// Per client: command lines a second with a burst (0: no limit; over
+	// it ERR BUSY, under MaxCommandsPerSec's flood cut) and subscriptions
+	// (0: no limit; ERR LIMIT).
+	CmdRate  float64
+	CmdBurst int
+	MaxSubs  int
+	// ShedBacklog: while an event loop's fan-out is this many seqs behind
+	// the relay, its SUB and RESUME get ERR BUSY and /healthz says
+	// degraded (0: never).
+	ShedBacklog uint64
+	// Entitlements: the file of tokens and their symbols (package
+	// entitle; "" for none), reloaded by Reload (SIGHUP) and when it
+	// changes; with it, clients must AUTH within AuthTimeout.
+	Entitlements string
+	AuthTimeout  time.Duration
+
 	Logger     *slog.Logger          // default slog.Default()
 	Registerer prometheus.Registerer // nil: metrics are kept but not registered
 }
@@ -102,6 +124,10 @@ func DefaultConfig() Config {
 		BackoffMin:        50 * time.Millisecond,
 		BackoffMax:        5 * time.Second,
 		DrainTimeout:      5 * time.Second,
+		AcceptBurst:       100,
+		CmdBurst:          100,
+		ShedBacklog:       1 << 16,
+		AuthTimeout:       5 * time.Second,
 	}
 }
 
@@ -163,6 +189,12 @@ func (c Config) Validate() error {
 	}
 	if c.ClockWindow < 1 {
 		bad("ClockWindow", "must be >= 1")
+	}
+	if c.MaxClients < 0 || c.MaxClientsPerIP < 0 || c.MaxSubs < 0 || c.AcceptRate < 0 || c.CmdRate < 0 {
+		bad("limits", "MaxClients, MaxClientsPerIP, MaxSubs, AcceptRate and CmdRate must be >= 0 (0: no limit)")
+	}
+	if c.Entitlements != "" && c.AuthTimeout <= 0 {
+		bad("AuthTimeout", "must be > 0 with Entitlements")
 	}
 	return errors.Join(errs...)
 }

@@ -6,9 +6,6 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-
-	"tickrelay/directory"
-	"tickrelay/wire"
 )
 
 // Lame-duck drain: the child announces itself draining (the roots put it
@@ -60,19 +57,3 @@ func (ch *Child) Drain(ctx context.Context, grace time.Duration) bool {
 
 // Draining reports whether the child is draining.
 func (ch *Child) Draining() bool { return ch.draining.Load() }
-
-// busyLine is what a connection gets while the child drains: come back
-// later, or go to another child that takes clients.
-func (ch *Child) busyLine() []byte {
-	try := ""
-	ch.dir.mu.Lock()
-	union := directory.Union(ch.dir.views)
-	ch.dir.mu.Unlock()
-	for _, c := range union {
-		if c.State == wire.ChildUp && c.Name != ch.cfg.Name {
-			try = c.Addr
-			break
-		}
-	}
-	return wire.AppendBusy(nil, time.Second, try)
-}

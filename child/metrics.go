@@ -24,16 +24,24 @@ type Metrics struct {
 	Clients           prometheus.Gauge
 	Drains            prometheus.Counter // lame-duck drains started
 	ResumeArrivals    prometheus.Counter // clients whose first subscription was a RESUME
-	SlowDisconnect    prometheus.Counter
-	SlowConflated     prometheus.Counter     // clients gone stale under SlowPolicy conflate
-	SlowResynced      prometheus.Counter     // stale clients caught up with images
-	ClientsBehind     prometheus.Gauge       // clients owed frames, to catch up from the history
-	ClientErrors      *prometheus.CounterVec // ERR codes sent, by code
-	BytesOut          prometheus.Counter     // bytes written to clients
-	FramesOut         prometheus.Counter     // frames written to clients (fan-out copies)
-	Writes            prometheus.Counter     // client writes of frames (frames/writes = coalescing)
-	ClockOffset       prometheus.Gauge       // root clock minus child clock, seconds
-	ClockBound        prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
+	// Admission and entitlements.
+	Refused            *prometheus.CounterVec // connections refused ERR BUSY, by reason
+	Throttled          prometheus.Counter
+	Shed               prometheus.Counter
+	Denied             prometheus.Counter
+	Authenticated      prometheus.Gauge
+	EntitlementReloads *prometheus.CounterVec // by result (ok, error)
+	EntitlementTokens  prometheus.Gauge
+	SlowDisconnect     prometheus.Counter
+	SlowConflated      prometheus.Counter     // clients gone stale under SlowPolicy conflate
+	SlowResynced       prometheus.Counter     // stale clients caught up with images
+	ClientsBehind      prometheus.Gauge       // clients owed frames, to catch up from the history
+	ClientErrors       *prometheus.CounterVec // ERR codes sent, by code
+	BytesOut           prometheus.Counter     // bytes written to clients
+	FramesOut          prometheus.Counter     // frames written to clients (fan-out copies)
+	Writes             prometheus.Counter     // client writes of frames (frames/writes = coalescing)
+	ClockOffset        prometheus.Gauge       // root clock minus child clock, seconds
+	ClockBound         prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
 	// Per root (label root = its address): whether its line streams, and
 	// the items taken from it (the first copy of each seq).
 	RootUp     *prometheus.GaugeVec
@@ -65,6 +73,15 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		Clients:           g("clients", "Connected clients."),
 		Drains:            c("drains_total", "Lame-duck drains started (SIGTERM with -drain-grace, or POST /drain)."),
 		ResumeArrivals:    c("resume_arrivals_total", "Clients whose first subscription was a RESUME: moved here from another child."),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
+			Name: "refused_total", Help: "Connections refused with ERR BUSY, by reason (max_clients, max_clients_per_ip, accept_rate, draining).", ConstLabels: labels}, []string{"reason"}),
+		Throttled:     c("throttled_commands_total", "Command lines refused ERR BUSY by the per-client command rate."),
+		Shed:          c("shed_commands_total", "SUB and RESUME lines refused ERR BUSY while their event loop's fan-out was over the shed backlog."),
+		Denied:        c("denied_total", "Symbols refused ERR DENIED (not in the token's grant, or revoked by a reload)."),
+		Authenticated: g("authenticated_clients", "Clients past AUTH."),
+		EntitlementReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
+			Name: "entitlement_reloads_total", Help: "Entitlements file reloads, by result (ok; error: the table in force stayed).", ConstLabels: labels}, []string{"result"}),
+		EntitlementTokens: g("entitlement_tokens", "Tokens in the entitlements table in force."),
 		SlowDisconnect:    c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
 		SlowConflated:     c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
 		SlowResynced:      c("slow_resynced_total", "Conflated clients caught up with each symbol's image and OK SUB."),
@@ -85,7 +102,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }
@@ -93,5 +110,6 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 // session is the share of m the loops' session cores move.
 func (m *Metrics) session() *session.Metrics {
 	return &session.Metrics{SlowDisconnect: m.SlowDisconnect, SlowConflated: m.SlowConflated, SlowResynced: m.SlowResynced,
-		Behind: m.ClientsBehind, ClientErrors: m.ClientErrors, BytesOut: m.BytesOut, FramesOut: m.FramesOut, Writes: m.Writes, ResumeArrivals: m.ResumeArrivals}
+		Behind: m.ClientsBehind, ClientErrors: m.ClientErrors, BytesOut: m.BytesOut, FramesOut: m.FramesOut, Writes: m.Writes, ResumeArrivals: m.ResumeArrivals,
+		Throttled: m.Throttled, Shed: m.Shed, Denied: m.Denied, Authenticated: m.Authenticated}
 }

@@ -49,6 +49,18 @@ type loop struct {
 type peer struct {
 	cl *session.Client
 	l  *loop
+	ip string // admission counts it by its address
+}
+
+// ipOf is the address part of a client's remote address.
+func ipOf(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return string(t.IP.To16())
+	}
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 // gnetConn is a gnet connection as the session core sees it.
@@ -218,8 +230,10 @@ func (s *server) loopOf(el gnet.EventLoop) *loop {
 		return l
 	}
 	old := *s.loops.Load()
-	l := &loop{s: s, el: el, idx: len(old), room: make(chan struct{}, maxQueued),
-		sess: session.NewLoop(s.ch.sessionConfig(), s.ch.state, s.ch.metrics.session())}
+	l := &loop{s: s, el: el, idx: len(old), room: make(chan struct{}, maxQueued)}
+	cfg := s.ch.sessionConfig()
+	cfg.Overloaded = func() bool { return s.ch.overloaded(l) }
+	l.sess = session.NewLoop(cfg, s.ch.state, s.ch.metrics.session())
 	l.tickRun = gnet.RunnableFunc(func(context.Context) error { l.sess.Tick(); return nil })
 	l.flushed.Store(s.ch.LastSeq()) // earlier batches were never this loop's
 	s.byEL[el] = l
@@ -247,12 +261,18 @@ func (s *server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if s.closing.Load() {
 		return wire.AppendErr(nil, wire.ErrCodeShutdown, "child is shutting down"), gnet.Close
 	}
-	if s.ch.draining.Load() {
+	ip := ipOf(c.RemoteAddr())
+	reason, retry := refusedDraining, time.Second
+	if !s.ch.draining.Load() {
+		reason, retry = s.ch.admit.admit(ip, time.Now().UnixNano())
+	}
+	if reason != "" {
+		s.ch.metrics.Refused.WithLabelValues(reason).Inc()
 		s.ch.metrics.ClientErrors.WithLabelValues(wire.ErrCodeBusy).Inc()
-		return s.ch.busyLine(), gnet.Close
+		return s.ch.busyLine(retry), gnet.Close
 	}
 	l := s.loopOf(c.EventLoop())
-	c.SetContext(&peer{cl: l.sess.Open(gnetConn{c}), l: l})
+	c.SetContext(&peer{cl: l.sess.Open(gnetConn{c}), l: l, ip: ip})
 	s.ch.metrics.Clients.Inc()
 	return nil, gnet.None
 }
@@ -263,6 +283,7 @@ func (s *server) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	p.l.sess.Closed(p.cl)
+	s.ch.admit.release(p.ip)
 	s.ch.metrics.Clients.Dec()
 	return gnet.None
 }

@@ -14,7 +14,11 @@ const (
 	CmdTime     = "TIME"
 	CmdChildren = "CHILDREN" // the child directory; "WATCH CHILDREN" pushes it on each change
 	CmdWatch    = "WATCH"
+	CmdAuth     = "AUTH" // the first line where the child has entitlements: "AUTH token"
 )
+
+// MaxTokenLen bounds an AUTH token.
+const MaxTokenLen = 256
 
 // MaxSymbolLen bounds one symbol of a client command.
 const MaxSymbolLen = 16
@@ -35,6 +39,10 @@ const (
 	ErrCodeConflated = "CONFLATED"
 	ErrCodeGone      = "GONE" // RESUME seq older than the history held, or of another epoch
 	ErrCodeShutdown  = "SHUTDOWN"
+	ErrCodeAuth      = "AUTH"   // no AUTH, or a bad token, where entitlements apply; connection closes
+	ErrCodeDenied    = "DENIED" // "ERR DENIED sym": the token does not cover sym (or no longer does)
+	ErrCodeLimit     = "LIMIT"  // the client holds the most subscriptions it may
+	// ErrCodeBusy (cluster.go): "ERR BUSY retry=<ms> [try=<addr>]".
 )
 
 // Command is one parsed client line. Symbols alias the line.
@@ -43,6 +51,7 @@ type Command struct {
 	Seq     uint64 // RESUME
 	Epoch   uint32 // RESUME epoch:seq (0: the current epoch)
 	T0      int64  // TIME
+	Token   []byte // AUTH
 	Symbols [][]byte
 }
 
@@ -128,6 +137,16 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 			return c, errorf("client line", ErrSyntax, "WATCH takes one argument: CHILDREN")
 		}
 		return c, nil
+	case CmdAuth:
+		c.Verb = CmdAuth
+		if len(args) != 1 {
+			return c, errorf("client line", ErrSyntax, "AUTH needs one token")
+		}
+		if !ValidToken(args[0]) {
+			return c, errorf("client line", ErrSyntax, "bad token: 1..%d printable characters", MaxTokenLen)
+		}
+		c.Token = args[0]
+		return c, nil
 	case CmdTime:
 		c.Verb = CmdTime
 		if len(args) != 1 {
@@ -149,6 +168,20 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 	}
 	c.Symbols = args
 	return c, nil
+}
+
+// ValidToken reports whether t is 1..MaxTokenLen printable ASCII
+// characters without spaces.
+func ValidToken(t []byte) bool {
+	if len(t) == 0 || len(t) > MaxTokenLen {
+		return false
+	}
+	for _, c := range t {
+		if c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidSymbol reports whether s is "*" or 1..MaxSymbolLen of [A-Za-z0-9._-].

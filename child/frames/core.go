@@ -90,6 +90,10 @@ func NewCore(historyFrames, historyBytes int) *Core {
 	return &Core{hist: newHistory(historyFrames, historyBytes), syms: make(map[uint32]*symState)}
 }
 
+// Codes is every symbol code seen, ascending; the caller must not keep it
+// past its hold of the core.
+func (c *Core) Codes() []uint32 { return c.codes }
+
 // LastSeq is the seq of the last item applied (0 before any).
 func (c *Core) LastSeq() uint64 { return c.last }
 
@@ -334,7 +338,7 @@ func (c *Core) AppendHistory(dst []byte, from uint64, hashes []uint64, all bool,
 // part of a long RESUME. next is the seq the next part starts at (LastSeq+1
 // once this part reached the end).
 func (c *Core) AppendHistoryPart(dst []byte, from uint64, hashes []uint64, all bool, now int64, n int) (out []byte, next uint64, ok bool) {
-	return c.AppendHistoryWhere(dst, from, now, n, math.MaxInt, func(_, h uint64) bool {
+	return c.AppendHistoryWhere(dst, from, now, n, math.MaxInt, func(_, h uint64, _ []byte) bool {
 		_, in := slices.BinarySearch(hashes, h)
 		return all || in
 	})
@@ -343,7 +347,7 @@ func (c *Core) AppendHistoryPart(dst []byte, from uint64, hashes []uint64, all b
 // AppendHistoryWhere appends the held frames with seq >= from that want
 // picks, over at most n seqs and until it has appended maxBytes or more,
 // with child send stamp now; next and ok are AppendHistoryPart's.
-func (c *Core) AppendHistoryWhere(dst []byte, from uint64, now int64, n, maxBytes int, want func(seq, hash uint64) bool) (out []byte, next uint64, ok bool) {
+func (c *Core) AppendHistoryWhere(dst []byte, from uint64, now int64, n, maxBytes int, want func(seq, hash uint64, frame []byte) bool) (out []byte, next uint64, ok bool) {
 	if from <= c.last && (c.OldestSeq() == 0 || from < c.OldestSeq()) {
 		return dst, from, false
 	}
@@ -355,7 +359,7 @@ func (c *Core) AppendHistoryWhere(dst []byte, from uint64, now int64, n, maxByte
 			next = seq
 			return false
 		}
-		if want(seq, h) {
+		if want(seq, h, frame) {
 			dst = appendStamped(dst, frame, now)
 		}
 		return true
@@ -367,7 +371,7 @@ func (c *Core) AppendHistoryWhere(dst []byte, from uint64, now int64, n, maxByte
 // one, if that is epoch: the frames the history still holds of it from
 // seq from to its last. level reports that next is past its last; ok is
 // false when the history no longer holds from (or holds nothing of epoch).
-func (c *Core) AppendPrevWhere(dst []byte, epoch uint32, from uint64, now int64, maxBytes int, want func(seq, hash uint64) bool) (out []byte, next uint64, ok, level bool) {
+func (c *Core) AppendPrevWhere(dst []byte, epoch uint32, from uint64, now int64, maxBytes int, want func(seq, hash uint64, frame []byte) bool) (out []byte, next uint64, ok, level bool) {
 	p := &c.prev
 	if !p.held || epoch != p.epoch || epoch == c.epoch {
 		return dst, from, false, false
@@ -386,7 +390,7 @@ func (c *Core) AppendPrevWhere(dst []byte, epoch uint32, from uint64, now int64,
 		if o > end || len(dst)-start >= maxBytes {
 			return false
 		}
-		if want(seq, h) {
+		if want(seq, h, frame) {
 			dst = appendStamped(dst, frame, now)
 		}
 		next = seq + 1

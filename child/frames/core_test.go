@@ -313,7 +313,7 @@ func TestCoreEpochs(t *testing.T) {
 		}
 		return out
 	}
-	all := func(_, _ uint64) bool { return true }
+	all := func(_, _ uint64, _ []byte) bool { return true }
 	c := NewCore(256, 1<<20)
 	applyN(t, c, 1, 100)
 	c.Reset(5, 1)

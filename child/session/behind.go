@@ -180,7 +180,7 @@ func (l *Loop) catchUp(cl *Client, limit int) (written int) {
 			return written
 		}
 	}
-	want := func(seq, hash uint64) bool { return l.f.wants(cl, seq, hash) }
+	want := func(seq, hash uint64, frame []byte) bool { return l.f.wants(cl, seq, hash, frame) }
 	for cl.behind && cl.conn != nil {
 		var ok, level bool
 		var p, oldest uint64

@@ -1,5 +1,10 @@
 package session
 
+import (
+	"tickrelay/entitle"
+	"tickrelay/internal/ratelimit"
+)
+
 // Conn is what the session core needs of a client connection.
 type Conn interface {
 	// Write queues b: what the socket does not take at once is copied
@@ -58,10 +63,18 @@ type Client struct {
 	syms   [][]byte
 	sym    []byte
 	hashes []uint64
-	watch  bool  // WATCH CHILDREN: gets the directory on each change
-	subbed bool  // it sent a SUB or RESUME (the first RESUME counts an arrival)
-	winAt  int64 // flood window start
-	winN   int
+	watch  bool // WATCH CHILDREN: gets the directory on each change
+	subbed bool // it sent a SUB or RESUME (the first RESUME counts an arrival)
+	cmds   ratelimit.Bucket
+	// Entitlements (auth.go): grant is what it may see (nil: everything,
+	// no entitlements in force); key its token's hash, for reloads.
+	authed   bool
+	openedAt int64
+	identity string
+	key      entitle.Key
+	grant    *entitle.Grant
+	winAt    int64 // flood window start
+	winN     int
 }
 
 // Dead reports whether cl is closed or closing (it gets nothing more).

@@ -21,11 +21,12 @@ var commands = map[string]command{
 	wire.CmdResume:   resume,
 	wire.CmdChildren: children,
 	wire.CmdWatch:    watch,
+	wire.CmdAuth:     auth,
 }
 
 // command parses one client line and runs its verb.
 func (l *Loop) command(cl *Client, line []byte, recv int64) {
-	if len(line) == 0 {
+	if len(line) == 0 || !l.gate(cl, line) {
 		return
 	}
 	cmd, err := wire.ParseCommand(line, cl.syms[:0])
@@ -48,8 +49,16 @@ func (l *Loop) command(cl *Client, line []byte, recv int64) {
 			return
 		}
 	}
+	if !l.throttle(cl, cmd.Verb, recv) {
+		return
+	}
 	cl.syms = cmd.Symbols[:0]
 	cmd.Symbols = l.distinct(cl, cmd.Symbols)
+	if cmd.Verb == wire.CmdSub || cmd.Verb == wire.CmdResume {
+		if l.permitted(cl, &cmd); len(cmd.Symbols) == 0 {
+			return
+		}
+	}
 	run(l, cl, &cmd, recv)
 }
 

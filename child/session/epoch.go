@@ -91,7 +91,7 @@ func (l *Loop) finishEpoch(cl *Client, epoch uint32, last uint64) {
 		cl.img = cl.img[len(b):]
 		l.writeOwed(cl, b)
 	}
-	want := func(seq, hash uint64) bool { return l.f.wants(cl, seq, hash) }
+	want := func(seq, hash uint64, frame []byte) bool { return l.f.wants(cl, seq, hash, frame) }
 	for cl.conn != nil {
 		var ok, level bool
 		out, next := l.f.out[:0], cl.behindFrom

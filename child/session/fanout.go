@@ -110,13 +110,15 @@ func (f *fanout) restart(cl *Client, p uint64) {
 
 // wants reports whether a frame (seq, hash) is due to cl under its
 // subscriptions. Past maxFrom the symbol alone decides; before it (the few
-// seqs a fresh SUB's image covered) the subscription's own from does.
-func (f *fanout) wants(cl *Client, seq, hash uint64) bool {
+// seqs a fresh SUB's image covered) the subscription's own from does. On
+// "*", the client's grant has a say too (a named symbol was granted at
+// its SUB).
+func (f *fanout) wants(cl *Client, seq, hash uint64, frame []byte) bool {
 	_, named := cl.subs[hash]
 	if seq > cl.maxFrom {
-		return cl.all || named
+		return named || cl.all && cl.grant.AllowsFrame(frame)
 	}
-	if cl.all && seq > f.all[entryOf(f.all, cl)].from {
+	if cl.all && seq > f.all[entryOf(f.all, cl)].from && cl.grant.AllowsFrame(frame) {
 		return true
 	}
 	if named {
@@ -191,7 +193,7 @@ func (f *fanout) add(b *frames.Batch, now int64) {
 			}
 		}
 		for _, e := range f.all {
-			if fr.Seq > e.from {
+			if fr.Seq > e.from && (e.cl.grant == nil || e.cl.grant.AllowsFrame(f.arena[off:end])) { // nil: no entitlements
 				f.deliver(e.cl, off, end)
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"tickrelay/child/frames"
+	"tickrelay/entitle"
+	"tickrelay/internal/ratelimit"
 	"tickrelay/wire"
 )
 
@@ -19,8 +21,20 @@ type Config struct {
 	SlowTimeout       time.Duration // conflate: longest a client may stay behind
 	SlowLinger        time.Duration // a cut client's time to take its last line before it is closed
 	MaxCommandsPerSec int           // flood limit
-	Now               func() int64  // the clock, ns (time.Now().UnixNano when nil)
-	Log               *slog.Logger
+	// Admission (limits.go): a command rate and burst per client (0: no
+	// limit; over it ERR BUSY), subscriptions per client (0: no limit;
+	// ERR LIMIT), and Overloaded, asked at each SUB and RESUME (nil:
+	// never; true: ERR BUSY).
+	CmdRate    float64
+	CmdBurst   int
+	MaxSubs    int
+	Overloaded func() bool
+	// Entitlements (auth.go): the table in force (nil, or returning nil:
+	// none, AUTH is not asked for) and how long a client has to AUTH.
+	Entitlements func() *entitle.Table
+	AuthTimeout  time.Duration
+	Now          func() int64 // the clock, ns (time.Now().UnixNano when nil)
+	Log          *slog.Logger
 }
 
 // Loop is one event loop's share of the clients.
@@ -49,6 +63,7 @@ type Loop struct {
 	epoch    uint32         // of the frames it delivers (epoch.go)
 	children []byte         // the CHILDREN line (children.go)
 	deferred []deferredLine // lines waiting for the core's epoch
+	unauthed []*Client      // clients yet to AUTH, oldest first (auth.go)
 }
 
 // NewLoop returns a loop serving images and history from src.
@@ -71,8 +86,10 @@ const DefaultSlowLinger = time.Second
 
 // Open starts serving c.
 func (l *Loop) Open(c Conn) *Client {
-	cl := &Client{conn: c}
+	now := l.cfg.Now()
+	cl := &Client{conn: c, cmds: ratelimit.New(l.cfg.CmdRate, l.cfg.CmdBurst, now)}
 	l.clients[cl] = struct{}{}
+	l.opened(cl, now)
 	return cl
 }
 
@@ -84,6 +101,7 @@ func (l *Loop) Closed(cl *Client) {
 	cl.dead = true
 	l.leaveBehind(cl)
 	l.f.remove(cl)
+	l.leaveAuth(cl)
 	delete(l.clients, cl)
 	cl.conn = nil
 }
@@ -219,6 +237,7 @@ func (l *Loop) Flush() {
 // Tick runs, on a quiet feed, what a drain's Flush and Resync would:
 // catch-ups, resyncs, timeouts and closes.
 func (l *Loop) Tick() {
+	l.authTimeouts()
 	l.Resync()
 	l.passBehind()
 	l.passLingering()
@@ -230,7 +249,7 @@ func (l *Loop) Tick() {
 func (l *Loop) NeedsTick() bool { return l.busy.Load() }
 
 func (l *Loop) noteBusy() {
-	l.busy.Store(len(l.stale)+len(l.behind)+len(l.lingering) > 0)
+	l.busy.Store(len(l.stale)+len(l.behind)+len(l.lingering)+len(l.unauthed) > 0)
 }
 
 // Shutdown tells every client the child is stopping and closes it.

@@ -13,4 +13,8 @@ type Metrics struct {
 	FramesOut      prometheus.Counter
 	Writes         prometheus.Counter
 	ResumeArrivals prometheus.Counter // clients whose first subscription was a RESUME (moved here from another child)
+	Throttled      prometheus.Counter // command lines refused ERR BUSY by the per-client rate
+	Shed           prometheus.Counter // SUB/RESUME lines refused ERR BUSY while the loop was overloaded
+	Denied         prometheus.Counter // symbols refused ERR DENIED (at SUB/RESUME, or revoked by a reload)
+	Authenticated  prometheus.Gauge   // clients past AUTH
 }

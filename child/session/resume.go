@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"tickrelay/child/frames"
@@ -38,7 +39,10 @@ func resume(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 	for !done {
 		l.src.Read(func(c *frames.Core) {
 			now = l.cfg.Now() // in the hold: after every frame it may copy arrived
-			out, next, ok = c.AppendHistoryPart(out, next, match, all, now, resumePart)
+			out, next, ok = c.AppendHistoryWhere(out, next, now, resumePart, math.MaxInt, func(_, h uint64, frame []byte) bool {
+				_, named := slices.BinarySearch(match, h)
+				return named || all && cl.grant.AllowsFrame(frame)
+			})
 			if done = !ok || next > c.LastSeq(); done {
 				p, oldest = c.LastSeq(), c.OldestSeq()
 			}

@@ -176,6 +176,9 @@ func (l *Loop) resync(cl *Client, now int64) {
 		return
 	}
 	img, p0 := l.allImage()
+	if !cl.grant.Everything() {
+		img = cl.grant.FilterFrames(nil, img)
+	}
 	l.f.restart(cl, p0)
 	cl.oks = append(cl.oks[:0], []byte(wire.AllSymbols))
 	for _, sym := range cl.subs {

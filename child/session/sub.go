@@ -48,6 +48,9 @@ func (l *Loop) subAll(cl *Client, cmd *wire.Command) {
 		return
 	}
 	img, p0 := l.allImage()
+	if !cl.grant.Everything() {
+		img = cl.grant.FilterFrames(nil, img) // its own: the shared one is every symbol's
+	}
 	for i, sym := range cmd.Symbols {
 		cl.sym = frames.CanonicalSymbol(cl.sym[:0], sym)
 		l.f.subscribe(cl, cl.hashes[i], cl.sym, isAll(sym), p0)

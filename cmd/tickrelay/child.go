@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +41,16 @@ func runChild(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.AnnounceEvery, "announce-every", cfg.AnnounceEvery, "how often the child announces itself to its roots for the directory (their -announce-every)")
 	cfg.DrainGrace = 10 * time.Second
 	fs.DurationVar(&cfg.DrainGrace, "drain-grace", cfg.DrainGrace, "on SIGTERM (or POST /drain on -admin): announce draining, send clients INFO DRAIN and wait up to this long for them to move before closing (0: close at once)")
+	fs.IntVar(&cfg.MaxClients, "max-clients", cfg.MaxClients, "connections at most (0: no limit); more get ERR BUSY and are closed")
+	fs.IntVar(&cfg.MaxClientsPerIP, "max-clients-per-ip", cfg.MaxClientsPerIP, "connections at most from one IP address (0: no limit)")
+	fs.Float64Var(&cfg.AcceptRate, "accept-rate", cfg.AcceptRate, "connections accepted per second (0: no limit); over it ERR BUSY retry=<ms>")
+	fs.IntVar(&cfg.AcceptBurst, "accept-burst", cfg.AcceptBurst, "connections accepted at once above -accept-rate")
+	fs.Float64Var(&cfg.CmdRate, "cmd-rate", cfg.CmdRate, "command lines per second per client (0: no limit); over it ERR BUSY retry=<ms>, the connection lives (-max-commands still cuts floods)")
+	fs.IntVar(&cfg.CmdBurst, "cmd-burst", cfg.CmdBurst, "command lines at once above -cmd-rate")
+	fs.IntVar(&cfg.MaxSubs, "max-subs", cfg.MaxSubs, "subscriptions per client (0: no limit; '*' counts one); over it ERR LIMIT")
+	fs.Uint64Var(&cfg.ShedBacklog, "shed-backlog", cfg.ShedBacklog, "while an event loop's fan-out is this many seqs behind, its SUB and RESUME get ERR BUSY and /healthz says degraded (0: never)")
+	fs.StringVar(&cfg.Entitlements, "entitlements", cfg.Entitlements, "file of tokens and the symbols each may see (clients must AUTH first); reloaded on SIGHUP and when it changes")
+	fs.DurationVar(&cfg.AuthTimeout, "auth-timeout", cfg.AuthTimeout, "with -entitlements: time a client has to send AUTH")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -71,7 +84,27 @@ func runChild(ctx context.Context, args []string) error {
 		}()
 		fmt.Fprintf(w, "draining for up to %s\n", grace)
 	}}
-	if err := serveAdmin(ctx, *admin, reg, log, drain); err != nil {
+	health := adminRoute{"/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := ch.Health()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, why)
+	}}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				ch.Reload() // logs its error; the table in force stays
+			case <-runCtx.Done():
+				return
+			}
+		}
+	}()
+	if err := serveAdmin(ctx, *admin, reg, log, drain, health); err != nil {
 		return err
 	}
 	return ch.Run(runCtx)
