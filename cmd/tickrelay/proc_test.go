@@ -34,6 +34,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(stormEnv); addr != "" { // BenchmarkConnectionStorm's client process
+		stormClient(addr)
+		return
+	}
+	if os.Getenv(sinkEnv) != "" { // and its control: a listener that refuses everyone
+		stormSink()
+		return
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
