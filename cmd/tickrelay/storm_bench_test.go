@@ -7,11 +7,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"syscall"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
