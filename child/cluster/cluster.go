@@ -47,6 +47,7 @@ type Config struct {
 	// directory is pushed only when the set changes). Default 1s.
 	LoadEvery time.Duration
 	OnMove    func(Move) // each move, once it is resumed (called from Next)
+	Token     string     // sent as "AUTH token" first on each connection, where children have entitlements
 	Rcvbuf    int        // SO_RCVBUF of each connection (0: the kernel's)
 }
 
@@ -178,6 +179,11 @@ func (cl *Client) open(ctx context.Context, addr string) (*client.Client, []wire
 	fail := func(err error) (*client.Client, []wire.ChildInfo, error) {
 		c.Close()
 		return nil, nil, fmt.Errorf("cluster: %s: %w", addr, err)
+	}
+	if cl.cfg.Token != "" {
+		if err := c.SendLine(wire.CmdAuth + " " + cl.cfg.Token); err != nil {
+			return fail(err)
+		}
 	}
 	if err := c.SendLine("WATCH " + wire.CmdChildren); err != nil {
 		return fail(err)

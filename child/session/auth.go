@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 
@@ -50,11 +51,16 @@ func (l *Loop) gate(cl *Client, line []byte) bool {
 	if cl.authed {
 		return true
 	}
-	if cmd, err := wire.ParseCommand(line, cl.syms[:0]); err == nil && cmd.Verb == wire.CmdAuth {
+	cmd, err := wire.ParseCommand(line, cl.syms[:0])
+	if err == nil && cmd.Verb == wire.CmdAuth {
 		return true
 	}
+	why := "AUTH token first"
+	if err != nil && bytes.HasPrefix(line, []byte(wire.CmdAuth+" ")) {
+		why = shortReason(err) // a malformed AUTH: say what is wrong with it
+	}
 	l.writeOut(cl)
-	l.writeErr(cl, wire.ErrCodeAuth, "AUTH token first")
+	l.writeErr(cl, wire.ErrCodeAuth, why)
 	return false
 }
 

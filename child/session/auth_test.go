@@ -64,6 +64,12 @@ func TestAuthGate(t *testing.T) {
 	if !r.input(c, "AUTH wrong-token") || c.lines()[0] != "ERR AUTH unknown token" {
 		t.Fatal("a bad token was not refused and closed")
 	}
+	for _, bad := range []string{"AUTH " + strings.Repeat("t", 300), "AUTH to\x01ken", "AUTH a b"} {
+		c = r.open()
+		if !r.input(c, bad) || !strings.HasPrefix(c.lines()[0], "ERR AUTH ") {
+			t.Fatalf("%.20q before AUTH was not refused and closed", bad)
+		}
+	}
 	c = r.open()
 	if !r.input(c, "garbage") || c.lines()[0] != "ERR AUTH AUTH token first" {
 		t.Fatal("a garbage line before AUTH was not refused and closed")

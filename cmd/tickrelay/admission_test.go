@@ -14,6 +14,7 @@ import (
 
 	"tickrelay/child"
 	"tickrelay/child/client"
+	"tickrelay/child/cluster"
 	"tickrelay/internal/daemontest"
 	"tickrelay/wire"
 )
@@ -203,6 +204,29 @@ func TestEntitlementsEndToEnd(t *testing.T) {
 	if len(denied) != 5 {
 		t.Fatalf("more ERR lines: %q", denied)
 	}
+	// The cluster client AUTHs on each connection; without a token it is
+	// told why it cannot dial.
+	if _, err := cluster.Dial(t.Context(), cluster.Config{Seeds: []string{addr}}); err == nil || !strings.Contains(err.Error(), "ERR AUTH") {
+		t.Fatalf("a cluster client without a token: %v", err)
+	}
+	cc, err := cluster.Dial(t.Context(), cluster.Config{Seeds: []string{addr}, Token: "alice-token-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cc.Sub("3", "7")
+	for oks := 0; oks < 2; {
+		ev, err := cc.Next(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind == wire.LineErr && string(ev.Line) != "ERR DENIED 00007" {
+			t.Fatalf("cluster client: %s", ev.Line)
+		}
+		if ev.Kind == wire.LineOK || ev.Kind == wire.LineErr {
+			oks++
+		}
+	}
 	// A late client still needs its token.
 	late, err := client.Dial(t.Context(), addr)
 	if err != nil {
@@ -227,7 +251,19 @@ func TestEntitlementsSIGHUP(t *testing.T) {
 	k.p.signal(syscall.SIGHUP)
 	k.p.waitLog(t, 5*time.Second, "entitlements not reloaded", file+":2:")
 	os.WriteFile(file, []byte("alice alice-token-1 *\nbob bob-token-22 1\n"), 0o600)
-	k.p.signal(syscall.SIGHUP)
+	for range 50 { // a storm of them: reloads one at a time, nothing else
+		k.p.signal(syscall.SIGHUP)
+	}
 	k.p.waitLog(t, 5*time.Second, "entitlements reloaded", "tokens=2")
+	c, err := client.Dial(t.Context(), k.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SendLine("AUTH bob-token-22")
+	c.Conn().SetReadDeadline(time.Now().Add(3 * time.Second))
+	if ev, err := c.Next(); err != nil || string(ev.Line) != "OK AUTH bob" {
+		t.Fatalf("bob after the reloads: %v %v", ev, err)
+	}
 	k.p.stop(t, 10*time.Second)
 }

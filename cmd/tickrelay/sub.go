@@ -30,6 +30,7 @@ func runSub(ctx context.Context, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:9200", "child client address; several (a,b,c) make a cluster client that follows the directory and moves with no gap")
 	policy := fs.String("policy", "", "cluster: how to pick the child: sticky (default), least-loaded, round-robin or random")
 	id := fs.String("id", "", "cluster: the client's id, which sticky hashes (default: host/pid/random)")
+	token := fs.String("token", "", "AUTH with this token first (children with -entitlements); $TICKRELAY_TOKEN when empty")
 	moveWindow := fs.Duration("move-window", 2*time.Second, "cluster: a move the directory asks for waits a random time within this")
 	subs := fs.String("sub", "*", `symbols, comma-separated ("00001,00005"), or "*" for all`)
 	resume := fs.Uint64("resume", 0, "RESUME from this seq instead of SUB (0 = SUB)")
@@ -55,6 +56,10 @@ func runSub(ctx context.Context, args []string) error {
 		return errors.New("-sub: no symbol")
 	}
 	st := newSubStats(syms, *resume)
+	tok := *token
+	if tok == "" {
+		tok = os.Getenv("TICKRELAY_TOKEN") // kept off the command line, where ps shows it
+	}
 	var read func() (*client.Event, error)
 	if addrs := strings.Split(*addr, ","); len(addrs) > 1 || *policy != "" || *id != "" {
 		if *resume > 0 || *stall > 0 || *childAdmin != "" {
@@ -67,7 +72,7 @@ func runSub(ctx context.Context, args []string) error {
 				return err
 			}
 		}
-		cc, err := cluster.Dial(ctx, cluster.Config{Seeds: addrs, ID: *id, Policy: p, MoveWindow: *moveWindow,
+		cc, err := cluster.Dial(ctx, cluster.Config{Seeds: addrs, ID: *id, Policy: p, MoveWindow: *moveWindow, Token: tok,
 			OnMove: func(m cluster.Move) { fmt.Fprintln(os.Stderr, moveText(m)) }})
 		if err != nil {
 			return err
@@ -86,7 +91,7 @@ func runSub(ctx context.Context, args []string) error {
 		}
 		read = func() (*client.Event, error) { return cc.Next(ctx) }
 	} else {
-		c, err := subOne(ctx, *addr, syms, *resume, *stall, *stats, *childAdmin, st)
+		c, err := subOne(ctx, *addr, tok, syms, *resume, *stall, *stats, *childAdmin, st)
 		if err != nil {
 			return err
 		}
@@ -150,7 +155,7 @@ func runSub(ctx context.Context, args []string) error {
 
 // subOne connects to the one child at addr, syncs the clock (-stats) and
 // subscribes (or resumes), stalling first when asked.
-func subOne(ctx context.Context, addr string, syms []string, resume uint64, stall time.Duration, stats bool, childAdmin string, st *subStats) (*client.Client, error) {
+func subOne(ctx context.Context, addr, token string, syms []string, resume uint64, stall time.Duration, stats bool, childAdmin string, st *subStats) (*client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	window := 0
 	if stall > 0 {
@@ -162,6 +167,12 @@ func subOne(ctx context.Context, addr string, syms []string, resume uint64, stal
 		return nil, err
 	}
 	go func() { <-ctx.Done(); c.Close() }()
+	if token != "" {
+		if err := c.SendLine(wire.CmdAuth + " " + token); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	if stats {
 		// Client<->child clock, measured before subscribing: on a quiet
 		// connection the replies are read as they arrive (once frames
