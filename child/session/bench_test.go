@@ -1,11 +1,15 @@
 package session
 
 import (
+	"strings"
+	"time"
+
 	"fmt"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"tickrelay/child/frames"
+	"tickrelay/entitle"
 	"tickrelay/internal/feedtest"
 	"tickrelay/wire"
 )
@@ -60,8 +64,28 @@ func BenchmarkFanoutLoop(b *testing.B) {
 // BenchmarkLoopFlush is one loop's drain through the session core: a
 // 64-frame batch handed to 1000 clients (50 per symbol plus 20 on "*") and
 // written out, one Write per client, with the slow-client check. 0 allocs/op.
+// "entitled": every client AUTHed, the 20 "*" clients with a grant of half
+// the symbols, so each frame is checked against it.
 func BenchmarkLoopFlush(b *testing.B) {
-	r := newRig(&testing.T{}, Config{MaxPending: 1 << 30})
+	for _, entitled := range []bool{false, true} {
+		name := "open"
+		if entitled {
+			name = "entitled"
+		}
+		b.Run(name, func(b *testing.B) { loopFlush(b, entitled) })
+	}
+}
+
+func loopFlush(b *testing.B, entitled bool) {
+	cfg := Config{MaxPending: 1 << 30}
+	if entitled {
+		tab, err := entitle.Parse(strings.NewReader("half half-token-1 1-10\nall all-token-1 *\n"), "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Entitlements, cfg.AuthTimeout = func() *entitle.Table { return tab }, time.Hour
+	}
+	r := newRig(&testing.T{}, cfg)
 	for i := 0; i < 1000; i++ { // subscribed before the batch: every frame is due
 		c := r.open()
 		c.keep = false
@@ -69,8 +93,16 @@ func BenchmarkLoopFlush(b *testing.B) {
 		if i >= 20 {
 			sub = "SUB " + string(wire.AppendSymbol(nil, uint32(i%feedtest.Symbols)+1))
 		}
+		if entitled {
+			tok := "all-token-1"
+			if i < 20 {
+				tok = "half-token-1"
+			}
+			r.input(c, "AUTH "+tok)
+		}
 		r.input(c, sub)
 	}
+	r.l.Tick() // the "*" clients level (an empty history): they take the fan-out
 	bt := frames.GetBatch()
 	r.state.Write(func(c *frames.Core) {
 		for s := uint64(1); s <= 64; s++ {

@@ -192,10 +192,21 @@ func (f *fanout) add(b *frames.Batch, now int64) {
 				f.deliver(e.cl, off, end)
 			}
 		}
+		code, parsed, known := uint32(0), false, false // the frame's symbol, read once for the "*" clients with a grant
 		for _, e := range f.all {
-			if fr.Seq > e.from && (e.cl.grant == nil || e.cl.grant.AllowsFrame(f.arena[off:end])) { // nil: no entitlements
-				f.deliver(e.cl, off, end)
+			if fr.Seq <= e.from {
+				continue
 			}
+			if g := e.cl.grant; g != nil { // nil: everything
+				if !parsed {
+					code, known = wire.TextFrameCode(f.arena[off:end])
+					parsed = true
+				}
+				if !known || !g.Allows(code) {
+					continue
+				}
+			}
+			f.deliver(e.cl, off, end)
 		}
 	}
 }
