@@ -260,3 +260,25 @@ func (ch *Child) shutdownLoops() {
 		ch.log.Warn("loops did not drain in time")
 	}
 }
+
+// LoopsAlive reports whether every event loop runs a task within d: a loop
+// stuck in a callback stops the systemd watchdog.
+func (ch *Child) LoopsAlive(d time.Duration) bool {
+	loops := *ch.srv.loops.Load()
+	done := make(chan struct{}, len(loops))
+	for _, l := range loops {
+		if l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error { done <- struct{}{}; return nil })) != nil {
+			return false
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for range loops {
+		select {
+		case <-done:
+		case <-t.C:
+			return false
+		}
+	}
+	return true
+}

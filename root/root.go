@@ -50,7 +50,10 @@ import (
 
 // Root is the root daemon.
 type Root struct {
-	cfg   Config
+	// progress is when the feed session last moved (a read returned, a
+	// dial began) or, in a backoff, when it will: Stalled reads it.
+	progress atomic.Int64
+	cfg      Config
 	log   *slog.Logger
 	m     *Metrics
 	ring  *Ring
@@ -97,6 +100,13 @@ func New(cfg Config) (*Root, error) {
 	}
 	r.relay = newRelay(r)
 	return r, nil
+}
+
+// Stalled reports whether the feed session has not moved for d: hung (a
+// live one returns from every read within IdleTimeout, and retries within
+// its backoff). The systemd watchdog stops on it.
+func (r *Root) Stalled(d time.Duration) bool {
+	return time.Since(time.Unix(0, r.progress.Load())) > d
 }
 
 // Head returns the last seq received (0 before any).

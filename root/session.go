@@ -59,6 +59,7 @@ func (s *session) run(ctx context.Context) {
 		if attempt > 0 {
 			s.r.m.Reconnects.Inc()
 			d := backoff/2 + rand.N(backoff/2+1)
+			s.r.progress.Store(time.Now().Add(d).UnixNano()) // waiting is not stalling
 			t := time.NewTimer(d)
 			select {
 			case <-ctx.Done():
@@ -68,6 +69,7 @@ func (s *session) run(ctx context.Context) {
 			}
 		}
 		started := time.Now()
+		s.r.progress.Store(started.UnixNano())
 		accepted, err := s.once(ctx)
 		if ctx.Err() != nil {
 			return
@@ -167,6 +169,7 @@ func (s *session) readLoop(conn net.Conn) error {
 			return err
 		}
 		s.flush()
+		s.r.progress.Store(time.Now().UnixNano())
 		conn.SetReadDeadline(time.Now().Add(idle))
 		if err := s.in.Fill(conn); err != nil {
 			var ne net.Error

@@ -107,5 +107,6 @@ func runChild(ctx context.Context, args []string) error {
 	if err := serveAdmin(ctx, *admin, reg, log, drain, health); err != nil {
 		return err
 	}
+	notifyChild(runCtx, ch)
 	return ch.Run(runCtx)
 }

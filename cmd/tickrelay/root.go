@@ -208,6 +208,7 @@ func runRootWith(ctx context.Context, cfg root.Config, j *journal.Journal, df *r
 	} else {
 		close(bdone)
 	}
+	notifyRoot(ctx, r)
 	err = r.Run(ctx)
 	if b != nil {
 		// The final round copies committed items only: commit the rest first.
