@@ -54,11 +54,11 @@ type Root struct {
 	// dial began) or, in a backoff, when it will: Stalled reads it.
 	progress atomic.Int64
 	cfg      Config
-	log   *slog.Logger
-	m     *Metrics
-	ring  *Ring
-	relay *relay
-	now   func() int64
+	log      *slog.Logger
+	m        *Metrics
+	ring     *Ring
+	relay    *relay
+	now      func() int64
 	// hops: shard 0 is the exchange session's (exch->root), shard i+1
 	// relay loop i's (root).
 	hops *latency.Recorder
