@@ -10,7 +10,7 @@ BENCHPKGS ?= ./wire ./root ./child/... ./feed ./root/journal ./replay
 # side starve each other's timers and sockets. The run takes ~2 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m -p 1
 
-.PHONY: all build test race lint bench fuzz demo perf clean
+.PHONY: all build test race lint bench fuzz demo perf clean install
 
 all: build
 
@@ -46,6 +46,10 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 500x $$pkg || exit 1; \
 		done; \
 	done
+
+# As root: binary, systemd units, the tickrelay user, example configs.
+install: build
+	scripts/install.sh
 
 demo: build
 	scripts/demo.sh $(BIN)

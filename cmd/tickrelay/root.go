@@ -27,6 +27,16 @@ func init() {
 // keeps the password out of the process list).
 const envPG = "TICKRELAY_PG"
 
+// envPassword holds the exchange password where -password is not given.
+const envPassword = "TICKRELAY_EXCHANGE_PASSWORD"
+
+// flagSet reports whether flag name was given (command line or config).
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // defaultJournal is where the journal lives unless -journal says otherwise:
 // under systemd's StateDirectory= ($STATE_DIRECTORY, /var/lib/tickrelay in
 // our unit) when set, else tickrelay-root.journal in the working directory.
@@ -107,7 +117,7 @@ func runRoot(ctx context.Context, args []string) error {
 	fs := newFlags("root")
 	exchange := fs.String("exchange", def.ExchangeAddr, "exchange feed address host:port")
 	user := fs.String("user", def.User, "exchange logon user (<= 16 bytes)")
-	password := fs.String("password", def.Password, "exchange logon password (<= 16 bytes)")
+	password := fs.String("password", def.Password, "exchange logon password (<= 16 bytes); $"+envPassword+" when this flag is not given (keeps it out of configs and the process list)")
 	addr := fs.String("addr", def.Addr, "relay listen address for children")
 	ringSize := fs.Int("ring-size", def.RingSize, "items kept in memory (power of two); older ones are served from the journal")
 	loops := fs.Int("loops", def.Loops, "gnet event loops for children (0 = one per CPU)")
@@ -116,6 +126,9 @@ func runRoot(ctx context.Context, args []string) error {
 	df := addDurabilityFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if env := os.Getenv(envPassword); env != "" && !flagSet(fs, "password") {
+		*password = env
 	}
 	log, err := newLogger(fs)
 	if err != nil {

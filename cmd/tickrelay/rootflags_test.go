@@ -5,6 +5,11 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"tickrelay/feed"
+	"tickrelay/internal/daemontest"
+	"tickrelay/perf"
 )
 
 func TestRootDurabilityFlags(t *testing.T) {
@@ -45,4 +50,23 @@ func TestRootDurabilityFlags(t *testing.T) {
 			t.Errorf("%q: accepted (%v)", bad, err)
 		}
 	}
+}
+
+// TestRootPasswordFromEnv: the root daemon logs in with the password in
+// $TICKRELAY_EXCHANGE_PASSWORD when -password is not given.
+func TestRootPasswordFromEnv(t *testing.T) {
+	cfg := feed.DefaultConfig()
+	cfg.Addr, cfg.Rate, cfg.Symbols, cfg.Password, cfg.Logger = "127.0.0.1:0", 100, 5, "s3cret-pw", testLogger()
+	ex, err := feed.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemontest.Start(t, "exchange", ex)
+	<-ex.Ready()
+	t.Setenv(envPassword, "s3cret-pw")
+	admin := freeAddr(t)
+	startProc(t, "root", rootArgs(ex.Addr(), "127.0.0.1:0", admin, "")...)
+	waitFor(t, "items through the logon", 10*time.Second, func() bool {
+		return perf.ScrapeAll(admin, "tickrelay_root_ring_head")["tickrelay_root_ring_head"] > 0
+	})
 }
