@@ -39,10 +39,38 @@ type line struct {
 	items  prometheus.Counter
 }
 
+// outage is a run of failed dials to a root.
+type outage struct {
+	since, said time.Time
+	attempts    int
+}
+
+// logSessionEnd logs how a relay session ended. Failed dials are said once
+// per outage, then a reminder a minute: a root gone for hours does not
+// fill the log.
+func (ch *Child) logSessionEnd(l *line, out *outage, end sessionEnd) {
+	now := time.Now()
+	switch {
+	case end.dial && out.since.IsZero():
+		out.since, out.said = now, now
+		ch.log.Warn("cannot reach the root; retrying (said again each minute while it lasts)", "root", l.addr, "err", end.err, "last_seq", ch.LastSeq())
+		return
+	case end.dial:
+		if out.attempts++; now.Sub(out.said) >= time.Minute {
+			out.said = now
+			ch.log.Warn("root still unreachable; retrying", "root", l.addr, "for", now.Sub(out.since).Round(time.Second), "attempts", out.attempts+1, "err", end.err)
+		}
+		return
+	}
+	*out = outage{} // a session began ("relay session" said so): the outage is over
+	ch.log.Warn("relay session ended", "root", l.addr, "err", end.err, "last_seq", ch.LastSeq())
+}
+
 // relayLoop runs relay sessions to l's root until ctx ends, reconnecting
 // with backoff.
 func (ch *Child) relayLoop(ctx context.Context, l *line) {
 	backoff := ch.cfg.BackoffMin
+	var out outage // the root unreachable since
 	for n := 0; ctx.Err() == nil; n++ {
 		if n > 0 {
 			ch.metrics.Reconnects.Inc()
@@ -57,11 +85,7 @@ func (ch *Child) relayLoop(ctx context.Context, l *line) {
 		if end.progress {
 			backoff = ch.cfg.BackoffMin
 		}
-		if end.dial {
-			ch.log.Warn("cannot reach the root; retrying", "root", l.addr, "err", end.err, "last_seq", ch.LastSeq())
-		} else {
-			ch.log.Warn("relay session ended", "root", l.addr, "err", end.err, "last_seq", ch.LastSeq())
-		}
+		ch.logSessionEnd(l, &out, end)
 		// A gap or a SeqGone restart retries after the shortest wait; a
 		// failure without progress backs off (with jitter) up to BackoffMax.
 		wait := ch.cfg.BackoffMin

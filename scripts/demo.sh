@@ -48,8 +48,11 @@ wait_port $((BASE + 20))
 wait_port $((BASE + 30))
 wait_port $((BASE + 40))
 
-echo "== first frames for symbols 00001 and 00002 from child a"
-"$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub 00001,00002 -count 12
+echo "== first frames of symbols 00001 and 00002 from child a: the image (SD, ...), OK SUB, then updates (t= stamps cut here)"
+for sym in 00001 00002; do
+	"$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub $sym -count 12 | sed 's/ t=[0-9,]*$//; s/^/   /' |
+		awk '/^   OK SUB/ { ok = 1; print; next } !ok || n++ < 3'
+done
 
 echo "== a client that stops reading: child a (-max-pending 1 MiB) cuts it, its last line says why"
 "$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub '*' -stall 1s -quiet 2>/dev/null | tail -1
@@ -62,8 +65,14 @@ children() { # port: the CHILDREN line from the child there
 for _ in $(seq 30); do line=$(children $((BASE + 20))); [[ $line == *" a="*" b="*" c="* ]] && break; sleep 0.2; done
 echo "$line"
 
-echo "== root metrics"
-curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | grep -E '^tickrelay_' | grep -v -E '_bucket|_sum|_count' | head -15 || true
+echo "== root A's key figures (from its /metrics)"
+curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | awk '
+	/^tickrelay_root_ring_head /      { head = $2 }
+	/^tickrelay_root_items_received_total /    { items = $2 }
+	/^tickrelay_root_children /       { kids = $2 }
+	/^tickrelay_journal_last_seq /    { jlast = $2 }
+	/^tickrelay_journal_durable_seq / { durable = $2 }
+	END { printf "   head seq %d, items received %d, children %d, journal last seq %d (durable %d, %d behind the head)\n", head, items, kids, jlast, durable, head - durable }' || true
 
 echo "== every symbol from child b for ${SECS}s; root A is stopped halfway, child b goes on with root B;"
 echo "   at the exchange's reset the client is told RESET <epoch> <seq> <prev epoch> <prev last>"
@@ -71,6 +80,9 @@ echo "   at the exchange's reset the client is told RESET <epoch> <seq> <prev ep
 timeout --signal=INT "$SECS" "$BIN" sub -addr 127.0.0.1:$((BASE + 30)) -sub '*' -quiet -stats || true
 wait $! 2>/dev/null || true
 
+echo "== child a had root A alone: it keeps its clients and retries, saying so once (then once a minute)"
+grep -E "cannot reach the root|still unreachable" "$DATA/child-a.log" | head -2 | sed 's/^/   /'
+curl -fsS "http://127.0.0.1:$((BASE + 21))/metrics" 2>/dev/null | grep -E '^tickrelay_child_root_up' | sed 's/^/   /' || true
 echo "== child b after the failover and the reset: no gap, nothing lost; the later copy of each seq was dropped"
 curl -fsS "http://127.0.0.1:$((BASE + 31))/metrics" 2>/dev/null |
 	grep -E '^tickrelay_child_(epoch|epoch_changes_total|last_seq|gaps_total|lost_items_total|duplicate_items_total|root_up|root_items_total)' || true

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -68,5 +71,41 @@ func TestSizeFlags(t *testing.T) {
 	}
 	if got := fs.Lookup("max-pending").DefValue; got != "4194304" {
 		t.Errorf("default shown as %q", got)
+	}
+}
+
+// TestREADMEFlagTable: every flag of every daemon (and sub) is in its row
+// of the README's flag table (-config and -log-level, which every command
+// takes, are said above it).
+func TestREADMEFlagTable(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flagLine := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
+	for _, cmd := range []string{"exchange", "root", "child", "sub"} {
+		var row string
+		for _, l := range strings.Split(string(readme), "\n") {
+			if strings.HasPrefix(l, "| `"+cmd+"` | `-") {
+				row = l
+				break
+			}
+		}
+		if row == "" {
+			t.Fatalf("no README flag table row for %s", cmd)
+		}
+		out, err := exec.Command(tickrelayBin(t), cmd, "-h").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range flagLine.FindAllStringSubmatch(string(out), -1) {
+			f := m[1]
+			if f == "config" || f == "log-level" {
+				continue
+			}
+			if !regexp.MustCompile(`[ \x60(|/]-` + regexp.QuoteMeta(f) + `[ \x60|/]`).MatchString(row) {
+				t.Errorf("README: the %s row lacks -%s", cmd, f)
+			}
+		}
 	}
 }
