@@ -16,7 +16,8 @@ import (
 // socket of the test's, WatchdogSec 400ms), says READY=1 once it serves,
 // STATUS= lines with its head, and WATCHDOG=1 while its feed session
 // moves; when the exchange's address answers a logon with silence (the
-// session hangs in it), the pings stop; SIGTERM says STOPPING=1.
+// session hangs in it), the pings stop; SIGTERM says STOPPING=1. A child
+// says READY=1 with its STATUS too.
 func TestSystemdNotify(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "notify")
 	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
@@ -50,7 +51,8 @@ func TestSystemdNotify(t *testing.T) {
 	exAddr := ex.Addr().String()
 	t.Setenv("NOTIFY_SOCKET", sock)
 	t.Setenv("WATCHDOG_USEC", "400000")
-	root := startProc(t, "root", rootArgs(ex.Addr(), "127.0.0.1:0", "", filepath.Join(t.TempDir(), "j"))...)
+	relayAddr := freeAddr(t)
+	root := startProc(t, "root", rootArgs(ex.Addr(), relayAddr, "", filepath.Join(t.TempDir(), "j"))...)
 	seen := map[string]bool{}
 	pings := 0
 	wait := func(what string, d time.Duration, ok func(m msg) bool) msg {
@@ -76,6 +78,12 @@ func TestSystemdNotify(t *testing.T) {
 		return strings.HasPrefix(m.text, "STATUS=epoch ") && !strings.Contains(m.text, "head seq 0,")
 	})
 	wait("3 watchdog pings", 5*time.Second, func(msg) bool { return pings >= 3 })
+	// A child on it says READY=1 with its own STATUS.
+	kid := startProc(t, "child", "child", "-root", relayAddr, "-addr", "127.0.0.1:0", "-name", "n", "-loops", "1")
+	wait("the child's READY=1", 10*time.Second, func(m msg) bool {
+		return strings.HasPrefix(m.text, "READY=1\nSTATUS=0 clients, epoch ")
+	})
+	kid.stop(t, 10*time.Second)
 
 	// The exchange goes; its address answers with silence: the root's
 	// session hangs in the logon (for its 3 s dial timeout).
