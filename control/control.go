@@ -1,0 +1,188 @@
+// Package control is the sequenced control stream that queue groups (and
+// alerts) need: a change every child must apply at the same point of the
+// feed. Children submit operations to the root over the relay line; the
+// root's Sequencer numbers each one (Serial) and places it after the
+// exchange position it had reached (After); the relay sends each record in
+// the stream right after the items up to After, so every child applies it
+// between the same two items. Groups is the state the records build, a
+// pure replica each child keeps and that answers who owns what.
+//
+// Both cores are pure and deterministic: no I/O, no clock; the caller
+// passes lines, heads and records in.
+package control
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Kind is what an Op does.
+type Kind uint8
+
+const (
+	KindJoin  Kind = 1 // a member joins a group (or changes its subscription)
+	KindLeave Kind = 2 // a member leaves a group
+)
+
+// Mode is how a group spreads items over its members.
+type Mode uint8
+
+const (
+	// BySymbol: each symbol has one owner among the members that cover it
+	// (rendezvous hashing), so one member sees every update of a symbol.
+	BySymbol Mode = 0
+	// RoundRobin: the covering members take items in turn, by seq.
+	RoundRobin Mode = 1
+)
+
+// Limits of an Op.
+const (
+	MaxName = 64    // group and member names
+	MaxSyms = 65536 // symbols of one join
+)
+
+// Op is one operation a child submits.
+type Op struct {
+	Kind   Kind
+	Group  string
+	Member string // unique across the children: the child names it
+	Mode   Mode   // join
+	All    bool   // join: every symbol ("*")
+	Syms   []uint32
+}
+
+// Record is an Op the root sequenced: the Serial-th of its era, applied
+// after the item at position After (wire.Pos).
+type Record struct {
+	Era    uint64 // the sequencer's (a root restart starts a new one)
+	Serial uint64
+	After  uint64
+	Op     Op
+}
+
+// ErrBad is what a malformed op or record is.
+var ErrBad = errors.New("control: malformed")
+
+func bad(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBad, fmt.Sprintf(format, args...))
+}
+
+// ValidName reports whether s is a legal group or member name: 1..MaxName
+// of [A-Za-z0-9._:/-].
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == ':' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// Check reports what is wrong with op, if anything.
+func (op *Op) Check() error {
+	switch {
+	case op.Kind != KindJoin && op.Kind != KindLeave:
+		return bad("unknown kind %d", op.Kind)
+	case !ValidName(op.Group):
+		return bad("bad group name %.80q", op.Group)
+	case !ValidName(op.Member):
+		return bad("bad member name %.80q", op.Member)
+	case op.Mode > RoundRobin:
+		return bad("unknown mode %d", op.Mode)
+	case len(op.Syms) > MaxSyms:
+		return bad("%d symbols > %d", len(op.Syms), MaxSyms)
+	case op.Kind == KindLeave && (op.All || len(op.Syms) > 0):
+		return bad("a leave names symbols")
+	}
+	return nil
+}
+
+// Op layout: kind u8, mode u8, all u8, groupLen u8, group, memberLen u8,
+// member, count u32, count x sym u32 (little endian).
+
+// AppendOp appends op's encoding.
+func AppendOp(dst []byte, op Op) ([]byte, error) {
+	if err := op.Check(); err != nil {
+		return dst, err
+	}
+	all := byte(0)
+	if op.All {
+		all = 1
+	}
+	dst = append(dst, byte(op.Kind), byte(op.Mode), all, byte(len(op.Group)))
+	dst = append(dst, op.Group...)
+	dst = append(append(dst, byte(len(op.Member))), op.Member...)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(op.Syms)))
+	for _, s := range op.Syms {
+		dst = binary.LittleEndian.AppendUint32(dst, s)
+	}
+	return dst, nil
+}
+
+// ParseOp decodes an op; it copies what it keeps.
+func ParseOp(p []byte) (Op, error) {
+	var op Op
+	if len(p) < 4 {
+		return op, bad("op of %d bytes", len(p))
+	}
+	op.Kind, op.Mode, op.All = Kind(p[0]), Mode(p[1]), p[2] == 1
+	if p[2] > 1 {
+		return op, bad("all flag %d", p[2])
+	}
+	n := int(p[3])
+	p = p[4:]
+	if len(p) < n+1 {
+		return op, bad("truncated group")
+	}
+	op.Group, p = string(p[:n]), p[n:]
+	n = int(p[0])
+	p = p[1:]
+	if len(p) < n+4 {
+		return op, bad("truncated member")
+	}
+	op.Member, p = string(p[:n]), p[n:]
+	count := binary.LittleEndian.Uint32(p)
+	p = p[4:]
+	if count > MaxSyms || uint64(len(p)) != 4*uint64(count) {
+		return op, bad("%d symbols in %d bytes", count, len(p))
+	}
+	if count > 0 {
+		op.Syms = make([]uint32, count)
+		for i := range op.Syms {
+			op.Syms[i] = binary.LittleEndian.Uint32(p[4*i:])
+		}
+	}
+	return op, op.Check()
+}
+
+// AppendRecord appends r's encoding: era u64, serial u64, after u64, op.
+func AppendRecord(dst []byte, r Record) ([]byte, error) {
+	dst = binary.LittleEndian.AppendUint64(dst, r.Era)
+	dst = binary.LittleEndian.AppendUint64(dst, r.Serial)
+	dst = binary.LittleEndian.AppendUint64(dst, r.After)
+	return AppendOp(dst, r.Op)
+}
+
+// ParseRecord decodes a record.
+func ParseRecord(p []byte) (Record, error) {
+	if len(p) < 24 {
+		return Record{}, bad("record of %d bytes", len(p))
+	}
+	r := Record{Era: binary.LittleEndian.Uint64(p), Serial: binary.LittleEndian.Uint64(p[8:]), After: binary.LittleEndian.Uint64(p[16:])}
+	op, err := ParseOp(p[24:])
+	r.Op = op
+	return r, err
+}
+
+// sortedSyms returns syms sorted, without repeats (a copy).
+func sortedSyms(syms []uint32) []uint32 {
+	s := slices.Clone(syms)
+	slices.Sort(s)
+	return slices.Compact(s)
+}

@@ -1,0 +1,225 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+)
+
+func TestOpCodec(t *testing.T) {
+	for _, op := range []Op{
+		{Kind: KindJoin, Group: "g", Member: "child-a/17", Mode: RoundRobin, Syms: []uint32{5, 1, 700}},
+		{Kind: KindJoin, Group: "risk.desk-1", Member: "m:2", All: true},
+		{Kind: KindLeave, Group: "g", Member: "child-a/17"},
+	} {
+		r := Record{Era: 9, Serial: 3, After: 1 << 33, Op: op}
+		b, err := AppendRecord(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseRecord(b)
+		if err != nil || !reflect.DeepEqual(got, r) {
+			t.Fatalf("%+v -> %+v %v", r, got, err)
+		}
+	}
+	for _, op := range []Op{
+		{Kind: 9, Group: "g", Member: "m"},
+		{Kind: KindJoin, Group: "", Member: "m"},
+		{Kind: KindJoin, Group: "g g", Member: "m"},
+		{Kind: KindJoin, Group: "g", Member: string(make([]byte, 65))},
+		{Kind: KindLeave, Group: "g", Member: "m", All: true},
+		{Kind: KindJoin, Group: "g", Member: "m", Mode: 7},
+	} {
+		if _, err := AppendOp(nil, op); !errors.Is(err, ErrBad) {
+			t.Errorf("%+v encoded: %v", op, err)
+		}
+	}
+	for _, p := range [][]byte{nil, {1, 0, 0, 1, 'g'}, {1, 0, 2, 1, 'g', 1, 'm', 0, 0, 0, 0}, {1, 0, 0, 1, 'g', 1, 'm', 1, 0, 0, 0}} {
+		if _, err := ParseOp(p); !errors.Is(err, ErrBad) {
+			t.Errorf("%v parsed: %v", p, err)
+		}
+	}
+}
+
+func FuzzParseRecord(f *testing.F) {
+	b, _ := AppendRecord(nil, Record{Era: 1, Serial: 2, After: 3, Op: Op{Kind: KindJoin, Group: "g", Member: "m", Syms: []uint32{1, 2}}})
+	f.Add(b)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		r, err := ParseRecord(p)
+		if err != nil {
+			if !errors.Is(err, ErrBad) {
+				t.Fatalf("error not ErrBad: %v", err)
+			}
+			return
+		}
+		b, err := AppendRecord(nil, r)
+		if err != nil {
+			t.Fatalf("a parsed record does not encode: %v", err)
+		}
+		if r2, err := ParseRecord(b); err != nil || !reflect.DeepEqual(r, r2) {
+			t.Fatalf("round trip: %+v %+v %v", r, r2, err)
+		}
+	})
+}
+
+func TestSequencer(t *testing.T) {
+	s := NewSequencer(7, 3)
+	join := func(line int, m string) (Record, error) {
+		return s.Submit(line, Op{Kind: KindJoin, Group: "g", Member: m, Syms: []uint32{3, 1, 3}}, 100)
+	}
+	r, err := join(0, "a")
+	if err != nil || r.Serial != 1 || r.After != 100 || r.Era != 7 || !slices.Equal(r.Op.Syms, []uint32{1, 3}) {
+		t.Fatal(r, err)
+	}
+	if _, err := join(1, "a"); err == nil {
+		t.Fatal("another line took member a")
+	}
+	if _, err := s.Submit(1, Op{Kind: KindLeave, Group: "g", Member: "a"}, 100); err == nil {
+		t.Fatal("another line's leave of a")
+	}
+	join(0, "b")
+	join(1, "c")
+	join(1, "d")
+	if recs, ok := s.Since(7, 0); ok { // 4 records, the last 3 kept
+		t.Fatalf("since 0 with 3 kept: %v", recs)
+	}
+	if recs, ok := s.Since(7, 2); !ok || len(recs) != 2 || recs[0].Serial != 3 {
+		t.Fatalf("since 2: %v %v", recs, ok)
+	}
+	if _, ok := s.Since(6, 4); ok {
+		t.Fatal("another era's child needs no snapshot")
+	}
+	gone := s.LineDown(1, 200)
+	if len(gone) != 2 || gone[0].Op.Member != "c" || gone[1].Op.Member != "d" || gone[1].Serial != 6 || gone[0].After != 200 {
+		t.Fatalf("line down: %+v", gone)
+	}
+	serial, live := s.Snapshot()
+	if serial != 6 || len(live) != 2 || live[0].Op.Member != "a" || live[1].Op.Member != "b" {
+		t.Fatalf("snapshot %d %+v", serial, live)
+	}
+}
+
+// TestReplicas: random joins and leaves from three children, sequenced,
+// applied by a replica live and by others that join late (a snapshot) or
+// reconnect (the records since their serial): at every serial they all
+// answer Owner alike; exactly one covering member owns each (symbol, seq);
+// and a BySymbol join moves only the symbols the new member now owns.
+func TestReplicas(t *testing.T) {
+	for seed := range uint64(30) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { replicaRun(t, seed) })
+	}
+}
+
+func replicaRun(t *testing.T, seed uint64) {
+	rnd := rand.New(rand.NewPCG(seed, 1))
+	s := NewSequencer(1, 8)
+	live, late, flaky := NewGroups(), NewGroups(), NewGroups()
+	groups := []string{"g1", "g2"}
+	members := map[string]int{} // group/member -> line, while joined
+	mode := Mode(seed % 2)
+	owners := func(g *Groups) []string {
+		var out []string
+		for _, gr := range groups {
+			for sym := uint32(1); sym <= 12; sym++ {
+				for seq := uint64(1); seq <= 5; seq++ {
+					o, _ := g.Owner(gr, sym, seq)
+					out = append(out, o)
+				}
+			}
+		}
+		return out
+	}
+	catchUp := func(g *Groups) {
+		recs, ok := s.Since(g.Era(), g.Serial())
+		if !ok {
+			serial, snap := s.Snapshot()
+			g.Load(s.Era(), serial, snap)
+			return
+		}
+		for _, r := range recs {
+			if _, err := g.Apply(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for step := 0; step < 200; step++ {
+		gr := groups[rnd.IntN(2)]
+		m := fmt.Sprintf("m%d", rnd.IntN(8))
+		line, joined := members[gr+"/"+m]
+		var recs []Record
+		switch {
+		case rnd.IntN(20) == 0:
+			down := rnd.IntN(3)
+			recs = s.LineDown(down, uint64(step))
+			for k, l := range members {
+				if l == down {
+					delete(members, k)
+				}
+			}
+		case joined && rnd.IntN(2) == 0:
+			r, err := s.Submit(line, Op{Kind: KindLeave, Group: gr, Member: m}, uint64(step))
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = []Record{r}
+			delete(members, gr+"/"+m)
+		default:
+			if !joined {
+				line = rnd.IntN(3)
+			}
+			op := Op{Kind: KindJoin, Group: gr, Member: m, Mode: mode, All: rnd.IntN(4) == 0}
+			for range rnd.IntN(6) {
+				op.Syms = append(op.Syms, uint32(rnd.IntN(12)+1))
+			}
+			r, err := s.Submit(line, op, uint64(step))
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = []Record{r}
+			members[gr+"/"+m] = line
+		}
+		for _, r := range recs {
+			before := owners(live)
+			if _, err := live.Apply(r); err != nil {
+				t.Fatal(err)
+			}
+			after := owners(live)
+			if mode == BySymbol && r.Op.Kind == KindJoin {
+				for i := range after { // only toward the joiner (or its own symbols changed)
+					if before[i] != after[i] && after[i] != r.Op.Member && before[i] != r.Op.Member {
+						t.Fatalf("step %d: join of %s moved a symbol from %s to %s", step, r.Op.Member, before[i], after[i])
+					}
+				}
+			}
+		}
+		if step == 50 {
+			catchUp(late) // starts late: a snapshot
+		}
+		if step > 50 {
+			catchUp(late)
+		}
+		if rnd.IntN(7) != 0 { // flaky misses some steps, then catches up
+			catchUp(flaky)
+		}
+		if step > 50 && !slices.Equal(owners(late), owners(live)) {
+			t.Fatalf("step %d: the late replica differs", step)
+		}
+	}
+	catchUp(flaky)
+	if !slices.Equal(owners(flaky), owners(live)) {
+		t.Fatal("the flaky replica differs")
+	}
+	// One owner, a covering member, for each (group, symbol, seq).
+	for _, gr := range groups {
+		for sym := uint32(1); sym <= 12; sym++ {
+			o, ok := live.Owner(gr, sym, 3)
+			if ok && !slices.Contains(live.Members(gr), o) {
+				t.Fatalf("owner %s is not a member of %s", o, gr)
+			}
+		}
+	}
+}

@@ -1,0 +1,163 @@
+package control
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Groups is the queue-group state the records build: a replica every
+// child keeps, applying the same records in the same order between the
+// same items, so every child answers Owner alike. It is not safe for
+// concurrent use.
+type Groups struct {
+	era, serial uint64
+	groups      map[string]*group
+}
+
+type group struct {
+	members map[string]*member
+	names   []string // the members' names, sorted
+}
+
+type member struct {
+	mode Mode
+	all  bool
+	syms []uint32 // sorted
+}
+
+// NewGroups returns an empty replica (era 0: it takes any snapshot).
+func NewGroups() *Groups { return &Groups{groups: map[string]*group{}} }
+
+// Era and Serial say how far the replica is: every record of Era up to
+// Serial applied.
+func (g *Groups) Era() uint64    { return g.era }
+func (g *Groups) Serial() uint64 { return g.serial }
+
+// ErrGap: a record that does not follow the last applied one (another
+// era, or a serial skipped): the replica needs a snapshot.
+type ErrGap struct{ HaveEra, HaveSerial, Era, Serial uint64 }
+
+func (e *ErrGap) Error() string {
+	return fmt.Sprintf("control: record %d of era %d does not follow %d of era %d", e.Serial, e.Era, e.HaveSerial, e.HaveEra)
+}
+
+// Apply applies r if it is the next record. One already applied (a
+// resend) is skipped: applied is false, err nil.
+func (g *Groups) Apply(r Record) (applied bool, err error) {
+	if g.era == 0 && g.serial == 0 && r.Serial == 1 { // fresh: the era's first record
+		g.era = r.Era
+	}
+	switch {
+	case r.Era == g.era && r.Serial <= g.serial:
+		return false, nil
+	case r.Era != g.era || r.Serial != g.serial+1:
+		return false, &ErrGap{g.era, g.serial, r.Era, r.Serial}
+	}
+	g.apply(r.Op)
+	g.serial = r.Serial
+	return true, nil
+}
+
+func (g *Groups) apply(op Op) {
+	gr := g.groups[op.Group]
+	switch op.Kind {
+	case KindJoin:
+		if gr == nil {
+			gr = &group{members: map[string]*member{}}
+			g.groups[op.Group] = gr
+		}
+		if _, ok := gr.members[op.Member]; !ok {
+			i, _ := slices.BinarySearch(gr.names, op.Member)
+			gr.names = slices.Insert(gr.names, i, op.Member)
+		}
+		gr.members[op.Member] = &member{mode: op.Mode, all: op.All, syms: sortedSyms(op.Syms)}
+	case KindLeave:
+		if gr == nil {
+			return
+		}
+		if _, ok := gr.members[op.Member]; ok {
+			delete(gr.members, op.Member)
+			i, _ := slices.BinarySearch(gr.names, op.Member)
+			gr.names = slices.Delete(gr.names, i, i+1)
+		}
+		if len(gr.members) == 0 {
+			delete(g.groups, op.Group)
+		}
+	}
+}
+
+// Load replaces the state with a snapshot: every record of era up to
+// serial applied, live the join records of the members then.
+func (g *Groups) Load(era, serial uint64, live []Record) {
+	g.era, g.serial, g.groups = era, serial, map[string]*group{}
+	for _, r := range live {
+		g.apply(r.Op)
+	}
+}
+
+// Members returns a group's members, sorted.
+func (g *Groups) Members(name string) []string {
+	if gr := g.groups[name]; gr != nil {
+		return slices.Clone(gr.names)
+	}
+	return nil
+}
+
+// covers reports whether m takes symbol sym.
+func (m *member) covers(sym uint32) bool {
+	if m.all {
+		return true
+	}
+	_, ok := slices.BinarySearch(m.syms, sym)
+	return ok
+}
+
+// Owner is the member of group that gets item seq of symbol sym: among
+// the members covering sym, by the mode of the first of them (by name),
+// the highest rendezvous weight of (member, sym) for BySymbol, or the
+// seq-th in turn for RoundRobin. ok is false when none covers sym.
+func (g *Groups) Owner(name string, sym uint32, seq uint64) (owner string, ok bool) {
+	gr := g.groups[name]
+	if gr == nil {
+		return "", false
+	}
+	mode, n := BySymbol, 0
+	var best uint64
+	var d xxhash.Digest
+	var key [4]byte
+	binary.LittleEndian.PutUint32(key[:], sym)
+	for _, nm := range gr.names {
+		m := gr.members[nm]
+		if !m.covers(sym) {
+			continue
+		}
+		if n == 0 {
+			mode = m.mode
+		}
+		n++
+		if mode == BySymbol {
+			d.Reset()
+			d.WriteString(nm)
+			d.Write([]byte{0})
+			d.Write(key[:])
+			if w := d.Sum64(); w > best || !ok {
+				owner, best, ok = nm, w, true
+			}
+		}
+	}
+	if mode == RoundRobin && n > 0 {
+		k := int(seq % uint64(n))
+		for _, nm := range gr.names {
+			if gr.members[nm].covers(sym) {
+				if k == 0 {
+					return nm, true
+				}
+				k--
+			}
+		}
+	}
+	return owner, ok
+}
