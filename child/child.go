@@ -14,6 +14,7 @@ import (
 
 	"tickrelay/child/frames"
 	"tickrelay/child/session"
+	"tickrelay/control"
 	"tickrelay/internal/bound"
 	"tickrelay/internal/gnetlog"
 	"tickrelay/latency"
@@ -47,6 +48,7 @@ type Child struct {
 	open      *frames.Batch // being filled
 	openLine  *line         // the line filling open
 	openItems int
+	groups    *control.Groups // the control stream's replica (control.go)
 
 	// hops: shard 0 is the relay lines' (exch->root, root->child),
 	// shard i+1 event loop i's (child hop).
@@ -83,6 +85,7 @@ func New(cfg Config) (*Child, error) {
 		Listener: bound.New(),
 		hops:     latency.NewRecorder(cfg.Loops + 1),
 		drainNow: make(chan struct{}),
+		groups:   control.NewGroups(),
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(latency.NewCollector("tickrelay_child", ch.hops.Merged, nil, latency.HopExchRoot, latency.HopRoot, latency.HopRootChild, latency.HopChild),

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tickrelay/child/session"
+	"tickrelay/control"
 	"tickrelay/wire"
 )
 
@@ -71,6 +72,13 @@ type Config struct {
 	// changes; with it, clients must AUTH within AuthTimeout.
 	Entitlements string
 	AuthTimeout  time.Duration
+
+	// OnControl, when set, sees each control record as the child applies
+	// it (control.go): at is the position (wire.Pos) of the last item published
+	// before it; late that it came after items past its place. A
+	// snapshot shows as a record with no op. It runs under the relay's
+	// lock: keep it short.
+	OnControl func(r control.Record, at uint64, late bool)
 
 	Logger     *slog.Logger          // default slog.Default()
 	Registerer prometheus.Registerer // nil: metrics are kept but not registered

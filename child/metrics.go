@@ -32,16 +32,21 @@ type Metrics struct {
 	Authenticated      prometheus.Gauge
 	EntitlementReloads *prometheus.CounterVec // by result (ok, error)
 	EntitlementTokens  prometheus.Gauge
-	SlowDisconnect     prometheus.Counter
-	SlowConflated      prometheus.Counter     // clients gone stale under SlowPolicy conflate
-	SlowResynced       prometheus.Counter     // stale clients caught up with images
-	ClientsBehind      prometheus.Gauge       // clients owed frames, to catch up from the history
-	ClientErrors       *prometheus.CounterVec // ERR codes sent, by code
-	BytesOut           prometheus.Counter     // bytes written to clients
-	FramesOut          prometheus.Counter     // frames written to clients (fan-out copies)
-	Writes             prometheus.Counter     // client writes of frames (frames/writes = coalescing)
-	ClockOffset        prometheus.Gauge       // root clock minus child clock, seconds
-	ClockBound         prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
+	// The control stream (control.go).
+	ControlApplied prometheus.Counter
+	ControlLate    prometheus.Counter
+	ControlErrors  prometheus.Counter
+	ControlSerial  prometheus.Gauge
+	SlowDisconnect prometheus.Counter
+	SlowConflated  prometheus.Counter     // clients gone stale under SlowPolicy conflate
+	SlowResynced   prometheus.Counter     // stale clients caught up with images
+	ClientsBehind  prometheus.Gauge       // clients owed frames, to catch up from the history
+	ClientErrors   *prometheus.CounterVec // ERR codes sent, by code
+	BytesOut       prometheus.Counter     // bytes written to clients
+	FramesOut      prometheus.Counter     // frames written to clients (fan-out copies)
+	Writes         prometheus.Counter     // client writes of frames (frames/writes = coalescing)
+	ClockOffset    prometheus.Gauge       // root clock minus child clock, seconds
+	ClockBound     prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
 	// Per root (label root = its address): whether its line streams, and
 	// the items taken from it (the first copy of each seq).
 	RootUp     *prometheus.GaugeVec
@@ -82,6 +87,10 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		EntitlementReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
 			Name: "entitlement_reloads_total", Help: "Entitlements file reloads, by result (ok; error: the table in force stayed).", ConstLabels: labels}, []string{"result"}),
 		EntitlementTokens: g("entitlement_tokens", "Tokens in the entitlements table in force."),
+		ControlApplied:    c("controls_applied_total", "Control records applied (group joins and leaves), each between the same two items on every child."),
+		ControlLate:       c("control_late_total", "Control records that came after items past their place (root B ran ahead of the sequencing root A); applied at once."),
+		ControlErrors:     c("control_errors_total", "Control frames that did not decode or did not follow (the relay session restarts and resyncs)."),
+		ControlSerial:     g("control_serial", "Serial of the last control record applied."),
 		SlowDisconnect:    c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
 		SlowConflated:     c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
 		SlowResynced:      c("slow_resynced_total", "Conflated clients caught up with each symbol's image and OK SUB."),
@@ -102,7 +111,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }

@@ -37,6 +37,7 @@ type line struct {
 	bound  atomic.Int64 // its error bound, ns; -1 before any sample
 	up     prometheus.Gauge
 	items  prometheus.Counter
+	send   atomic.Pointer[func([]byte) error] // the session's writer while one runs (control.go)
 }
 
 // outage is a run of failed dials to a root.
@@ -136,11 +137,16 @@ func (ch *Child) session(ctx context.Context, l *line) (end sessionEnd) {
 		_, err := conn.Write(b)
 		return err
 	}
-	if err := write(wire.AppendHello(nil, wire.Hello{FromSeq: from, Epoch: epoch, Name: ch.cfg.Name})); err != nil {
+	ctlEra, ctlSerial := ch.controlsApplied()
+	hello := wire.AppendControlSync(nil, ctlEra, ctlSerial) // before the hello: the root places our control stream by it
+	hello = wire.AppendHello(hello, wire.Hello{FromSeq: from, Epoch: epoch, Name: ch.cfg.Name})
+	if err := write(hello); err != nil {
 		conn.Close()
 		ch.lineEnded(l)
 		return sessionEnd{err: fmt.Errorf("hello: %w", err)}
 	}
+	l.send.Store(&write)
+	defer l.send.Store(nil)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -310,6 +316,10 @@ func (ch *Child) consume(l *line, clock *Clock, br *wire.BatchReader, p []byte, 
 			ch.reset(wire.ParseReset(frame), l, log)
 		case wire.RelayDirectory:
 			ch.onDirectory(l, frame, log)
+		case wire.RelayControl, wire.RelayControlSnapshot:
+			if err := ch.onControl(l, typ, frame, log); err != nil {
+				return n + fn, sessionEnd{progress: true, err: err}, true
+			}
 		case wire.RelayTimeReply:
 			t0, t1, t2 := wire.ParseTimeReply(frame)
 			if _, ok := clock.Add(t0, t1, t2, now); ok {

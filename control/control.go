@@ -186,3 +186,54 @@ func sortedSyms(syms []uint32) []uint32 {
 	slices.Sort(s)
 	return slices.Compact(s)
 }
+
+// AppendSnapshot appends a snapshot's encoding: era u64, serial u64,
+// count u32, count x (length u32, record).
+func AppendSnapshot(dst []byte, era, serial uint64, live []Record) ([]byte, error) {
+	dst = binary.LittleEndian.AppendUint64(dst, era)
+	dst = binary.LittleEndian.AppendUint64(dst, serial)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(live)))
+	for _, r := range live {
+		at := len(dst)
+		dst = append(dst, 0, 0, 0, 0)
+		var err error
+		if dst, err = AppendRecord(dst, r); err != nil {
+			return dst[:at], err
+		}
+		binary.LittleEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
+	}
+	return dst, nil
+}
+
+// ParseSnapshot decodes a snapshot.
+func ParseSnapshot(p []byte) (era, serial uint64, live []Record, err error) {
+	if len(p) < 20 {
+		return 0, 0, nil, bad("snapshot of %d bytes", len(p))
+	}
+	era, serial = binary.LittleEndian.Uint64(p), binary.LittleEndian.Uint64(p[8:])
+	n := binary.LittleEndian.Uint32(p[16:])
+	p = p[20:]
+	if uint64(n)*28 > uint64(len(p)) {
+		return 0, 0, nil, bad("%d records in %d bytes", n, len(p))
+	}
+	live = make([]Record, 0, n)
+	for range n {
+		if len(p) < 4 {
+			return 0, 0, nil, bad("truncated snapshot")
+		}
+		l := binary.LittleEndian.Uint32(p)
+		if uint64(l) > uint64(len(p)-4) {
+			return 0, 0, nil, bad("truncated snapshot record")
+		}
+		r, err := ParseRecord(p[4 : 4+l])
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		live = append(live, r)
+		p = p[4+l:]
+	}
+	if len(p) != 0 {
+		return 0, 0, nil, bad("%d bytes after the snapshot", len(p))
+	}
+	return era, serial, live, nil
+}

@@ -223,3 +223,25 @@ func replicaRun(t *testing.T, seed uint64) {
 		}
 	}
 }
+
+func FuzzParseSnapshot(f *testing.F) {
+	b, _ := AppendSnapshot(nil, 3, 9, []Record{{Era: 3, Serial: 2, Op: Op{Kind: KindJoin, Group: "g", Member: "m", All: true}}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, p []byte) {
+		era, serial, live, err := ParseSnapshot(p)
+		if err != nil {
+			if !errors.Is(err, ErrBad) {
+				t.Fatalf("error not ErrBad: %v", err)
+			}
+			return
+		}
+		b, err := AppendSnapshot(nil, era, serial, live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2, s2, l2, err := ParseSnapshot(b)
+		if err != nil || e2 != era || s2 != serial || !reflect.DeepEqual(live, l2) {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}

@@ -123,3 +123,19 @@ func (s *Sequencer) Snapshot() (serial uint64, live []Record) {
 	slices.SortFunc(live, func(a, b Record) int { return int(int64(a.Serial) - int64(b.Serial)) })
 	return s.serial, live
 }
+
+// Next returns the record after serial for a child that applied every
+// record of era up to serial: ok is false when there is none yet, and
+// snapshot true when the child needs a Snapshot instead (another era, or
+// the record is no longer kept). It does not allocate.
+func (s *Sequencer) Next(era, serial uint64) (r Record, ok, snapshot bool) {
+	switch {
+	case era != s.era || serial > s.serial:
+		return Record{}, false, true
+	case serial == s.serial:
+		return Record{}, false, false
+	case len(s.recent) == 0 || s.recent[0].Serial > serial+1:
+		return Record{}, false, true
+	}
+	return s.recent[serial+1-s.recent[0].Serial], true, false
+}

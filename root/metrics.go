@@ -24,6 +24,10 @@ type Metrics struct {
 	DirectoryChildren prometheus.Gauge
 	BadAnnounces      prometheus.Counter
 	EpochChanges      prometheus.Counter // epochs the exchange started (a new day, a Sequence Reset)
+	// The control stream (control.go): records sequenced, ops refused.
+	Controls       prometheus.Counter
+	ControlRefused prometheus.Counter
+	ControlSerial  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *Metrics {
@@ -47,10 +51,14 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		DirectoryEpoch:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_directory_epoch", Help: "Epoch of the child directory last sent to the children."}),
 		DirectoryChildren: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_directory_children", Help: "Children in the directory last sent."}),
 		BadAnnounces:      prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_bad_announcements_total", Help: "Child announcements refused (malformed, or a name or address another child holds); logged once per connection."}),
+		Controls:          prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_controls_total", Help: "Control records sequenced into the relay stream (group joins and leaves)."}),
+		ControlRefused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_control_refused_total", Help: "Control ops from children refused (malformed, or another child's member)."}),
+		ControlSerial:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_control_serial", Help: "Serial of the last control record."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.ItemsReceived, m.Duplicates, m.SeqBackwards, m.Gaps, m.Reconnects, m.BadInput, m.SessionUp,
-			m.StoreErrors, m.Children, m.BytesSent, m.Batches, m.ChildErrors, m.RingHead, m.RingFirst, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.BadAnnounces)
+			m.StoreErrors, m.Children, m.BytesSent, m.Batches, m.ChildErrors, m.RingHead, m.RingFirst, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.BadAnnounces,
+			m.Controls, m.ControlRefused, m.ControlSerial)
 	}
 	return m
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,15 +14,17 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"tickrelay/control"
 	"tickrelay/internal/gnetaddr"
 	"tickrelay/internal/gnetlog"
 	"tickrelay/latency"
 	"tickrelay/wire"
 )
 
-// maxChildFrame bounds a frame from a child (hello, time request, error);
-// anything longer is a bad frame.
-const maxChildFrame = 4 << 10
+// maxChildFrame bounds a frame from a child (hello, time request, error,
+// a control op of up to control.MaxSyms symbols); anything longer is a
+// bad frame.
+const maxChildFrame = 4*control.MaxSyms + 4<<10
 
 // storeChunk is how many bytes of batches a store catch-up builds per write.
 const storeChunk = 256 << 10
@@ -56,11 +59,12 @@ type relay struct {
 	stopped chan struct{}           // closed when Run is done with the engine
 	wg      sync.WaitGroup          // store catch-up goroutines
 	dir     *dirState               // the child directory (directory.go)
+	ctl     *ctlState               // the control stream (control.go)
 }
 
 func newRelay(r *Root) *relay {
 	rl := &relay{r: r, booted: make(chan struct{}), byLoop: map[gnet.EventLoop]*loop{}, stopped: make(chan struct{}),
-		dir: newDirState(r.cfg.AnnounceEvery)}
+		dir: newDirState(r.cfg.AnnounceEvery), ctl: newCtlState()}
 	rl.loops.Store(&[]*loop{})
 	return rl
 }
@@ -79,6 +83,7 @@ type loop struct {
 	conns   []*child
 	iter    []*child
 	scratch []byte
+	ctlBuf  []byte           // a control record's body (control.go)
 	br      wire.BatchReader // rereads what was sent, for the root hop
 }
 
@@ -106,6 +111,8 @@ type child struct {
 	// announcement of it was refused (logged once).
 	line        int
 	badAnnounce bool
+	// The control records it has (control.go): of era, up to serial.
+	ctlEra, ctlSerial uint64
 	// store catch-up hand-off
 	storeWaiting bool          // goroutine waits for the outbound buffer to drain
 	wake         chan struct{} // cap 1: loop -> store goroutine
@@ -227,6 +234,7 @@ func (rl *relay) OnClose(c gnet.Conn, err error) gnet.Action {
 	ch.state = stateClosed
 	close(ch.done)
 	rl.lineDown(ch)
+	rl.controlLineDown(ch)
 	l := ch.l
 	for i, x := range l.conns {
 		if x == ch {
@@ -285,6 +293,14 @@ func (rl *relay) OnTraffic(c gnet.Conn) gnet.Action {
 			}
 		case wire.RelayAnnounce:
 			rl.announce(ch, p)
+		case wire.RelayControlSync:
+			if ch.state != stateHello {
+				ch.fail(wire.CodeBadFrame, 0, "control sync after hello")
+				break
+			}
+			ch.ctlEra, ch.ctlSerial = wire.ParseControlSync(p)
+		case wire.RelayControlReq:
+			rl.submitControl(ch, p)
 		case wire.RelayError:
 			e := wire.ParseRelayError(p)
 			ch.log.Warn("child sent an error; closing", "code", e.Code, "seq", e.Seq, "reason", e.Reason)
@@ -319,6 +335,7 @@ func (rl *relay) hello(ch *child, h wire.Hello, now int64) {
 		ch.fail(wire.CodeSeqFuture, head, fmt.Sprintf("from epoch %d seq %d is beyond the head (epoch %d seq %d) + 1", epoch, h.FromSeq, wire.PosEpoch(head), wire.PosSeq(head)))
 	case h.Epoch == 0 && epoch != 0 && !ch.write(wire.AppendReset(ch.l.scratch[:0], wire.Reset{Epoch: epoch, Seq: wire.PosSeq(from)})):
 		// A child that asked for the current epoch is told which it is.
+	case !rl.startControls(ch):
 	case from >= first:
 		ch.state, ch.cursor = stateRing, from
 		if ch.l.drainChild(ch, now) {
@@ -456,7 +473,17 @@ func (l *loop) drainChild(ch *child, now int64) bool {
 		if ch.c.OutboundBuffered() > cfg.MaxOutbound {
 			return false // resumes on a later pass, once the socket drained
 		}
-		b, n, err := l.rl.r.ring.AppendBatch(l.scratch[:0], ch.cursor, cfg.MaxBatchBytes, now)
+		to := uint64(math.MaxUint64) // a control record due: the items up to its After, then it
+		if r, ok := l.rl.nextControl(ch); ok {
+			if r.After < ch.cursor {
+				if !ch.writeControl(r) {
+					return false
+				}
+				continue
+			}
+			to = r.After
+		}
+		b, n, err := l.rl.r.ring.AppendBatchTo(l.scratch[:0], ch.cursor, to, cfg.MaxBatchBytes, now)
 		if cap(b) > cap(l.scratch) {
 			l.scratch = b[:0]
 		}

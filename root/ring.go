@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
 	"tickrelay/internal/prefault"
@@ -302,6 +303,15 @@ func (r *Ring) Get(dst []byte, seq uint64) (out []byte, ok bool) {
 // ErrEpochEnd when from is one past its epoch's last and a later epoch
 // follows.
 func (r *Ring) AppendBatch(dst []byte, from uint64, maxItemBytes int, rootSend int64) (out []byte, n int, err error) {
+	return r.AppendBatchTo(dst, from, math.MaxUint64, maxItemBytes, rootSend)
+}
+
+// AppendBatchTo is AppendBatch of the items up to position to at most (a
+// control record placed after it goes next).
+func (r *Ring) AppendBatchTo(dst []byte, from, to uint64, maxItemBytes int, rootSend int64) (out []byte, n int, err error) {
+	if to < from {
+		return dst, 0, nil
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	ord, k, end := r.locate(from)
@@ -314,6 +324,9 @@ func (r *Ring) AppendBatch(dst []byte, from uint64, maxItemBytes int, rootSend i
 		return dst, 0, ErrEpochEnd
 	case ord > end:
 		return dst, 0, nil
+	}
+	if wire.PosEpoch(to) == wire.PosEpoch(from) {
+		end = min(end, ord+(to-from))
 	}
 	dst, at := wire.BeginBatch(dst, wire.PosEpoch(from), rootSend)
 	start, maxRecv := len(dst), rootSend

@@ -108,6 +108,14 @@ func relayPayloadMin(typ byte) int {
 		return 24
 	case RelayError:
 		return 10
+	case RelayControlSync:
+		return 16
+	case RelayControlReq:
+		return 4
+	case RelayControl:
+		return 28
+	case RelayControlSnapshot:
+		return 20
 	}
 	return -1
 }

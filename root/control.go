@@ -1,0 +1,126 @@
+package root
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tickrelay/control"
+	"tickrelay/wire"
+)
+
+// The root's control stream (package control): children submit ops on
+// their relay lines (ControlReq); the sequencer numbers each and places
+// it after the ring's head; every child's drain sends each record right
+// after the items up to its After, before any later one, so every child
+// applies it between the same two items. A child that reconnects says
+// what it has applied (ControlSync) and gets the records since, in place;
+// a new child gets every record from the first while the root keeps them
+// all; one that cannot (a new era: the root restarted; records no longer
+// kept) gets a snapshot of the live members first. A child catching up from the
+// journal gets the records it missed once it reaches the ring, each
+// before the next batch: such a child is far behind and holds no members.
+type ctlState struct {
+	mu   sync.Mutex
+	seq  *control.Sequencer
+	last atomic.Uint64 // the last serial, read without the lock by the drains
+}
+
+// controlsKept is how many records the root keeps for children that
+// reconnect.
+const controlsKept = 4096
+
+func newCtlState() *ctlState {
+	return &ctlState{seq: control.NewSequencer(uint64(time.Now().UnixNano()), controlsKept)}
+}
+
+// submitControl sequences a child's op.
+func (rl *relay) submitControl(ch *child, p []byte) {
+	op, err := control.ParseOp(p)
+	var r control.Record
+	if err == nil {
+		c := rl.ctl
+		c.mu.Lock()
+		r, err = c.seq.Submit(ch.line, op, rl.r.ring.Head())
+		c.last.Store(c.seq.Serial())
+		c.mu.Unlock()
+	}
+	if err != nil {
+		rl.r.m.ControlRefused.Inc()
+		ch.log.Warn("control op refused", "err", err)
+		return
+	}
+	rl.sequenced(1, r.Serial)
+}
+
+// controlLineDown sequences the leaves of ch's members.
+func (rl *relay) controlLineDown(ch *child) {
+	c := rl.ctl
+	c.mu.Lock()
+	recs := c.seq.LineDown(ch.line, rl.r.ring.Head())
+	c.last.Store(c.seq.Serial())
+	c.mu.Unlock()
+	if len(recs) > 0 {
+		rl.sequenced(len(recs), recs[len(recs)-1].Serial)
+	}
+}
+
+func (rl *relay) sequenced(n int, serial uint64) {
+	rl.r.m.Controls.Add(float64(n))
+	rl.r.m.ControlSerial.Set(float64(serial))
+	rl.signalAll()
+}
+
+// startControls, at ch's hello, decides where its control stream starts:
+// after what it said it applied, or from a snapshot written now.
+func (rl *relay) startControls(ch *child) bool {
+	c := rl.ctl
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch.ctlEra == 0 && ch.ctlSerial == 0 { // fresh: the records from the first, while all are kept
+		ch.ctlEra = c.seq.Era()
+	}
+	if _, _, snap := c.seq.Next(ch.ctlEra, ch.ctlSerial); !snap {
+		return true
+	}
+	serial, live := c.seq.Snapshot()
+	body, err := control.AppendSnapshot(nil, c.seq.Era(), serial, live)
+	if err != nil { // the sequencer made every record: cannot happen
+		ch.log.Error("control snapshot", "err", err)
+		return false
+	}
+	ch.ctlEra, ch.ctlSerial = c.seq.Era(), serial
+	return ch.write(wire.AppendRelayFrame(ch.l.scratch[:0], wire.RelayControlSnapshot, body))
+}
+
+// nextControl returns the next record ch is due, if any (no lock, no
+// allocation when there is none).
+func (rl *relay) nextControl(ch *child) (control.Record, bool) {
+	c := rl.ctl
+	if ch.ctlSerial == c.last.Load() {
+		return control.Record{}, false
+	}
+	c.mu.Lock()
+	r, ok, snap := c.seq.Next(ch.ctlEra, ch.ctlSerial)
+	c.mu.Unlock()
+	if snap { // fell out of the kept window mid-session: start over from a snapshot
+		rl.startControls(ch)
+		return control.Record{}, false
+	}
+	return r, ok
+}
+
+// writeControl sends ch record r.
+func (ch *child) writeControl(r control.Record) bool {
+	body, err := control.AppendRecord(ch.l.ctlBuf[:0], r)
+	if err != nil {
+		ch.log.Error("control record", "err", err)
+		return false
+	}
+	ch.l.ctlBuf = body
+	if !ch.write(wire.AppendRelayFrame(ch.l.scratch[:0], wire.RelayControl, body)) {
+		return false
+	}
+	ch.ctlSerial = r.Serial
+	return true
+}
