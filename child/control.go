@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"tickrelay/child/frames"
 	"tickrelay/control"
 	"tickrelay/wire"
 )
@@ -61,6 +62,7 @@ func (ch *Child) onControl(l *line, typ byte, p []byte, log logger) error {
 			return fmt.Errorf("control snapshot: %w", err)
 		}
 		ch.groups.Load(era, serial, live)
+		ch.publishControl(&frames.ControlMark{Record: control.Record{Era: era, Serial: serial}, Snapshot: true, Live: live})
 		ch.metrics.ControlSerial.Set(float64(serial))
 		log.Info("control snapshot", "era", era, "serial", serial, "members", len(live))
 		if ch.cfg.OnControl != nil {
@@ -81,6 +83,7 @@ func (ch *Child) onControl(l *line, typ byte, p []byte, log logger) error {
 	if !applied {
 		return nil
 	}
+	ch.publishControl(&frames.ControlMark{Record: r})
 	late := at > r.After
 	if late {
 		ch.metrics.ControlLate.Inc()
@@ -91,4 +94,11 @@ func (ch *Child) onControl(l *line, typ byte, p []byte, log logger) error {
 		ch.cfg.OnControl(r, at, late)
 	}
 	return nil
+}
+
+// publishControl hands the loops a control marker, in its place.
+func (ch *Child) publishControl(mk *frames.ControlMark) {
+	b := frames.GetBatch()
+	b.Control, b.Last = mk, ch.published.Load()
+	ch.publish(b)
 }

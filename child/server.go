@@ -3,6 +3,7 @@ package child
 import (
 	"context"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -233,7 +234,13 @@ func (s *server) loopOf(el gnet.EventLoop) *loop {
 	l := &loop{s: s, el: el, idx: len(old), room: make(chan struct{}, maxQueued)}
 	cfg := s.ch.sessionConfig()
 	cfg.Overloaded = func() bool { return s.ch.overloaded(l) }
+	cfg.Submit, cfg.MemberPrefix = s.ch.SubmitControl, s.ch.cfg.Name+"/"+strconv.Itoa(l.idx)+"."
 	l.sess = session.NewLoop(cfg, s.ch.state, s.ch.metrics.session())
+	// The loop's group replica starts as the child's, and it gets every
+	// marker after: the relay publishes under relayMu.
+	s.ch.relayMu.Lock()
+	defer s.ch.relayMu.Unlock()
+	l.sess.LoadGroups(s.ch.groups.Clone())
 	l.tickRun = gnet.RunnableFunc(func(context.Context) error { l.sess.Tick(); return nil })
 	l.flushed.Store(s.ch.LastSeq()) // earlier batches were never this loop's
 	s.byEL[el] = l

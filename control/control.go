@@ -33,7 +33,9 @@ const (
 	// BySymbol: each symbol has one owner among the members that cover it
 	// (rendezvous hashing), so one member sees every update of a symbol.
 	BySymbol Mode = 0
-	// RoundRobin: the covering members take items in turn, by seq.
+	// RoundRobin: the covering members share the items one by one (by a
+	// hash of the seq: every child agrees with no count to keep), for
+	// stateless work.
 	RoundRobin Mode = 1
 )
 

@@ -118,7 +118,7 @@ func (m *member) covers(sym uint32) bool {
 // Owner is the member of group that gets item seq of symbol sym: among
 // the members covering sym, by the mode of the first of them (by name),
 // the highest rendezvous weight of (member, sym) for BySymbol, or the
-// seq-th in turn for RoundRobin. ok is false when none covers sym.
+// one drawn by a hash of seq for RoundRobin. ok is false when none covers sym.
 func (g *Groups) Owner(name string, sym uint32, seq uint64) (owner string, ok bool) {
 	gr := g.groups[name]
 	if gr == nil {
@@ -149,7 +149,9 @@ func (g *Groups) Owner(name string, sym uint32, seq uint64) (owner string, ok bo
 		}
 	}
 	if mode == RoundRobin && n > 0 {
-		k := int(seq % uint64(n))
+		// Item by item, by a hash of the seq: every child agrees with no
+		// count to keep, and the share is even whatever the symbols' seqs.
+		k := int(mix(seq) % uint64(n))
 		for _, nm := range gr.names {
 			if gr.members[nm].covers(sym) {
 				if k == 0 {
@@ -160,4 +162,26 @@ func (g *Groups) Owner(name string, sym uint32, seq uint64) (owner string, ok bo
 		}
 	}
 	return owner, ok
+}
+
+// Clone returns a copy that moves on independently.
+func (g *Groups) Clone() *Groups {
+	c := &Groups{era: g.era, serial: g.serial, groups: make(map[string]*group, len(g.groups))}
+	for name, gr := range g.groups {
+		ng := &group{members: make(map[string]*member, len(gr.members)), names: slices.Clone(gr.names)}
+		for n, m := range gr.members {
+			ng.members[n] = &member{mode: m.mode, all: m.all, syms: m.syms} // syms are never written after a join
+		}
+		c.groups[name] = ng
+	}
+	return c
+}
+
+// mix is a 64-bit finalizer (splitmix64): consecutive seqs spread evenly.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }

@@ -17,6 +17,9 @@ const (
 	CmdAuth     = "AUTH" // the first line where the child has entitlements: "AUTH token"
 )
 
+// KeywordGroup ends a SUB's or UNSUB's symbols: "SUB sym... GROUP name".
+const KeywordGroup = "GROUP"
+
 // MaxTokenLen bounds an AUTH token.
 const MaxTokenLen = 256
 
@@ -52,7 +55,12 @@ type Command struct {
 	Epoch   uint32 // RESUME epoch:seq (0: the current epoch)
 	T0      int64  // TIME
 	Token   []byte // AUTH
-	Symbols [][]byte
+	// SUB/UNSUB ... GROUP name [rr] [ack]: a queue group (the words after
+	// GROUP are not symbols).
+	Group    []byte
+	GroupRR  bool
+	GroupAck bool
+	Symbols  [][]byte
 }
 
 // NextLine returns the line at the start of buf without its '\n' (a trailing
@@ -97,6 +105,28 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 		c.Verb = CmdSub // a constant: string(verb) would allocate
 		if string(verb) == CmdUnsub {
 			c.Verb = CmdUnsub
+		}
+		for i, a := range args {
+			if string(a) != KeywordGroup {
+				continue
+			}
+			rest := args[i+1:]
+			if len(rest) == 0 {
+				return c, errorf("client line", ErrSyntax, "GROUP needs a name")
+			}
+			c.Group = rest[0]
+			for _, f := range rest[1:] {
+				switch string(f) {
+				case "rr":
+					c.GroupRR = true
+				case "ack":
+					c.GroupAck = true
+				default:
+					return c, errorf("client line", ErrSyntax, "GROUP %.20q: unknown option %.20q (rr, ack)", c.Group, f)
+				}
+			}
+			args = args[:i]
+			break
 		}
 		if len(args) == 0 {
 			return c, errorf("client line", ErrSyntax, "%s needs at least one symbol", verb)

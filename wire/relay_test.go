@@ -119,7 +119,7 @@ func TestRelayFrameBad(t *testing.T) {
 		{"zero length", []byte{0, 0, 0, 0, 'H'}, ErrEmpty},
 		{"over limit", binary.LittleEndian.AppendUint32(nil, MaxRelayFrame+1), ErrTooLarge},
 		{"max u32", []byte{0xff, 0xff, 0xff, 0xff}, ErrTooLarge},
-		{"unknown type", rawRelay(9, 'Q', make([]byte, 8)), ErrUnknownType},
+		{"unknown type", rawRelay(9, 'q', make([]byte, 8)), ErrUnknownType},
 		{"type zero", rawRelay(1, 0, nil), ErrUnknownType},
 		{"hello short", rawRelay(8, RelayHello, make([]byte, 7)), ErrTruncated},
 		{"batch short", rawRelay(12, RelayBatch, make([]byte, 11)), ErrTruncated},

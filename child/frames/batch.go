@@ -3,6 +3,7 @@ package frames
 import (
 	"sync/atomic"
 
+	"tickrelay/control"
 	"tickrelay/internal/prefault"
 	"tickrelay/wire"
 )
@@ -31,7 +32,18 @@ type Batch struct {
 	// CHILDREN line; Push: the set changed (WATCH CHILDREN clients get it).
 	Children []byte
 	Push     bool
-	refs     atomic.Int32
+	// Control, when set, makes this a marker with a control record (or a
+	// snapshot) for the loops' group replicas, in its place in the stream.
+	Control *ControlMark
+	refs    atomic.Int32
+}
+
+// ControlMark is a control record a Batch carries: Record, or with
+// Snapshot the state as of Record.Serial of Record.Era, Live its members.
+type ControlMark struct {
+	Record   control.Record
+	Snapshot bool
+	Live     []control.Record
 }
 
 // batchFree recycles Batches with their grown buffers. A bounded free list
@@ -48,7 +60,7 @@ const maxKeptBatch = 1 << 20
 func GetBatch() *Batch {
 	select {
 	case b := <-batchFree:
-		b.Buf, b.Frames, b.Reset, b.Children, b.Push = b.Buf[:0], b.Frames[:0], nil, nil, false
+		b.Buf, b.Frames, b.Reset, b.Children, b.Push, b.Control = b.Buf[:0], b.Frames[:0], nil, nil, false, nil
 		return b
 	default:
 		b := &Batch{Buf: make([]byte, 0, BatchBytes+wire.MaxTextFrame), Frames: make([]FrameRef, 0, 512)}

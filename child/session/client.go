@@ -73,7 +73,8 @@ type Client struct {
 	identity string
 	key      entitle.Key
 	grant    *entitle.Grant
-	winAt    int64 // flood window start
+	groups   []*membership // queue groups it is in (group.go)
+	winAt    int64         // flood window start
 	winN     int
 }
 

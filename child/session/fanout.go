@@ -43,7 +43,11 @@ type fanout struct {
 	sent   []delivery            // deliveries since the last flush
 	out    []byte                // one client's frames, laid out by take
 	frames uint64                // frames handed to clients (for metrics)
-	nsubs  atomic.Int64          // subscriptions held (read from other goroutines)
+	// Queue groups (group.go): the loop's state, and the items handed to
+	// members and lost to members gone since the last flush.
+	groups              *groupState
+	groupOut, groupLost uint64
+	nsubs               atomic.Int64 // subscriptions held (read from other goroutines)
 }
 
 func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
@@ -115,6 +119,9 @@ func (f *fanout) restart(cl *Client, p uint64) {
 // its SUB).
 func (f *fanout) wants(cl *Client, seq, hash uint64, frame []byte) bool {
 	_, named := cl.subs[hash]
+	if len(cl.groups) > 0 && f.ownsFrame(cl, seq, frame) {
+		return true
+	}
 	if seq > cl.maxFrom {
 		return named || cl.all && cl.grant.AllowsFrame(frame)
 	}
@@ -207,6 +214,15 @@ func (f *fanout) add(b *frames.Batch, now int64) {
 				}
 			}
 			f.deliver(e.cl, off, end)
+		}
+		if gs := f.groups; gs != nil && (len(gs.local) > 0 || len(gs.gone) > 0) {
+			if !parsed {
+				code, known = wire.TextFrameCode(f.arena[off:end])
+				parsed = true
+			}
+			if known {
+				f.groupDeliveries(gs, fr.Seq, code, off, end)
+			}
 		}
 	}
 }

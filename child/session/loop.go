@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tickrelay/child/frames"
+	"tickrelay/control"
 	"tickrelay/entitle"
 	"tickrelay/internal/ratelimit"
 	"tickrelay/wire"
@@ -33,6 +34,11 @@ type Config struct {
 	// none, AUTH is not asked for) and how long a client has to AUTH.
 	Entitlements func() *entitle.Table
 	AuthTimeout  time.Duration
+	// Queue groups (group.go): Submit sends a join or leave to the
+	// sequencing root (nil: no groups); member names are MemberPrefix
+	// and a counter, unique across the children.
+	Submit       func(control.Op) error
+	MemberPrefix string
 	Now          func() int64 // the clock, ns (time.Now().UnixNano when nil)
 	Log          *slog.Logger
 }
@@ -64,6 +70,7 @@ type Loop struct {
 	children []byte         // the CHILDREN line (children.go)
 	deferred []deferredLine // lines waiting for the core's epoch
 	unauthed []*Client      // clients yet to AUTH, oldest first (auth.go)
+	groups   *groupState    // queue groups (group.go)
 }
 
 // NewLoop returns a loop serving images and history from src.
@@ -77,8 +84,10 @@ func NewLoop(cfg Config, src *frames.Shared, m *Metrics) *Loop {
 	if cfg.SlowLinger <= 0 {
 		cfg.SlowLinger = DefaultSlowLinger
 	}
-	return &Loop{cfg: cfg, src: src, m: m, warn: warner{log: cfg.Log}, f: newFanout(),
-		clients: make(map[*Client]struct{}), seen: make(map[uint64]struct{}), epoch: src.Epoch()}
+	l := &Loop{cfg: cfg, src: src, m: m, warn: warner{log: cfg.Log}, f: newFanout(),
+		clients: make(map[*Client]struct{}), seen: make(map[uint64]struct{}), epoch: src.Epoch(), groups: newGroupState()}
+	l.f.groups = l.groups
+	return l
 }
 
 // DefaultSlowLinger is Config.SlowLinger's default.
@@ -101,6 +110,7 @@ func (l *Loop) Closed(cl *Client) {
 	cl.dead = true
 	l.leaveBehind(cl)
 	l.f.remove(cl)
+	l.leaveGroups(cl)
 	l.leaveAuth(cl)
 	delete(l.clients, cl)
 	cl.conn = nil
@@ -202,6 +212,10 @@ func (l *Loop) Add(b *frames.Batch, now int64) {
 		l.newChildren(b)
 		return
 	}
+	if b.Control != nil {
+		l.applyControl(b.Control)
+		return
+	}
 	l.f.add(b, now)
 }
 
@@ -229,6 +243,11 @@ func (l *Loop) Flush() {
 	l.m.Writes.Add(float64(writes))
 	l.m.FramesOut.Add(float64(l.f.frames))
 	l.f.frames = 0
+	if l.f.groupOut+l.f.groupLost > 0 && l.m.GroupOut != nil {
+		l.m.GroupOut.Add(float64(l.f.groupOut))
+		l.m.GroupLost.Add(float64(l.f.groupLost))
+		l.f.groupOut, l.f.groupLost = 0, 0
+	}
 	l.passBehind()
 	l.passLingering()
 	l.noteBusy()

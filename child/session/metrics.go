@@ -17,4 +17,6 @@ type Metrics struct {
 	Shed           prometheus.Counter // SUB/RESUME lines refused ERR BUSY while the loop was overloaded
 	Denied         prometheus.Counter // symbols refused ERR DENIED (at SUB/RESUME, or revoked by a reload)
 	Authenticated  prometheus.Gauge   // clients past AUTH
+	GroupOut       prometheus.Counter // items handed to queue-group members
+	GroupLost      prometheus.Counter // items a group gave to members gone from here (at-most-once)
 }

@@ -63,6 +63,7 @@ func (l *Loop) cut(cl *Client, now int64, reason string) {
 	l.warn.logf(now, slog.LevelWarn, "disconnecting slow client", "remote", cl.conn.RemoteAddr(), "reason", reason)
 	l.leaveBehind(cl)
 	l.f.remove(cl)
+	l.leaveGroups(cl)
 	l.writeErr(cl, wire.ErrCodeSlow, reason)
 	if cl.conn != nil {
 		cl.lingerUntil = now + int64(l.cfg.SlowLinger)

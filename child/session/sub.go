@@ -13,6 +13,10 @@ import (
 // delivers only seq > P: queued frames the image already covers are
 // skipped, later ones flow. "*" is streamed instead (subAll).
 func sub(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
+	if cmd.Group != nil {
+		subGroup(l, cl, cmd)
+		return
+	}
 	cl.subbed = true
 	if cl.stale {
 		l.subscribeStale(cl, cmd)
@@ -101,6 +105,10 @@ func (l *Loop) subscribeStale(cl *Client, cmd *wire.Command) {
 }
 
 func unsub(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
+	if cmd.Group != nil {
+		unsubGroup(l, cl, cmd)
+		return
+	}
 	for i, sym := range cmd.Symbols {
 		cl.sym = frames.CanonicalSymbol(cl.sym[:0], sym)
 		l.f.unsubscribe(cl, cl.hashes[i], isAll(sym))

@@ -1,0 +1,263 @@
+package session
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"tickrelay/child/frames"
+	"tickrelay/control"
+	"tickrelay/wire"
+)
+
+// Queue groups: "SUB sym... GROUP name [rr]" makes the client a member of
+// a group that spans every child; each item of the group's symbols goes to
+// one member (control.Groups.Owner). A join or leave goes to the root
+// (Config.Submit), which sequences it into the relay stream; every loop of
+// every child applies it, to its own replica, at the same place, so no
+// item goes to two members or to none. The member's "OK GROUP name member
+// seq epoch" comes when its join takes effect here: it gets its share of
+// every item after seq.
+//
+// A member that closes (or UNSUBs, or is cut) stops getting frames at
+// once; the items the group still gives it until its leave takes effect
+// are lost, and counted (GroupLost): the group is at-most-once. A member
+// behind on its socket catches up from the history by the replica as it
+// is: exact while the group is unchanged, so a change to its group while
+// it is behind cuts it.
+
+// MaxGroupsPerClient bounds the groups one client may join (ERR LIMIT).
+const MaxGroupsPerClient = 16
+
+// membership is one group a client is in (or asked to join).
+type membership struct {
+	group  string
+	member string
+	active bool // its join took effect: frames flow
+}
+
+// groupState is a loop's share of the queue groups.
+type groupState struct {
+	replica *control.Groups
+	// local: the members on this loop that take frames, by group; gone:
+	// members that left here whose leave has not taken effect (their items
+	// are lost); pending: joins submitted, by member.
+	local   map[string]map[string]*Client
+	gone    map[string]map[string]bool
+	pending map[string]*Client
+	next    uint64 // member names: Config.MemberPrefix + a counter
+}
+
+func newGroupState() *groupState {
+	return &groupState{replica: control.NewGroups(), local: map[string]map[string]*Client{},
+		gone: map[string]map[string]bool{}, pending: map[string]*Client{}}
+}
+
+// subGroup runs SUB sym... GROUP name [rr].
+func subGroup(l *Loop, cl *Client, cmd *wire.Command) {
+	name := string(cmd.Group)
+	switch {
+	case !control.ValidName(name):
+		l.replyErr(cl, wire.ErrCodeBadArg, fmt.Sprintf("bad group name %.20q: 1..%d of A-Z a-z 0-9 . _ : / -", name, control.MaxName))
+		return
+	case cmd.GroupAck:
+		l.replyErr(cl, wire.ErrCodeBadArg, "GROUP ack is not supported yet; groups are at-most-once")
+		return
+	case l.cfg.Submit == nil:
+		l.replyErr(cl, wire.ErrCodeBadArg, "queue groups need a sequencing root")
+		return
+	}
+	var m *membership
+	for _, x := range cl.groups {
+		if x.group == name {
+			m = x
+		}
+	}
+	if m == nil && len(cl.groups) >= MaxGroupsPerClient {
+		l.replyErr(cl, wire.ErrCodeLimit, fmt.Sprintf("at most %d groups per client", MaxGroupsPerClient))
+		return
+	}
+	if m == nil {
+		g := l.groups
+		g.next++
+		m = &membership{group: name, member: l.cfg.MemberPrefix + strconv.FormatUint(g.next, 10)}
+	}
+	op := control.Op{Kind: control.KindJoin, Group: name, Member: m.member}
+	if cmd.GroupRR {
+		op.Mode = control.RoundRobin
+	}
+	for _, sym := range cmd.Symbols {
+		if isAll(sym) {
+			op.All = true
+		} else if code, ok := wire.ParseSymbol(sym); ok {
+			op.Syms = append(op.Syms, code)
+		}
+	}
+	if err := l.cfg.Submit(op); err != nil {
+		l.refuse(cl, time.Second)
+		return
+	}
+	if !containsMembership(cl.groups, m) {
+		cl.groups = append(cl.groups, m)
+	}
+	l.groups.pending[m.member] = cl
+}
+
+func containsMembership(ms []*membership, m *membership) bool {
+	for _, x := range ms {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+// unsubGroup runs UNSUB ... GROUP name: the client leaves the group.
+func unsubGroup(l *Loop, cl *Client, cmd *wire.Command) {
+	name := string(cmd.Group)
+	for i, m := range cl.groups {
+		if m.group == name {
+			l.leaveGroup(cl, m)
+			cl.groups = append(cl.groups[:i], cl.groups[i+1:]...)
+			cl.out = append(append(cl.out, "OK UNSUB GROUP "...), name...)
+			cl.out = append(cl.out, '\n')
+			return
+		}
+	}
+	l.replyErr(cl, wire.ErrCodeBadArg, fmt.Sprintf("not in group %.20q", name))
+}
+
+// leaveGroup stops cl's frames of m at once and submits its leave.
+func (l *Loop) leaveGroup(cl *Client, m *membership) {
+	g := l.groups
+	delete(g.pending, m.member)
+	if members := g.local[m.group]; members[m.member] == cl {
+		delete(members, m.member)
+		if len(members) == 0 {
+			delete(g.local, m.group)
+		}
+	}
+	if g.gone[m.group] == nil {
+		g.gone[m.group] = map[string]bool{}
+	}
+	g.gone[m.group][m.member] = true
+	if l.cfg.Submit != nil {
+		l.cfg.Submit(control.Op{Kind: control.KindLeave, Group: m.group, Member: m.member}) // a dropped line leaves it too
+	}
+}
+
+// leaveGroups is every membership of a closing client leaving.
+func (l *Loop) leaveGroups(cl *Client) {
+	for _, m := range cl.groups {
+		l.leaveGroup(cl, m)
+	}
+	cl.groups = nil
+}
+
+// applyControl takes a control marker: the replica moves on, a local
+// member whose join took effect starts (OK GROUP), a leave forgets a gone
+// one, and members behind on a group that changed are cut.
+func (l *Loop) applyControl(mk *frames.ControlMark) {
+	g := l.groups
+	if mk.Snapshot {
+		g.replica.Load(mk.Record.Era, mk.Record.Serial, mk.Live)
+		for _, r := range mk.Live {
+			l.joined(r.Op, r.After)
+		}
+		return
+	}
+	if applied, err := g.replica.Apply(mk.Record); err != nil || !applied {
+		return // the relay checked it: a repeat
+	}
+	op := mk.Record.Op
+	switch op.Kind {
+	case control.KindJoin:
+		l.joined(op, mk.Record.After)
+	case control.KindLeave:
+		if gone := g.gone[op.Group]; gone[op.Member] {
+			delete(gone, op.Member)
+			if len(gone) == 0 {
+				delete(g.gone, op.Group)
+			}
+		}
+	}
+	now := l.cfg.Now()
+	for _, cl := range g.local[op.Group] {
+		if cl.behind {
+			l.cut(cl, now, "a queue-group member fell behind while its group changed")
+		}
+	}
+}
+
+// joined starts a local member whose join took effect after position
+// after: it gets its share of the items after it.
+func (l *Loop) joined(op control.Op, after uint64) {
+	g := l.groups
+	cl := g.pending[op.Member]
+	if cl == nil || cl.dead {
+		return
+	}
+	delete(g.pending, op.Member)
+	for _, m := range cl.groups {
+		if m.member == op.Member {
+			m.active = true
+		}
+	}
+	if g.local[op.Group] == nil {
+		g.local[op.Group] = map[string]*Client{}
+	}
+	g.local[op.Group][op.Member] = cl
+	p := wire.PosSeq(after)
+	cl.out = append(cl.out[:0], "OK GROUP "...)
+	cl.out = append(append(append(cl.out, op.Group...), ' '), op.Member...)
+	cl.out = append(append(cl.out, ' '), strconv.FormatUint(p, 10)...)
+	cl.out = append(append(cl.out, ' '), strconv.FormatUint(uint64(l.epoch), 10)...)
+	cl.out = append(cl.out, '\n')
+	l.writeOut(cl)
+}
+
+// groupDeliveries hands a frame (seq, symbol code) to the local members
+// that own it, and counts the items owned by members gone from here.
+func (f *fanout) groupDeliveries(g *groupState, seq uint64, code uint32, off, end int32) {
+	for name, members := range g.local {
+		owner, ok := g.replica.Owner(name, code, seq)
+		if !ok {
+			continue
+		}
+		if cl := members[owner]; cl != nil && !cl.dead {
+			f.deliver(cl, off, end)
+			f.groupOut++
+		} else if cl != nil || g.gone[name][owner] {
+			f.groupLost++
+		}
+	}
+	for name, gone := range g.gone {
+		if _, local := g.local[name]; local || len(gone) == 0 {
+			continue // counted above
+		}
+		if owner, ok := g.replica.Owner(name, code, seq); ok && gone[owner] {
+			f.groupLost++
+		}
+	}
+}
+
+// ownsFrame reports whether cl owns a held frame through a group (for
+// its catch-up from the history).
+func (f *fanout) ownsFrame(cl *Client, seq uint64, frame []byte) bool {
+	code, ok := wire.TextFrameCode(frame)
+	if !ok {
+		return false
+	}
+	for _, m := range cl.groups {
+		if !m.active {
+			continue
+		}
+		if owner, ok := f.groups.replica.Owner(m.group, code, seq); ok && owner == m.member {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadGroups sets the loop's group replica (a new loop takes the child's).
+func (l *Loop) LoadGroups(g *control.Groups) { l.groups.replica = g }

@@ -1,0 +1,159 @@
+package session
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"tickrelay/child/frames"
+	"tickrelay/control"
+	"tickrelay/internal/feedtest"
+	"tickrelay/wire"
+)
+
+// groupRig is a rig whose loop submits to a sequencer of the test's; seq
+// applies what was submitted, as the relay stream would, at the loop's
+// place.
+type groupRig struct {
+	*rig
+	seq       *control.Sequencer
+	submitted []control.Op
+}
+
+func newGroupRig(t *testing.T) *groupRig {
+	g := &groupRig{seq: control.NewSequencer(1, 100)}
+	g.rig = newRig(t, Config{MemberPrefix: "c/0.", Submit: func(op control.Op) error {
+		g.submitted = append(g.submitted, op)
+		return nil
+	}})
+	return g
+}
+
+// sequence sequences what the loop submitted and hands the records to it.
+func (g *groupRig) sequence() {
+	for _, op := range g.submitted {
+		r, err := g.seq.Submit(0, op, g.added)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		b := frames.GetBatch()
+		b.Control = &frames.ControlMark{Record: r}
+		g.l.Add(b, g.now)
+	}
+	g.submitted = nil
+}
+
+func TestGroupBySymbol(t *testing.T) {
+	g := newGroupRig(t)
+	var ms []*testConn
+	for range 3 {
+		c := g.open()
+		g.input(c, "SUB * GROUP g")
+		ms = append(ms, c)
+	}
+	if got := ms[0].lines(); len(got) != 0 {
+		t.Fatalf("before its join took effect: %q", got)
+	}
+	g.sequence()
+	for i, c := range ms {
+		if got := c.lines(); len(got) != 1 || !strings.HasPrefix(got[0], "OK GROUP g c/0.") {
+			t.Fatalf("member %d: %q", i, got)
+		}
+	}
+	g.apply(400)
+	g.drain()
+	owner := map[uint32]int{} // symbol -> member
+	seen := map[uint64]bool{}
+	for i, c := range ms {
+		seqs, other := frameSeqs(t, c.lines())
+		if len(other) > 0 {
+			t.Fatalf("member %d: %q", i, other)
+		}
+		for _, s := range seqs {
+			if seen[s] {
+				t.Fatalf("seq %d to two members", s)
+			}
+			seen[s] = true
+			code := feedtest.Msg(s).Security
+			if o, ok := owner[code]; ok && o != i {
+				t.Fatalf("symbol %d to members %d and %d", code, o, i)
+			}
+			owner[code] = i
+		}
+	}
+	if len(seen) != 400 {
+		t.Fatalf("%d of 400 seqs delivered", len(seen))
+	}
+	// A member leaves: its symbols go to the others from its leave's place;
+	// the items before the leave took effect are lost, and counted.
+	ms[0].Close()
+	g.apply(100)
+	g.drain()
+	lost := testutil.ToFloat64(g.l.m.GroupLost)
+	g.sequence()
+	g.apply(100)
+	g.drain()
+	n := 0
+	for _, c := range ms[1:] {
+		seqs, _ := frameSeqs(t, c.lines())
+		n += len(seqs)
+	}
+	if want := 200 - int(lost); n != want || lost == 0 {
+		t.Fatalf("after a member left: %d delivered, %v lost, want %d + lost = 200", n, lost, want)
+	}
+	if testutil.ToFloat64(g.l.m.GroupLost) != lost {
+		t.Fatal("items lost after the leave took effect")
+	}
+}
+
+func TestGroupRoundRobinAndPlain(t *testing.T) {
+	g := newGroupRig(t)
+	a, b, plain := g.open(), g.open(), g.open()
+	g.input(a, "SUB 00001 00002 GROUP w rr")
+	g.input(b, "SUB 00001 00002 GROUP w rr")
+	g.input(plain, "SUB 00001 00002")
+	g.sequence()
+	a.lines()
+	b.lines()
+	plain.lines()
+	g.apply(4000)
+	g.drain()
+	sa, _ := frameSeqs(t, a.lines())
+	sb, _ := frameSeqs(t, b.lines())
+	sp, _ := frameSeqs(t, plain.lines())
+	if len(sa)+len(sb) != len(sp) || len(sa) == 0 || len(sb) == 0 {
+		t.Fatalf("rr: %d + %d, plain %d", len(sa), len(sb), len(sp))
+	}
+	if d := len(sa) - len(sb); d > len(sp)/4 || -d > len(sp)/4 { // 5 standard deviations
+		t.Fatalf("rr uneven: %d vs %d", len(sa), len(sb))
+	}
+}
+
+func TestGroupBadInput(t *testing.T) {
+	g := newGroupRig(t)
+	c := g.open()
+	for line, want := range map[string]string{
+		"SUB * GROUP":        "ERR BADARG GROUP needs a name",
+		"SUB * GROUP g x":    `ERR BADARG GROUP "g": unknown option "x" (rr, ack)`,
+		"SUB * GROUP g ack":  "ERR BADARG GROUP ack is not supported yet; groups are at-most-once",
+		"SUB * GROUP b@d":    `ERR BADARG bad group name "b@d": 1..64 of A-Z a-z 0-9 . _ : / -`,
+		"UNSUB * GROUP nope": `ERR BADARG not in group "nope"`,
+		"SUB GROUP g":        "ERR BADARG SUB needs at least one symbol",
+	} {
+		if g.input(c, line) {
+			t.Fatalf("%q closed the connection", line)
+		}
+		if got := c.lines(); len(got) != 1 || got[0] != want {
+			t.Errorf("%q: %q, want %q", line, got, want)
+		}
+	}
+	for i := range MaxGroupsPerClient {
+		g.input(c, "SUB * GROUP g"+string(rune('a'+i)))
+	}
+	g.input(c, "SUB * GROUP one-more")
+	if got := c.lines(); len(got) != 1 || got[0] != "ERR LIMIT at most 16 groups per client" {
+		t.Fatalf("past the group cap: %q", got)
+	}
+	_ = wire.CmdSub
+}
