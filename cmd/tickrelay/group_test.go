@@ -1,0 +1,222 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"tickrelay/child"
+	"tickrelay/child/client"
+	"tickrelay/wire"
+)
+
+// groupMember is one queue-group member under test: the seq its share
+// starts after, and the seqs it got.
+type groupMember struct {
+	c     *client.Client
+	mu    sync.Mutex
+	after uint64
+	ok    bool
+	subOK uint64 // the highest seq of its OK SUB lines
+	left  bool   // OK UNSUB GROUP seen
+	seqs  []uint64
+	syms  map[uint32]uint64 // last seq per symbol (order check)
+	bad   string
+}
+
+func (m *groupMember) read() {
+	for {
+		ev, err := m.c.Next()
+		if err != nil {
+			return
+		}
+		m.mu.Lock()
+		switch ev.Kind {
+		case wire.LineOK:
+			if f := strings.Fields(string(ev.Line)); len(f) == 6 && f[1] == "GROUP" {
+				m.after, _ = strconv.ParseUint(f[4], 10, 64)
+				m.ok = true
+			} else if strings.HasPrefix(string(ev.Line), "OK UNSUB GROUP ") {
+				m.left = true
+			} else if _, _, seq, err := ev.OK(); err == nil {
+				m.subOK = max(m.subOK, seq)
+			}
+		case wire.LineFrame:
+			m.seqs = append(m.seqs, ev.Seq)
+			if last := m.syms[ev.Msg.Security]; ev.Seq <= last && m.bad == "" {
+				m.bad = fmt.Sprintf("symbol %d: seq %d after %d", ev.Msg.Security, ev.Seq, last)
+			}
+			m.syms[ev.Msg.Security] = ev.Seq
+		case wire.LineErr:
+			m.bad = string(ev.Line)
+		}
+		m.mu.Unlock()
+	}
+}
+
+// TestQueueGroup: a group of 6 members, 3 on each of 2 children, SUB *
+// GROUP g over a 20k msgs/s feed: every seq after the first join reaches
+// exactly one member, in seq order per symbol; a second group (rr, 4
+// members) at once shares every item evenly (±20%); a plain subscriber of
+// the same symbols gets all of them.
+// Halfway a member leaves: the seqs lost are those the group gave it
+// before its leave took effect, counted by its child.
+func TestQueueGroup(t *testing.T) {
+	const total = 60000
+	ex := startExchange(t, 20000, 600, total)
+	r, _ := startRoot(t, newRootConfig(ex.Addr()))
+	var kids []*child.Child
+	for _, n := range []string{"a", "b"} {
+		ch, _ := startChild(t, r.Addr(), n, 1)
+		<-ch.Ready()
+		kids = append(kids, ch)
+	}
+	dial := func(ch *child.Child, line string) *groupMember {
+		c, err := client.Dial(t.Context(), ch.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		m := &groupMember{c: c, syms: map[uint32]uint64{}}
+		if err := c.SendLine(line); err != nil {
+			t.Fatal(err)
+		}
+		go m.read()
+		return m
+	}
+	var g, h []*groupMember
+	for i := range 6 {
+		g = append(g, dial(kids[i%2], "SUB * GROUP g"))
+	}
+	for i := range 4 {
+		h = append(h, dial(kids[i%2], "SUB * GROUP h rr"))
+	}
+	plain := dial(kids[0], "SUB 00001 00002 00003")
+	waitFor(t, "every member's join in effect", 10*time.Second, func() bool {
+		for _, m := range append(append([]*groupMember{}, g...), h...) {
+			m.mu.Lock()
+			ok := m.ok
+			m.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	// Halfway, member 0 leaves (and reads on to its OK, so that nothing
+	// is in flight to it: a member that just closes loses that too).
+	waitFor(t, "half the feed", 10*time.Second, func() bool { return ex.Published() >= total/2 })
+	g[0].c.SendLine("UNSUB * GROUP g")
+	waitFor(t, "member 0's leave", 5*time.Second, func() bool {
+		g[0].mu.Lock()
+		defer g[0].mu.Unlock()
+		return g[0].left
+	})
+	waitFor(t, "the feed's end through every child", 15*time.Second, func() bool {
+		return kids[0].LastSeq() >= total && kids[1].LastSeq() >= total
+	})
+	time.Sleep(500 * time.Millisecond) // the last frames reach the members
+
+	first := uint64(total)
+	for _, m := range g {
+		first = min(first, m.after)
+	}
+	got := map[uint64]int{}
+	var shares []int
+	for i, m := range g {
+		m.mu.Lock()
+		if m.bad != "" {
+			t.Fatalf("member %d: %s", i, m.bad)
+		}
+		for _, s := range m.seqs {
+			got[s]++
+		}
+		shares = append(shares, len(m.seqs))
+		m.mu.Unlock()
+	}
+	lost := 0.0
+	for _, k := range kids {
+		lost += testutil.ToFloat64(k.Metrics().GroupLost)
+	}
+	missing, twice := 0, 0
+	for s := first + 1; s <= total; s++ {
+		switch got[s] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			twice++
+		}
+	}
+	t.Logf("group g: shares %v (member 0 left halfway), %d missing, %d lost counted", shares, missing, int(lost))
+	if twice > 0 {
+		t.Fatalf("%d seqs reached two members", twice)
+	}
+	if float64(missing) != lost {
+		t.Fatalf("%d seqs missing, %v counted lost: a dropped member's loss must be counted, and nothing else lost", missing, lost)
+	}
+	// Group h (rr) shares every item after its last join: exactly once,
+	// evenly (within ±20% of the mean); the plain client gets all of its.
+	hs := map[uint64]int{}
+	var hshare []int
+	after := uint64(0)
+	for _, m := range h {
+		m.mu.Lock()
+		after = max(after, m.after)
+		m.mu.Unlock()
+	}
+	for _, m := range h {
+		m.mu.Lock()
+		n := 0
+		for _, s := range m.seqs {
+			hs[s]++
+			if s > after {
+				n++
+			}
+		}
+		hshare = append(hshare, n)
+		m.mu.Unlock()
+	}
+	for s := after + 1; s <= total; s++ {
+		if hs[s] != 1 {
+			t.Fatalf("group h: seq %d delivered %d times", s, hs[s])
+		}
+	}
+	mean := float64(total-after) / float64(len(h))
+	for i, n := range hshare {
+		if float64(n) < 0.8*mean || float64(n) > 1.2*mean {
+			t.Errorf("group h member %d's share %d is outside ±20%% of the mean %.0f", i, n, mean)
+		}
+	}
+	t.Logf("group h (rr): shares %v of %d", hshare, total-after)
+	plain.mu.Lock()
+	ps := 0
+	for _, s := range plain.seqs {
+		if s > plain.subOK {
+			ps++
+		}
+	}
+	from := plain.subOK
+	plain.mu.Unlock()
+	if want := len(expectedAfter(ex, from, total)); ps != want {
+		t.Fatalf("the plain client got %d frames of its symbols, want %d", ps, want)
+	}
+}
+
+// expectedAfter is the seqs of symbols 1..3 the exchange published
+// after from, up to total.
+func expectedAfter(ex interface{ Body(uint64) ([]byte, bool) }, from, total uint64) []uint64 {
+	var out []uint64
+	for s := from + 1; s <= total; s++ {
+		body, _ := ex.Body(s)
+		if code, _ := wire.SecurityOf(body); code >= 1 && code <= 3 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
