@@ -15,6 +15,19 @@ import (
 type Groups struct {
 	era, serial uint64
 	groups      map[string]*group
+	// owners caches BySymbol answers until the next change: a fan-out asks
+	// for every item, and the answer moves only with the membership.
+	owners map[ownerKey]ownerVal
+}
+
+type ownerKey struct {
+	group string
+	sym   uint32
+}
+
+type ownerVal struct {
+	owner string
+	ok    bool
 }
 
 type group struct {
@@ -29,7 +42,7 @@ type member struct {
 }
 
 // NewGroups returns an empty replica (era 0: it takes any snapshot).
-func NewGroups() *Groups { return &Groups{groups: map[string]*group{}} }
+func NewGroups() *Groups { return &Groups{groups: map[string]*group{}, owners: map[ownerKey]ownerVal{}} }
 
 // Era and Serial say how far the replica is: every record of Era up to
 // Serial applied.
@@ -62,6 +75,7 @@ func (g *Groups) Apply(r Record) (applied bool, err error) {
 }
 
 func (g *Groups) apply(op Op) {
+	clear(g.owners)
 	gr := g.groups[op.Group]
 	switch op.Kind {
 	case KindJoin:
@@ -93,6 +107,7 @@ func (g *Groups) apply(op Op) {
 // serial applied, live the join records of the members then.
 func (g *Groups) Load(era, serial uint64, live []Record) {
 	g.era, g.serial, g.groups = era, serial, map[string]*group{}
+	clear(g.owners)
 	for _, r := range live {
 		g.apply(r.Op)
 	}
@@ -123,6 +138,9 @@ func (g *Groups) Owner(name string, sym uint32, seq uint64) (owner string, ok bo
 	gr := g.groups[name]
 	if gr == nil {
 		return "", false
+	}
+	if v, hit := g.owners[ownerKey{name, sym}]; hit {
+		return v.owner, v.ok
 	}
 	mode, n := BySymbol, 0
 	var best uint64
@@ -161,12 +179,15 @@ func (g *Groups) Owner(name string, sym uint32, seq uint64) (owner string, ok bo
 			}
 		}
 	}
+	if mode == BySymbol {
+		g.owners[ownerKey{name, sym}] = ownerVal{owner, ok}
+	}
 	return owner, ok
 }
 
 // Clone returns a copy that moves on independently.
 func (g *Groups) Clone() *Groups {
-	c := &Groups{era: g.era, serial: g.serial, groups: make(map[string]*group, len(g.groups))}
+	c := &Groups{era: g.era, serial: g.serial, groups: make(map[string]*group, len(g.groups)), owners: map[ownerKey]ownerVal{}}
 	for name, gr := range g.groups {
 		ng := &group{members: make(map[string]*member, len(gr.members)), names: slices.Clone(gr.names)}
 		for n, m := range gr.members {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"tickrelay/child/frames"
+	"tickrelay/control"
 	"tickrelay/entitle"
 	"tickrelay/internal/feedtest"
 	"tickrelay/wire"
@@ -67,16 +68,15 @@ func BenchmarkFanoutLoop(b *testing.B) {
 // "entitled": every client AUTHed, the 20 "*" clients with a grant of half
 // the symbols, so each frame is checked against it.
 func BenchmarkLoopFlush(b *testing.B) {
-	for _, entitled := range []bool{false, true} {
-		name := "open"
-		if entitled {
-			name = "entitled"
-		}
-		b.Run(name, func(b *testing.B) { loopFlush(b, entitled) })
+	for _, mode := range []string{"open", "entitled", "group"} {
+		b.Run(mode, func(b *testing.B) { loopFlush(b, mode) })
 	}
 }
 
-func loopFlush(b *testing.B, entitled bool) {
+// loopFlush: "entitled" AUTHs every client; "group" makes the 20 "*"
+// clients one queue group (each frame to one of them).
+func loopFlush(b *testing.B, mode string) {
+	entitled := mode == "entitled"
 	cfg := Config{MaxPending: 1 << 30}
 	if entitled {
 		tab, err := entitle.Parse(strings.NewReader("half half-token-1 1-10\nall all-token-1 *\n"), "bench")
@@ -85,11 +85,18 @@ func loopFlush(b *testing.B, entitled bool) {
 		}
 		cfg.Entitlements, cfg.AuthTimeout = func() *entitle.Table { return tab }, time.Hour
 	}
+	var submitted []control.Op
+	if mode == "group" {
+		cfg.MemberPrefix, cfg.Submit = "c/0.", func(op control.Op) error { submitted = append(submitted, op); return nil }
+	}
 	r := newRig(&testing.T{}, cfg)
 	for i := 0; i < 1000; i++ { // subscribed before the batch: every frame is due
 		c := r.open()
 		c.keep = false
 		sub := "SUB *"
+		if mode == "group" {
+			sub = "SUB * GROUP g"
+		}
 		if i >= 20 {
 			sub = "SUB " + string(wire.AppendSymbol(nil, uint32(i%feedtest.Symbols)+1))
 		}
@@ -101,6 +108,13 @@ func loopFlush(b *testing.B, entitled bool) {
 			r.input(c, "AUTH "+tok)
 		}
 		r.input(c, sub)
+	}
+	seq := control.NewSequencer(1, 100)
+	for _, op := range submitted {
+		rec, _ := seq.Submit(0, op, 0)
+		mk := frames.GetBatch()
+		mk.Control = &frames.ControlMark{Record: rec}
+		r.l.Add(mk, 1)
 	}
 	r.l.Tick() // the "*" clients level (an empty history): they take the fan-out
 	bt := frames.GetBatch()
