@@ -3,7 +3,8 @@
 # roots, an A/B pair) -> subscribers, all on loopback with embedded defaults
 # (no Postgres), for a few seconds; root A is stopped halfway and child b
 # carries on from root B; the exchange starts a new epoch (a Sequence Reset)
-# every 80k items. Last, a cluster client on children b and c follows its
+# every 80k items. A queue group shares the items between two members on
+# two children. Last, a cluster client on children b and c follows its
 # child's drain to the other one. Then a short summary and a clean shutdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +74,21 @@ curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | awk '
 	/^tickrelay_journal_last_seq /    { jlast = $2 }
 	/^tickrelay_journal_durable_seq / { durable = $2 }
 	END { printf "   head seq %d, items received %d, children %d, journal last seq %d (durable %d, %d behind the head)\n", head, items, kids, jlast, durable, head - durable }' || true
+
+echo "== a queue group: two members of group 'demo' (SUB * GROUP demo), on children a and b, for 2 s:"
+echo "   each item goes to one of them (by symbol); the root sequences their joins into the stream"
+members=()
+for port in $((BASE + 20)) $((BASE + 30)); do
+	timeout --signal=INT 2 "$BIN" sub -addr 127.0.0.1:$port -sub '*' -group demo -quiet -stats -interval 1h 2>"$DATA/group-$port.log" &
+	members+=($!)
+done
+for p in "${members[@]}"; do wait "$p" || true; done
+for port in $((BASE + 20)) $((BASE + 30)); do
+	grep -E "^final:" "$DATA/group-$port.log" | sed "s/^/   member on :$port: /; s/, epoch.*gaps/ ... gaps/" || true
+done
+for admin in $((BASE + 21)) $((BASE + 31)); do
+	curl -fsS "http://127.0.0.1:$admin/metrics" 2>/dev/null | grep -E '^tickrelay_child_(group_deliveries_total|controls_applied_total)' | sed 's/^/   /' || true
+done
 
 echo "== every symbol from child b for ${SECS}s; root A is stopped halfway, child b goes on with root B;"
 echo "   at the exchange's reset the client is told RESET <epoch> <seq> <prev epoch> <prev last>"

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ func runSub(ctx context.Context, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:9200", "child client address; several (a,b,c) make a cluster client that follows the directory and moves with no gap")
 	policy := fs.String("policy", "", "cluster: how to pick the child: sticky (default), least-loaded, round-robin or random")
 	id := fs.String("id", "", "cluster: the client's id, which sticky hashes (default: host/pid/random)")
+	group := fs.String("group", "", "join this queue group (SUB ... GROUP name): each item of the symbols goes to one member across the children; \"name rr\" spreads item by item")
 	token := fs.String("token", "", "AUTH with this token first (children with -entitlements); $TICKRELAY_TOKEN when empty")
 	moveWindow := fs.Duration("move-window", 2*time.Second, "cluster: a move the directory asks for waits a random time within this")
 	subs := fs.String("sub", "*", `symbols, comma-separated ("00001,00005"), or "*" for all`)
@@ -62,8 +64,8 @@ func runSub(ctx context.Context, args []string) error {
 	}
 	var read func() (*client.Event, error)
 	if addrs := strings.Split(*addr, ","); len(addrs) > 1 || *policy != "" || *id != "" {
-		if *resume > 0 || *stall > 0 || *childAdmin != "" {
-			return errors.New("-resume, -stall and -child-admin take one child (-addr without -policy or -id)")
+		if *resume > 0 || *stall > 0 || *childAdmin != "" || *group != "" {
+			return errors.New("-resume, -stall, -child-admin and -group take one child (-addr without -policy or -id)")
 		}
 		p := cluster.Sticky
 		if *policy != "" {
@@ -91,7 +93,7 @@ func runSub(ctx context.Context, args []string) error {
 		}
 		read = func() (*client.Event, error) { return cc.Next(ctx) }
 	} else {
-		c, err := subOne(ctx, *addr, tok, syms, *resume, *stall, *stats, *childAdmin, st)
+		c, err := subOne(ctx, *addr, tok, *group, syms, *resume, *stall, *stats, *childAdmin, st)
 		if err != nil {
 			return err
 		}
@@ -155,7 +157,7 @@ func runSub(ctx context.Context, args []string) error {
 
 // subOne connects to the one child at addr, syncs the clock (-stats) and
 // subscribes (or resumes), stalling first when asked.
-func subOne(ctx context.Context, addr, token string, syms []string, resume uint64, stall time.Duration, stats bool, childAdmin string, st *subStats) (*client.Client, error) {
+func subOne(ctx context.Context, addr, token, group string, syms []string, resume uint64, stall time.Duration, stats bool, childAdmin string, st *subStats) (*client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	window := 0
 	if stall > 0 {
@@ -183,9 +185,12 @@ func subOne(ctx context.Context, addr, token string, syms []string, resume uint6
 		}
 		st.rootOffset(childAdmin)
 	}
-	if resume > 0 {
+	switch {
+	case resume > 0:
 		err = c.Resume(resume, syms...)
-	} else {
+	case group != "":
+		err = c.SendLine(wire.CmdSub + " " + strings.Join(syms, " ") + " " + wire.KeywordGroup + " " + group)
+	default:
 		err = c.Sub(syms...)
 	}
 	if err != nil {
@@ -282,6 +287,13 @@ func newSubStats(syms []string, resume uint64) *subStats {
 }
 
 func (s *subStats) ok(ev *client.Event) {
+	if f := strings.Fields(string(ev.Line)); len(f) == 6 && f[1] == wire.KeywordGroup {
+		// "OK GROUP name member seq epoch": its share of every item after
+		// seq; it sees only some seqs, so gaps are not counted.
+		seq, _ := strconv.ParseUint(f[4], 10, 64)
+		s.okSeq[wire.AllSymbols], s.all, s.last = seq, false, max(s.last, seq)
+		return
+	}
 	verb, sym, seq, err := ev.OK()
 	if err != nil || verb != wire.CmdSub {
 		return
