@@ -53,6 +53,29 @@ func dialReader(t testing.TB, ctx context.Context, cfg cluster.Config, syms ...s
 	return r
 }
 
+// readersUp dials n cluster readers (reader i with the config and
+// symbols mk gives), runs them until ctx ends, and waits until every one
+// is subscribed; wait waits for them to end.
+func readersUp(t testing.TB, ctx context.Context, n int, timeout time.Duration, mk func(i int) (cluster.Config, []string)) (readers []*clusterReader, wait func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		cfg, syms := mk(i)
+		r := dialReader(t, ctx, cfg, syms...)
+		readers = append(readers, r)
+		wg.Go(func() { r.run(ctx) })
+	}
+	waitFor(t, "every client subscribed", timeout, func() bool {
+		for _, r := range readers {
+			if !r.subscribed() {
+				return false
+			}
+		}
+		return true
+	})
+	return readers, wg.Wait
+}
+
 // run reads until ctx ends, recording frames after each symbol's OK SUB.
 func (r *clusterReader) run(ctx context.Context) {
 	go func() { <-ctx.Done(); r.cl.Close() }()
@@ -290,22 +313,10 @@ func TestClusterFailover(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var readers []*clusterReader
-	var wg sync.WaitGroup
-	for i := range clients {
-		syms := []string{strconv.Itoa(1 + i%30), strconv.Itoa(1 + (i+7)%30), strconv.Itoa(1 + (i+13)%30)}
-		r := dialReader(t, ctx, cluster.Config{Seeds: seeds, ID: "client-" + strconv.Itoa(i), MoveWindow: window,
-			Heartbeat: 500 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, syms...)
-		readers = append(readers, r)
-		wg.Go(func() { r.run(ctx) })
-	}
-	waitFor(t, "every client subscribed", 20*time.Second, func() bool {
-		for _, r := range readers {
-			if !r.subscribed() {
-				return false
-			}
-		}
-		return true
+	readers, wait := readersUp(t, ctx, clients, 20*time.Second, func(i int) (cluster.Config, []string) {
+		return cluster.Config{Seeds: seeds, ID: "client-" + strconv.Itoa(i), MoveWindow: window,
+				Heartbeat: 500 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond},
+			[]string{strconv.Itoa(1 + i%30), strconv.Itoa(1 + (i+7)%30), strconv.Itoa(1 + (i+13)%30)}
 	})
 	on := func(addr string) []*clusterReader {
 		var out []*clusterReader
@@ -414,7 +425,7 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 	cancel()
-	wg.Wait()
+	wait()
 }
 
 // refCut is ref with each symbol's seqs up to head.
@@ -504,21 +515,9 @@ func TestClusterRollingRestart(t *testing.T) {
 	waitDirectory(t, seeds[0], 3)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var readers []*clusterReader
-	var wg sync.WaitGroup
-	for i := range clients {
-		r := dialReader(t, ctx, cluster.Config{Seeds: seeds, ID: "roll-" + strconv.Itoa(i), MoveWindow: window,
-			BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, strconv.Itoa(1+i%30), strconv.Itoa(1+(i+11)%30))
-		readers = append(readers, r)
-		wg.Go(func() { r.run(ctx) })
-	}
-	waitFor(t, "every client subscribed", 30*time.Second, func() bool {
-		for _, r := range readers {
-			if !r.subscribed() {
-				return false
-			}
-		}
-		return true
+	readers, wait := readersUp(t, ctx, clients, 30*time.Second, func(i int) (cluster.Config, []string) {
+		return cluster.Config{Seeds: seeds, ID: "roll-" + strconv.Itoa(i), MoveWindow: window,
+			BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, []string{strconv.Itoa(1 + i%30), strconv.Itoa(1 + (i+11)%30)}
 	})
 	for _, n := range []string{"a", "b", "c"} {
 		k := kids[n]
@@ -561,7 +560,7 @@ func TestClusterRollingRestart(t *testing.T) {
 		t.Fatalf("%d drain moves, want at least one per client", why[cluster.ReasonDrain])
 	}
 	cancel()
-	wg.Wait()
+	wait()
 }
 
 // TestClusterBadSeeds: a seed list where no address answers fails fast

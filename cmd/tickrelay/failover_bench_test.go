@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,23 +30,11 @@ func BenchmarkFailover(b *testing.B) {
 	waitDirectory(b, seeds[0], 3)
 	ctx, cancel := context.WithCancel(b.Context())
 	defer cancel()
-	var readers []*clusterReader
-	var wg sync.WaitGroup
-	for i := range clients {
-		r := dialReader(b, ctx, cluster.Config{Seeds: seeds, ID: "bench-" + strconv.Itoa(i), MoveWindow: window,
-			BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, strconv.Itoa(1+i%30))
-		readers = append(readers, r)
-		wg.Go(func() { r.run(ctx) })
-	}
-	defer func() { cancel(); wg.Wait() }()
-	waitFor(b, "every client subscribed", 30*time.Second, func() bool {
-		for _, r := range readers {
-			if !r.subscribed() {
-				return false
-			}
-		}
-		return true
+	readers, wait := readersUp(b, ctx, clients, 30*time.Second, func(i int) (cluster.Config, []string) {
+		return cluster.Config{Seeds: seeds, ID: "bench-" + strconv.Itoa(i), MoveWindow: window,
+			BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, []string{strconv.Itoa(1 + i%30)}
 	})
+	defer func() { cancel(); wait() }()
 	var lat, answered []time.Duration
 	var storm time.Duration
 	cpu := func(names []string) time.Duration {
