@@ -33,7 +33,8 @@ const MaxGroupsPerClient = 16
 type membership struct {
 	group  string
 	member string
-	active bool // its join took effect: frames flow
+	active bool       // its join took effect: frames flow
+	join   control.Op // what it submitted (again in a new era)
 }
 
 // groupState is a loop's share of the queue groups.
@@ -97,6 +98,7 @@ func subGroup(l *Loop, cl *Client, cmd *wire.Command) {
 		l.refuse(cl, time.Second)
 		return
 	}
+	m.join = op
 	if !containsMembership(cl.groups, m) {
 		cl.groups = append(cl.groups, m)
 	}
@@ -160,9 +162,13 @@ func (l *Loop) leaveGroups(cl *Client) {
 func (l *Loop) applyControl(mk *frames.ControlMark) {
 	g := l.groups
 	if mk.Snapshot {
+		newEra := mk.Record.Era != g.replica.Era() && g.replica.Era() != 0
 		g.replica.Load(mk.Record.Era, mk.Record.Serial, mk.Live)
 		for _, r := range mk.Live {
 			l.joined(r.Op, r.After)
+		}
+		if newEra {
+			l.rejoin()
 		}
 		return
 	}
@@ -185,6 +191,28 @@ func (l *Loop) applyControl(mk *frames.ControlMark) {
 	for _, cl := range g.local[op.Group] {
 		if cl.behind {
 			l.cut(cl, now, "a queue-group member fell behind while its group changed")
+		}
+	}
+}
+
+// rejoin submits again the joins of the local members: the sequencing
+// root restarted (a new era) and knows none of them. Until each join takes
+// effect again the member gets nothing, and the group gives its items to
+// the members it knows.
+func (l *Loop) rejoin() {
+	g := l.groups
+	for cl := range l.clients {
+		for _, m := range cl.groups {
+			if members := g.local[m.group]; members[m.member] == cl {
+				delete(members, m.member)
+				if len(members) == 0 {
+					delete(g.local, m.group)
+				}
+			}
+			m.active = false
+			if l.cfg.Submit(m.join) == nil {
+				g.pending[m.member] = cl
+			}
 		}
 	}
 }

@@ -220,3 +220,42 @@ func expectedAfter(ex interface{ Body(uint64) ([]byte, bool) }, from, total uint
 	}
 	return out
 }
+
+// TestQueueGroupRootRestart: the sequencing root restarts (a new era,
+// knowing no member): the child takes its snapshot, its members join
+// again (a second OK GROUP), and their frames resume.
+func TestQueueGroupRootRestart(t *testing.T) {
+	ex := startExchange(t, 2000, 20, 0)
+	cfg := newRootConfig(ex.Addr())
+	cfg.Addr = freeAddr(t)
+	r, stop := startRoot(t, cfg)
+	ch, _ := startChild(t, r.Addr(), "a", 1)
+	<-ch.Ready()
+	c, err := client.Dial(t.Context(), ch.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SendLine("SUB * GROUP g")
+	oks, frames := 0, 0
+	read := func(until func() bool) {
+		t.Helper()
+		c.Conn().SetReadDeadline(time.Now().Add(15 * time.Second))
+		for !until() {
+			ev, err := c.Next()
+			if err != nil {
+				t.Fatalf("after %d OK GROUP, %d frames: %v", oks, frames, err)
+			}
+			switch {
+			case strings.HasPrefix(string(ev.Line), "OK GROUP g "):
+				oks, frames = oks+1, 0
+			case ev.Kind == wire.LineFrame:
+				frames++
+			}
+		}
+	}
+	read(func() bool { return oks == 1 && frames > 100 })
+	stop()
+	startRoot(t, cfg)
+	read(func() bool { return oks == 2 && frames > 100 })
+}
