@@ -39,6 +39,7 @@ type Metrics struct {
 	ControlSerial  prometheus.Gauge
 	GroupOut       prometheus.Counter
 	GroupLost      prometheus.Counter
+	GroupRedeliver prometheus.Counter
 	SlowDisconnect prometheus.Counter
 	SlowConflated  prometheus.Counter     // clients gone stale under SlowPolicy conflate
 	SlowResynced   prometheus.Counter     // stale clients caught up with images
@@ -94,6 +95,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		ControlErrors:     c("control_errors_total", "Control frames that did not decode or did not follow (the relay session restarts and resyncs)."),
 		ControlSerial:     g("control_serial", "Serial of the last control record applied."),
 		GroupOut:          c("group_deliveries_total", "Items handed to queue-group members (each item of a group's symbols to one member across the children)."),
+		GroupRedeliver:    c("group_redelivered_total", "Items an ack member of a queue group left unacknowledged, sent again (REDELIVER) to their new owners on this child."),
 		GroupLost:         c("group_lost_total", "Items a queue group gave to members that had left this child before their leave took effect (groups are at-most-once)."),
 		SlowDisconnect:    c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
 		SlowConflated:     c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
@@ -115,7 +117,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.GroupOut, m.GroupLost, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.GroupOut, m.GroupLost, m.GroupRedeliver, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }
@@ -125,5 +127,5 @@ func (m *Metrics) session() *session.Metrics {
 	return &session.Metrics{SlowDisconnect: m.SlowDisconnect, SlowConflated: m.SlowConflated, SlowResynced: m.SlowResynced,
 		Behind: m.ClientsBehind, ClientErrors: m.ClientErrors, BytesOut: m.BytesOut, FramesOut: m.FramesOut, Writes: m.Writes, ResumeArrivals: m.ResumeArrivals,
 		Throttled: m.Throttled, Shed: m.Shed, Denied: m.Denied, Authenticated: m.Authenticated,
-		GroupOut: m.GroupOut, GroupLost: m.GroupLost}
+		GroupOut: m.GroupOut, GroupLost: m.GroupLost, GroupRedelivered: m.GroupRedeliver}
 }

@@ -52,7 +52,11 @@ type Op struct {
 	Member string // unique across the children: the child names it
 	Mode   Mode   // join
 	All    bool   // join: every symbol ("*")
+	Ack    bool   // join: the member ACKs; a leave's unacknowledged items are redelivered
 	Syms   []uint32
+	// Acked (a leave of an ack member): the position (wire.Pos) of its
+	// last ACK; the items after it that it owned go to their new owners.
+	Acked uint64
 }
 
 // Record is an Op the root sequenced: the Serial-th of its era, applied
@@ -99,30 +103,39 @@ func (op *Op) Check() error {
 		return bad("unknown mode %d", op.Mode)
 	case len(op.Syms) > MaxSyms:
 		return bad("%d symbols > %d", len(op.Syms), MaxSyms)
-	case op.Kind == KindLeave && (op.All || len(op.Syms) > 0):
+	case op.Kind == KindLeave && (op.All || op.Ack || len(op.Syms) > 0):
 		return bad("a leave names symbols")
+	case op.Kind == KindJoin && op.Acked != 0:
+		return bad("a join with an ACK position")
 	}
 	return nil
 }
 
-// Op layout: kind u8, mode u8, all u8, groupLen u8, group, memberLen u8,
-// member, count u32, count x sym u32 (little endian).
+// Op layout: kind u8, mode u8, flags u8 (1 all, 2 ack), groupLen u8,
+// group, memberLen u8, member, count u32, count x sym u32, then for a
+// leave acked u64 (little endian).
 
 // AppendOp appends op's encoding.
 func AppendOp(dst []byte, op Op) ([]byte, error) {
 	if err := op.Check(); err != nil {
 		return dst, err
 	}
-	all := byte(0)
+	flags := byte(0)
 	if op.All {
-		all = 1
+		flags |= 1
 	}
-	dst = append(dst, byte(op.Kind), byte(op.Mode), all, byte(len(op.Group)))
+	if op.Ack {
+		flags |= 2
+	}
+	dst = append(dst, byte(op.Kind), byte(op.Mode), flags, byte(len(op.Group)))
 	dst = append(dst, op.Group...)
 	dst = append(append(dst, byte(len(op.Member))), op.Member...)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(op.Syms)))
 	for _, s := range op.Syms {
 		dst = binary.LittleEndian.AppendUint32(dst, s)
+	}
+	if op.Kind == KindLeave {
+		dst = binary.LittleEndian.AppendUint64(dst, op.Acked)
 	}
 	return dst, nil
 }
@@ -133,9 +146,9 @@ func ParseOp(p []byte) (Op, error) {
 	if len(p) < 4 {
 		return op, bad("op of %d bytes", len(p))
 	}
-	op.Kind, op.Mode, op.All = Kind(p[0]), Mode(p[1]), p[2] == 1
-	if p[2] > 1 {
-		return op, bad("all flag %d", p[2])
+	op.Kind, op.Mode, op.All, op.Ack = Kind(p[0]), Mode(p[1]), p[2]&1 != 0, p[2]&2 != 0
+	if p[2] > 3 {
+		return op, bad("flags %d", p[2])
 	}
 	n := int(p[3])
 	p = p[4:]
@@ -151,6 +164,13 @@ func ParseOp(p []byte) (Op, error) {
 	op.Member, p = string(p[:n]), p[n:]
 	count := binary.LittleEndian.Uint32(p)
 	p = p[4:]
+	if op.Kind == KindLeave {
+		if len(p) != 8 || count != 0 {
+			return op, bad("a leave of %d bytes, %d symbols", len(p), count)
+		}
+		op.Acked = binary.LittleEndian.Uint64(p)
+		return op, op.Check()
+	}
 	if count > MaxSyms || uint64(len(p)) != 4*uint64(count) {
 		return op, bad("%d symbols in %d bytes", count, len(p))
 	}

@@ -14,6 +14,8 @@ func TestOpCodec(t *testing.T) {
 		{Kind: KindJoin, Group: "g", Member: "child-a/17", Mode: RoundRobin, Syms: []uint32{5, 1, 700}},
 		{Kind: KindJoin, Group: "risk.desk-1", Member: "m:2", All: true},
 		{Kind: KindLeave, Group: "g", Member: "child-a/17"},
+		{Kind: KindJoin, Group: "g", Member: "m", Ack: true, Syms: []uint32{3}},
+		{Kind: KindLeave, Group: "g", Member: "m", Acked: 1<<32 | 77},
 	} {
 		r := Record{Era: 9, Serial: 3, After: 1 << 33, Op: op}
 		b, err := AppendRecord(nil, r)
@@ -37,7 +39,7 @@ func TestOpCodec(t *testing.T) {
 			t.Errorf("%+v encoded: %v", op, err)
 		}
 	}
-	for _, p := range [][]byte{nil, {1, 0, 0, 1, 'g'}, {1, 0, 2, 1, 'g', 1, 'm', 0, 0, 0, 0}, {1, 0, 0, 1, 'g', 1, 'm', 1, 0, 0, 0}} {
+	for _, p := range [][]byte{nil, {1, 0, 0, 1, 'g'}, {1, 0, 4, 1, 'g', 1, 'm', 0, 0, 0, 0}, {2, 0, 0, 1, 'g', 1, 'm', 0, 0, 0, 0}, {1, 0, 0, 1, 'g', 1, 'm', 1, 0, 0, 0}} {
 		if _, err := ParseOp(p); !errors.Is(err, ErrBad) {
 			t.Errorf("%v parsed: %v", p, err)
 		}

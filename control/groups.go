@@ -37,12 +37,15 @@ type group struct {
 
 type member struct {
 	mode Mode
+	ack  bool
 	all  bool
 	syms []uint32 // sorted
 }
 
 // NewGroups returns an empty replica (era 0: it takes any snapshot).
-func NewGroups() *Groups { return &Groups{groups: map[string]*group{}, owners: map[ownerKey]ownerVal{}} }
+func NewGroups() *Groups {
+	return &Groups{groups: map[string]*group{}, owners: map[ownerKey]ownerVal{}}
+}
 
 // Era and Serial say how far the replica is: every record of Era up to
 // Serial applied.
@@ -87,7 +90,7 @@ func (g *Groups) apply(op Op) {
 			i, _ := slices.BinarySearch(gr.names, op.Member)
 			gr.names = slices.Insert(gr.names, i, op.Member)
 		}
-		gr.members[op.Member] = &member{mode: op.Mode, all: op.All, syms: sortedSyms(op.Syms)}
+		gr.members[op.Member] = &member{mode: op.Mode, ack: op.Ack, all: op.All, syms: sortedSyms(op.Syms)}
 	case KindLeave:
 		if gr == nil {
 			return
@@ -111,6 +114,16 @@ func (g *Groups) Load(era, serial uint64, live []Record) {
 	for _, r := range live {
 		g.apply(r.Op)
 	}
+}
+
+// Acks reports whether member of group ACKs (its leave redelivers).
+func (g *Groups) Acks(name, memberName string) bool {
+	if gr := g.groups[name]; gr != nil {
+		if m := gr.members[memberName]; m != nil {
+			return m.ack
+		}
+	}
+	return false
 }
 
 // Members returns a group's members, sorted.
@@ -191,7 +204,7 @@ func (g *Groups) Clone() *Groups {
 	for name, gr := range g.groups {
 		ng := &group{members: make(map[string]*member, len(gr.members)), names: slices.Clone(gr.names)}
 		for n, m := range gr.members {
-			ng.members[n] = &member{mode: m.mode, all: m.all, syms: m.syms} // syms are never written after a join
+			ng.members[n] = &member{mode: m.mode, ack: m.ack, all: m.all, syms: m.syms} // syms are never written after a join
 		}
 		c.groups[name] = ng
 	}

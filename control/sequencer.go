@@ -81,8 +81,12 @@ func (s *Sequencer) LineDown(line int, head uint64) []Record {
 	})
 	out := make([]Record, 0, len(gone))
 	for _, k := range gone {
+		op := Op{Kind: KindLeave, Group: k.group, Member: k.member}
+		if j := s.live[k].rec; j.Op.Ack {
+			op.Acked = j.After // its last ACK died with its child: redeliver from its join
+		}
 		delete(s.live, k)
-		out = append(out, s.next(Op{Kind: KindLeave, Group: k.group, Member: k.member}, head))
+		out = append(out, s.next(op, head))
 	}
 	return out
 }

@@ -15,6 +15,7 @@ const (
 	CmdChildren = "CHILDREN" // the child directory; "WATCH CHILDREN" pushes it on each change
 	CmdWatch    = "WATCH"
 	CmdAuth     = "AUTH" // the first line where the child has entitlements: "AUTH token"
+	CmdAck      = "ACK"  // "ACK seq": a queue-group ack member has handled every item up to seq
 )
 
 // KeywordGroup ends a SUB's or UNSUB's symbols: "SUB sym... GROUP name".
@@ -50,11 +51,11 @@ const (
 
 // Command is one parsed client line. Symbols alias the line.
 type Command struct {
-	Verb    string
-	Seq     uint64 // RESUME
-	Epoch   uint32 // RESUME epoch:seq (0: the current epoch)
-	T0      int64  // TIME
-	Token   []byte // AUTH
+	Verb  string
+	Seq   uint64 // RESUME
+	Epoch uint32 // RESUME epoch:seq (0: the current epoch)
+	T0    int64  // TIME
+	Token []byte // AUTH
 	// SUB/UNSUB ... GROUP name [rr] [ack]: a queue group (the words after
 	// GROUP are not symbols).
 	Group    []byte
@@ -166,6 +167,17 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 		if len(args) != 1 || string(args[0]) != CmdChildren {
 			return c, errorf("client line", ErrSyntax, "WATCH takes one argument: CHILDREN")
 		}
+		return c, nil
+	case CmdAck:
+		c.Verb = CmdAck
+		if len(args) != 1 {
+			return c, errorf("client line", ErrSyntax, "ACK needs one seq")
+		}
+		seq, ok := parseUint(args[0])
+		if !ok || seq == 0 || seq > MaxSeq {
+			return c, errorf("client line", ErrSyntax, "ACK seq %.20q is not an integer in 1..4294967295", args[0])
+		}
+		c.Seq = seq
 		return c, nil
 	case CmdAuth:
 		c.Verb = CmdAuth

@@ -74,8 +74,10 @@ type Client struct {
 	key      entitle.Key
 	grant    *entitle.Grant
 	groups   []*membership // queue groups it is in (group.go)
-	winAt    int64         // flood window start
-	winN     int
+	// Ack groups: the highest seq handed to it through one, and its last ACK.
+	groupSent, acked uint64
+	winAt            int64 // flood window start
+	winN             int
 }
 
 // Dead reports whether cl is closed or closing (it gets nothing more).

@@ -22,6 +22,7 @@ var commands = map[string]command{
 	wire.CmdChildren: children,
 	wire.CmdWatch:    watch,
 	wire.CmdAuth:     auth,
+	wire.CmdAck:      ackCmd,
 }
 
 // command parses one client line and runs its verb.

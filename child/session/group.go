@@ -1,7 +1,9 @@
 package session
 
 import (
+	"bytes"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -35,6 +37,7 @@ type membership struct {
 	member string
 	active bool       // its join took effect: frames flow
 	join   control.Op // what it submitted (again in a new era)
+	after  uint64     // the position its join took effect after
 }
 
 // groupState is a loop's share of the queue groups.
@@ -61,9 +64,6 @@ func subGroup(l *Loop, cl *Client, cmd *wire.Command) {
 	case !control.ValidName(name):
 		l.replyErr(cl, wire.ErrCodeBadArg, fmt.Sprintf("bad group name %.20q: 1..%d of A-Z a-z 0-9 . _ : / -", name, control.MaxName))
 		return
-	case cmd.GroupAck:
-		l.replyErr(cl, wire.ErrCodeBadArg, "GROUP ack is not supported yet; groups are at-most-once")
-		return
 	case l.cfg.Submit == nil:
 		l.replyErr(cl, wire.ErrCodeBadArg, "queue groups need a sequencing root")
 		return
@@ -83,7 +83,7 @@ func subGroup(l *Loop, cl *Client, cmd *wire.Command) {
 		g.next++
 		m = &membership{group: name, member: l.cfg.MemberPrefix + strconv.FormatUint(g.next, 10)}
 	}
-	op := control.Op{Kind: control.KindJoin, Group: name, Member: m.member}
+	op := control.Op{Kind: control.KindJoin, Group: name, Member: m.member, Ack: cmd.GroupAck}
 	if cmd.GroupRR {
 		op.Mode = control.RoundRobin
 	}
@@ -143,8 +143,12 @@ func (l *Loop) leaveGroup(cl *Client, m *membership) {
 		g.gone[m.group] = map[string]bool{}
 	}
 	g.gone[m.group][m.member] = true
+	leave := control.Op{Kind: control.KindLeave, Group: m.group, Member: m.member}
+	if m.join.Ack {
+		leave.Acked = max(wire.Pos(l.epoch, cl.acked), m.after) // what it handled: the rest goes again
+	}
 	if l.cfg.Submit != nil {
-		l.cfg.Submit(control.Op{Kind: control.KindLeave, Group: m.group, Member: m.member}) // a dropped line leaves it too
+		l.cfg.Submit(leave) // a dropped line leaves it too
 	}
 }
 
@@ -172,10 +176,17 @@ func (l *Loop) applyControl(mk *frames.ControlMark) {
 		}
 		return
 	}
+	op := mk.Record.Op
+	var before *control.Groups // an ack member leaving: who owned what until now
+	if op.Kind == control.KindLeave && g.replica.Acks(op.Group, op.Member) {
+		before = g.replica.Clone()
+	}
 	if applied, err := g.replica.Apply(mk.Record); err != nil || !applied {
 		return // the relay checked it: a repeat
 	}
-	op := mk.Record.Op
+	if before != nil {
+		l.redeliver(before, op, mk.Record.After)
+	}
 	switch op.Kind {
 	case control.KindJoin:
 		l.joined(op, mk.Record.After)
@@ -228,7 +239,7 @@ func (l *Loop) joined(op control.Op, after uint64) {
 	delete(g.pending, op.Member)
 	for _, m := range cl.groups {
 		if m.member == op.Member {
-			m.active = true
+			m.active, m.after = true, after
 		}
 	}
 	if g.local[op.Group] == nil {
@@ -255,15 +266,16 @@ func (f *fanout) groupDeliveries(g *groupState, seq uint64, code uint32, off, en
 		if cl := members[owner]; cl != nil && !cl.dead {
 			f.deliver(cl, off, end)
 			f.groupOut++
-		} else if cl != nil || g.gone[name][owner] {
-			f.groupLost++
+			cl.groupSent = max(cl.groupSent, seq)
+		} else if (cl != nil || g.gone[name][owner]) && !g.replica.Acks(name, owner) {
+			f.groupLost++ // an ack member's go again when its leave takes effect
 		}
 	}
 	for name, gone := range g.gone {
 		if _, local := g.local[name]; local || len(gone) == 0 {
 			continue // counted above
 		}
-		if owner, ok := g.replica.Owner(name, code, seq); ok && gone[owner] {
+		if owner, ok := g.replica.Owner(name, code, seq); ok && gone[owner] && !g.replica.Acks(name, owner) {
 			f.groupLost++
 		}
 	}
@@ -289,3 +301,69 @@ func (f *fanout) ownsFrame(cl *Client, seq uint64, frame []byte) bool {
 
 // LoadGroups sets the loop's group replica (a new loop takes the child's).
 func (l *Loop) LoadGroups(g *control.Groups) { l.groups.replica = g }
+
+// ackCmd runs ACK seq: an ack member has handled every item up to seq.
+func ackCmd(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
+	ack := false
+	for _, m := range cl.groups {
+		ack = ack || m.join.Ack
+	}
+	switch {
+	case !ack:
+		l.replyErr(cl, wire.ErrCodeBadArg, "ACK without a GROUP ... ack membership")
+	case cmd.Seq > cl.groupSent:
+		l.replyErr(cl, wire.ErrCodeBadArg, fmt.Sprintf("ACK of seq %d, which was never delivered (last %d)", cmd.Seq, cl.groupSent))
+	case cmd.Seq < cl.acked:
+		l.replyErr(cl, wire.ErrCodeBadArg, fmt.Sprintf("ACK going backwards: %d after %d", cmd.Seq, cl.acked))
+	default:
+		cl.acked = cmd.Seq
+	}
+}
+
+// redeliver sends each local member of op's group the items the leaving
+// ack member owned after its last ACK (op.Acked) up to where its leave
+// took effect (after) that the member now owns, from the history, after a
+// "REDELIVER group n" line; live items after that follow as usual.
+func (l *Loop) redeliver(before *control.Groups, op control.Op, after uint64) {
+	g := l.groups
+	members := g.local[op.Group]
+	if len(members) == 0 || wire.PosEpoch(op.Acked) != wire.PosEpoch(after) || op.Acked >= after {
+		return
+	}
+	from, to := wire.PosSeq(op.Acked)+1, wire.PosSeq(after)
+	for name, cl := range members {
+		if cl.dead {
+			continue
+		}
+		want := func(seq, _ uint64, frame []byte) bool {
+			if seq > to {
+				return false
+			}
+			code, ok := wire.TextFrameCode(frame)
+			if !ok {
+				return false
+			}
+			was, _ := before.Owner(op.Group, code, seq)
+			now, _ := g.replica.Owner(op.Group, code, seq)
+			return was == op.Member && now == name
+		}
+		var out []byte
+		l.src.Read(func(c *frames.Core) {
+			start := max(from, c.OldestSeq())
+			if start > from {
+				l.cfg.Log.Warn("queue group: the history no longer holds all of a leaving member's unacknowledged items", "group", op.Group, "member", op.Member, "from", from, "oldest", start)
+			}
+			out, _, _ = c.AppendHistoryWhere(nil, start, l.cfg.Now(), int(to-start+1), math.MaxInt, want)
+		})
+		n := bytes.Count(out, []byte{'\n'})
+		if n == 0 {
+			continue
+		}
+		l.m.GroupRedelivered.Add(float64(n))
+		cl.out = append(cl.out[:0], "REDELIVER "...)
+		cl.out = append(append(append(cl.out, op.Group...), ' '), strconv.Itoa(n)...)
+		cl.out = append(append(cl.out, '\n'), out...)
+		cl.groupSent = max(cl.groupSent, to)
+		l.writeOut(cl)
+	}
+}

@@ -1,6 +1,8 @@
 package session
 
 import (
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -136,7 +138,8 @@ func TestGroupBadInput(t *testing.T) {
 	for line, want := range map[string]string{
 		"SUB * GROUP":        "ERR BADARG GROUP needs a name",
 		"SUB * GROUP g x":    `ERR BADARG GROUP "g": unknown option "x" (rr, ack)`,
-		"SUB * GROUP g ack":  "ERR BADARG GROUP ack is not supported yet; groups are at-most-once",
+		"ACK 5":              "ERR BADARG ACK without a GROUP ... ack membership",
+		"ACK x":              `ERR BADARG ACK seq "x" is not an integer in 1..4294967295`,
 		"SUB * GROUP b@d":    `ERR BADARG bad group name "b@d": 1..64 of A-Z a-z 0-9 . _ : / -`,
 		"UNSUB * GROUP nope": `ERR BADARG not in group "nope"`,
 		"SUB GROUP g":        "ERR BADARG SUB needs at least one symbol",
@@ -157,3 +160,73 @@ func TestGroupBadInput(t *testing.T) {
 	}
 	_ = wire.CmdSub
 }
+
+// TestGroupAck: an ack member that leaves has its unacknowledged items
+// (delivered after its last ACK, or owned and not yet delivered) sent
+// again to their new owners after a REDELIVER line: with the ACKed ones,
+// every seq reaches the group; ACK of a seq never delivered, or going
+// backwards, is refused.
+func TestGroupAck(t *testing.T) {
+	g := newGroupRig(t)
+	a, b := g.open(), g.open()
+	g.input(a, "SUB * GROUP q ack")
+	g.input(b, "SUB * GROUP q ack")
+	g.sequence()
+	a.lines()
+	b.lines()
+	g.apply(300)
+	g.drain()
+	sa, _ := frameSeqs(t, a.lines())
+	sb, _ := frameSeqs(t, b.lines())
+	if len(sa) < 20 || len(sb) == 0 {
+		t.Fatalf("shares %d, %d", len(sa), len(sb))
+	}
+	acked := sa[len(sa)/2]
+	g.input(a, "ACK "+itoa(acked))
+	g.input(a, "ACK "+itoa(acked-1))
+	g.input(a, "ACK 100000")
+	if got := a.lines(); len(got) != 2 || !strings.HasPrefix(got[0], "ERR BADARG ACK going backwards") || !strings.HasPrefix(got[1], "ERR BADARG ACK of seq 100000, which was never delivered") {
+		t.Fatalf("bad ACKs: %q", got)
+	}
+	// a goes; items it would have owned meanwhile are not lost.
+	a.Close()
+	g.apply(100)
+	g.drain()
+	if lost := testutil.ToFloat64(g.l.m.GroupLost); lost != 0 {
+		t.Fatalf("%v items lost in an ack group", lost)
+	}
+	g.sequence()
+	g.apply(100)
+	g.drain()
+	lines := b.lines()
+	at := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "REDELIVER q ") })
+	if at < 0 {
+		t.Fatalf("b after a left: no REDELIVER among %d lines", len(lines))
+	}
+	n, _ := strconv.Atoi(strings.Fields(lines[at])[2])
+	before, _ := frameSeqs(t, lines[:at])
+	re, _ := frameSeqs(t, lines[at+1:at+1+n])
+	live, _ := frameSeqs(t, lines[at+1+n:])
+	sb = append(sb, before...)
+	got := map[uint64]bool{}
+	for _, s := range sa {
+		if s <= acked {
+			got[s] = true
+		}
+	}
+	for _, list := range [][]uint64{sb, re, live} {
+		for _, s := range list {
+			got[s] = true
+		}
+	}
+	for s := uint64(1); s <= 500; s++ {
+		if !got[s] {
+			t.Fatalf("seq %d reached nobody (a acked %d, %d redelivered)", s, acked, n)
+		}
+	}
+	if r := testutil.ToFloat64(g.l.m.GroupRedelivered); int(r) != n || n <= len(sa)-len(sa)/2-1 {
+		t.Fatalf("%d redelivered (metric %v); a had %d unacknowledged of its own", n, r, len(sa)-len(sa)/2-1)
+	}
+}
+
+func itoa(v uint64) string { return strconv.FormatUint(v, 10) }

@@ -72,7 +72,7 @@ func (c *testConn) lines() []string {
 
 func testMetrics() *Metrics {
 	c := func() prometheus.Counter { return prometheus.NewCounter(prometheus.CounterOpts{Name: "x"}) }
-	return &Metrics{SlowDisconnect: c(), SlowConflated: c(), SlowResynced: c(), Throttled: c(), Shed: c(), Denied: c(), ResumeArrivals: c(), GroupOut: c(), GroupLost: c(), Authenticated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "a"}),
+	return &Metrics{SlowDisconnect: c(), SlowConflated: c(), SlowResynced: c(), Throttled: c(), Shed: c(), Denied: c(), ResumeArrivals: c(), GroupOut: c(), GroupLost: c(), GroupRedelivered: c(), Authenticated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "a"}),
 		Behind:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "b"}),
 		ClientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "e"}, []string{"code"}),
 		BytesOut:     c(), FramesOut: c(), Writes: c()}

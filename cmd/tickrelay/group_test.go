@@ -18,15 +18,17 @@ import (
 // groupMember is one queue-group member under test: the seq its share
 // starts after, and the seqs it got.
 type groupMember struct {
-	c     *client.Client
-	mu    sync.Mutex
-	after uint64
-	ok    bool
-	subOK uint64 // the highest seq of its OK SUB lines
-	left  bool   // OK UNSUB GROUP seen
-	seqs  []uint64
-	syms  map[uint32]uint64 // last seq per symbol (order check)
-	bad   string
+	c        *client.Client
+	mu       sync.Mutex
+	after    uint64
+	ok       bool
+	subOK    uint64 // the highest seq of its OK SUB lines
+	left     bool   // OK UNSUB GROUP seen
+	ackEvery int    // ack mode: ACK the last seq every this many frames
+	acked    uint64 // the last seq it ACKed
+	seqs     []uint64
+	syms     map[uint32]uint64 // last seq per symbol (order check)
+	bad      string
 }
 
 func (m *groupMember) read() {
@@ -48,6 +50,11 @@ func (m *groupMember) read() {
 			}
 		case wire.LineFrame:
 			m.seqs = append(m.seqs, ev.Seq)
+			if m.ackEvery > 0 && len(m.seqs)%m.ackEvery == 0 {
+				if m.c.SendLine("ACK "+strconv.FormatUint(ev.Seq, 10)) == nil {
+					m.acked = ev.Seq
+				}
+			}
 			if last := m.syms[ev.Msg.Security]; ev.Seq <= last && m.bad == "" {
 				m.bad = fmt.Sprintf("symbol %d: seq %d after %d", ev.Msg.Security, ev.Seq, last)
 			}
@@ -258,4 +265,80 @@ func TestQueueGroupRootRestart(t *testing.T) {
 	stop()
 	startRoot(t, cfg)
 	read(func() bool { return oks == 2 && frames > 100 })
+}
+
+// TestQueueGroupAck: two ack members (one on each child); one ACKs every
+// 100 frames and then closes mid-feed without a word: its unacknowledged
+// items (delivered after its last ACK, or owned and never sent) go to the
+// other after a REDELIVER line, so every seq after their joins reaches the
+// group: what the first ACKed, or the second got.
+func TestQueueGroupAck(t *testing.T) {
+	const total = 40000
+	ex := startExchange(t, 20000, 200, total)
+	r, _ := startRoot(t, newRootConfig(ex.Addr()))
+	var kids []*child.Child
+	for _, n := range []string{"a", "b"} {
+		ch, _ := startChild(t, r.Addr(), n, 1)
+		<-ch.Ready()
+		kids = append(kids, ch)
+	}
+	var ms []*groupMember
+	for i := range 2 {
+		c, err := client.Dial(t.Context(), kids[i].Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		m := &groupMember{c: c, syms: map[uint32]uint64{}, ackEvery: 100}
+		c.SendLine("SUB * GROUP k ack")
+		go m.read()
+		ms = append(ms, m)
+	}
+	waitFor(t, "both joins in effect", 10*time.Second, func() bool {
+		for _, m := range ms {
+			m.mu.Lock()
+			ok := m.ok
+			m.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "half the feed", 10*time.Second, func() bool { return ex.Published() >= total/2 })
+	ms[0].mu.Lock()
+	ms[0].c.Close() // abruptly: what is in flight to it is lost to it, not to the group
+	ms[0].mu.Unlock()
+	waitFor(t, "the feed's end through both children", 15*time.Second, func() bool {
+		return kids[0].LastSeq() >= total && kids[1].LastSeq() >= total
+	})
+	time.Sleep(500 * time.Millisecond)
+	got := map[uint64]bool{}
+	ms[0].mu.Lock()
+	for _, s := range ms[0].seqs {
+		if s <= ms[0].acked {
+			got[s] = true
+		}
+	}
+	acked, start := ms[0].acked, max(ms[0].after, ms[1].after)
+	ms[0].mu.Unlock()
+	ms[1].mu.Lock()
+	for _, s := range ms[1].seqs {
+		got[s] = true
+	}
+	ms[1].mu.Unlock()
+	missing := 0
+	for s := start + 1; s <= total; s++ {
+		if !got[s] {
+			missing++
+		}
+	}
+	re := testutil.ToFloat64(kids[1].Metrics().GroupRedeliver)
+	t.Logf("member 0 acked up to %d and closed; %v redelivered to member 1; %d missing", acked, re, missing)
+	if missing > 0 || re == 0 {
+		t.Fatalf("%d seqs reached neither (redelivered %v)", missing, re)
+	}
+	if lost := testutil.ToFloat64(kids[0].Metrics().GroupLost) + testutil.ToFloat64(kids[1].Metrics().GroupLost); lost != 0 {
+		t.Fatalf("%v counted lost in an ack group", lost)
+	}
 }
