@@ -2,7 +2,6 @@ package root
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"tickrelay/control"
@@ -20,10 +19,15 @@ import (
 // kept) gets a snapshot of the live members first. A child catching up from the
 // journal gets the records it missed once it reaches the ring, each
 // before the next batch: such a child is far behind and holds no members.
+//
+// A record's place and the drains must not race: a drain that checked for
+// records before one was sequenced must not then send items past its
+// place. So the sequencer reads the ring's head under mu, and a drain
+// reads the head and checks for its next record under the same mu (read
+// locked), then sends no further than that head.
 type ctlState struct {
-	mu   sync.Mutex
-	seq  *control.Sequencer
-	last atomic.Uint64 // the last serial, read without the lock by the drains
+	mu  sync.RWMutex
+	seq *control.Sequencer
 }
 
 // controlsKept is how many records the root keeps for children that
@@ -42,7 +46,6 @@ func (rl *relay) submitControl(ch *child, p []byte) {
 		c := rl.ctl
 		c.mu.Lock()
 		r, err = c.seq.Submit(ch.line, op, rl.r.ring.Head())
-		c.last.Store(c.seq.Serial())
 		c.mu.Unlock()
 	}
 	if err != nil {
@@ -58,7 +61,6 @@ func (rl *relay) controlLineDown(ch *child) {
 	c := rl.ctl
 	c.mu.Lock()
 	recs := c.seq.LineDown(ch.line, rl.r.ring.Head())
-	c.last.Store(c.seq.Serial())
 	c.mu.Unlock()
 	if len(recs) > 0 {
 		rl.sequenced(len(recs), recs[len(recs)-1].Serial)
@@ -93,21 +95,20 @@ func (rl *relay) startControls(ch *child) bool {
 	return ch.write(wire.AppendRelayFrame(ch.l.scratch[:0], wire.RelayControlSnapshot, body))
 }
 
-// nextControl returns the next record ch is due, if any (no lock, no
-// allocation when there is none).
-func (rl *relay) nextControl(ch *child) (control.Record, bool) {
+// nextControl returns the next record ch is due, if any, and the ring's
+// head as of that answer: the drain sends no item past it (nor past the
+// record's place). It does not allocate.
+func (rl *relay) nextControl(ch *child) (r control.Record, ok bool, head uint64) {
 	c := rl.ctl
-	if ch.ctlSerial == c.last.Load() {
-		return control.Record{}, false
-	}
-	c.mu.Lock()
+	c.mu.RLock()
+	head = rl.r.ring.Head()
 	r, ok, snap := c.seq.Next(ch.ctlEra, ch.ctlSerial)
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	if snap { // fell out of the kept window mid-session: start over from a snapshot
 		rl.startControls(ch)
-		return control.Record{}, false
+		return control.Record{}, false, head
 	}
-	return r, ok
+	return r, ok, head
 }
 
 // writeControl sends ch record r.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -473,15 +472,17 @@ func (l *loop) drainChild(ch *child, now int64) bool {
 		if ch.c.OutboundBuffered() > cfg.MaxOutbound {
 			return false // resumes on a later pass, once the socket drained
 		}
-		to := uint64(math.MaxUint64) // a control record due: the items up to its After, then it
-		if r, ok := l.rl.nextControl(ch); ok {
+		// Up to the head as of the control check, and a record due goes
+		// right after the items up to its place (control.go).
+		r, ok, to := l.rl.nextControl(ch)
+		if ok {
 			if r.After < ch.cursor {
 				if !ch.writeControl(r) {
 					return false
 				}
 				continue
 			}
-			to = r.After
+			to = min(to, r.After)
 		}
 		b, n, err := l.rl.r.ring.AppendBatchTo(l.scratch[:0], ch.cursor, to, cfg.MaxBatchBytes, now)
 		if cap(b) > cap(l.scratch) {

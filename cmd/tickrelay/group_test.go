@@ -24,6 +24,7 @@ type groupMember struct {
 	ok       bool
 	subOK    uint64 // the highest seq of its OK SUB lines
 	left     bool   // OK UNSUB GROUP seen
+	sub      string // its SUB line, sent again after ERR BUSY (the child's root line not up yet)
 	ackEvery int    // ack mode: ACK the last seq every this many frames
 	acked    uint64 // the last seq it ACKed
 	seqs     []uint64
@@ -60,6 +61,10 @@ func (m *groupMember) read() {
 			}
 			m.syms[ev.Msg.Security] = ev.Seq
 		case wire.LineErr:
+			if code, _ := ev.Err(); code == wire.ErrCodeBusy && m.sub != "" {
+				go func() { time.Sleep(100 * time.Millisecond); m.c.SendLine(m.sub) }()
+				break
+			}
 			m.bad = string(ev.Line)
 		}
 		m.mu.Unlock()
@@ -89,7 +94,7 @@ func TestQueueGroup(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		m := &groupMember{c: c, syms: map[uint32]uint64{}}
+		m := &groupMember{c: c, syms: map[uint32]uint64{}, sub: line}
 		if err := c.SendLine(line); err != nil {
 			t.Fatal(err)
 		}
@@ -244,7 +249,7 @@ func TestQueueGroupRootRestart(t *testing.T) {
 	}
 	defer c.Close()
 	c.SendLine("SUB * GROUP g")
-	oks, frames := 0, 0
+	oks, frames := 0, 0 // an ERR BUSY (its root line not up yet) is answered by sending the SUB again
 	read := func(until func() bool) {
 		t.Helper()
 		c.Conn().SetReadDeadline(time.Now().Add(15 * time.Second))
@@ -254,6 +259,9 @@ func TestQueueGroupRootRestart(t *testing.T) {
 				t.Fatalf("after %d OK GROUP, %d frames: %v", oks, frames, err)
 			}
 			switch {
+			case strings.HasPrefix(string(ev.Line), "ERR BUSY "):
+				time.Sleep(100 * time.Millisecond)
+				c.SendLine("SUB * GROUP g")
 			case strings.HasPrefix(string(ev.Line), "OK GROUP g "):
 				oks, frames = oks+1, 0
 			case ev.Kind == wire.LineFrame:
@@ -289,8 +297,8 @@ func TestQueueGroupAck(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		m := &groupMember{c: c, syms: map[uint32]uint64{}, ackEvery: 100}
-		c.SendLine("SUB * GROUP k ack")
+		m := &groupMember{c: c, syms: map[uint32]uint64{}, ackEvery: 100, sub: "SUB * GROUP k ack"}
+		c.SendLine(m.sub)
 		go m.read()
 		ms = append(ms, m)
 	}
