@@ -350,3 +350,73 @@ func TestQueueGroupAck(t *testing.T) {
 		t.Fatalf("%v counted lost in an ack group", lost)
 	}
 }
+
+// TestQueueGroupChildKilled: 4 ack members, 2 on each of 2 child
+// processes; one child is SIGKILLed mid-feed and its members join again
+// on the other. The root sequences the dead child's members' leaves from
+// their join points (their last ACKs died with it), so the members left
+// get their items again: every seq after the joins reaches the group
+// (at least once).
+func TestQueueGroupChildKilled(t *testing.T) {
+	const total = 30000
+	ex := startExchange(t, 10000, 100, total)
+	r, _ := startRoot(t, newRootConfig(ex.Addr()))
+	kids := []*clusterChild{startClusterChild(t, r.Addr(), "a", freeAddr(t)), startClusterChild(t, r.Addr(), "b", freeAddr(t))}
+	const sub = "SUB * GROUP k ack"
+	join := func(addr string) *groupMember {
+		c, err := client.Dial(t.Context(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		m := &groupMember{c: c, syms: map[uint32]uint64{}, ackEvery: 50, sub: sub}
+		c.SendLine(sub)
+		go m.read()
+		return m
+	}
+	var ms []*groupMember
+	for i := range 4 {
+		ms = append(ms, join(kids[i%2].addr))
+	}
+	joined := func(ms []*groupMember) bool {
+		for _, m := range ms {
+			m.mu.Lock()
+			ok := m.ok
+			m.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "the joins in effect", 10*time.Second, func() bool { return joined(ms) })
+	waitFor(t, "a third of the feed", 10*time.Second, func() bool { return ex.Published() >= total/3 })
+	kids[0].p.kill9(t)
+	again := []*groupMember{join(kids[1].addr), join(kids[1].addr)}
+	waitFor(t, "the members back, on b", 10*time.Second, func() bool { return joined(again) })
+	waitFor(t, "the feed's end", 15*time.Second, func() bool { return ex.Published() >= total })
+	time.Sleep(time.Second)
+	start := uint64(0)
+	got := map[uint64]bool{}
+	for i, m := range append(ms, again...) {
+		m.mu.Lock()
+		if i < 4 {
+			start = max(start, m.after)
+		}
+		for _, s := range m.seqs {
+			if i%2 == 1 || i >= 4 || s <= m.acked { // a's members count only what they ACKed
+				got[s] = true
+			}
+		}
+		m.mu.Unlock()
+	}
+	missing := 0
+	for s := start + 1; s <= total; s++ {
+		if !got[s] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d seqs after the joins reached no member", missing)
+	}
+}
