@@ -37,9 +37,11 @@ type Metrics struct {
 	ControlLate    prometheus.Counter
 	ControlErrors  prometheus.Counter
 	ControlSerial  prometheus.Gauge
-	GroupOut       prometheus.Counter
-	GroupLost      prometheus.Counter
-	GroupRedeliver prometheus.Counter
+	// Queue groups, by group.
+	GroupOut       *prometheus.CounterVec
+	GroupLost      *prometheus.CounterVec
+	GroupRedeliver *prometheus.CounterVec
+	GroupMembers   *prometheus.GaugeVec
 	SlowDisconnect prometheus.Counter
 	SlowConflated  prometheus.Counter     // clients gone stale under SlowPolicy conflate
 	SlowResynced   prometheus.Counter     // stale clients caught up with images
@@ -61,6 +63,9 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	labels := prometheus.Labels{"child": name}
 	c := func(n, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child", Name: n, Help: help, ConstLabels: labels})
+	}
+	cv := func(n, help, label string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child", Name: n, Help: help, ConstLabels: labels}, []string{label})
 	}
 	g := func(n, help string) prometheus.Gauge {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child", Name: n, Help: help, ConstLabels: labels})
@@ -94,13 +99,15 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		ControlLate:       c("control_late_total", "Control records that came after items past their place (root B ran ahead of the sequencing root A); applied at once."),
 		ControlErrors:     c("control_errors_total", "Control frames that did not decode or did not follow (the relay session restarts and resyncs)."),
 		ControlSerial:     g("control_serial", "Serial of the last control record applied."),
-		GroupOut:          c("group_deliveries_total", "Items handed to queue-group members (each item of a group's symbols to one member across the children)."),
-		GroupRedeliver:    c("group_redelivered_total", "Items an ack member of a queue group left unacknowledged, sent again (REDELIVER) to their new owners on this child."),
-		GroupLost:         c("group_lost_total", "Items a queue group gave to members that had left this child before their leave took effect (groups are at-most-once)."),
-		SlowDisconnect:    c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
-		SlowConflated:     c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
-		SlowResynced:      c("slow_resynced_total", "Conflated clients caught up with each symbol's image and OK SUB."),
-		ClientsBehind:     g("clients_behind", "Clients whose sockets stopped taking bytes: owed frames, caught up from the history once they drain."),
+		GroupOut:          cv("group_deliveries_total", "Items handed to queue-group members here (each item of a group's symbols goes to one member across the children).", "group"),
+		GroupRedeliver:    cv("group_redelivered_total", "Items an ack member of a queue group left unacknowledged, sent again (REDELIVER) to their new owners here.", "group"),
+		GroupLost:         cv("group_lost_total", "Items a queue group gave to members that had left this child before their leave took effect (without ack, at most once).", "group"),
+		GroupMembers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child", Name: "group_members",
+			Help: "Queue-group members on this child whose join took effect.", ConstLabels: labels}, []string{"group"}),
+		SlowDisconnect: c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
+		SlowConflated:  c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
+		SlowResynced:   c("slow_resynced_total", "Conflated clients caught up with each symbol's image and OK SUB."),
+		ClientsBehind:  g("clients_behind", "Clients whose sockets stopped taking bytes: owed frames, caught up from the history once they drain."),
 		ClientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
 			Name: "client_errors_total", Help: "ERR lines sent to clients, by code.", ConstLabels: labels}, []string{"code"}),
 		BytesOut:    c("bytes_out_total", "Bytes written to clients."),
@@ -117,7 +124,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.GroupOut, m.GroupLost, m.GroupRedeliver, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.GroupOut, m.GroupLost, m.GroupRedeliver, m.GroupMembers, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }
@@ -127,5 +134,5 @@ func (m *Metrics) session() *session.Metrics {
 	return &session.Metrics{SlowDisconnect: m.SlowDisconnect, SlowConflated: m.SlowConflated, SlowResynced: m.SlowResynced,
 		Behind: m.ClientsBehind, ClientErrors: m.ClientErrors, BytesOut: m.BytesOut, FramesOut: m.FramesOut, Writes: m.Writes, ResumeArrivals: m.ResumeArrivals,
 		Throttled: m.Throttled, Shed: m.Shed, Denied: m.Denied, Authenticated: m.Authenticated,
-		GroupOut: m.GroupOut, GroupLost: m.GroupLost, GroupRedelivered: m.GroupRedeliver}
+		GroupOut: m.GroupOut, GroupLost: m.GroupLost, GroupRedelivered: m.GroupRedeliver, GroupMembers: m.GroupMembers}
 }

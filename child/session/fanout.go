@@ -45,9 +45,8 @@ type fanout struct {
 	frames uint64                // frames handed to clients (for metrics)
 	// Queue groups (group.go): the loop's state, and the items handed to
 	// members and lost to members gone since the last flush.
-	groups              *groupState
-	groupOut, groupLost uint64
-	nsubs               atomic.Int64 // subscriptions held (read from other goroutines)
+	groups *groupState
+	nsubs  atomic.Int64 // subscriptions held (read from other goroutines)
 }
 
 func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"tickrelay/child/frames"
 	"tickrelay/control"
 	"tickrelay/wire"
@@ -49,12 +51,49 @@ type groupState struct {
 	local   map[string]map[string]*Client
 	gone    map[string]map[string]bool
 	pending map[string]*Client
-	next    uint64 // member names: Config.MemberPrefix + a counter
+	next    uint64                 // member names: Config.MemberPrefix + a counter
+	counts  map[string]*groupCount // since the last flush, by group
+}
+
+// groupCount is what a loop did for a group since its last flush, and
+// the group's counters (looked up once: a lookup allocates).
+type groupCount struct {
+	out, lost   uint64
+	outC, lostC prometheus.Counter
+}
+
+// count returns the group's counts, made on first use.
+func (g *groupState) count(name string) *groupCount {
+	c := g.counts[name]
+	if c == nil {
+		c = &groupCount{}
+		g.counts[name] = c
+	}
+	return c
+}
+
+// flushCounts adds the counts to m.
+func (g *groupState) flushCounts(m *Metrics) {
+	for name, c := range g.counts {
+		if c.outC == nil {
+			c.outC, c.lostC = m.GroupOut.WithLabelValues(name), m.GroupLost.WithLabelValues(name)
+		}
+		c.outC.Add(float64(c.out))
+		c.lostC.Add(float64(c.lost))
+		c.out, c.lost = 0, 0
+	}
+}
+
+// members moves the group's members-here gauge by d.
+func (l *Loop) members(name string, d float64) {
+	if l.m.GroupMembers != nil {
+		l.m.GroupMembers.WithLabelValues(name).Add(d)
+	}
 }
 
 func newGroupState() *groupState {
 	return &groupState{replica: control.NewGroups(), local: map[string]map[string]*Client{},
-		gone: map[string]map[string]bool{}, pending: map[string]*Client{}}
+		gone: map[string]map[string]bool{}, pending: map[string]*Client{}, counts: map[string]*groupCount{}}
 }
 
 // subGroup runs SUB sym... GROUP name [rr].
@@ -135,6 +174,7 @@ func (l *Loop) leaveGroup(cl *Client, m *membership) {
 	delete(g.pending, m.member)
 	if members := g.local[m.group]; members[m.member] == cl {
 		delete(members, m.member)
+		l.members(m.group, -1)
 		if len(members) == 0 {
 			delete(g.local, m.group)
 		}
@@ -216,6 +256,7 @@ func (l *Loop) rejoin() {
 		for _, m := range cl.groups {
 			if members := g.local[m.group]; members[m.member] == cl {
 				delete(members, m.member)
+				l.members(m.group, -1)
 				if len(members) == 0 {
 					delete(g.local, m.group)
 				}
@@ -246,6 +287,7 @@ func (l *Loop) joined(op control.Op, after uint64) {
 		g.local[op.Group] = map[string]*Client{}
 	}
 	g.local[op.Group][op.Member] = cl
+	l.members(op.Group, 1)
 	p := wire.PosSeq(after)
 	cl.out = append(cl.out[:0], "OK GROUP "...)
 	cl.out = append(append(append(cl.out, op.Group...), ' '), op.Member...)
@@ -265,10 +307,10 @@ func (f *fanout) groupDeliveries(g *groupState, seq uint64, code uint32, off, en
 		}
 		if cl := members[owner]; cl != nil && !cl.dead {
 			f.deliver(cl, off, end)
-			f.groupOut++
+			g.count(name).out++
 			cl.groupSent = max(cl.groupSent, seq)
 		} else if (cl != nil || g.gone[name][owner]) && !g.replica.Acks(name, owner) {
-			f.groupLost++ // an ack member's go again when its leave takes effect
+			g.count(name).lost++ // an ack member's go again when its leave takes effect
 		}
 	}
 	for name, gone := range g.gone {
@@ -276,7 +318,7 @@ func (f *fanout) groupDeliveries(g *groupState, seq uint64, code uint32, off, en
 			continue // counted above
 		}
 		if owner, ok := g.replica.Owner(name, code, seq); ok && gone[owner] && !g.replica.Acks(name, owner) {
-			f.groupLost++
+			g.count(name).lost++
 		}
 	}
 }
@@ -359,7 +401,7 @@ func (l *Loop) redeliver(before *control.Groups, op control.Op, after uint64) {
 		if n == 0 {
 			continue
 		}
-		l.m.GroupRedelivered.Add(float64(n))
+		l.m.GroupRedelivered.WithLabelValues(op.Group).Add(float64(n))
 		cl.out = append(cl.out[:0], "REDELIVER "...)
 		cl.out = append(append(append(cl.out, op.Group...), ' '), strconv.Itoa(n)...)
 		cl.out = append(append(cl.out, '\n'), out...)

@@ -92,7 +92,7 @@ func TestGroupBySymbol(t *testing.T) {
 	ms[0].Close()
 	g.apply(100)
 	g.drain()
-	lost := testutil.ToFloat64(g.l.m.GroupLost)
+	lost := testutil.ToFloat64(g.l.m.GroupLost.WithLabelValues("g"))
 	g.sequence()
 	g.apply(100)
 	g.drain()
@@ -104,7 +104,7 @@ func TestGroupBySymbol(t *testing.T) {
 	if want := 200 - int(lost); n != want || lost == 0 {
 		t.Fatalf("after a member left: %d delivered, %v lost, want %d + lost = 200", n, lost, want)
 	}
-	if testutil.ToFloat64(g.l.m.GroupLost) != lost {
+	if testutil.ToFloat64(g.l.m.GroupLost.WithLabelValues("g")) != lost {
 		t.Fatal("items lost after the leave took effect")
 	}
 }
@@ -192,7 +192,7 @@ func TestGroupAck(t *testing.T) {
 	a.Close()
 	g.apply(100)
 	g.drain()
-	if lost := testutil.ToFloat64(g.l.m.GroupLost); lost != 0 {
+	if lost := testutil.ToFloat64(g.l.m.GroupLost.WithLabelValues("q")); lost != 0 {
 		t.Fatalf("%v items lost in an ack group", lost)
 	}
 	g.sequence()
@@ -224,7 +224,7 @@ func TestGroupAck(t *testing.T) {
 			t.Fatalf("seq %d reached nobody (a acked %d, %d redelivered)", s, acked, n)
 		}
 	}
-	if r := testutil.ToFloat64(g.l.m.GroupRedelivered); int(r) != n || n <= len(sa)-len(sa)/2-1 {
+	if r := testutil.ToFloat64(g.l.m.GroupRedelivered.WithLabelValues("q")); int(r) != n || n <= len(sa)-len(sa)/2-1 {
 		t.Fatalf("%d redelivered (metric %v); a had %d unacknowledged of its own", n, r, len(sa)-len(sa)/2-1)
 	}
 }

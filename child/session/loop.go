@@ -243,10 +243,8 @@ func (l *Loop) Flush() {
 	l.m.Writes.Add(float64(writes))
 	l.m.FramesOut.Add(float64(l.f.frames))
 	l.f.frames = 0
-	if l.f.groupOut+l.f.groupLost > 0 && l.m.GroupOut != nil {
-		l.m.GroupOut.Add(float64(l.f.groupOut))
-		l.m.GroupLost.Add(float64(l.f.groupLost))
-		l.f.groupOut, l.f.groupLost = 0, 0
+	if len(l.groups.counts) > 0 && l.m.GroupOut != nil { // groups with no member left keep their few bytes
+		l.groups.flushCounts(l.m)
 	}
 	l.passBehind()
 	l.passLingering()

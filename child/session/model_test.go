@@ -72,7 +72,10 @@ func (c *testConn) lines() []string {
 
 func testMetrics() *Metrics {
 	c := func() prometheus.Counter { return prometheus.NewCounter(prometheus.CounterOpts{Name: "x"}) }
-	return &Metrics{SlowDisconnect: c(), SlowConflated: c(), SlowResynced: c(), Throttled: c(), Shed: c(), Denied: c(), ResumeArrivals: c(), GroupOut: c(), GroupLost: c(), GroupRedelivered: c(), Authenticated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "a"}),
+	cv := func() *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "g"}, []string{"group"})
+	}
+	return &Metrics{SlowDisconnect: c(), SlowConflated: c(), SlowResynced: c(), Throttled: c(), Shed: c(), Denied: c(), ResumeArrivals: c(), GroupOut: cv(), GroupLost: cv(), GroupRedelivered: cv(), GroupMembers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "m"}, []string{"group"}), Authenticated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "a"}),
 		Behind:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "b"}),
 		ClientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "e"}, []string{"code"}),
 		BytesOut:     c(), FramesOut: c(), Writes: c()}

@@ -153,7 +153,7 @@ func TestQueueGroup(t *testing.T) {
 	}
 	lost := 0.0
 	for _, k := range kids {
-		lost += testutil.ToFloat64(k.Metrics().GroupLost)
+		lost += testutil.ToFloat64(k.Metrics().GroupLost.WithLabelValues("g"))
 	}
 	missing, twice := 0, 0
 	for s := first + 1; s <= total; s++ {
@@ -341,12 +341,12 @@ func TestQueueGroupAck(t *testing.T) {
 			missing++
 		}
 	}
-	re := testutil.ToFloat64(kids[1].Metrics().GroupRedeliver)
+	re := testutil.ToFloat64(kids[1].Metrics().GroupRedeliver.WithLabelValues("k"))
 	t.Logf("member 0 acked up to %d and closed; %v redelivered to member 1; %d missing", acked, re, missing)
 	if missing > 0 || re == 0 {
 		t.Fatalf("%d seqs reached neither (redelivered %v)", missing, re)
 	}
-	if lost := testutil.ToFloat64(kids[0].Metrics().GroupLost) + testutil.ToFloat64(kids[1].Metrics().GroupLost); lost != 0 {
+	if lost := testutil.ToFloat64(kids[0].Metrics().GroupLost.WithLabelValues("k")) + testutil.ToFloat64(kids[1].Metrics().GroupLost.WithLabelValues("k")); lost != 0 {
 		t.Fatalf("%v counted lost in an ack group", lost)
 	}
 }
