@@ -71,6 +71,36 @@ func (m *groupMember) read() {
 	}
 }
 
+// dialMember connects a group member to the child at addr and sends sub
+// (again after ERR BUSY); ackEvery > 0 ACKs every that many frames.
+func dialMember(t *testing.T, addr, sub string, ackEvery int) *groupMember {
+	t.Helper()
+	c, err := client.Dial(t.Context(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	m := &groupMember{c: c, syms: map[uint32]uint64{}, ackEvery: ackEvery, sub: sub}
+	if err := c.SendLine(sub); err != nil {
+		t.Fatal(err)
+	}
+	go m.read()
+	return m
+}
+
+// allJoined reports whether every member's join took effect.
+func allJoined(ms ...*groupMember) bool {
+	for _, m := range ms {
+		m.mu.Lock()
+		ok := m.ok
+		m.mu.Unlock()
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // TestQueueGroup: a group of 6 members, 3 on each of 2 children, SUB *
 // GROUP g over a 20k msgs/s feed: every seq after the first join reaches
 // exactly one member, in seq order per symbol; a second group (rr, 4
@@ -88,19 +118,7 @@ func TestQueueGroup(t *testing.T) {
 		<-ch.Ready()
 		kids = append(kids, ch)
 	}
-	dial := func(ch *child.Child, line string) *groupMember {
-		c, err := client.Dial(t.Context(), ch.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		m := &groupMember{c: c, syms: map[uint32]uint64{}, sub: line}
-		if err := c.SendLine(line); err != nil {
-			t.Fatal(err)
-		}
-		go m.read()
-		return m
-	}
+	dial := func(ch *child.Child, line string) *groupMember { return dialMember(t, ch.Addr().String(), line, 0) }
 	var g, h []*groupMember
 	for i := range 6 {
 		g = append(g, dial(kids[i%2], "SUB * GROUP g"))
@@ -109,17 +127,7 @@ func TestQueueGroup(t *testing.T) {
 		h = append(h, dial(kids[i%2], "SUB * GROUP h rr"))
 	}
 	plain := dial(kids[0], "SUB 00001 00002 00003")
-	waitFor(t, "every member's join in effect", 10*time.Second, func() bool {
-		for _, m := range append(append([]*groupMember{}, g...), h...) {
-			m.mu.Lock()
-			ok := m.ok
-			m.mu.Unlock()
-			if !ok {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, "every member's join in effect", 10*time.Second, func() bool { return allJoined(append(g, h...)...) })
 	// Halfway, member 0 leaves (and reads on to its OK, so that nothing
 	// is in flight to it: a member that just closes loses that too).
 	waitFor(t, "half the feed", 10*time.Second, func() bool { return ex.Published() >= total/2 })
@@ -290,29 +298,8 @@ func TestQueueGroupAck(t *testing.T) {
 		<-ch.Ready()
 		kids = append(kids, ch)
 	}
-	var ms []*groupMember
-	for i := range 2 {
-		c, err := client.Dial(t.Context(), kids[i].Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		m := &groupMember{c: c, syms: map[uint32]uint64{}, ackEvery: 100, sub: "SUB * GROUP k ack"}
-		c.SendLine(m.sub)
-		go m.read()
-		ms = append(ms, m)
-	}
-	waitFor(t, "both joins in effect", 10*time.Second, func() bool {
-		for _, m := range ms {
-			m.mu.Lock()
-			ok := m.ok
-			m.mu.Unlock()
-			if !ok {
-				return false
-			}
-		}
-		return true
-	})
+	ms := []*groupMember{dialMember(t, kids[0].Addr().String(), "SUB * GROUP k ack", 100), dialMember(t, kids[1].Addr().String(), "SUB * GROUP k ack", 100)}
+	waitFor(t, "both joins in effect", 10*time.Second, func() bool { return allJoined(ms...) })
 	waitFor(t, "half the feed", 10*time.Second, func() bool { return ex.Published() >= total/2 })
 	ms[0].mu.Lock()
 	ms[0].c.Close() // abruptly: what is in flight to it is lost to it, not to the group
@@ -363,37 +350,16 @@ func TestQueueGroupChildKilled(t *testing.T) {
 	r, _ := startRoot(t, newRootConfig(ex.Addr()))
 	kids := []*clusterChild{startClusterChild(t, r.Addr(), "a", freeAddr(t)), startClusterChild(t, r.Addr(), "b", freeAddr(t))}
 	const sub = "SUB * GROUP k ack"
-	join := func(addr string) *groupMember {
-		c, err := client.Dial(t.Context(), addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		m := &groupMember{c: c, syms: map[uint32]uint64{}, ackEvery: 50, sub: sub}
-		c.SendLine(sub)
-		go m.read()
-		return m
-	}
+	join := func(addr string) *groupMember { return dialMember(t, addr, sub, 50) }
 	var ms []*groupMember
 	for i := range 4 {
 		ms = append(ms, join(kids[i%2].addr))
 	}
-	joined := func(ms []*groupMember) bool {
-		for _, m := range ms {
-			m.mu.Lock()
-			ok := m.ok
-			m.mu.Unlock()
-			if !ok {
-				return false
-			}
-		}
-		return true
-	}
-	waitFor(t, "the joins in effect", 10*time.Second, func() bool { return joined(ms) })
+	waitFor(t, "the joins in effect", 10*time.Second, func() bool { return allJoined(ms...) })
 	waitFor(t, "a third of the feed", 10*time.Second, func() bool { return ex.Published() >= total/3 })
 	kids[0].p.kill9(t)
 	again := []*groupMember{join(kids[1].addr), join(kids[1].addr)}
-	waitFor(t, "the members back, on b", 10*time.Second, func() bool { return joined(again) })
+	waitFor(t, "the members back, on b", 10*time.Second, func() bool { return allJoined(again...) })
 	waitFor(t, "the feed's end", 15*time.Second, func() bool { return ex.Published() >= total })
 	time.Sleep(time.Second)
 	start := uint64(0)
