@@ -12,6 +12,7 @@ import (
 
 	"tickrelay/child"
 	"tickrelay/child/client"
+	"tickrelay/feed"
 	"tickrelay/wire"
 )
 
@@ -71,6 +72,19 @@ func (m *groupMember) read() {
 	}
 }
 
+// twoChildren runs a root on ex and children a and b on it.
+func twoChildren(t *testing.T, ex *feed.Server) []*child.Child {
+	t.Helper()
+	r, _ := startRoot(t, newRootConfig(ex.Addr()))
+	var kids []*child.Child
+	for _, n := range []string{"a", "b"} {
+		ch, _ := startChild(t, r.Addr(), n, 1)
+		<-ch.Ready()
+		kids = append(kids, ch)
+	}
+	return kids
+}
+
 // dialMember connects a group member to the child at addr and sends sub
 // (again after ERR BUSY); ackEvery > 0 ACKs every that many frames.
 func dialMember(t *testing.T, addr, sub string, ackEvery int) *groupMember {
@@ -111,13 +125,7 @@ func allJoined(ms ...*groupMember) bool {
 func TestQueueGroup(t *testing.T) {
 	const total = 60000
 	ex := startExchange(t, 20000, 600, total)
-	r, _ := startRoot(t, newRootConfig(ex.Addr()))
-	var kids []*child.Child
-	for _, n := range []string{"a", "b"} {
-		ch, _ := startChild(t, r.Addr(), n, 1)
-		<-ch.Ready()
-		kids = append(kids, ch)
-	}
+	kids := twoChildren(t, ex)
 	dial := func(ch *child.Child, line string) *groupMember { return dialMember(t, ch.Addr().String(), line, 0) }
 	var g, h []*groupMember
 	for i := range 6 {
@@ -291,13 +299,7 @@ func TestQueueGroupRootRestart(t *testing.T) {
 func TestQueueGroupAck(t *testing.T) {
 	const total = 40000
 	ex := startExchange(t, 20000, 200, total)
-	r, _ := startRoot(t, newRootConfig(ex.Addr()))
-	var kids []*child.Child
-	for _, n := range []string{"a", "b"} {
-		ch, _ := startChild(t, r.Addr(), n, 1)
-		<-ch.Ready()
-		kids = append(kids, ch)
-	}
+	kids := twoChildren(t, ex)
 	ms := []*groupMember{dialMember(t, kids[0].Addr().String(), "SUB * GROUP k ack", 100), dialMember(t, kids[1].Addr().String(), "SUB * GROUP k ack", 100)}
 	waitFor(t, "both joins in effect", 10*time.Second, func() bool { return allJoined(ms...) })
 	waitFor(t, "half the feed", 10*time.Second, func() bool { return ex.Published() >= total/2 })
