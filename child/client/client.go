@@ -151,6 +151,10 @@ func (c *Client) send(s string) error {
 	return err
 }
 
+// ErrResumeTooLong: a RESUME's symbols do not fit one line (send fewer
+// per RESUME).
+var ErrResumeTooLong = errors.New("client: RESUME symbols do not fit one line")
+
 // symCmd sends verb [arg] syms..., split over lines under wire.MaxLineLen
 // (RESUME must fit one line).
 func (c *Client) symCmd(verb, arg string, syms []string) error {
@@ -173,7 +177,7 @@ func (c *Client) symCmd(verb, arg string, syms []string) error {
 	for _, s := range syms {
 		if n > 0 && len(b)-start+1+len(s)+1 > wire.MaxLineLen {
 			if verb == wire.CmdResume {
-				return errors.New("client: RESUME symbols do not fit one line")
+				return ErrResumeTooLong
 			}
 			b = append(b, '\n')
 			begin()

@@ -3,9 +3,9 @@ package cluster
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"net"
-	"strings"
 	"time"
 
 	"tickrelay/child/client"
@@ -208,10 +208,7 @@ func (cl *Client) ok(ev *client.Event) bool {
 
 // resubbed reports whether sym's SUB was a move's (the caller had its OK).
 func (cl *Client) resubbed(sym string) bool {
-	if cl.resubs == nil {
-		return false
-	}
-	if cl.resubs[sym] {
+	if cl.resubs[sym] { // a nil map reads false
 		delete(cl.resubs, sym)
 		return true
 	}
@@ -268,7 +265,9 @@ func (cl *Client) scheduledMove() {
 		pick := cl.rank()
 		stay := len(pick) > 0 && pick[0].Addr == cl.cur.Addr
 		if why == ReasonBalance {
-			stay = cl.cur.State == wire.ChildUp && cl.inSet(cl.cur.Addr) && !cl.inSetUp(to)
+			_, inSet := cl.find(cl.cur.Addr)
+			there, ok := cl.find(to)
+			stay = cl.cur.State == wire.ChildUp && inSet && !(ok && there.State == wire.ChildUp)
 		}
 		if stay {
 			return // the set changed back
@@ -278,22 +277,14 @@ func (cl *Client) scheduledMove() {
 	cl.moveTo = to // Next connects
 }
 
-func (cl *Client) inSet(addr string) bool {
+// find returns the child at addr in the set.
+func (cl *Client) find(addr string) (wire.ChildInfo, bool) {
 	for _, c := range cl.set {
 		if c.Addr == addr {
-			return true
+			return c, true
 		}
 	}
-	return false
-}
-
-func (cl *Client) inSetUp(addr string) bool {
-	for _, c := range cl.set {
-		if c.Addr == addr && c.State == wire.ChildUp {
-			return true
-		}
-	}
-	return false
+	return wire.ChildInfo{}, false
 }
 
 // lost ends the connection for why and moves at once (to try first, when
@@ -310,13 +301,8 @@ func (cl *Client) lost(why Reason, try string) {
 func (cl *Client) leave(why Reason) {
 	cl.setConn(nil)
 	if cl.moving == nil {
-		cl.startMove(why)
+		cl.moving = &Move{From: cl.cur.Addr, Reason: why, At: time.Now()}
 	}
-}
-
-func (cl *Client) startMove(why Reason) {
-	cl.moving = &Move{From: cl.cur.Addr, Reason: why, At: time.Now()}
-	cl.setConn(nil)
 }
 
 // rank is the policy's order of the children to be on, skipping those
@@ -393,28 +379,27 @@ func (cl *Client) tries(first string) []string {
 // resume sends the new child the subscriptions: RESUME after the last
 // seq delivered for those answered, SUB for those that were not.
 func (cl *Client) resume() error {
-	if cl.moving == nil {
-		cl.startMoveOn()
+	if cl.moving == nil { // a connection made with no move open: the first
+		cl.moving = &Move{Reason: ReasonStart, At: time.Now()}
 	}
 	cl.moving.To = cl.cur.Addr
 	var answered, fresh []string
-	from := uint64(0)
-	first := true
+	from := uint64(math.MaxUint64) // the lowest seq every answered subscription was delivered to
 	for _, s := range cl.subs {
 		switch {
 		case s == "*" && !cl.pendingAll:
 			cl.allCovered = max(cl.allCovered, cl.conn)
-			from = lowest(from, cl.allCovered, &first)
+			from = min(from, cl.allCovered)
 			for sym, c := range cl.covered {
 				cl.covered[sym] = max(c, cl.conn)
-				from = lowest(from, cl.covered[sym], &first)
+				from = min(from, cl.covered[sym])
 			}
 			answered = append(answered, s)
 		case s != "*" && !cl.pending[s]:
 			code, ok := symCode(s)
 			if ok {
 				cl.covered[code] = max(cl.covered[code], cl.conn)
-				from = lowest(from, cl.covered[code], &first)
+				from = min(from, cl.covered[code])
 			}
 			answered = append(answered, s)
 		default:
@@ -424,7 +409,7 @@ func (cl *Client) resume() error {
 	if len(answered) > 0 {
 		cl.moving.Seq, cl.moving.Epoch = from+1, cl.epoch
 		if err := cl.c.ResumeEpoch(cl.epoch, from+1, answered...); err != nil {
-			if !strings.Contains(err.Error(), "fit one line") {
+			if !errors.Is(err, client.ErrResumeTooLong) {
 				return err
 			}
 			for _, s := range answered { // too many for one line: one each
@@ -443,17 +428,6 @@ func (cl *Client) resume() error {
 		cl.moved()
 	}
 	return nil
-}
-
-// startMoveOn opens a move record when a connection is made with none.
-func (cl *Client) startMoveOn() { cl.moving = &Move{Reason: ReasonStart, At: time.Now()} }
-
-func lowest(cur, v uint64, first *bool) uint64 {
-	if *first {
-		*first = false
-		return v
-	}
-	return min(cur, v)
 }
 
 // resubscribe answers ERR GONE to a move's RESUME: the child no longer
