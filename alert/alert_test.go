@@ -261,3 +261,15 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestFiredLine(t *testing.T) {
+	f := Fired{ID: "a-1", Pos: 3<<32 | 812, Field: Ask, Value: 412_500, T: 1765000000123456789, N: 7}
+	line := AppendFired(nil, &f, []byte("00700"))
+	if string(line) != "FIRED a-1 812 00700 ask=412.500 t=1765000000123456789 n=7\n" {
+		t.Fatal(string(line))
+	}
+	g, sym, err := ParseFired(bytes.TrimSuffix(line, []byte("\n")))
+	if err != nil || string(sym) != "00700" || g.Pos != 812 || g.ID != f.ID || g.Field != Ask || g.Value != f.Value || g.T != f.T || g.N != 7 {
+		t.Fatalf("%+v %q %v", g, sym, err)
+	}
+}

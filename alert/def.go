@@ -239,3 +239,47 @@ func AppendDef(dst []byte, d *Def, symText []byte) []byte {
 	}
 	return dst
 }
+
+// AppendFired appends f's client line, the symbol as symText:
+//
+//	FIRED id seq sym field=value t=ns n=k
+//
+// seq is the item's within its epoch, t its exchange send time, k the
+// owner's fire number.
+func AppendFired(dst []byte, f *Fired, symText []byte) []byte {
+	dst = append(append(dst, "FIRED "...), f.ID...)
+	dst = strconv.AppendUint(append(dst, ' '), f.Pos&(1<<32-1), 10)
+	dst = append(append(dst, ' '), symText...)
+	dst = append(append(append(dst, ' '), f.Field.String()...), '=')
+	dst = AppendValue(dst, f.Value)
+	dst = strconv.AppendInt(append(dst, " t="...), f.T, 10)
+	dst = strconv.AppendUint(append(dst, " n="...), f.N, 10)
+	return append(dst, '\n')
+}
+
+// ParseFired reads a FIRED line (without its newline); Pos is the seq
+// (epoch 0), Sym is left 0 and the symbol returned as text.
+func ParseFired(line []byte) (f Fired, symText []byte, err error) {
+	w := bytes.Fields(line)
+	if len(w) != 7 || string(w[0]) != "FIRED" || !bytes.HasPrefix(w[5], []byte("t=")) || !bytes.HasPrefix(w[6], []byte("n=")) {
+		return f, nil, bad("not a FIRED line: %.80q", line)
+	}
+	f.ID, symText = string(w[1]), w[3]
+	if f.Pos, err = strconv.ParseUint(string(w[2]), 10, 32); err != nil {
+		return f, nil, bad("FIRED seq %.20q", w[2])
+	}
+	name, val, ok := bytes.Cut(w[4], []byte("="))
+	if f.Field, ok = ParseField(name); !ok {
+		return f, nil, bad("FIRED field %.20q", w[4])
+	}
+	if f.Value, err = ParseValue(val); err != nil {
+		return f, nil, err
+	}
+	if f.T, err = strconv.ParseInt(string(w[5][2:]), 10, 64); err != nil {
+		return f, nil, bad("FIRED t %.20q", w[5])
+	}
+	if f.N, err = strconv.ParseUint(string(w[6][2:]), 10, 64); err != nil {
+		return f, nil, bad("FIRED n %.20q", w[6])
+	}
+	return f, symText, nil
+}

@@ -421,6 +421,13 @@ func (s *Set) LastFire(ownerName string) uint64 {
 	return 0
 }
 
+// EachOwner calls fn with each owner and its count of standing alerts.
+func (s *Set) EachOwner(fn func(owner string, n int)) {
+	for i := range s.owners {
+		fn(s.owners[i].name, len(s.owners[i].slots))
+	}
+}
+
 // Each calls fn for every standing alert, in slot order.
 func (s *Set) Each(fn func(d Def, isArmed bool)) {
 	for i := range s.slots {

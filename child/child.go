@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"tickrelay/alert"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -49,6 +50,11 @@ type Child struct {
 	openLine  *line         // the line filling open
 	openItems int
 	groups    *control.Groups // the control stream's replica (control.go)
+	snapIn    snapshotIn      // a control snapshot coming in parts
+	// alerts is the alert replica: the relay lines write it (under
+	// relayMu, then alertsMu), the loops read it under alertsMu.
+	alertsMu sync.RWMutex
+	alerts   *alert.Set
 
 	// hops: shard 0 is the relay lines' (exch->root, root->child),
 	// shard i+1 event loop i's (child hop).
@@ -86,6 +92,7 @@ func New(cfg Config) (*Child, error) {
 		hops:     latency.NewRecorder(cfg.Loops + 1),
 		drainNow: make(chan struct{}),
 		groups:   control.NewGroups(),
+		alerts:   alert.NewSet(false, control.FiresKept),
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(latency.NewCollector("tickrelay_child", ch.hops.Merged, nil, latency.HopExchRoot, latency.HopRoot, latency.HopRootChild, latency.HopChild),

@@ -63,6 +63,9 @@ type Config struct {
 	CmdRate  float64
 	CmdBurst int
 	MaxSubs  int
+	// MaxAlerts caps the standing alerts of one identity (0: no cap);
+	// over it ALERT gets ERR LIMIT.
+	MaxAlerts int
 	// ShedBacklog: while an event loop's fan-out is this many seqs behind
 	// the relay, its SUB and RESUME get ERR BUSY and /healthz says
 	// degraded (0: never).
@@ -136,6 +139,7 @@ func DefaultConfig() Config {
 		CmdBurst:          100,
 		ShedBacklog:       1 << 16,
 		AuthTimeout:       5 * time.Second,
+		MaxAlerts:         10_000,
 	}
 }
 
@@ -198,8 +202,8 @@ func (c Config) Validate() error {
 	if c.ClockWindow < 1 {
 		bad("ClockWindow", "must be >= 1")
 	}
-	if c.MaxClients < 0 || c.MaxClientsPerIP < 0 || c.MaxSubs < 0 || c.AcceptRate < 0 || c.CmdRate < 0 {
-		bad("limits", "MaxClients, MaxClientsPerIP, MaxSubs, AcceptRate and CmdRate must be >= 0 (0: no limit)")
+	if c.MaxClients < 0 || c.MaxClientsPerIP < 0 || c.MaxSubs < 0 || c.MaxAlerts < 0 || c.AcceptRate < 0 || c.CmdRate < 0 {
+		bad("limits", "MaxClients, MaxClientsPerIP, MaxSubs, MaxAlerts, AcceptRate and CmdRate must be >= 0 (0: no limit)")
 	}
 	if c.Entitlements != "" && c.AuthTimeout <= 0 {
 		bad("AuthTimeout", "must be > 0 with Entitlements")

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"tickrelay/alert"
+
 	"tickrelay/child/frames"
 	"tickrelay/control"
 	"tickrelay/wire"
@@ -56,19 +58,7 @@ func (ch *Child) onControl(l *line, typ byte, p []byte, log logger) error {
 	ch.publishOpen() // the record goes between the items before it and after
 	at := wire.Pos(ch.state.Epoch(), ch.published.Load())
 	if typ == wire.RelayControlSnapshot {
-		era, serial, live, err := control.ParseSnapshot(p)
-		if err != nil {
-			ch.metrics.ControlErrors.Inc()
-			return fmt.Errorf("control snapshot: %w", err)
-		}
-		ch.groups.Load(era, serial, live)
-		ch.publishControl(&frames.ControlMark{Record: control.Record{Era: era, Serial: serial}, Snapshot: true, Live: live})
-		ch.metrics.ControlSerial.Set(float64(serial))
-		log.Info("control snapshot", "era", era, "serial", serial, "members", len(live))
-		if ch.cfg.OnControl != nil {
-			ch.cfg.OnControl(control.Record{Era: era, Serial: serial}, at, false)
-		}
-		return nil
+		return ch.onSnapshotPart(p, at, log)
 	}
 	r, err := control.ParseRecord(p)
 	if err != nil {
@@ -83,6 +73,17 @@ func (ch *Child) onControl(l *line, typ byte, p []byte, log logger) error {
 	if !applied {
 		return nil
 	}
+	if r.Op.Kind.IsAlert() {
+		ch.alertsMu.Lock()
+		err = control.ApplyAlert(ch.alerts, r.Op)
+		n := ch.alerts.Len()
+		ch.alertsMu.Unlock()
+		ch.metrics.AlertsStanding.Set(float64(n))
+		if err != nil { // the replica went its own way: a bug, said loudly; a resync mends it
+			ch.metrics.ControlErrors.Inc()
+			return fmt.Errorf("alert record %d: %w", r.Serial, err)
+		}
+	}
 	ch.publishControl(&frames.ControlMark{Record: r})
 	late := at > r.After
 	if late {
@@ -94,6 +95,66 @@ func (ch *Child) onControl(l *line, typ byte, p []byte, log logger) error {
 		ch.cfg.OnControl(r, at, late)
 	}
 	return nil
+}
+
+// onSnapshotPart takes one part of a control snapshot; with the last the
+// replicas (groups and alerts) are replaced as a whole, in this place of
+// the stream. Alert records load into a set of their own as they come (a
+// million of them would not sit well as records).
+func (ch *Child) onSnapshotPart(p []byte, at uint64, log logger) error {
+	h, live, err := control.ParseSnapshot(p)
+	if err != nil {
+		ch.metrics.ControlErrors.Inc()
+		return fmt.Errorf("control snapshot: %w", err)
+	}
+	in := &ch.snapIn
+	if h.Part == 0 {
+		in.hdr, in.joins, in.alerts = h, nil, alert.NewSet(false, control.FiresKept)
+	} else if in.alerts == nil || h.Era != in.hdr.Era || h.Serial != in.hdr.Serial || h.Part != in.hdr.Part+1 {
+		ch.metrics.ControlErrors.Inc()
+		return fmt.Errorf("control snapshot part %d of era %d serial %d does not follow part %d", h.Part, h.Era, h.Serial, in.hdr.Part)
+	}
+	in.hdr = h
+	for _, r := range live {
+		if !r.Op.Kind.IsAlert() {
+			in.joins = append(in.joins, r)
+		} else if err := control.LoadAlert(in.alerts, r.Op); err != nil {
+			ch.metrics.ControlErrors.Inc()
+			return fmt.Errorf("control snapshot: %w", err)
+		}
+	}
+	if !h.Last {
+		return nil
+	}
+	ch.groups.Load(h.Era, h.Serial, in.joins)
+	ch.alertsMu.Lock()
+	ch.alerts = in.alerts
+	n := ch.alerts.Len()
+	ch.alertsMu.Unlock()
+	ch.metrics.AlertsStanding.Set(float64(n))
+	ch.publishControl(&frames.ControlMark{Record: control.Record{Era: h.Era, Serial: h.Serial}, Snapshot: true, Live: in.joins})
+	ch.metrics.ControlSerial.Set(float64(h.Serial))
+	log.Info("control snapshot", "era", h.Era, "serial", h.Serial, "members", len(in.joins), "alerts", n, "parts", h.Part+1)
+	ch.snapIn = snapshotIn{}
+	if ch.cfg.OnControl != nil {
+		ch.cfg.OnControl(control.Record{Era: h.Era, Serial: h.Serial}, at, false)
+	}
+	return nil
+}
+
+// snapshotIn is a control snapshot coming in parts.
+type snapshotIn struct {
+	hdr    control.SnapshotHeader
+	joins  []control.Record
+	alerts *alert.Set
+}
+
+// readAlerts runs fn on the alert replica, read locked (the loops' ALERT,
+// ALERTS and HELLO).
+func (ch *Child) readAlerts(fn func(s *alert.Set)) {
+	ch.alertsMu.RLock()
+	defer ch.alertsMu.RUnlock()
+	fn(ch.alerts)
 }
 
 // publishControl hands the loops a control marker, in its place.

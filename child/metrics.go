@@ -42,6 +42,9 @@ type Metrics struct {
 	GroupLost      *prometheus.CounterVec
 	GroupRedeliver *prometheus.CounterVec
 	GroupMembers   *prometheus.GaugeVec
+	// Alerts: the replica's standing alerts, FIRED lines sent here.
+	AlertsStanding prometheus.Gauge
+	AlertsFired    prometheus.Counter
 	SlowDisconnect prometheus.Counter
 	SlowConflated  prometheus.Counter     // clients gone stale under SlowPolicy conflate
 	SlowResynced   prometheus.Counter     // stale clients caught up with images
@@ -104,6 +107,8 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		GroupLost:         cv("group_lost_total", "Items a queue group gave to members that had left this child before their leave took effect (without ack, at most once).", "group"),
 		GroupMembers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child", Name: "group_members",
 			Help: "Queue-group members on this child whose join took effect.", ConstLabels: labels}, []string{"group"}),
+		AlertsStanding: g("alerts_standing", "Standing alerts in this child's replica (every child holds every alert)."),
+		AlertsFired:    c("alert_fired_lines_total", "FIRED lines sent to clients here."),
 		SlowDisconnect: c("slow_disconnects_total", "Clients disconnected for too many unsent bytes (or, conflated, still behind after the slow timeout)."),
 		SlowConflated:  c("slow_conflated_total", "Clients that passed the unsent-bytes limit and stopped getting frames until a resync (slow policy conflate)."),
 		SlowResynced:   c("slow_resynced_total", "Conflated clients caught up with each symbol's image and OK SUB."),
@@ -124,7 +129,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.GroupOut, m.GroupLost, m.GroupRedeliver, m.GroupMembers, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.GroupOut, m.GroupLost, m.GroupRedeliver, m.GroupMembers, m.AlertsStanding, m.AlertsFired, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }
@@ -134,5 +139,5 @@ func (m *Metrics) session() *session.Metrics {
 	return &session.Metrics{SlowDisconnect: m.SlowDisconnect, SlowConflated: m.SlowConflated, SlowResynced: m.SlowResynced,
 		Behind: m.ClientsBehind, ClientErrors: m.ClientErrors, BytesOut: m.BytesOut, FramesOut: m.FramesOut, Writes: m.Writes, ResumeArrivals: m.ResumeArrivals,
 		Throttled: m.Throttled, Shed: m.Shed, Denied: m.Denied, Authenticated: m.Authenticated,
-		GroupOut: m.GroupOut, GroupLost: m.GroupLost, GroupRedelivered: m.GroupRedeliver, GroupMembers: m.GroupMembers}
+		GroupOut: m.GroupOut, GroupLost: m.GroupLost, GroupRedelivered: m.GroupRedeliver, GroupMembers: m.GroupMembers, AlertsFired: m.AlertsFired}
 }

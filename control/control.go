@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"tickrelay/alert"
 )
 
 // Kind is what an Op does.
@@ -24,7 +26,17 @@ type Kind uint8
 const (
 	KindJoin  Kind = 1 // a member joins a group (or changes its subscription)
 	KindLeave Kind = 2 // a member leaves a group
+	// Alerts (package alert): a child submits KindAlert and KindUnalert;
+	// the root's engine sequences KindFired and KindRearm after the item
+	// that reached the alert.
+	KindAlert   Kind = 3 // Alert stands (in a snapshot, Armed false: a repeat alert waiting)
+	KindUnalert Kind = 4 // Alert.Owner's alert Alert.ID goes
+	KindFired   Kind = 5 // Alert.Owner's alert Fired.ID fired
+	KindRearm   Kind = 6 // Alert.Owner's waiting alert Alert.ID is armed again
 )
+
+// IsAlert reports whether k is an alert kind.
+func (k Kind) IsAlert() bool { return k >= KindAlert && k <= KindRearm }
 
 // Mode is how a group spreads items over its members.
 type Mode uint8
@@ -57,6 +69,12 @@ type Op struct {
 	// Acked (a leave of an ack member): the position (wire.Pos) of its
 	// last ACK; the items after it that it owned go to their new owners.
 	Acked uint64
+
+	// Alert kinds: Alert.Owner and Alert.ID name the alert (KindAlert: all
+	// of Alert); Armed (KindAlert); Fired (KindFired; its ID is Alert.ID).
+	Alert alert.Def
+	Armed bool
+	Fired alert.Fired
 }
 
 // Record is an Op the root sequenced: the Serial-th of its era, applied
@@ -92,6 +110,9 @@ func ValidName(s string) bool {
 
 // Check reports what is wrong with op, if anything.
 func (op *Op) Check() error {
+	if op.Kind.IsAlert() {
+		return op.checkAlert()
+	}
 	switch {
 	case op.Kind != KindJoin && op.Kind != KindLeave:
 		return bad("unknown kind %d", op.Kind)
@@ -120,6 +141,9 @@ func AppendOp(dst []byte, op Op) ([]byte, error) {
 	if err := op.Check(); err != nil {
 		return dst, err
 	}
+	if op.Kind.IsAlert() {
+		return appendAlertOp(dst, &op), nil
+	}
 	flags := byte(0)
 	if op.All {
 		flags |= 1
@@ -143,6 +167,9 @@ func AppendOp(dst []byte, op Op) ([]byte, error) {
 // ParseOp decodes an op; it copies what it keeps.
 func ParseOp(p []byte) (Op, error) {
 	var op Op
+	if len(p) > 0 && Kind(p[0]).IsAlert() {
+		return parseAlertOp(p)
+	}
 	if len(p) < 4 {
 		return op, bad("op of %d bytes", len(p))
 	}
@@ -209,53 +236,84 @@ func sortedSyms(syms []uint32) []uint32 {
 	return slices.Compact(s)
 }
 
-// AppendSnapshot appends a snapshot's encoding: era u64, serial u64,
-// count u32, count x (length u32, record).
-func AppendSnapshot(dst []byte, era, serial uint64, live []Record) ([]byte, error) {
-	dst = binary.LittleEndian.AppendUint64(dst, era)
-	dst = binary.LittleEndian.AppendUint64(dst, serial)
+// SnapshotHeader starts each part of a snapshot: the state as of Serial
+// of Era comes in parts (a relay frame holds a few MiB; a million alerts
+// take tens), numbered from 0, applied as a whole once the Last one came.
+type SnapshotHeader struct {
+	Era, Serial uint64
+	Part        uint32
+	Last        bool
+}
+
+// AppendSnapshot appends a snapshot part's encoding: era u64, serial u64,
+// part u32, last u8, count u32, count x (length u32, record).
+func AppendSnapshot(dst []byte, h SnapshotHeader, live []Record) ([]byte, error) {
+	dst = binary.LittleEndian.AppendUint64(dst, h.Era)
+	dst = binary.LittleEndian.AppendUint64(dst, h.Serial)
+	dst = binary.LittleEndian.AppendUint32(dst, h.Part)
+	last := byte(0)
+	if h.Last {
+		last = 1
+	}
+	dst = append(dst, last)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(live)))
 	for _, r := range live {
-		at := len(dst)
-		dst = append(dst, 0, 0, 0, 0)
 		var err error
-		if dst, err = AppendRecord(dst, r); err != nil {
-			return dst[:at], err
+		if dst, err = appendSnapshotRecord(dst, r); err != nil {
+			return dst, err
 		}
-		binary.LittleEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
 	}
 	return dst, nil
 }
 
-// ParseSnapshot decodes a snapshot.
-func ParseSnapshot(p []byte) (era, serial uint64, live []Record, err error) {
-	if len(p) < 20 {
-		return 0, 0, nil, bad("snapshot of %d bytes", len(p))
+func appendSnapshotRecord(dst []byte, r Record) ([]byte, error) {
+	at := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	var err error
+	if dst, err = AppendRecord(dst, r); err != nil {
+		return dst[:at], err
 	}
-	era, serial = binary.LittleEndian.Uint64(p), binary.LittleEndian.Uint64(p[8:])
-	n := binary.LittleEndian.Uint32(p[16:])
-	p = p[20:]
+	binary.LittleEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
+	return dst, nil
+}
+
+// snapshotHeaderLen is AppendSnapshot's bytes before the records.
+const snapshotHeaderLen = 25
+
+// ParseSnapshot decodes a snapshot part.
+func ParseSnapshot(p []byte) (h SnapshotHeader, live []Record, err error) {
+	if len(p) < snapshotHeaderLen {
+		return h, nil, bad("snapshot of %d bytes", len(p))
+	}
+	h.Era, h.Serial = binary.LittleEndian.Uint64(p), binary.LittleEndian.Uint64(p[8:])
+	h.Part = binary.LittleEndian.Uint32(p[16:])
+	if p[20] > 1 {
+		return h, nil, bad("snapshot last flag %d", p[20])
+	}
+	h.Last = p[20] == 1
+	n := binary.LittleEndian.Uint32(p[21:])
+	p = p[snapshotHeaderLen:]
 	if uint64(n)*28 > uint64(len(p)) {
-		return 0, 0, nil, bad("%d records in %d bytes", n, len(p))
+		return h, nil, bad("%d records in %d bytes", n, len(p))
 	}
 	live = make([]Record, 0, n)
 	for range n {
 		if len(p) < 4 {
-			return 0, 0, nil, bad("truncated snapshot")
+			return h, nil, bad("truncated snapshot")
 		}
 		l := binary.LittleEndian.Uint32(p)
 		if uint64(l) > uint64(len(p)-4) {
-			return 0, 0, nil, bad("truncated snapshot record")
+			return h, nil, bad("truncated snapshot record")
 		}
 		r, err := ParseRecord(p[4 : 4+l])
 		if err != nil {
-			return 0, 0, nil, err
+			return h, nil, err
 		}
 		live = append(live, r)
 		p = p[4+l:]
 	}
 	if len(p) != 0 {
-		return 0, 0, nil, bad("%d bytes after the snapshot", len(p))
+		return h, nil, bad("%d bytes after the snapshot", len(p))
 	}
-	return era, serial, live, nil
+	return h, live, nil
 }

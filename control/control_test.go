@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"tickrelay/alert"
 )
 
 func TestOpCodec(t *testing.T) {
@@ -16,6 +17,10 @@ func TestOpCodec(t *testing.T) {
 		{Kind: KindLeave, Group: "g", Member: "child-a/17"},
 		{Kind: KindJoin, Group: "g", Member: "m", Ack: true, Syms: []uint32{3}},
 		{Kind: KindLeave, Group: "g", Member: "m", Acked: 1<<32 | 77},
+		{Kind: KindAlert, Alert: alert.Def{Owner: "desk-b", ID: "a1", Sym: 700, Field: alert.Bid, Op: alert.AtOrBelow, Value: 412_500, Repeat: true, Hyst: 250}, Armed: true},
+		{Kind: KindUnalert, Alert: alert.Def{Owner: "desk-b", ID: "a1"}},
+		{Kind: KindRearm, Alert: alert.Def{Owner: "desk-b", ID: "a1"}},
+		{Kind: KindFired, Alert: alert.Def{Owner: "o", ID: "x"}, Fired: alert.Fired{ID: "x", Sym: 5, Field: alert.Ask, Value: 9, Pos: 1<<32 | 4, T: 1e18, N: 3, Gone: true}},
 	} {
 		r := Record{Era: 9, Serial: 3, After: 1 << 33, Op: op}
 		b, err := AppendRecord(nil, r)
@@ -34,6 +39,9 @@ func TestOpCodec(t *testing.T) {
 		{Kind: KindJoin, Group: "g", Member: string(make([]byte, 65))},
 		{Kind: KindLeave, Group: "g", Member: "m", All: true},
 		{Kind: KindJoin, Group: "g", Member: "m", Mode: 7},
+		{Kind: KindAlert, Alert: alert.Def{Owner: "o", ID: "a", Sym: 1, Value: 0}},
+		{Kind: KindUnalert, Alert: alert.Def{Owner: "o"}},
+		{Kind: KindFired, Alert: alert.Def{Owner: "o", ID: "x"}, Fired: alert.Fired{ID: "x"}},
 	} {
 		if _, err := AppendOp(nil, op); !errors.Is(err, ErrBad) {
 			t.Errorf("%+v encoded: %v", op, err)
@@ -50,6 +58,10 @@ func FuzzParseRecord(f *testing.F) {
 	b, _ := AppendRecord(nil, Record{Era: 1, Serial: 2, After: 3, Op: Op{Kind: KindJoin, Group: "g", Member: "m", Syms: []uint32{1, 2}}})
 	f.Add(b)
 	f.Add([]byte{})
+	b, _ = AppendRecord(nil, Record{Era: 1, Serial: 2, After: 3, Op: Op{Kind: KindAlert, Alert: alert.Def{Owner: "o", ID: "a", Sym: 5, Value: 1000}, Armed: true}})
+	f.Add(b)
+	b, _ = AppendRecord(nil, Record{Era: 1, Serial: 2, After: 3, Op: Op{Kind: KindFired, Alert: alert.Def{Owner: "o", ID: "a"}, Fired: alert.Fired{ID: "a", N: 1}}})
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, p []byte) {
 		r, err := ParseRecord(p)
 		if err != nil {
@@ -227,23 +239,131 @@ func replicaRun(t *testing.T, seed uint64) {
 }
 
 func FuzzParseSnapshot(f *testing.F) {
-	b, _ := AppendSnapshot(nil, 3, 9, []Record{{Era: 3, Serial: 2, Op: Op{Kind: KindJoin, Group: "g", Member: "m", All: true}}})
+	b, _ := AppendSnapshot(nil, SnapshotHeader{Era: 3, Serial: 9, Part: 1, Last: true}, []Record{
+		{Era: 3, Serial: 2, Op: Op{Kind: KindJoin, Group: "g", Member: "m", All: true}},
+		{Era: 3, Op: Op{Kind: KindAlert, Alert: alert.Def{Owner: "o", ID: "a", Sym: 5, Value: 1000, Repeat: true, Hyst: 10}}},
+		{Era: 3, Op: Op{Kind: KindFired, Alert: alert.Def{Owner: "o", ID: "a"}, Fired: alert.Fired{ID: "a", Sym: 5, Value: 1000, Pos: 7, T: 9, N: 1, Gone: true}}},
+	})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, p []byte) {
-		era, serial, live, err := ParseSnapshot(p)
+		h, live, err := ParseSnapshot(p)
 		if err != nil {
 			if !errors.Is(err, ErrBad) {
 				t.Fatalf("error not ErrBad: %v", err)
 			}
 			return
 		}
-		b, err := AppendSnapshot(nil, era, serial, live)
+		b, err := AppendSnapshot(nil, h, live)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e2, s2, l2, err := ParseSnapshot(b)
-		if err != nil || e2 != era || s2 != serial || !reflect.DeepEqual(live, l2) {
+		h2, l2, err := ParseSnapshot(b)
+		if err != nil || h2 != h || !reflect.DeepEqual(live, l2) {
 			t.Fatalf("round trip: %v", err)
 		}
 	})
+}
+
+// TestSequencerAlerts: the root's engine takes ALERT and UNALERT, refuses
+// what is wrong, fires after the item that reached the alert, and its
+// snapshot parts load a replica that matches it.
+func TestSequencerAlerts(t *testing.T) {
+	s := NewSequencer(4, 1000)
+	s.MaxAlerts = 3
+	def := func(id string, op alert.Op, v int32) alert.Def {
+		return alert.Def{Owner: "bob", ID: id, Sym: 700, Field: alert.Last, Op: op, Value: v}
+	}
+	live := alert.NewSet(false, FiresKept)
+	submit := func(op Op) error {
+		r, err := s.Submit(1, op, 10)
+		if err == nil {
+			err = ApplyAlert(live, r.Op)
+		}
+		return err
+	}
+	if err := submit(Op{Kind: KindAlert, Alert: def("up", alert.AtOrAbove, 101_000)}); err != nil {
+		t.Fatal(err)
+	}
+	rep := def("rep", alert.AtOrBelow, 99_000)
+	rep.Repeat, rep.Hyst = true, 500
+	if err := submit(Op{Kind: KindAlert, Alert: rep}); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []Op{
+		{Kind: KindAlert, Alert: def("up", alert.AtOrBelow, 5)},         // id in use
+		{Kind: KindUnalert, Alert: alert.Def{Owner: "bob", ID: "nope"}}, // unknown
+		{Kind: KindRearm, Alert: alert.Def{Owner: "bob", ID: "rep"}},    // the engine's kind
+	} {
+		if err := submit(op); err == nil {
+			t.Fatalf("%+v accepted", op)
+		}
+	}
+	if err := submit(Op{Kind: KindAlert, Alert: def("x", alert.AtOrAbove, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := submit(Op{Kind: KindAlert, Alert: def("y", alert.AtOrAbove, 1)}); err == nil {
+		t.Fatal("a 4th alert over MaxAlerts 3 accepted")
+	}
+	if err := submit(Op{Kind: KindUnalert, Alert: alert.Def{Owner: "bob", ID: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	serial := s.Serial()
+	for i, p := range []int32{100_000, 101_500, 98_000, 99_200, 99_600, 98_900} {
+		s.Match(700, alert.Last, p, uint64(20+i), int64(i))
+		s.Match(700, alert.Bid, p, uint64(20+i), int64(i)) // another field: nothing
+	}
+	recs, _ := s.Since(4, serial)
+	var got []string
+	for _, r := range recs {
+		if err := ApplyAlert(live, r.Op); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d %s@%d", r.Op.Kind, r.Op.Alert.ID, r.After))
+	}
+	// up fires at 101.5 (gone); rep fires at 98, re-arms at 99.6 (>= 99 + 0.5), fires at 98.9.
+	want := []string{"5 up@21", "5 rep@22", "6 rep@24", "5 rep@25"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("records %v, want %v", got, want)
+	}
+	if live.Len() != 1 || live.LastFire("bob") != 3 {
+		t.Fatalf("replica: %d standing, last fire %d", live.Len(), live.LastFire("bob"))
+	}
+	// Snapshot parts, small enough to split, load an equal replica.
+	s.MaxAlerts = 0
+	for i := range 200 {
+		if err := submit(Op{Kind: KindAlert, Alert: alert.Def{Owner: fmt.Sprint("o", i%7), ID: fmt.Sprint("a", i), Sym: uint32(i), Value: 1000}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loaded := alert.NewSet(false, FiresKept)
+	var parts []SnapshotHeader
+	err := s.SnapshotParts(1000, func(p []byte) error {
+		h, recs, err := ParseSnapshot(p)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, h)
+		for _, r := range recs {
+			if err := LoadAlert(loaded, r.Op); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) < 5 || !parts[len(parts)-1].Last || parts[0].Last || parts[3].Part != 3 || parts[0].Serial != s.Serial() {
+		t.Fatalf("parts %+v", parts)
+	}
+	dump := func(x *alert.Set) []string {
+		var out []string
+		x.Each(func(d alert.Def, armed bool) { out = append(out, fmt.Sprint(d, armed)) })
+		x.EachFired(func(o string, f alert.Fired) { out = append(out, fmt.Sprint(o, f)) })
+		slices.Sort(out)
+		return out
+	}
+	if a, b := dump(live), dump(loaded); !slices.Equal(a, b) || len(a) != 204 {
+		t.Fatalf("loaded replica differs: %d vs %d", len(a), len(b))
+	}
 }

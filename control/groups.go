@@ -78,6 +78,9 @@ func (g *Groups) Apply(r Record) (applied bool, err error) {
 }
 
 func (g *Groups) apply(op Op) {
+	if op.Kind.IsAlert() {
+		return // the alert replica's (the child keeps it beside)
+	}
 	clear(g.owners)
 	gr := g.groups[op.Group]
 	switch op.Kind {
@@ -107,7 +110,8 @@ func (g *Groups) apply(op Op) {
 }
 
 // Load replaces the state with a snapshot: every record of era up to
-// serial applied, live the join records of the members then.
+// serial applied, live the join records of the members then (other
+// records in it are skipped).
 func (g *Groups) Load(era, serial uint64, live []Record) {
 	g.era, g.serial, g.groups = era, serial, map[string]*group{}
 	clear(g.owners)

@@ -1,9 +1,12 @@
 package control
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
+
+	"tickrelay/alert"
 )
 
 // Sequencer is the root's half: it numbers the ops children submit,
@@ -16,7 +19,15 @@ type Sequencer struct {
 	keep   int
 	recent []Record // the last keep records, oldest first
 	live   map[memberKey]*liveMember
+	alerts *alert.Set // the engine: standing alerts, matched by Match
+	// MaxAlerts caps the alerts one owner may hold (0: no cap).
+	MaxAlerts int
+	hits      []alert.Hit
 }
+
+// FiresKept is how many of each owner's last fires the sequencer and the
+// replicas keep for a client that comes back.
+const FiresKept = 64
 
 type memberKey struct{ group, member string }
 
@@ -28,8 +39,11 @@ type liveMember struct {
 // NewSequencer starts era (a root's start time: a restart is a new era)
 // keeping the last keep records.
 func NewSequencer(era uint64, keep int) *Sequencer {
-	return &Sequencer{era: era, keep: max(keep, 1), live: map[memberKey]*liveMember{}}
+	return &Sequencer{era: era, keep: max(keep, 1), live: map[memberKey]*liveMember{}, alerts: alert.NewSet(true, FiresKept)}
 }
+
+// Alerts is the engine's set (read only: records change it).
+func (s *Sequencer) Alerts() *alert.Set { return s.alerts }
 
 // Era is the sequencer's era.
 func (s *Sequencer) Era() uint64 { return s.era }
@@ -43,6 +57,9 @@ func (s *Sequencer) Serial() uint64 { return s.serial }
 func (s *Sequencer) Submit(line int, op Op, head uint64) (Record, error) {
 	if err := op.Check(); err != nil {
 		return Record{}, err
+	}
+	if op.Kind.IsAlert() {
+		return s.submitAlert(op, head)
 	}
 	k := memberKey{op.Group, op.Member}
 	m := s.live[k]
@@ -142,4 +159,109 @@ func (s *Sequencer) Next(era, serial uint64) (r Record, ok, snapshot bool) {
 		return Record{}, false, true
 	}
 	return s.recent[serial+1-s.recent[0].Serial], true, false
+}
+
+// submitAlert sequences a child's ALERT or UNALERT, refusing an id in use,
+// an owner over MaxAlerts, an unknown id, and the kinds only the engine
+// makes.
+func (s *Sequencer) submitAlert(op Op, head uint64) (Record, error) {
+	a := &op.Alert
+	switch op.Kind {
+	case KindAlert:
+		if _, _, ok := s.alerts.Get(a.Owner, a.ID); ok {
+			return Record{}, fmt.Errorf("control: alert %q of %q is in use", a.ID, a.Owner)
+		}
+		if s.MaxAlerts > 0 && s.alerts.Count(a.Owner) >= s.MaxAlerts {
+			return Record{}, fmt.Errorf("control: %q holds %d alerts already", a.Owner, s.MaxAlerts)
+		}
+		op.Armed = true
+		if err := s.alerts.Add(*a, true); err != nil {
+			return Record{}, err
+		}
+	case KindUnalert:
+		if _, err := s.alerts.Remove(a.Owner, a.ID); err != nil {
+			return Record{}, err
+		}
+	default:
+		return Record{}, fmt.Errorf("control: a child may not submit kind %d", op.Kind)
+	}
+	return s.next(op, head), nil
+}
+
+// Match runs the engine on an update of sym's field to price by the item
+// at pos, stamped t: it sequences, after pos, a Fired record for each
+// alert the update fires and a Rearm for each it arms again, and returns
+// how many of each. An update that reaches nothing does not allocate.
+func (s *Sequencer) Match(sym uint32, field alert.Field, price int32, pos uint64, t int64) (fired, rearmed int) {
+	s.hits = s.alerts.Match(sym, field, price, s.hits[:0])
+	for _, h := range s.hits {
+		d := s.alerts.Def(h.Slot)
+		op := Op{Kind: KindRearm, Alert: alert.Def{Owner: d.Owner, ID: d.ID}}
+		if h.Rearm {
+			s.alerts.RearmSlot(h.Slot)
+			rearmed++
+		} else {
+			fired++
+			op.Kind = KindFired
+			op.Fired = s.alerts.FireSlot(h.Slot, alert.Fired{ID: d.ID, Value: price, Pos: pos, T: t})
+		}
+		s.next(op, pos)
+	}
+	return fired, rearmed
+}
+
+// SnapshotParts encodes the state as of Serial (the join record of every
+// live member, then every standing alert and each owner's kept fires) as
+// snapshot parts of about maxPart bytes, calling emit with each.
+func (s *Sequencer) SnapshotParts(maxPart int, emit func(part []byte) error) error {
+	serial, live := s.Snapshot()
+	h := SnapshotHeader{Era: s.era, Serial: serial}
+	var buf []byte
+	var n uint32
+	var err error
+	start := func() {
+		buf, _ = AppendSnapshot(buf[:0], h, nil)
+		n = 0
+	}
+	flush := func(last bool) error {
+		h.Last = last
+		head, _ := AppendSnapshot(nil, h, nil)
+		copy(buf, head)
+		binary.LittleEndian.PutUint32(buf[snapshotHeaderLen-4:], n)
+		if err := emit(buf); err != nil {
+			return err
+		}
+		h.Part++
+		start()
+		return nil
+	}
+	add := func(r Record) bool {
+		if buf, err = appendSnapshotRecord(buf, r); err != nil {
+			return false
+		}
+		if n++; len(buf) >= maxPart {
+			err = flush(false)
+		}
+		return err == nil
+	}
+	start()
+	for _, r := range live {
+		if !add(r) {
+			return err
+		}
+	}
+	s.alerts.Each(func(d alert.Def, armed bool) {
+		if err == nil {
+			add(Record{Era: s.era, Op: Op{Kind: KindAlert, Alert: d, Armed: armed}})
+		}
+	})
+	s.alerts.EachFired(func(owner string, f alert.Fired) {
+		if err == nil {
+			add(Record{Era: s.era, Op: Op{Kind: KindFired, Alert: alert.Def{Owner: owner, ID: f.ID}, Fired: f}})
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return flush(true)
 }

@@ -1,7 +1,9 @@
 package root
 
 import (
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tickrelay/control"
@@ -28,6 +30,10 @@ import (
 type ctlState struct {
 	mu  sync.RWMutex
 	seq *control.Sequencer
+	// standing mirrors the engine's alert count, so items skip the engine
+	// (and mu) while none stand.
+	standing atomic.Int64
+	engine   alertEngine // the feed session's (alerts.go)
 }
 
 // controlsKept is how many records the root keeps for children that
@@ -46,7 +52,9 @@ func (rl *relay) submitControl(ch *child, p []byte) {
 		c := rl.ctl
 		c.mu.Lock()
 		r, err = c.seq.Submit(ch.line, op, rl.r.ring.Head())
+		c.standing.Store(int64(c.seq.Alerts().Len()))
 		c.mu.Unlock()
+		rl.r.m.AlertsStanding.Set(float64(c.standing.Load()))
 	}
 	if err != nil {
 		rl.r.m.ControlRefused.Inc()
@@ -85,15 +93,25 @@ func (rl *relay) startControls(ch *child) bool {
 	if _, _, snap := c.seq.Next(ch.ctlEra, ch.ctlSerial); !snap {
 		return true
 	}
-	serial, live := c.seq.Snapshot()
-	body, err := control.AppendSnapshot(nil, c.seq.Era(), serial, live)
-	if err != nil { // the sequencer made every record: cannot happen
-		ch.log.Error("control snapshot", "err", err)
+	err := c.seq.SnapshotParts(snapshotPart, func(part []byte) error {
+		if !ch.write(wire.AppendRelayFrame(ch.l.scratch[:0], wire.RelayControlSnapshot, part)) {
+			return errSnapshotWrite
+		}
+		return nil
+	})
+	if err != nil {
+		ch.log.Warn("control snapshot", "err", err)
 		return false
 	}
-	ch.ctlEra, ch.ctlSerial = c.seq.Era(), serial
-	return ch.write(wire.AppendRelayFrame(ch.l.scratch[:0], wire.RelayControlSnapshot, body))
+	ch.ctlEra, ch.ctlSerial = c.seq.Era(), c.seq.Serial()
+	return true
 }
+
+// snapshotPart is the size of a control snapshot's parts (a relay frame
+// holds wire.MaxRelayFrame).
+const snapshotPart = 1 << 20
+
+var errSnapshotWrite = errors.New("root: control snapshot not written")
 
 // nextControl returns the next record ch is due, if any, and the ring's
 // head as of that answer: the drain sends no item past it (nor past the

@@ -59,6 +59,8 @@ type relay struct {
 	wg      sync.WaitGroup          // store catch-up goroutines
 	dir     *dirState               // the child directory (directory.go)
 	ctl     *ctlState               // the control stream (control.go)
+	// ownersShown is when OnTick last redid the alerts-per-identity gauge.
+	ownersShown time.Time
 }
 
 func newRelay(r *Root) *relay {
@@ -162,6 +164,10 @@ func (rl *relay) OnBoot(eng gnet.Engine) gnet.Action {
 func (rl *relay) OnTick() (time.Duration, gnet.Action) {
 	rl.signalAll()
 	rl.publishDirectory()
+	if now := time.Now(); now.Sub(rl.ownersShown) >= alertOwnersEvery {
+		rl.ownersShown = now
+		rl.showAlertOwners()
+	}
 	return rl.r.cfg.Tick, gnet.None
 }
 

@@ -265,6 +265,7 @@ func (s *session) item(body []byte, h wire.FeedHeader, recv int64) error {
 	if err := s.r.ring.Append(seq, recv, body); err != nil {
 		return err // cannot happen: seq is last+1 and the body was validated
 	}
+	s.r.relay.matchAlerts(seq, body, h.SendTime)
 	s.last = seq
 	s.pending++
 	s.sent = append(s.sent, h.SendTime)

@@ -16,6 +16,14 @@ const (
 	CmdWatch    = "WATCH"
 	CmdAuth     = "AUTH" // the first line where the child has entitlements: "AUTH token"
 	CmdAck      = "ACK"  // "ACK seq": a queue-group ack member has handled every item up to seq
+	// Alerts (package alert): "HELLO id [fired]" names the client (its
+	// alerts are the identity's) and asks for the fires after number
+	// fired; "ALERT id sym field op value [repeat hyst]", "UNALERT id",
+	// "ALERTS".
+	CmdHello   = "HELLO"
+	CmdAlert   = "ALERT"
+	CmdUnalert = "UNALERT"
+	CmdAlerts  = "ALERTS"
 )
 
 // KeywordGroup ends a SUB's or UNSUB's symbols: "SUB sym... GROUP name".
@@ -62,6 +70,9 @@ type Command struct {
 	GroupRR  bool
 	GroupAck bool
 	Symbols  [][]byte
+	// HELLO, ALERT, UNALERT: the words after the verb (package alert reads
+	// ALERT's).
+	Args [][]byte
 }
 
 // NextLine returns the line at the start of buf without its '\n' (a trailing
@@ -189,6 +200,21 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 		}
 		c.Token = args[0]
 		return c, nil
+	case CmdHello, CmdAlert, CmdUnalert, CmdAlerts:
+		c.Verb = CmdHello // a constant: string(verb) would allocate
+		switch string(verb) {
+		case CmdAlert:
+			c.Verb = CmdAlert
+		case CmdUnalert:
+			c.Verb = CmdUnalert
+		case CmdAlerts:
+			c.Verb = CmdAlerts
+		}
+		if n, want := len(args), alertArgs[c.Verb]; n < want[0] || n > want[1] {
+			return c, errorf("client line", ErrSyntax, "%s takes %d to %d arguments", c.Verb, want[0], want[1])
+		}
+		c.Args = args
+		return c, nil
 	case CmdTime:
 		c.Verb = CmdTime
 		if len(args) != 1 {
@@ -211,6 +237,9 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 	c.Symbols = args
 	return c, nil
 }
+
+// alertArgs is how many words each alert verb takes (least, most).
+var alertArgs = map[string][2]int{CmdHello: {1, 2}, CmdAlert: {5, 7}, CmdUnalert: {1, 1}, CmdAlerts: {0, 0}}
 
 // ValidToken reports whether t is 1..MaxTokenLen printable ASCII
 // characters without spaces.
@@ -343,6 +372,8 @@ const (
 	LineReset             // "RESET epoch seq prev prevLast"
 	LineChildren          // "CHILDREN epoch name=addr,state,load... ..."
 	LineInfo              // "INFO DRAIN grace" (cluster.go)
+	LineFired             // "FIRED id seq sym field=value t=ns n=k" (package alert)
+	LineAlert             // "ALERT id sym field op value ...": a line of ALERTS
 )
 
 // KindOf classifies a server line without decoding it.
@@ -362,6 +393,10 @@ func KindOf(line []byte) LineKind {
 		return LineChildren
 	case bytes.HasPrefix(line, []byte("INFO ")):
 		return LineInfo
+	case bytes.HasPrefix(line, []byte("FIRED ")):
+		return LineFired
+	case bytes.HasPrefix(line, []byte("ALERT ")):
+		return LineAlert
 	case len(line) > 3 && line[2] == ' ' && typeOfCode(line[:2]) != 0:
 		return LineFrame
 	}

@@ -74,6 +74,11 @@ type Client struct {
 	key      entitle.Key
 	grant    *entitle.Grant
 	groups   []*membership // queue groups it is in (group.go)
+	// Alerts (alerts.go): its identity, the number of the last fire it
+	// was given, the ALERT and UNALERT ids waiting for their record.
+	owner     string
+	firedN    uint64
+	alertWait map[string]byte
 	// Ack groups: the highest seq handed to it through one, and its last ACK.
 	groupSent, acked uint64
 	winAt            int64 // flood window start

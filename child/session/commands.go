@@ -23,6 +23,10 @@ var commands = map[string]command{
 	wire.CmdWatch:    watch,
 	wire.CmdAuth:     auth,
 	wire.CmdAck:      ackCmd,
+	wire.CmdHello:    hello,
+	wire.CmdAlert:    alertCmd,
+	wire.CmdUnalert:  unalert,
+	wire.CmdAlerts:   alertsCmd,
 }
 
 // command parses one client line and runs its verb.

@@ -214,9 +214,16 @@ func (l *Loop) applyControl(mk *frames.ControlMark) {
 		if newEra {
 			l.rejoin()
 		}
+		l.alertSnapshot()
 		return
 	}
 	op := mk.Record.Op
+	if op.Kind.IsAlert() {
+		if applied, err := g.replica.Apply(mk.Record); err == nil && applied {
+			l.alertRecord(mk.Record)
+		}
+		return
+	}
 	var before *control.Groups // an ack member leaving: who owned what until now
 	if op.Kind == control.KindLeave && g.replica.Acks(op.Group, op.Member) {
 		before = g.replica.Clone()

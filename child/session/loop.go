@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tickrelay/alert"
 	"tickrelay/child/frames"
 	"tickrelay/control"
 	"tickrelay/entitle"
@@ -39,8 +40,12 @@ type Config struct {
 	// and a counter, unique across the children.
 	Submit       func(control.Op) error
 	MemberPrefix string
-	Now          func() int64 // the clock, ns (time.Now().UnixNano when nil)
-	Log          *slog.Logger
+	// Alerts (alerts.go): reads the child's alert replica, read locked
+	// (nil: no alerts); MaxAlerts caps an identity's alerts (0: no cap).
+	Alerts    func(read func(s *alert.Set))
+	MaxAlerts int
+	Now       func() int64 // the clock, ns (time.Now().UnixNano when nil)
+	Log       *slog.Logger
 }
 
 // Loop is one event loop's share of the clients.
@@ -71,6 +76,7 @@ type Loop struct {
 	deferred []deferredLine // lines waiting for the core's epoch
 	unauthed []*Client      // clients yet to AUTH, oldest first (auth.go)
 	groups   *groupState    // queue groups (group.go)
+	alerts   *alertState    // alert identities (alerts.go)
 }
 
 // NewLoop returns a loop serving images and history from src.
@@ -85,7 +91,7 @@ func NewLoop(cfg Config, src *frames.Shared, m *Metrics) *Loop {
 		cfg.SlowLinger = DefaultSlowLinger
 	}
 	l := &Loop{cfg: cfg, src: src, m: m, warn: warner{log: cfg.Log}, f: newFanout(),
-		clients: make(map[*Client]struct{}), seen: make(map[uint64]struct{}), epoch: src.Epoch(), groups: newGroupState()}
+		clients: make(map[*Client]struct{}), seen: make(map[uint64]struct{}), epoch: src.Epoch(), groups: newGroupState(), alerts: newAlertState()}
 	l.f.groups = l.groups
 	return l
 }
@@ -111,6 +117,7 @@ func (l *Loop) Closed(cl *Client) {
 	l.leaveBehind(cl)
 	l.f.remove(cl)
 	l.leaveGroups(cl)
+	l.leaveAlerts(cl)
 	l.leaveAuth(cl)
 	delete(l.clients, cl)
 	cl.conn = nil

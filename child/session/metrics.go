@@ -24,4 +24,5 @@ type Metrics struct {
 	GroupLost        *prometheus.CounterVec
 	GroupRedelivered *prometheus.CounterVec
 	GroupMembers     *prometheus.GaugeVec
+	AlertsFired      prometheus.Counter // FIRED lines sent (nil: not counted)
 }

@@ -48,6 +48,7 @@ func runChild(ctx context.Context, args []string) error {
 	fs.Float64Var(&cfg.CmdRate, "cmd-rate", cfg.CmdRate, "command lines per second per client (0: no limit); over it ERR BUSY retry=<ms>, the connection lives (-max-commands still cuts floods)")
 	fs.IntVar(&cfg.CmdBurst, "cmd-burst", cfg.CmdBurst, "command lines at once above -cmd-rate")
 	fs.IntVar(&cfg.MaxSubs, "max-subs", cfg.MaxSubs, "subscriptions per client (0: no limit; '*' counts one); over it ERR LIMIT")
+	fs.IntVar(&cfg.MaxAlerts, "max-alerts", cfg.MaxAlerts, "standing alerts per identity (0: no limit); over it ERR LIMIT")
 	fs.Uint64Var(&cfg.ShedBacklog, "shed-backlog", cfg.ShedBacklog, "while an event loop's fan-out is this many seqs behind, its SUB and RESUME get ERR BUSY and /healthz says degraded (0: never)")
 	fs.StringVar(&cfg.Entitlements, "entitlements", cfg.Entitlements, "file of tokens and the symbols each may see (clients must AUTH first); reloaded on SIGHUP and when it changes")
 	fs.DurationVar(&cfg.AuthTimeout, "auth-timeout", cfg.AuthTimeout, "with -entitlements: time a client has to send AUTH")
