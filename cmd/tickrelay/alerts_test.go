@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tickrelay/alert"
+	"tickrelay/child/client"
+	"tickrelay/wire"
+)
+
+// alertItem is what the alert check needs of one item: the field values
+// it updates (trade: last; nominal; a book's level-1 entries: bid, ask).
+type alertItem struct {
+	sym uint32
+	set [4]bool
+	val [4]int32
+}
+
+func alertItemOf(m *wire.Msg) alertItem {
+	it := alertItem{sym: m.Security}
+	switch m.Type {
+	case wire.TypeTrade:
+		it.set[alert.Last], it.val[alert.Last] = true, m.Price
+	case wire.TypeNominalPrice:
+		it.set[alert.Nominal], it.val[alert.Nominal] = true, m.Price
+	case wire.TypeAggregateBook:
+		for _, e := range m.Entries[:m.NumEntries] {
+			if e.Level == 1 && e.Action <= 1 && e.Side <= 1 && e.Price > 0 {
+				f := alert.Bid + alert.Field(e.Side)
+				it.set[f], it.val[f] = true, e.Price
+			}
+		}
+	}
+	return it
+}
+
+// alertRecorder is the reference: a SUB * client's items by seq.
+type alertRecorder struct {
+	mu    sync.Mutex
+	first uint64
+	items map[uint64]alertItem
+	last  map[uint32]int32 // last trade price per symbol
+}
+
+func (r *alertRecorder) read(c *client.Client) {
+	for {
+		ev, err := c.Next()
+		if err != nil {
+			return
+		}
+		r.mu.Lock()
+		switch ev.Kind {
+		case wire.LineOK:
+			if _, _, seq, err := ev.OK(); err == nil && r.first == 0 {
+				r.first = seq + 1
+			}
+		case wire.LineFrame:
+			if r.first != 0 && ev.Seq >= r.first {
+				r.items[ev.Seq] = alertItemOf(&ev.Msg)
+			}
+			if ev.Msg.Type == wire.TypeTrade {
+				r.last[ev.Msg.Security] = ev.Msg.Price
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+// alertClient is one identity: its alerts (with the seq each stands
+// from) and the fires it was given, over however many connections.
+type alertClient struct {
+	id     string
+	mu     sync.Mutex
+	c      *client.Client
+	after  map[string]uint64 // OK ALERT id -> seq
+	defs   map[string]alert.Def
+	fires  []alert.Fired
+	lastN  uint64
+	hello  bool
+	errs   []string
+	closed bool
+}
+
+func (a *alertClient) read(c *client.Client) {
+	for {
+		ev, err := c.Next()
+		if err != nil {
+			return
+		}
+		line := string(ev.Line)
+		a.mu.Lock()
+		switch {
+		case ev.Kind == wire.LineFired:
+			f, _, err := alert.ParseFired(ev.Line)
+			if err != nil {
+				a.errs = append(a.errs, err.Error())
+				break
+			}
+			a.fires = append(a.fires, f)
+			a.lastN = max(a.lastN, f.N)
+		case strings.HasPrefix(line, "OK ALERT "):
+			f := strings.Fields(line)
+			seq, _ := strconv.ParseUint(f[3], 10, 64)
+			a.after[f[2]] = seq
+		case strings.HasPrefix(line, "OK HELLO "):
+			a.hello = true
+		case ev.Kind == wire.LineErr:
+			a.errs = append(a.errs, line)
+		}
+		a.mu.Unlock()
+	}
+}
+
+func (a *alertClient) connect(t *testing.T, addr string, hello string) {
+	t.Helper()
+	c, err := client.Dial(t.Context(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	a.mu.Lock()
+	a.c, a.hello = c, false
+	a.mu.Unlock()
+	go a.read(c)
+	if err := c.SendLine(hello); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expectFires recomputes, from the reference's items, the fires of d
+// standing from seq after, up to seq last: (seq) in order.
+func expectFires(items map[uint64]alertItem, d alert.Def, after, last uint64) []uint64 {
+	var out []uint64
+	armed := true
+	for seq := after + 1; seq <= last; seq++ {
+		it, ok := items[seq]
+		if !ok || it.sym != d.Sym || !it.set[d.Field] {
+			continue
+		}
+		p := int64(it.val[d.Field])
+		v, h := int64(d.Value), int64(d.Hyst)
+		up := d.Op == alert.AtOrAbove
+		switch {
+		case armed && (up && p >= v || !up && p <= v):
+			out = append(out, seq)
+			if !d.Repeat {
+				return out
+			}
+			armed = false
+		case !armed && (up && p <= v-h || !up && p >= v+h):
+			armed = true
+		}
+	}
+	return out
+}
+
+// TestAlertsEndToEnd: 100 identities set 20 alerts each over 2 children
+// (a fifth of them repeat), on trade, nominal, bid and ask, a little away
+// from the price; a fifth of the identities drop halfway and come back on
+// the other child with HELLO id n. Every alert's fires, recomputed from a
+// SUB * record, reach its identity exactly once (numbered 1..n with no
+// gap), none twice, including those that fired while it was away.
+func TestAlertsEndToEnd(t *testing.T) {
+	const (
+		total     = 40000
+		idents    = 100
+		perIdent  = 20
+		syms      = 30
+		movedEach = 5 // every 5th identity drops and comes back
+	)
+	ex := startExchange(t, 4000, syms, total)
+	kids := twoChildren(t, ex)
+	addr := func(i int) string { return kids[i%2].Addr().String() }
+
+	rec := &alertRecorder{items: map[uint64]alertItem{}, last: map[uint32]int32{}}
+	rc, err := client.Dial(t.Context(), addr(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	go rec.read(rc)
+	rc.SendLine("SUB *")
+	waitFor(t, "a trade price of most symbols", 10*time.Second, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.last) >= syms*3/4 && rec.first != 0
+	})
+
+	rng := rand.New(rand.NewPCG(17, 1))
+	var cls []*alertClient
+	rec.mu.Lock()
+	var codes []uint32
+	for code := range rec.last {
+		codes = append(codes, code)
+	}
+	slices.Sort(codes)
+	prices := map[uint32]int32{}
+	for k, v := range rec.last {
+		prices[k] = v
+	}
+	rec.mu.Unlock()
+	for i := range idents {
+		a := &alertClient{id: fmt.Sprintf("ident-%d", i), after: map[string]uint64{}, defs: map[string]alert.Def{}}
+		a.connect(t, addr(i), "HELLO "+a.id)
+		var lines bytes.Buffer
+		for j := range perIdent {
+			code := codes[rng.IntN(len(codes))]
+			p := int64(prices[code])
+			d := alert.Def{Owner: a.id, ID: fmt.Sprint("a", j), Sym: code, Field: alert.Field(rng.IntN(4)), Op: alert.Op(rng.IntN(2))}
+			away := p * int64(2+rng.IntN(30)) / 1000 // 0.2% to 3% away
+			if d.Op == alert.AtOrAbove {
+				d.Value = int32(p + away)
+			} else {
+				d.Value = int32(max(p-away, 1))
+			}
+			if rng.IntN(5) == 0 {
+				d.Repeat, d.Hyst = true, int32(max(p/100, 1))
+			}
+			a.defs[d.ID] = d
+			sym := wire.AppendSymbol(nil, code)
+			lines.WriteString("ALERT " + string(alert.AppendDef(nil, &d, sym)) + "\n")
+		}
+		if err := a.c.SendLine(strings.TrimSuffix(lines.String(), "\n")); err != nil {
+			t.Fatal(err)
+		}
+		cls = append(cls, a)
+	}
+	waitFor(t, "every alert standing", 15*time.Second, func() bool {
+		for _, a := range cls {
+			a.mu.Lock()
+			n := len(a.after)
+			a.mu.Unlock()
+			if n < perIdent {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Halfway, every 5th identity goes away for a second and comes back
+	// on the other child, saying the last fire it saw.
+	waitFor(t, "half the feed", 15*time.Second, func() bool { return ex.Published() >= total/2 })
+	for i := 0; i < idents; i += movedEach {
+		cls[i].c.Close()
+	}
+	gone := kids[0].LastSeq()
+	time.Sleep(time.Second)
+	back := kids[0].LastSeq()
+	for i := 0; i < idents; i += movedEach {
+		a := cls[i]
+		a.mu.Lock()
+		n := a.lastN
+		a.mu.Unlock()
+		a.connect(t, addr(i+1), fmt.Sprintf("HELLO %s %d", a.id, n))
+	}
+	waitFor(t, "the feed's end through every child", 20*time.Second, func() bool {
+		return kids[0].LastSeq() >= total && kids[1].LastSeq() >= total
+	})
+	time.Sleep(time.Second) // the last fires reach their clients
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for s := rec.first; s <= total; s++ {
+		if _, ok := rec.items[s]; !ok {
+			t.Fatalf("the reference lacks seq %d", s)
+		}
+	}
+	fires, repeats, away := 0, 0, 0
+	for i, a := range cls {
+		a.mu.Lock()
+		if len(a.errs) > 0 {
+			t.Fatalf("%s: %v", a.id, a.errs)
+		}
+		got := map[string][]uint64{}
+		ns := map[uint64]bool{}
+		for _, f := range a.fires {
+			if ns[f.N] {
+				t.Fatalf("%s: fire %d twice", a.id, f.N)
+			}
+			ns[f.N] = true
+			got[f.ID] = append(got[f.ID], f.Pos)
+			if i%movedEach == 0 && f.Pos > gone && f.Pos <= back {
+				away++
+			}
+		}
+		for n := uint64(1); n <= uint64(len(ns)); n++ {
+			if !ns[n] {
+				t.Fatalf("%s: fires numbered up to %d, %d missing", a.id, len(ns), n)
+			}
+		}
+		for id, d := range a.defs {
+			want := expectFires(rec.items, d, a.after[id], total)
+			if !slices.Equal(got[id], want) {
+				t.Fatalf("%s alert %s (%s %s %s, from seq %d): fired at %v, want %v", a.id, id, d.Field, d.Op, alert.FormatValue(d.Value), a.after[id], got[id], want)
+			}
+			fires += len(want)
+			if d.Repeat && len(want) > 1 {
+				repeats++
+			}
+		}
+		a.mu.Unlock()
+	}
+	t.Logf("%d alerts, %d fires checked (%d repeat alerts fired more than once)", idents*perIdent, fires, repeats)
+	if fires < idents {
+		t.Fatalf("only %d fires: the test moved too little to check anything", fires)
+	}
+	if away == 0 {
+		t.Fatal("no alert fired while its identity was away: the come-back path went untested")
+	}
+	t.Logf("%d fires came while their identity was away (between seqs %d and %d)", away, gone, back)
+}
