@@ -3,11 +3,13 @@ package root
 import (
 	"cmp"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
 	"tickrelay/alert"
+	"tickrelay/control"
 	"tickrelay/wire"
 )
 
@@ -49,6 +51,7 @@ func (rl *relay) matchAlerts(pos uint64, body []byte, sendTime int64) {
 		t0 = time.Now()
 	}
 	c.mu.Lock()
+	serial0 := c.seq.Serial()
 	fired, n := 0, 0
 	match := func(f alert.Field, price int32) {
 		x, y := c.seq.Match(m.Security, f, price, pos, sendTime)
@@ -73,6 +76,9 @@ func (rl *relay) matchAlerts(pos uint64, body []byte, sendTime int64) {
 		}
 	}
 	standing, serial := c.seq.Alerts().Len(), c.seq.Serial()
+	if n > 0 {
+		rl.journalAlerts(serial0)
+	}
 	c.mu.Unlock()
 	if !t0.IsZero() {
 		rl.r.m.AlertMatch.Observe(time.Since(t0).Seconds())
@@ -109,4 +115,104 @@ func (rl *relay) showAlertOwners() {
 	for i, h := range top[:min(len(top), alertTopN)] {
 		g.WithLabelValues(strconv.Itoa(i+1), h.owner).Set(float64(h.n))
 	}
+}
+
+// ControlStore is a Store that journals control records with the feed
+// (the bbolt journal): the alert engine's state survives a restart.
+type ControlStore interface {
+	AppendControl(rec []byte) error
+	LoadControl(fn func(rec []byte, snapshot bool) error) (through uint64, n int, err error)
+	CompactControl(snapshot [][]byte, through uint64) error
+}
+
+// journalAlerts appends the alert records after serial (with c.mu held)
+// to the journal, in sequence order.
+func (rl *relay) journalAlerts(after uint64) {
+	cs, ok := rl.r.cfg.Store.(ControlStore)
+	if !ok {
+		return
+	}
+	c := rl.ctl
+	recs, _ := c.seq.Since(c.seq.Era(), after)
+	for _, r := range recs {
+		if !r.Op.Kind.IsAlert() {
+			continue
+		}
+		b, err := control.AppendOp(c.jbuf[:0], r.Op)
+		if err == nil {
+			c.jbuf = b
+			err = cs.AppendControl(b)
+		}
+		if err != nil {
+			rl.r.m.StoreErrors.Inc()
+			rl.r.log.Error("journal an alert record", "serial", r.Serial, "err", err)
+		}
+	}
+}
+
+// restoreAlerts rebuilds the engine from the journal at start: the
+// records folded in order, then the items after the last whose records
+// were all committed matched again (their fires may not have been), and
+// the records compacted into a snapshot once they are mostly history.
+func (r *Root) restoreAlerts() error {
+	cs, ok := r.cfg.Store.(ControlStore)
+	if !ok {
+		return nil
+	}
+	c := r.relay.ctl
+	set := c.seq.Alerts()
+	through, n, err := cs.LoadControl(func(rec []byte, snapshot bool) error {
+		op, err := control.ParseOp(rec)
+		if err != nil {
+			return err
+		}
+		if snapshot {
+			return control.LoadAlert(set, op)
+		}
+		return control.ApplyAlert(set, op)
+	})
+	if err != nil {
+		return fmt.Errorf("root: restore alerts: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	if kept := set.Len() + set.Owners()*control.FiresKept; n > 2*kept+1024 {
+		var snap [][]byte
+		add := func(op control.Op) {
+			if b, err := control.AppendOp(nil, op); err == nil {
+				snap = append(snap, b)
+			}
+		}
+		set.Each(func(d alert.Def, armed bool) { add(control.Op{Kind: control.KindAlert, Alert: d, Armed: armed}) })
+		set.EachFired(func(owner string, f alert.Fired) {
+			add(control.Op{Kind: control.KindFired, Alert: alert.Def{Owner: owner, ID: f.ID}, Fired: f})
+		})
+		if err := cs.CompactControl(snap, through); err != nil {
+			return fmt.Errorf("root: compact the journal's alert records: %w", err)
+		}
+		r.log.Info("alert records compacted", "records", n, "snapshot", len(snap))
+	}
+	c.standing.Store(int64(set.Len()))
+	r.m.AlertsStanding.Set(float64(set.Len()))
+	again := 0
+	if last := r.cfg.Store.LastSeq(); through < last {
+		var h wire.FeedHeader
+		err = r.cfg.Store.Range(through+1, func(pos uint64, item []byte) bool {
+			if len(item) < 10 { // rootRecv u64, bodyLen u16, body (wire.AppendRelayItem)
+				return true
+			}
+			body := item[10:]
+			if h, err = wire.ParseFeedBody(body); err == nil {
+				r.relay.matchAlerts(pos, body, h.SendTime)
+				again++
+			}
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("root: match the journal's last items again: %w", err)
+		}
+	}
+	r.log.Info("alerts restored from the journal", "standing", set.Len(), "records", n, "through", wire.PosSeq(through), "matched_again", again)
+	return nil
 }

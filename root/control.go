@@ -34,6 +34,7 @@ type ctlState struct {
 	// (and mu) while none stand.
 	standing atomic.Int64
 	engine   alertEngine // the feed session's (alerts.go)
+	jbuf     []byte      // scratch: a record being journaled (under mu)
 }
 
 // controlsKept is how many records the root keeps for children that
@@ -51,7 +52,11 @@ func (rl *relay) submitControl(ch *child, p []byte) {
 	if err == nil {
 		c := rl.ctl
 		c.mu.Lock()
+		serial0 := c.seq.Serial()
 		r, err = c.seq.Submit(ch.line, op, rl.r.ring.Head())
+		if err == nil && op.Kind.IsAlert() {
+			rl.journalAlerts(serial0)
+		}
 		c.standing.Store(int64(c.seq.Alerts().Len()))
 		c.mu.Unlock()
 		rl.r.m.AlertsStanding.Set(float64(c.standing.Load()))

@@ -137,6 +137,9 @@ func (r *Root) Run(ctx context.Context) error {
 	if err := r.refill(); err != nil {
 		return err
 	}
+	if err := r.restoreAlerts(); err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
 	if err := r.relay.start(errc); err != nil {
 		return err

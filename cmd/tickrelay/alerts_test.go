@@ -1,9 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -162,26 +163,21 @@ func expectFires(items map[uint64]alertItem, d alert.Def, after, last uint64) []
 	return out
 }
 
-// TestAlertsEndToEnd: 100 identities set 20 alerts each over 2 children
-// (a fifth of them repeat), on trade, nominal, bid and ask, a little away
-// from the price; a fifth of the identities drop halfway and come back on
-// the other child with HELLO id n. Every alert's fires, recomputed from a
-// SUB * record, reach its identity exactly once (numbered 1..n with no
-// gap), none twice, including those that fired while it was away.
-func TestAlertsEndToEnd(t *testing.T) {
-	const (
-		total     = 40000
-		idents    = 100
-		perIdent  = 20
-		syms      = 30
-		movedEach = 5 // every 5th identity drops and comes back
-	)
-	ex := startExchange(t, 4000, syms, total)
-	kids := twoChildren(t, ex)
-	addr := func(i int) string { return kids[i%2].Addr().String() }
+// alertRun is a reference SUB * client and identities setting alerts.
+type alertRun struct {
+	rec *alertRecorder
+	cls []*alertClient
+}
 
-	rec := &alertRecorder{items: map[uint64]alertItem{}, last: map[uint32]int32{}}
-	rc, err := client.Dial(t.Context(), addr(0))
+// startAlerts connects the reference to refAddr, waits for a price of most
+// of the syms symbols, and has idents identities (on addr(i)) set
+// perIdent alerts each, a little away from the price on the side a move
+// would reach, on every field, a fifth of them repeat.
+func startAlerts(t *testing.T, refAddr string, addr func(i int) string, syms, idents, perIdent int) *alertRun {
+	t.Helper()
+	run := &alertRun{rec: &alertRecorder{items: map[uint64]alertItem{}, last: map[uint32]int32{}}}
+	rec := run.rec
+	rc, err := client.Dial(t.Context(), refAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,24 +189,19 @@ func TestAlertsEndToEnd(t *testing.T) {
 		defer rec.mu.Unlock()
 		return len(rec.last) >= syms*3/4 && rec.first != 0
 	})
-
 	rng := rand.New(rand.NewPCG(17, 1))
-	var cls []*alertClient
 	rec.mu.Lock()
 	var codes []uint32
 	for code := range rec.last {
 		codes = append(codes, code)
 	}
 	slices.Sort(codes)
-	prices := map[uint32]int32{}
-	for k, v := range rec.last {
-		prices[k] = v
-	}
+	prices := maps.Clone(rec.last)
 	rec.mu.Unlock()
 	for i := range idents {
 		a := &alertClient{id: fmt.Sprintf("ident-%d", i), after: map[string]uint64{}, defs: map[string]alert.Def{}}
 		a.connect(t, addr(i), "HELLO "+a.id)
-		var lines bytes.Buffer
+		var lines []string
 		for j := range perIdent {
 			code := codes[rng.IntN(len(codes))]
 			p := int64(prices[code])
@@ -225,16 +216,15 @@ func TestAlertsEndToEnd(t *testing.T) {
 				d.Repeat, d.Hyst = true, int32(max(p/100, 1))
 			}
 			a.defs[d.ID] = d
-			sym := wire.AppendSymbol(nil, code)
-			lines.WriteString("ALERT " + string(alert.AppendDef(nil, &d, sym)) + "\n")
+			lines = append(lines, "ALERT "+string(alert.AppendDef(nil, &d, wire.AppendSymbol(nil, code))))
 		}
-		if err := a.c.SendLine(strings.TrimSuffix(lines.String(), "\n")); err != nil {
+		if err := a.c.SendLine(strings.Join(lines, "\n")); err != nil {
 			t.Fatal(err)
 		}
-		cls = append(cls, a)
+		run.cls = append(run.cls, a)
 	}
 	waitFor(t, "every alert standing", 15*time.Second, func() bool {
-		for _, a := range cls {
+		for _, a := range run.cls {
 			a.mu.Lock()
 			n := len(a.after)
 			a.mu.Unlock()
@@ -244,28 +234,15 @@ func TestAlertsEndToEnd(t *testing.T) {
 		}
 		return true
 	})
+	return run
+}
 
-	// Halfway, every 5th identity goes away for a second and comes back
-	// on the other child, saying the last fire it saw.
-	waitFor(t, "half the feed", 15*time.Second, func() bool { return ex.Published() >= total/2 })
-	for i := 0; i < idents; i += movedEach {
-		cls[i].c.Close()
-	}
-	gone := kids[0].LastSeq()
-	time.Sleep(time.Second)
-	back := kids[0].LastSeq()
-	for i := 0; i < idents; i += movedEach {
-		a := cls[i]
-		a.mu.Lock()
-		n := a.lastN
-		a.mu.Unlock()
-		a.connect(t, addr(i+1), fmt.Sprintf("HELLO %s %d", a.id, n))
-	}
-	waitFor(t, "the feed's end through every child", 20*time.Second, func() bool {
-		return kids[0].LastSeq() >= total && kids[1].LastSeq() >= total
-	})
-	time.Sleep(time.Second) // the last fires reach their clients
-
+// check requires every alert's fires, recomputed from the reference's
+// record up to seq total, to have reached its identity exactly once,
+// numbered 1..n; counted(i, f) sees each fire. It returns how many.
+func (run *alertRun) check(t *testing.T, total uint64, counted func(i int, f alert.Fired)) int {
+	t.Helper()
+	rec := run.rec
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for s := rec.first; s <= total; s++ {
@@ -273,8 +250,8 @@ func TestAlertsEndToEnd(t *testing.T) {
 			t.Fatalf("the reference lacks seq %d", s)
 		}
 	}
-	fires, repeats, away := 0, 0, 0
-	for i, a := range cls {
+	fires, repeats := 0, 0
+	for i, a := range run.cls {
 		a.mu.Lock()
 		if len(a.errs) > 0 {
 			t.Fatalf("%s: %v", a.id, a.errs)
@@ -287,8 +264,8 @@ func TestAlertsEndToEnd(t *testing.T) {
 			}
 			ns[f.N] = true
 			got[f.ID] = append(got[f.ID], f.Pos)
-			if i%movedEach == 0 && f.Pos > gone && f.Pos <= back {
-				away++
+			if counted != nil {
+				counted(i, f)
 			}
 		}
 		for n := uint64(1); n <= uint64(len(ns)); n++ {
@@ -308,12 +285,88 @@ func TestAlertsEndToEnd(t *testing.T) {
 		}
 		a.mu.Unlock()
 	}
-	t.Logf("%d alerts, %d fires checked (%d repeat alerts fired more than once)", idents*perIdent, fires, repeats)
-	if fires < idents {
-		t.Fatalf("only %d fires: the test moved too little to check anything", fires)
+	t.Logf("%d identities' alerts, %d fires checked (%d repeat alerts fired more than once)", len(run.cls), fires, repeats)
+	if fires < len(run.cls) {
+		t.Fatalf("only %d fires: the feed moved too little to check anything", fires)
 	}
+	return fires
+}
+
+// TestAlertsEndToEnd: 100 identities set 20 alerts each over 2 children;
+// a fifth of the identities drop halfway and come back on the other child
+// with HELLO id n. Every alert's fires, recomputed from a SUB * record,
+// reach its identity exactly once (numbered 1..n with no gap), including
+// those that fired while it was away.
+func TestAlertsEndToEnd(t *testing.T) {
+	const total, idents, movedEach = 40000, 100, 5 // every 5th identity drops and comes back
+	ex := startExchange(t, 4000, 30, total)
+	kids := twoChildren(t, ex)
+	addr := func(i int) string { return kids[i%2].Addr().String() }
+	run := startAlerts(t, addr(0), addr, 30, idents, 20)
+
+	waitFor(t, "half the feed", 15*time.Second, func() bool { return ex.Published() >= total/2 })
+	for i := 0; i < idents; i += movedEach {
+		run.cls[i].c.Close()
+	}
+	gone := kids[0].LastSeq()
+	time.Sleep(time.Second)
+	back := kids[0].LastSeq()
+	for i := 0; i < idents; i += movedEach {
+		a := run.cls[i]
+		a.mu.Lock()
+		n := a.lastN
+		a.mu.Unlock()
+		a.connect(t, addr(i+1), fmt.Sprintf("HELLO %s %d", a.id, n))
+	}
+	waitFor(t, "the feed's end through every child", 20*time.Second, func() bool {
+		return kids[0].LastSeq() >= total && kids[1].LastSeq() >= total
+	})
+	time.Sleep(time.Second) // the last fires reach their clients
+	away := 0
+	run.check(t, total, func(i int, f alert.Fired) {
+		if i%movedEach == 0 && f.Pos > gone && f.Pos <= back {
+			away++
+		}
+	})
 	if away == 0 {
 		t.Fatal("no alert fired while its identity was away: the come-back path went untested")
 	}
 	t.Logf("%d fires came while their identity was away (between seqs %d and %d)", away, gone, back)
+}
+
+// TestAlertsRootKill9: a root process with a journal is killed with
+// SIGKILL mid-feed and started again on the journal: it restores every
+// alert (and what fired) from the journal, matches again what it had not
+// committed the fires of, and the identities, still on their child, get
+// every fire exactly once.
+func TestAlertsRootKill9(t *testing.T) {
+	const total = 40000
+	ex := startExchange(t, 4000, 30, total)
+	relayAddr, admin := freeAddr(t), freeAddr(t)
+	args := rootArgs(ex.Addr(), relayAddr, admin, filepath.Join(t.TempDir(), "root.journal"))
+	r1 := startProc(t, "root (first)", args...)
+	r1.waitLog(t, 30*time.Second, "relay listening")
+	ch := startChildAt(t, relayAddr, "c", 1)
+	<-ch.Ready()
+	addr := func(int) string { return ch.Addr().String() }
+	run := startAlerts(t, addr(0), addr, 30, 40, 20)
+
+	waitFor(t, "half the feed", 15*time.Second, func() bool { return ex.Published() >= total/2 })
+	r1.kill9(t)
+	killed := ch.LastSeq()
+	r2 := startProc(t, "root (restarted)", args...)
+	restored := r2.waitLog(t, 30*time.Second, "alerts restored from the journal")
+	t.Logf("killed at seq %d; %s", killed, restored)
+	waitFor(t, "the feed's end through the child", 30*time.Second, func() bool { return ch.LastSeq() >= total })
+	time.Sleep(time.Second)
+	after := 0
+	run.check(t, total, func(_ int, f alert.Fired) {
+		if f.Pos > killed {
+			after++
+		}
+	})
+	if after == 0 {
+		t.Fatal("nothing fired after the restart: the restored engine went untested")
+	}
+	r2.stop(t, 30*time.Second)
 }

@@ -135,11 +135,12 @@ func (o Options) withDefaults() Options {
 type batch struct {
 	first uint64 // seq of item 0
 	n     int
-	done  int    // items already committed (a batch may take several transactions)
-	data  []byte // items back to back
-	ends  []int  // end offset of item i in data
-	keys  []byte // 8 B per block of the transaction being written (committer only)
-	bends []int  // end item index of each block in keys (committer only)
+	done  int      // items already committed (a batch may take several transactions)
+	data  []byte   // items back to back
+	ends  []int    // end offset of item i in data
+	keys  []byte   // 8 B per block of the transaction being written (committer only)
+	bends []int    // end item index of each block in keys (committer only)
+	ctl   [][]byte // control records behind the items (control.go)
 }
 
 // start is the offset of item i in data.
@@ -167,6 +168,7 @@ func (b *batch) blockEnd(i, hi int) int {
 func (b *batch) reset() {
 	b.first, b.n, b.done = 0, 0, 0
 	b.data, b.ends, b.keys, b.bends = b.data[:0], b.ends[:0], b.keys[:0], b.bends[:0]
+	b.ctl = b.ctl[:0]
 }
 
 func newBatch(items int) *batch {
@@ -706,7 +708,7 @@ func (j *Journal) committer() {
 		for j.commitOnce() {
 			// A full batch may have piled up while we wrote: go again.
 			j.mu.Lock()
-			more := j.pending.n >= j.opts.CommitItems || (stopping && j.pending.n > 0)
+			more := j.pending.n >= j.opts.CommitItems || (stopping && (j.pending.n > 0 || len(j.pending.ctl) > 0))
 			j.mu.Unlock()
 			if !more {
 				break
@@ -726,7 +728,7 @@ func (j *Journal) committer() {
 func (j *Journal) commitOnce() bool {
 	j.mu.Lock()
 	if j.inflight == nil {
-		if j.pending.n == 0 {
+		if j.pending.n == 0 && len(j.pending.ctl) == 0 {
 			j.mu.Unlock()
 			return false
 		}
@@ -819,6 +821,12 @@ func (j *Journal) write(b *batch) (txs int, err error) {
 			j.first.Store(b.first)
 		}
 		j.durable.Store(b.first + uint64(hi) - 1)
+	}
+	if len(b.ctl) > 0 {
+		if err := j.writeControl(b, j.durable.Load()); err != nil {
+			return txs, err
+		}
+		txs++
 	}
 	return txs, nil
 }
