@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"tickrelay/alert"
+	"tickrelay/child"
 	"tickrelay/child/client"
 	"tickrelay/wire"
 )
@@ -292,23 +295,33 @@ func (run *alertRun) check(t *testing.T, total uint64, counted func(i int, f ale
 	return fires
 }
 
-// TestAlertsEndToEnd: 100 identities set 20 alerts each over 2 children;
-// a fifth of the identities drop halfway and come back on the other child
-// with HELLO id n. Every alert's fires, recomputed from a SUB * record,
-// reach its identity exactly once (numbered 1..n with no gap), including
-// those that fired while it was away.
+// TestAlertsEndToEnd: 100 identities set 50 alerts each over 2 children;
+// halfway a fifth of them drop and come back with HELLO id n, half on the
+// other child and half on a child started meanwhile (what a restarted
+// child is: it keeps no state; with 5,000 alerts its replica comes from
+// a snapshot). Every alert's fires, recomputed from a SUB * record, reach
+// its identity exactly once (numbered 1..n with no gap), including those
+// that fired while it was away.
 func TestAlertsEndToEnd(t *testing.T) {
 	const total, idents, movedEach = 40000, 100, 5 // every 5th identity drops and comes back
 	ex := startExchange(t, 4000, 30, total)
-	kids := twoChildren(t, ex)
+	r, _ := startRoot(t, newRootConfig(ex.Addr()))
+	var kids []*child.Child
+	for _, n := range []string{"a", "b"} {
+		ch, _ := startChild(t, r.Addr(), n, 1)
+		<-ch.Ready()
+		kids = append(kids, ch)
+	}
 	addr := func(i int) string { return kids[i%2].Addr().String() }
-	run := startAlerts(t, addr(0), addr, 30, idents, 20)
+	run := startAlerts(t, addr(0), addr, 30, idents, 50)
 
 	waitFor(t, "half the feed", 15*time.Second, func() bool { return ex.Published() >= total/2 })
 	for i := 0; i < idents; i += movedEach {
 		run.cls[i].c.Close()
 	}
 	gone := kids[0].LastSeq()
+	fresh, _ := startChild(t, r.Addr(), "fresh", 1)
+	<-fresh.Ready()
 	time.Sleep(time.Second)
 	back := kids[0].LastSeq()
 	for i := 0; i < idents; i += movedEach {
@@ -316,10 +329,14 @@ func TestAlertsEndToEnd(t *testing.T) {
 		a.mu.Lock()
 		n := a.lastN
 		a.mu.Unlock()
-		a.connect(t, addr(i+1), fmt.Sprintf("HELLO %s %d", a.id, n))
+		to := addr(i + 1)
+		if i/movedEach%2 == 1 {
+			to = fresh.Addr().String()
+		}
+		a.connect(t, to, fmt.Sprintf("HELLO %s %d", a.id, n))
 	}
 	waitFor(t, "the feed's end through every child", 20*time.Second, func() bool {
-		return kids[0].LastSeq() >= total && kids[1].LastSeq() >= total
+		return kids[0].LastSeq() >= total && kids[1].LastSeq() >= total && fresh.LastSeq() >= total
 	})
 	time.Sleep(time.Second) // the last fires reach their clients
 	away := 0
@@ -330,6 +347,9 @@ func TestAlertsEndToEnd(t *testing.T) {
 	})
 	if away == 0 {
 		t.Fatal("no alert fired while its identity was away: the come-back path went untested")
+	}
+	if n, applied := testutil.ToFloat64(fresh.Metrics().AlertsStanding), testutil.ToFloat64(fresh.Metrics().ControlApplied); n == 0 || applied >= idents*50 {
+		t.Fatalf("the fresh child holds %v alerts and applied %v records: its replica did not come from a snapshot", n, applied)
 	}
 	t.Logf("%d fires came while their identity was away (between seqs %d and %d)", away, gone, back)
 }
