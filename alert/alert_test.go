@@ -89,7 +89,7 @@ func TestMatchAgainstNaive(t *testing.T) {
 				p := max(price[k]+int32(rng.IntN(1201))-600, 1)
 				price[k] = p
 				want := m.hits(sym, f, p)
-				hits = s.Match(sym, f, p, hits[:0])
+				hits = s.Match(sym, f, p, uint64(step+1), hits[:0])
 				var got []string
 				for _, h := range hits {
 					d := s.Def(h.Slot)
@@ -160,7 +160,7 @@ func TestLadderManyOnOneSymbol(t *testing.T) {
 	if !slices.IsSorted(all) {
 		t.Fatal("ladder not sorted")
 	}
-	hits := s.Match(9, Last, 50_000, nil)
+	hits := s.Match(9, Last, 50_000, 1, nil)
 	wantN := 0
 	s.Each(func(d Def, _ bool) {
 		if d.Value <= 50_000 {

@@ -81,7 +81,7 @@ func BenchmarkMatch(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			u := ups[i&(len(ups)-1)]
 			t0 := time.Now()
-			hits = s.Match(u.sym, u.field, u.price, hits[:0])
+			hits = s.Match(u.sym, u.field, u.price, uint64(i+1), hits[:0])
 			for _, h := range hits {
 				if h.Rearm {
 					s.RearmSlot(h.Slot)

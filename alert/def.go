@@ -76,6 +76,9 @@ type Def struct {
 	Value  int32
 	Repeat bool
 	Hyst   int32 // with Repeat: how far back past Value re-arms it (> 0)
+	// After is the position (wire.Pos) it stands from, once sequenced: it
+	// fires at the first update after it (0 in a client's line).
+	After uint64
 }
 
 // ErrBad is what a malformed alert is.

@@ -24,10 +24,11 @@ type Set struct {
 	ladders  map[uint64]*ladders // sym<<2 | field; nil without matching
 }
 
-// A slot is one alert, packed in 28 bytes with no pointers (the GC does not
+// A slot is one alert, packed in 40 bytes with no pointers (the GC does not
 // scan a million of them): with its ladder rung and index entry an alert
 // stays under 100 bytes.
 type slot struct {
+	after uint64
 	value int32
 	hyst  int32
 	sym   uint32
@@ -70,6 +71,7 @@ type Fired struct {
 	T     int64
 	N     uint64
 	Gone  bool
+	After uint64 // the alert's Def.After
 }
 
 // Errors of Set's operations.
@@ -137,7 +139,7 @@ func (s *Set) Add(d Def, isArmed bool) error {
 	}
 	s.compactIDs()
 	own := &s.owners[o]
-	sl := slot{value: d.Value, hyst: d.Hyst, sym: d.Sym, owner: o, opos: uint32(len(own.slots)),
+	sl := slot{after: d.After, value: d.Value, hyst: d.Hyst, sym: d.Sym, owner: o, opos: uint32(len(own.slots)),
 		idOff: uint32(len(s.ids)), idLen: uint8(len(d.ID)), field: d.Field, op: d.Op, flags: used}
 	s.ids = append(s.ids, d.ID...)
 	if d.Repeat {
@@ -254,31 +256,36 @@ type Hit struct {
 	Rearm bool
 }
 
-// Match appends the alerts an update of sym's field to price reaches, the
-// lowest threshold first on the up side then the highest on the down side.
+// Match appends the alerts an update of sym's field to price, by the item
+// at pos, reaches, the lowest threshold first on the up side then the
+// highest on the down side; an alert standing from pos or later is not
+// reached (it fires at the first update after its After).
 // It changes nothing (the caller applies Fire and Rearm); it does not
 // allocate once dst has room. Without matching it finds nothing.
-func (s *Set) Match(sym uint32, field Field, price int32, dst []Hit) []Hit {
+func (s *Set) Match(sym uint32, field Field, price int32, pos uint64, dst []Hit) []Hit {
 	ls := s.ladders[uint64(sym)<<2|uint64(field)]
 	if ls == nil {
 		return dst
 	}
 	if k := upKey(price); ls.up.first <= k {
-		dst = s.reached(&ls.up, k, dst)
+		dst = s.reached(&ls.up, k, pos, dst)
 	}
 	if k := downKey(price); ls.down.first <= k {
-		dst = s.reached(&ls.down, k, dst)
+		dst = s.reached(&ls.down, k, pos, dst)
 	}
 	return dst
 }
 
-func (s *Set) reached(l *ladder, key uint32, dst []Hit) []Hit {
+func (s *Set) reached(l *ladder, key uint32, pos uint64, dst []Hit) []Hit {
 	for _, c := range l.chunks {
 		for _, r := range c {
 			if uint32(r>>32) > key {
 				return dst
 			}
 			i := uint32(r)
+			if s.slots[i].after >= pos {
+				continue
+			}
 			dst = append(dst, Hit{Slot: i, Rearm: s.slots[i].flags&armed == 0})
 		}
 	}
@@ -290,7 +297,7 @@ func (s *Set) Def(i uint32) Def { return s.def(i) }
 
 func (s *Set) def(i uint32) Def {
 	sl := &s.slots[i]
-	return Def{Owner: s.owners[sl.owner].name, ID: string(s.id(i)), Sym: sl.sym, Field: sl.field, Op: sl.op, Value: sl.value, Repeat: sl.flags&repeat != 0, Hyst: sl.hyst}
+	return Def{Owner: s.owners[sl.owner].name, ID: string(s.id(i)), Sym: sl.sym, Field: sl.field, Op: sl.op, Value: sl.value, Repeat: sl.flags&repeat != 0, Hyst: sl.hyst, After: sl.after}
 }
 
 // Get returns the owner's alert id and whether it is armed.
@@ -321,7 +328,7 @@ func (s *Set) Fire(ownerName string, f Fired) (Fired, error) {
 func (s *Set) FireSlot(i uint32, f Fired) Fired {
 	sl := &s.slots[i]
 	own := &s.owners[sl.owner]
-	f.Sym, f.Field = sl.sym, sl.field
+	f.Sym, f.Field, f.After = sl.sym, sl.field, sl.after
 	if sl.flags&repeat == 0 {
 		f.Gone = true
 		s.drop(i)

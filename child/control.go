@@ -75,7 +75,7 @@ func (ch *Child) onControl(l *line, typ byte, p []byte, log logger) error {
 	}
 	if r.Op.Kind.IsAlert() {
 		ch.alertsMu.Lock()
-		err = control.ApplyAlert(ch.alerts, r.Op)
+		err = control.ApplyAlert(ch.alerts, r)
 		n := ch.alerts.Len()
 		ch.alertsMu.Unlock()
 		ch.metrics.AlertsStanding.Set(float64(n))
@@ -118,7 +118,7 @@ func (ch *Child) onSnapshotPart(p []byte, at uint64, log logger) error {
 	for _, r := range live {
 		if !r.Op.Kind.IsAlert() {
 			in.joins = append(in.joins, r)
-		} else if err := control.LoadAlert(in.alerts, r.Op); err != nil {
+		} else if err := control.LoadAlert(in.alerts, r); err != nil {
 			ch.metrics.ControlErrors.Inc()
 			return fmt.Errorf("control snapshot: %w", err)
 		}

@@ -12,7 +12,7 @@ import (
 //
 //	KindAlert:          sym u32, field u8, op u8, value i32, hyst i32
 //	KindUnalert, Rearm: nothing
-//	KindFired:          sym u32, field u8, value i32, pos u64, t i64, n u64
+//	KindFired:          sym u32, field u8, value i32, pos u64, t i64, n u64, after u64
 //
 // (little endian).
 
@@ -61,6 +61,7 @@ func appendAlertOp(dst []byte, op *Op) []byte {
 		dst = le.AppendUint64(dst, f.Pos)
 		dst = le.AppendUint64(dst, uint64(f.T))
 		dst = le.AppendUint64(dst, f.N)
+		dst = le.AppendUint64(dst, f.After)
 	}
 	return dst
 }
@@ -94,7 +95,7 @@ func parseAlertOp(p []byte) (Op, error) {
 	case KindAlert:
 		want = 14
 	case KindFired:
-		want = 33
+		want = 41
 	}
 	if len(p) != want {
 		return op, bad("alert op kind %d with %d bytes after its id", op.Kind, len(p))
@@ -108,7 +109,7 @@ func parseAlertOp(p []byte) (Op, error) {
 		f := &op.Fired
 		f.ID = op.Alert.ID
 		f.Sym, f.Field, f.Value = le.Uint32(p), alert.Field(p[4]), int32(le.Uint32(p[5:]))
-		f.Pos, f.T, f.N = le.Uint64(p[9:]), int64(le.Uint64(p[17:])), le.Uint64(p[25:])
+		f.Pos, f.T, f.N, f.After = le.Uint64(p[9:]), int64(le.Uint64(p[17:])), le.Uint64(p[25:]), le.Uint64(p[33:])
 	}
 	if op.Kind != KindAlert && (op.Alert.Repeat || op.Armed) {
 		return op, bad("alert op kind %d with flags %d", op.Kind, flags)
@@ -119,12 +120,15 @@ func parseAlertOp(p []byte) (Op, error) {
 	return op, op.Check()
 }
 
-// ApplyAlert applies an alert record's op to a replica (a child's set).
-func ApplyAlert(s *alert.Set, op Op) error {
+// ApplyAlert applies an alert record to a replica (a child's set).
+func ApplyAlert(s *alert.Set, r Record) error {
+	op := &r.Op
 	a := &op.Alert
 	switch op.Kind {
 	case KindAlert:
-		return s.Add(*a, true)
+		d := *a
+		d.After = r.After
+		return s.Add(d, true)
 	case KindUnalert:
 		_, err := s.Remove(a.Owner, a.ID)
 		return err
@@ -132,7 +136,7 @@ func ApplyAlert(s *alert.Set, op Op) error {
 		return s.Rearm(a.Owner, a.ID)
 	case KindFired:
 		f, err := s.Fire(a.Owner, op.Fired)
-		if err == nil && (f.N != op.Fired.N || f.Gone != op.Fired.Gone) {
+		if err == nil && (f.N != op.Fired.N || f.Gone != op.Fired.Gone || f.After != op.Fired.After) {
 			err = fmt.Errorf("control: fire %d of %q is the replica's %d", op.Fired.N, a.Owner, f.N)
 		}
 		return err
@@ -141,10 +145,13 @@ func ApplyAlert(s *alert.Set, op Op) error {
 }
 
 // LoadAlert adds a snapshot's alert record to a replica being loaded.
-func LoadAlert(s *alert.Set, op Op) error {
+func LoadAlert(s *alert.Set, r Record) error {
+	op := &r.Op
 	switch op.Kind {
 	case KindAlert:
-		return s.Add(op.Alert, op.Armed)
+		d := op.Alert
+		d.After = r.After
+		return s.Add(d, op.Armed)
 	case KindFired:
 		s.LoadFired(op.Alert.Owner, op.Fired)
 	}

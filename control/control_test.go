@@ -277,7 +277,7 @@ func TestSequencerAlerts(t *testing.T) {
 	submit := func(op Op) error {
 		r, err := s.Submit(1, op, 10)
 		if err == nil {
-			err = ApplyAlert(live, r.Op)
+			err = ApplyAlert(live, r)
 		}
 		return err
 	}
@@ -315,7 +315,7 @@ func TestSequencerAlerts(t *testing.T) {
 	recs, _ := s.Since(4, serial)
 	var got []string
 	for _, r := range recs {
-		if err := ApplyAlert(live, r.Op); err != nil {
+		if err := ApplyAlert(live, r); err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, fmt.Sprintf("%d %s@%d", r.Op.Kind, r.Op.Alert.ID, r.After))
@@ -344,7 +344,7 @@ func TestSequencerAlerts(t *testing.T) {
 		}
 		parts = append(parts, h)
 		for _, r := range recs {
-			if err := LoadAlert(loaded, r.Op); err != nil {
+			if err := LoadAlert(loaded, r); err != nil {
 				return err
 			}
 		}

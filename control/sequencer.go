@@ -175,7 +175,9 @@ func (s *Sequencer) submitAlert(op Op, head uint64) (Record, error) {
 			return Record{}, fmt.Errorf("control: %q holds %d alerts already", a.Owner, s.MaxAlerts)
 		}
 		op.Armed = true
-		if err := s.alerts.Add(*a, true); err != nil {
+		d := *a
+		d.After = head
+		if err := s.alerts.Add(d, true); err != nil {
 			return Record{}, err
 		}
 	case KindUnalert:
@@ -193,7 +195,7 @@ func (s *Sequencer) submitAlert(op Op, head uint64) (Record, error) {
 // alert the update fires and a Rearm for each it arms again, and returns
 // how many of each. An update that reaches nothing does not allocate.
 func (s *Sequencer) Match(sym uint32, field alert.Field, price int32, pos uint64, t int64) (fired, rearmed int) {
-	s.hits = s.alerts.Match(sym, field, price, s.hits[:0])
+	s.hits = s.alerts.Match(sym, field, price, pos, s.hits[:0])
 	for _, h := range s.hits {
 		d := s.alerts.Def(h.Slot)
 		op := Op{Kind: KindRearm, Alert: alert.Def{Owner: d.Owner, ID: d.ID}}
@@ -252,7 +254,7 @@ func (s *Sequencer) SnapshotParts(maxPart int, emit func(part []byte) error) err
 	}
 	s.alerts.Each(func(d alert.Def, armed bool) {
 		if err == nil {
-			add(Record{Era: s.era, Op: Op{Kind: KindAlert, Alert: d, Armed: armed}})
+			add(Record{Era: s.era, After: d.After, Op: Op{Kind: KindAlert, Alert: d, Armed: armed}})
 		}
 	})
 	s.alerts.EachFired(func(owner string, f alert.Fired) {

@@ -138,7 +138,7 @@ func (rl *relay) journalAlerts(after uint64) {
 		if !r.Op.Kind.IsAlert() {
 			continue
 		}
-		b, err := control.AppendOp(c.jbuf[:0], r.Op)
+		b, err := control.AppendRecord(c.jbuf[:0], r)
 		if err == nil {
 			c.jbuf = b
 			err = cs.AppendControl(b)
@@ -162,14 +162,14 @@ func (r *Root) restoreAlerts() error {
 	c := r.relay.ctl
 	set := c.seq.Alerts()
 	through, n, err := cs.LoadControl(func(rec []byte, snapshot bool) error {
-		op, err := control.ParseOp(rec)
+		r, err := control.ParseRecord(rec)
 		if err != nil {
 			return err
 		}
 		if snapshot {
-			return control.LoadAlert(set, op)
+			return control.LoadAlert(set, r)
 		}
-		return control.ApplyAlert(set, op)
+		return control.ApplyAlert(set, r)
 	})
 	if err != nil {
 		return fmt.Errorf("root: restore alerts: %w", err)
@@ -179,14 +179,16 @@ func (r *Root) restoreAlerts() error {
 	}
 	if kept := set.Len() + set.Owners()*control.FiresKept; n > 2*kept+1024 {
 		var snap [][]byte
-		add := func(op control.Op) {
-			if b, err := control.AppendOp(nil, op); err == nil {
+		add := func(r control.Record) {
+			if b, err := control.AppendRecord(nil, r); err == nil {
 				snap = append(snap, b)
 			}
 		}
-		set.Each(func(d alert.Def, armed bool) { add(control.Op{Kind: control.KindAlert, Alert: d, Armed: armed}) })
+		set.Each(func(d alert.Def, armed bool) {
+			add(control.Record{After: d.After, Op: control.Op{Kind: control.KindAlert, Alert: d, Armed: armed}})
+		})
 		set.EachFired(func(owner string, f alert.Fired) {
-			add(control.Op{Kind: control.KindFired, Alert: alert.Def{Owner: owner, ID: f.ID}, Fired: f})
+			add(control.Record{After: f.Pos, Op: control.Op{Kind: control.KindFired, Alert: alert.Def{Owner: owner, ID: f.ID}, Fired: f}})
 		})
 		if err := cs.CompactControl(snap, through); err != nil {
 			return fmt.Errorf("root: compact the journal's alert records: %w", err)

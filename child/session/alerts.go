@@ -237,10 +237,7 @@ func (l *Loop) alertRecord(r control.Record) {
 			}
 			delete(cl.alertWait, op.Alert.ID)
 			if want == waitAlert {
-				cl.out = append(append(cl.out[:0], "OK ALERT "...), op.Alert.ID...)
-				cl.out = strconv.AppendUint(append(cl.out, ' '), wire.PosSeq(r.After), 10)
-				cl.out = strconv.AppendUint(append(cl.out, ' '), uint64(wire.PosEpoch(r.After)), 10)
-				cl.out = append(cl.out, '\n')
+				cl.out = appendOKAlert(cl.out[:0], op.Alert.ID, r.After)
 			} else {
 				cl.out = append(append(append(cl.out[:0], "OK UNALERT "...), op.Alert.ID...), '\n')
 			}
@@ -260,8 +257,10 @@ func (l *Loop) alertRecord(r control.Record) {
 	}
 }
 
-// alertSnapshot: the replica was loaded anew (a new era: the root
-// restarted); each local identity gets the fires after its last.
+// alertSnapshot: the replica was loaded anew (the root restarted, or this
+// child fell too far behind the control stream): each local identity gets
+// the fires after its last, and the ALERT and UNALERT waiting for records
+// the snapshot took in are answered.
 func (l *Loop) alertSnapshot() {
 	for id, cls := range l.alerts.owners {
 		for _, cl := range cls {
@@ -270,6 +269,29 @@ func (l *Loop) alertSnapshot() {
 			}
 			cl.out = cl.out[:0]
 			l.readAlerts(func(s *alert.Set) {
+				var fired map[string]uint64 // id -> After of its last kept fire
+				s.FiredAfter(id, 0, func(f alert.Fired) {
+					if cl.alertWait[f.ID] == waitAlert {
+						if fired == nil {
+							fired = map[string]uint64{}
+						}
+						fired[f.ID] = f.After
+					}
+				})
+				for aid, wait := range cl.alertWait {
+					d, _, ok := s.Get(id, aid)
+					switch {
+					case wait == waitAlert && ok:
+						cl.out = appendOKAlert(cl.out, aid, d.After)
+					case wait == waitAlert && fired[aid] != 0: // it stood, fired and went before the snapshot
+						cl.out = appendOKAlert(cl.out, aid, fired[aid])
+					case wait == waitUnalert && !ok:
+						cl.out = append(append(append(cl.out, "OK UNALERT "...), aid...), '\n')
+					default:
+						continue
+					}
+					delete(cl.alertWait, aid)
+				}
 				s.FiredAfter(id, cl.firedN, func(f alert.Fired) {
 					cl.out = appendFired(cl.out, &f)
 					cl.firedN = f.N
@@ -278,6 +300,13 @@ func (l *Loop) alertSnapshot() {
 			l.writeOut(cl)
 		}
 	}
+}
+
+func appendOKAlert(dst []byte, id string, after uint64) []byte {
+	dst = append(append(dst, "OK ALERT "...), id...)
+	dst = strconv.AppendUint(append(dst, ' '), wire.PosSeq(after), 10)
+	dst = strconv.AppendUint(append(dst, ' '), uint64(wire.PosEpoch(after)), 10)
+	return append(dst, '\n')
 }
 
 // leaveAlerts forgets a closed client (its alerts stay: they are its

@@ -53,7 +53,7 @@ func (a *alertRig) update(sym uint32, f alert.Field, price int32, pos uint64) {
 func (a *alertRig) deliver(from uint64) {
 	recs, _ := a.seq.Since(a.seq.Era(), from)
 	for _, r := range recs {
-		if err := control.ApplyAlert(a.replica, r.Op); err != nil {
+		if err := control.ApplyAlert(a.replica, r); err != nil {
 			a.t.Fatal(err)
 		}
 		b := frames.GetBatch()

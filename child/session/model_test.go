@@ -381,10 +381,10 @@ func TestCommands(t *testing.T) {
 	if got := c.lines(); !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
-	r.input(c, "HELLO x")
+	r.input(c, "HOLA x")
 	r.input(c, "RESUME x 00001")
 	got := c.lines()
-	if len(got) != 2 || got[0] != `ERR BADCMD unknown command "HELLO"` || !strings.HasPrefix(got[1], "ERR BADARG ") || strings.Contains(got[1], "wire:") {
+	if len(got) != 2 || got[0] != `ERR BADCMD unknown command "HOLA"` || !strings.HasPrefix(got[1], "ERR BADARG ") || strings.Contains(got[1], "wire:") {
 		t.Fatalf("bad lines answered %q", got)
 	}
 	if c.cl.Dead() {

@@ -7,7 +7,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Control records (the alert engine's ops, package control) are journaled
+// Control records (the alert engine's records, package control) are journaled
 // with the feed: AppendControl queues one behind the items appended so
 // far, and each group commit writes its records (bucket "control", keys
 // counting up) in a transaction after its items, with meta
