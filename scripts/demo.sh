@@ -4,7 +4,8 @@
 # (no Postgres), for a few seconds; root A is stopped halfway and child b
 # carries on from root B; the exchange starts a new epoch (a Sequence Reset)
 # every 80k items. A queue group shares the items between two members on
-# two children. Last, a cluster client on children b and c follows its
+# two children; an identity's price alerts fire and follow it to another
+# child. Last, a cluster client on children b and c follows its
 # child's drain to the other one. Then a short summary and a clean shutdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,6 +90,24 @@ done
 for admin in $((BASE + 21)) $((BASE + 31)); do
 	curl -fsS "http://127.0.0.1:$admin/metrics" 2>/dev/null | grep -E '^tickrelay_child_(group_deliveries_total|controls_applied_total)' | sed 's/^/   /' || true
 done
+
+echo "== price alerts: identity 'demo' sets three on child a around 00001's last price; root A's engine matches"
+echo "   every update and sequences each fire into the stream, so every child holds them and a comeback anywhere"
+echo "   (HELLO demo 0 on child b) gets the fires it missed"
+px=$("$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub 00001 -count 20 | sed -n 's/^[NT][PR] [0-9]* 00001 .*px=\([0-9.]*\).*/\1/p' | tail -1)
+if [[ -n $px ]]; then
+	read -r up down <<<"$(awk -v p="$px" 'BEGIN { printf "%.3f %.3f", p * 1.003, p * 0.997 }')"
+	echo "   last price of 00001: $px"
+	exec 3<>"/dev/tcp/127.0.0.1/$((BASE + 20))"
+	printf 'HELLO demo\nALERT up 00001 last >= %s\nALERT down 00001 last <= %s\nALERT near 00001 bid >= %s repeat 0.01\n' "$up" "$down" "$px" >&3
+	timeout 3 cat <&3 | sed 's/ t=[0-9]*//; s/^/   a: /' || true
+	exec 3<&-
+	exec 3<>"/dev/tcp/127.0.0.1/$((BASE + 30))"
+	printf 'HELLO demo 0\nALERTS\n' >&3
+	timeout 1 cat <&3 | sed 's/ t=[0-9]*//; s/^/   b: /' || true
+	exec 3<&-
+	curl -fsS "http://127.0.0.1:$((BASE + 11))/metrics" 2>/dev/null | grep -E '^tickrelay_root_(alerts_standing|alert_fires_total)' | sed 's/^/   /' || true
+fi
 
 echo "== every symbol from child b for ${SECS}s; root A is stopped halfway, child b goes on with root B;"
 echo "   at the exchange's reset the client is told RESET <epoch> <seq> <prev epoch> <prev last>"
