@@ -215,6 +215,10 @@ func (b *Backup) RunOnce(ctx context.Context) error {
 	start := time.Now()
 	n, err := b.round(ctx)
 	b.m.items.Add(float64(n))
+	var nc int
+	if err == nil {
+		nc, err = b.controlRound(ctx)
+	}
 	if err != nil {
 		b.m.failures.Inc()
 		b.closeConnLocked()
@@ -223,8 +227,8 @@ func (b *Backup) RunOnce(ctx context.Context) error {
 	b.m.rounds.Inc()
 	b.m.roundSeconds.Observe(time.Since(start).Seconds())
 	b.m.lastSuccess.Set(float64(time.Now().Unix()))
-	if n > 0 {
-		b.log.Info("backup round done", "items", n, "epoch", wire.PosEpoch(b.cfg.Source.BackedUp()), "backed_up", wire.PosSeq(b.cfg.Source.BackedUp()),
+	if n > 0 || nc > 0 {
+		b.log.Info("backup round done", "items", n, "control_records", nc, "epoch", wire.PosEpoch(b.cfg.Source.BackedUp()), "backed_up", wire.PosSeq(b.cfg.Source.BackedUp()),
 			"took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
@@ -458,6 +462,9 @@ func (b *Backup) connect(ctx context.Context) error {
 
 func (b *Backup) prepare(ctx context.Context, conn *pgx.Conn) error {
 	if err := Migrate(ctx, conn, b.cfg.Table); err != nil {
+		return err
+	}
+	if err := b.prepareControl(ctx, conn); err != nil {
 		return err
 	}
 	if _, err := conn.Exec(ctx, b.sql.stage); err != nil {

@@ -15,11 +15,15 @@ import (
 // crash the items past it are matched again (the engine is deterministic),
 // so a fire is never lost; the ALERT and UNALERT ops of the last commit
 // window can be. CompactControl replaces the records with a snapshot of
-// the state (meta "control_snapshot": how many leading records are one).
+// the state (meta "control_snapshot": the key of its last record); keys
+// keep counting up across compactions, so the Postgres backup (meta
+// "control_backed_up": the last key it holds) never takes a new record
+// for one it has.
 var (
 	controlBucket      = []byte("control")
 	keyControlThrough  = []byte("control_through")
 	keyControlSnapshot = []byte("control_snapshot")
+	keyControlBackedUp = []byte("control_backed_up")
 )
 
 // AppendControl queues a control record behind the items appended so
@@ -82,17 +86,14 @@ func (j *Journal) LoadControl(fn func(rec []byte, snapshot bool) error) (through
 		if v := meta.Get(keyControlThrough); len(v) == 8 {
 			through = binary.BigEndian.Uint64(v)
 		}
-		snap := uint64(0)
-		if v := meta.Get(keyControlSnapshot); len(v) == 8 {
-			snap = binary.BigEndian.Uint64(v)
-		}
+		snap := metaU64(meta, keyControlSnapshot)
 		bk := tx.Bucket(controlBucket)
 		if bk == nil {
 			return nil
 		}
 		return bk.ForEach(func(k, v []byte) error {
 			n++
-			if err := fn(v, uint64(n) <= snap); err != nil {
+			if err := fn(v, binary.BigEndian.Uint64(k) <= snap); err != nil {
 				return fmt.Errorf("journal: %s: control record %x: %w", j.path, k, err)
 			}
 			return nil
@@ -105,7 +106,9 @@ func (j *Journal) LoadControl(fn func(rec []byte, snapshot bool) error) (through
 // state as of through). Call it before any AppendControl.
 func (j *Journal) CompactControl(snapshot [][]byte, through uint64) error {
 	return j.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(controlBucket) != nil {
+		seq := uint64(0)
+		if old := tx.Bucket(controlBucket); old != nil {
+			seq = old.Sequence()
 			if err := tx.DeleteBucket(controlBucket); err != nil {
 				return err
 			}
@@ -114,8 +117,12 @@ func (j *Journal) CompactControl(snapshot [][]byte, through uint64) error {
 		if err != nil {
 			return err
 		}
+		if err := bk.SetSequence(seq); err != nil {
+			return err
+		}
+		var k uint64
 		for _, rec := range snapshot {
-			k, _ := bk.NextSequence()
+			k, _ = bk.NextSequence()
 			var key [8]byte
 			binary.BigEndian.PutUint64(key[:], k)
 			if err := bk.Put(key[:], rec); err != nil {
@@ -123,12 +130,66 @@ func (j *Journal) CompactControl(snapshot [][]byte, through uint64) error {
 			}
 		}
 		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], uint64(len(snapshot)))
+		binary.BigEndian.PutUint64(v[:], k)
 		meta := tx.Bucket(metaBucket)
 		if err := meta.Put(keyControlSnapshot, v[:]); err != nil {
 			return err
 		}
-		binary.BigEndian.PutUint64(v[:], through)
-		return meta.Put(keyControlThrough, v[:])
+		var th [8]byte // bbolt keeps v until the commit: another array
+		binary.BigEndian.PutUint64(th[:], through)
+		return meta.Put(keyControlThrough, th[:])
 	})
+}
+
+func metaU64(meta *bolt.Bucket, key []byte) uint64 {
+	if v := meta.Get(key); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// RangeControl calls fn with each committed control record whose key is
+// after after, in order, until fn returns false (snapshot: one of a
+// compaction's snapshot records). rec is valid only during fn.
+func (j *Journal) RangeControl(after uint64, fn func(key uint64, rec []byte, snapshot bool) bool) error {
+	return j.db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(controlBucket)
+		if bk == nil {
+			return nil
+		}
+		snap := metaU64(tx.Bucket(metaBucket), keyControlSnapshot)
+		var from [8]byte
+		binary.BigEndian.PutUint64(from[:], after+1)
+		c := bk.Cursor()
+		for k, v := c.Seek(from[:]); k != nil; k, v = c.Next() {
+			key := binary.BigEndian.Uint64(k)
+			if !fn(key, v, key <= snap) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// ControlBackedUp is the key of the last control record the backup holds.
+func (j *Journal) ControlBackedUp() uint64 {
+	var k uint64
+	_ = j.db.View(func(tx *bolt.Tx) error { k = metaU64(tx.Bucket(metaBucket), keyControlBackedUp); return nil })
+	return k
+}
+
+// SetControlBackedUp records that the backup holds the control records up
+// to key.
+func (j *Journal) SetControlBackedUp(key uint64) error {
+	return j.db.Update(func(tx *bolt.Tx) error {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], key)
+		return tx.Bucket(metaBucket).Put(keyControlBackedUp, v[:])
+	})
+}
+
+// controlPending reports (with mu held) whether control records wait for
+// a commit.
+func (j *Journal) controlPending() bool {
+	return len(j.pending.ctl) > 0 || j.inflight != nil && len(j.inflight.ctl) > 0
 }

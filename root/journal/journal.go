@@ -642,13 +642,13 @@ func (j *Journal) Stats() Stats {
 	return j.stats
 }
 
-// Flush commits everything appended so far and returns once it is in the
-// file (fsynced under SyncAlways).
+// Flush commits everything appended so far (control records too) and
+// returns once it is in the file (fsynced under SyncAlways).
 func (j *Journal) Flush() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	target := j.last.Load()
-	for j.durable.Load() < target {
+	for j.durable.Load() < target || j.controlPending() {
 		if j.closed {
 			return ErrClosed
 		}
