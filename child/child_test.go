@@ -578,7 +578,7 @@ func TestBadLines(t *testing.T) {
 	ch := startChild(t, root, func(c *Config) { c.MaxCommandsPerSec = 50 })
 	c := dial(t, ch)
 	for _, tc := range []struct{ line, want string }{
-		{"HELLO world", "ERR BADCMD"},
+		{"HOLA world", "ERR BADCMD"},
 		{"SUB", "ERR BADARG"},
 		{"RESUME x 00001", "ERR BADARG"},
 		{"PING", "PONG"},

@@ -138,7 +138,8 @@ func (r *Root) Run(ctx context.Context) error {
 		return err
 	}
 	if err := r.restoreAlerts(); err != nil {
-		return err
+		// The feed must go on: the alerts of the journal are lost, loudly.
+		r.log.Error("alerts not restored from the journal; the engine starts empty", "err", err)
 	}
 	errc := make(chan error, 1)
 	if err := r.relay.start(errc); err != nil {

@@ -87,6 +87,14 @@ func hello(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 		return
 	}
 	l.own(cl, id)
+	if since {
+		// It has seen up to after: a replica still behind (a child just
+		// started) gives the rest as its records or snapshot come.
+		last = max(last, after)
+		for _, f := range missed {
+			last = max(last, f.N)
+		}
+	}
 	cl.firedN = max(last, cl.firedN)
 	cl.out = append(append(append(cl.out, "OK "+wire.CmdHello+" "...), id...), ' ')
 	cl.out = append(strconv.AppendUint(cl.out, last, 10), '\n')
