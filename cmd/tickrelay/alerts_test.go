@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 	"maps"
-	"os"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
