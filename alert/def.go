@@ -271,7 +271,8 @@ func ParseFired(line []byte) (f Fired, symText []byte, err error) {
 	if f.Pos, err = strconv.ParseUint(string(w[2]), 10, 32); err != nil {
 		return f, nil, bad("FIRED seq %.20q", w[2])
 	}
-	name, val, ok := bytes.Cut(w[4], []byte("="))
+	name, val, _ := bytes.Cut(w[4], []byte("="))
+	var ok bool
 	if f.Field, ok = ParseField(name); !ok {
 		return f, nil, bad("FIRED field %.20q", w[4])
 	}

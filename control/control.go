@@ -94,19 +94,8 @@ func bad(format string, args ...any) error {
 }
 
 // ValidName reports whether s is a legal group or member name: 1..MaxName
-// of [A-Za-z0-9._:/-].
-func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > MaxName {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == ':' || c == '/') {
-			return false
-		}
-	}
-	return true
-}
+// of [A-Za-z0-9._:/-] (alert ids and owners have the same alphabet).
+func ValidName(s string) bool { return alert.ValidName(s, MaxName) }
 
 // Check reports what is wrong with op, if anything.
 func (op *Op) Check() error {

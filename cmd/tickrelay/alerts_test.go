@@ -82,16 +82,15 @@ func (r *alertRecorder) read(c *client.Client) {
 // alertClient is one identity: its alerts (with the seq each stands
 // from) and the fires it was given, over however many connections.
 type alertClient struct {
-	id     string
-	mu     sync.Mutex
-	c      *client.Client
-	after  map[string]uint64 // OK ALERT id -> seq
-	defs   map[string]alert.Def
-	fires  []alert.Fired
-	lastN  uint64
-	hello  bool
-	errs   []string
-	closed bool
+	id    string
+	mu    sync.Mutex
+	c     *client.Client
+	after map[string]uint64 // OK ALERT id -> seq
+	defs  map[string]alert.Def
+	fires []alert.Fired
+	lastN uint64
+	hello bool
+	errs  []string
 }
 
 func (a *alertClient) read(c *client.Client) {

@@ -39,10 +39,7 @@ func (j *Journal) AppendControl(rec []byte) error {
 	full := len(b.ctl) >= j.opts.CommitItems
 	j.mu.Unlock()
 	if full {
-		select {
-		case j.kick <- struct{}{}:
-		default:
-		}
+		j.kickCommitter()
 	}
 	return nil
 }
@@ -57,13 +54,7 @@ func (j *Journal) writeControl(b *batch, through uint64) error {
 		}
 		bk.FillPercent = 1.0
 		for _, rec := range b.ctl {
-			k, err := bk.NextSequence()
-			if err != nil {
-				return err
-			}
-			var key [8]byte
-			binary.BigEndian.PutUint64(key[:], k)
-			if err := bk.Put(key[:], rec); err != nil {
+			if _, err := putControl(bk, rec); err != nil {
 				return err
 			}
 		}
@@ -122,10 +113,7 @@ func (j *Journal) CompactControl(snapshot [][]byte, through uint64) error {
 		}
 		var k uint64
 		for _, rec := range snapshot {
-			k, _ = bk.NextSequence()
-			var key [8]byte
-			binary.BigEndian.PutUint64(key[:], k)
-			if err := bk.Put(key[:], rec); err != nil {
+			if k, err = putControl(bk, rec); err != nil {
 				return err
 			}
 		}
@@ -192,4 +180,14 @@ func (j *Journal) SetControlBackedUp(key uint64) error {
 // a commit.
 func (j *Journal) controlPending() bool {
 	return len(j.pending.ctl) > 0 || j.inflight != nil && len(j.inflight.ctl) > 0
+}
+
+// putControl stores rec under the bucket's next key and returns the key.
+func putControl(bk *bolt.Bucket, rec []byte) (uint64, error) {
+	k, err := bk.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	key := binary.BigEndian.AppendUint64(nil, k) // bbolt keeps it until the commit
+	return k, bk.Put(key, rec)
 }

@@ -563,12 +563,18 @@ func (j *Journal) Append(seq uint64, rootRecv int64, body []byte) error {
 	full := b.n >= j.opts.CommitItems
 	j.mu.Unlock()
 	if full {
-		select {
-		case j.kick <- struct{}{}:
-		default:
-		}
+		j.kickCommitter()
 	}
 	return nil
+}
+
+// kickCommitter wakes the committer without waiting (one wake-up is
+// enough however many are asked for).
+func (j *Journal) kickCommitter() {
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
 }
 
 // awaitCommits waits, with mu held, while waiting() holds, keeping the
@@ -576,10 +582,7 @@ func (j *Journal) Append(seq uint64, rootRecv int64, body []byte) error {
 // or the commit error if commits fail.
 func (j *Journal) awaitCommits(waiting func() bool) error {
 	for waiting() && !j.closed {
-		select { // make sure the committer is on it
-		case j.kick <- struct{}{}:
-		default:
-		}
+		j.kickCommitter() // make sure the committer is on it
 		if j.commitErr != nil {
 			return j.commitErr
 		}
@@ -652,10 +655,7 @@ func (j *Journal) Flush() error {
 		if j.closed {
 			return ErrClosed
 		}
-		select {
-		case j.kick <- struct{}{}:
-		default:
-		}
+		j.kickCommitter()
 		if j.commitErr != nil {
 			// The committer retries on its own schedule; report the failure.
 			return fmt.Errorf("journal: flush %s: %w", j.path, j.commitErr)
