@@ -234,7 +234,7 @@ func (s *server) loopOf(el gnet.EventLoop) *loop {
 	l := &loop{s: s, el: el, idx: len(old), room: make(chan struct{}, maxQueued)}
 	cfg := s.ch.sessionConfig()
 	cfg.Overloaded = func() bool { return s.ch.overloaded(l) }
-	cfg.Submit, cfg.MemberPrefix = s.ch.SubmitControl, s.ch.cfg.Name+"/"+strconv.Itoa(l.idx)+"."
+	cfg.Submit, cfg.Origin = s.ch.SubmitControl, s.ch.cfg.Name+"/"+strconv.Itoa(l.idx)
 	cfg.Alerts, cfg.MaxAlerts = s.ch.readAlerts, s.ch.cfg.MaxAlerts
 	l.sess = session.NewLoop(cfg, s.ch.state, s.ch.metrics.session())
 	// The loop's group replica starts as the child's, and it gets every

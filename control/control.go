@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"tickrelay/alert"
 )
@@ -59,15 +60,25 @@ const (
 
 // Op is one operation a child submits.
 type Op struct {
-	Kind   Kind
-	Group  string
-	Member string // unique across the children: the child names it
-	Mode   Mode   // join
-	All    bool   // join: every symbol ("*")
-	Ack    bool   // join: the member ACKs; a leave's unacknowledged items are redelivered
+	Kind  Kind
+	Group string
+	// Member is unique in the group: the client's identity (Static), else
+	// a name its child makes ("~" and the origin's).
+	Member string
+	// Origin is the child loop that submitted a join or leave
+	// ("child/loop"): where the member is. A join from another origin
+	// moves a member there.
+	Origin string
+	Static bool // join: the member is an identity: its leave on a close may wait for it (Sequencer.Linger)
+	Linger bool // leave: a close, not an UNSUB: a Static member's place is held for it
+	Mode   Mode // join
+	All    bool // join: every symbol ("*")
+	Ack    bool // join: the member ACKs; a leave's unacknowledged items are redelivered
 	Syms   []uint32
 	// Acked (a leave of an ack member): the position (wire.Pos) of its
 	// last ACK; the items after it that it owned go to their new owners.
+	// In a join record (the sequencer's): the member came back while its
+	// place was held; the items it owned after Acked go to it again.
 	Acked uint64
 
 	// Alert kinds: Alert.Owner and Alert.ID name the alert (KindAlert: all
@@ -93,9 +104,13 @@ func bad(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBad, fmt.Sprintf(format, args...))
 }
 
-// ValidName reports whether s is a legal group or member name: 1..MaxName
+// ValidName reports whether s is a legal group name or identity: 1..MaxName
 // of [A-Za-z0-9._:/-] (alert ids and owners have the same alphabet).
 func ValidName(s string) bool { return alert.ValidName(s, MaxName) }
+
+// ValidMember reports whether s is a legal member name: an identity, or
+// "~" and one (a name a child made, which no identity can take).
+func ValidMember(s string) bool { return ValidName(strings.TrimPrefix(s, "~")) }
 
 // Check reports what is wrong with op, if anything.
 func (op *Op) Check() error {
@@ -107,23 +122,25 @@ func (op *Op) Check() error {
 		return bad("unknown kind %d", op.Kind)
 	case !ValidName(op.Group):
 		return bad("bad group name %.80q", op.Group)
-	case !ValidName(op.Member):
+	case !ValidMember(op.Member):
 		return bad("bad member name %.80q", op.Member)
+	case op.Origin != "" && !ValidName(op.Origin):
+		return bad("bad origin %.80q", op.Origin)
 	case op.Mode > RoundRobin:
 		return bad("unknown mode %d", op.Mode)
 	case len(op.Syms) > MaxSyms:
 		return bad("%d symbols > %d", len(op.Syms), MaxSyms)
-	case op.Kind == KindLeave && (op.All || op.Ack || len(op.Syms) > 0):
+	case op.Kind == KindLeave && (op.All || op.Ack || op.Static || len(op.Syms) > 0):
 		return bad("a leave names symbols")
-	case op.Kind == KindJoin && op.Acked != 0:
-		return bad("a join with an ACK position")
+	case op.Kind == KindJoin && op.Linger:
+		return bad("a join that lingers")
 	}
 	return nil
 }
 
-// Op layout: kind u8, mode u8, flags u8 (1 all, 2 ack), groupLen u8,
-// group, memberLen u8, member, count u32, count x sym u32, then for a
-// leave acked u64 (little endian).
+// Op layout: kind u8, mode u8, flags u8 (1 all, 2 ack, 4 static, 8
+// linger), groupLen u8, group, memberLen u8, member, originLen u8, origin,
+// count u32, count x sym u32, acked u64 (little endian).
 
 // AppendOp appends op's encoding.
 func AppendOp(dst []byte, op Op) ([]byte, error) {
@@ -140,17 +157,21 @@ func AppendOp(dst []byte, op Op) ([]byte, error) {
 	if op.Ack {
 		flags |= 2
 	}
+	if op.Static {
+		flags |= 4
+	}
+	if op.Linger {
+		flags |= 8
+	}
 	dst = append(dst, byte(op.Kind), byte(op.Mode), flags, byte(len(op.Group)))
 	dst = append(dst, op.Group...)
 	dst = append(append(dst, byte(len(op.Member))), op.Member...)
+	dst = append(append(dst, byte(len(op.Origin))), op.Origin...)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(op.Syms)))
 	for _, s := range op.Syms {
 		dst = binary.LittleEndian.AppendUint32(dst, s)
 	}
-	if op.Kind == KindLeave {
-		dst = binary.LittleEndian.AppendUint64(dst, op.Acked)
-	}
-	return dst, nil
+	return binary.LittleEndian.AppendUint64(dst, op.Acked), nil
 }
 
 // ParseOp decodes an op; it copies what it keeps.
@@ -163,7 +184,8 @@ func ParseOp(p []byte) (Op, error) {
 		return op, bad("op of %d bytes", len(p))
 	}
 	op.Kind, op.Mode, op.All, op.Ack = Kind(p[0]), Mode(p[1]), p[2]&1 != 0, p[2]&2 != 0
-	if p[2] > 3 {
+	op.Static, op.Linger = p[2]&4 != 0, p[2]&8 != 0
+	if p[2] > 15 {
 		return op, bad("flags %d", p[2])
 	}
 	n := int(p[3])
@@ -174,22 +196,22 @@ func ParseOp(p []byte) (Op, error) {
 	op.Group, p = string(p[:n]), p[n:]
 	n = int(p[0])
 	p = p[1:]
-	if len(p) < n+4 {
+	if len(p) < n+1 {
 		return op, bad("truncated member")
 	}
 	op.Member, p = string(p[:n]), p[n:]
+	n = int(p[0])
+	p = p[1:]
+	if len(p) < n+4+8 {
+		return op, bad("truncated origin")
+	}
+	op.Origin, p = string(p[:n]), p[n:]
 	count := binary.LittleEndian.Uint32(p)
 	p = p[4:]
-	if op.Kind == KindLeave {
-		if len(p) != 8 || count != 0 {
-			return op, bad("a leave of %d bytes, %d symbols", len(p), count)
-		}
-		op.Acked = binary.LittleEndian.Uint64(p)
-		return op, op.Check()
-	}
-	if count > MaxSyms || uint64(len(p)) != 4*uint64(count) {
+	if count > MaxSyms || uint64(len(p)) != 4*uint64(count)+8 {
 		return op, bad("%d symbols in %d bytes", count, len(p))
 	}
+	op.Acked = binary.LittleEndian.Uint64(p[4*count:])
 	if count > 0 {
 		op.Syms = make([]uint32, count)
 		for i := range op.Syms {

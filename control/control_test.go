@@ -17,6 +17,9 @@ func TestOpCodec(t *testing.T) {
 		{Kind: KindLeave, Group: "g", Member: "child-a/17"},
 		{Kind: KindJoin, Group: "g", Member: "m", Ack: true, Syms: []uint32{3}},
 		{Kind: KindLeave, Group: "g", Member: "m", Acked: 1<<32 | 77},
+		{Kind: KindJoin, Group: "g", Member: "bob", Origin: "child-b/1", Static: true, Ack: true, All: true, Acked: 1<<32 | 5},
+		{Kind: KindLeave, Group: "g", Member: "bob", Origin: "child-b/1", Linger: true, Acked: 9},
+		{Kind: KindJoin, Group: "g", Member: "~child-b/1.4", Origin: "child-b/1"},
 		{Kind: KindAlert, Alert: alert.Def{Owner: "desk-b", ID: "a1", Sym: 700, Field: alert.Bid, Op: alert.AtOrBelow, Value: 412_500, Repeat: true, Hyst: 250}, Armed: true},
 		{Kind: KindUnalert, Alert: alert.Def{Owner: "desk-b", ID: "a1"}},
 		{Kind: KindRearm, Alert: alert.Def{Owner: "desk-b", ID: "a1"}},
@@ -39,6 +42,10 @@ func TestOpCodec(t *testing.T) {
 		{Kind: KindJoin, Group: "g", Member: string(make([]byte, 65))},
 		{Kind: KindLeave, Group: "g", Member: "m", All: true},
 		{Kind: KindJoin, Group: "g", Member: "m", Mode: 7},
+		{Kind: KindJoin, Group: "g", Member: "~~m"},
+		{Kind: KindJoin, Group: "g", Member: "m", Origin: "a b"},
+		{Kind: KindJoin, Group: "g", Member: "m", Linger: true},
+		{Kind: KindLeave, Group: "g", Member: "m", Static: true},
 		{Kind: KindAlert, Alert: alert.Def{Owner: "o", ID: "a", Sym: 1, Value: 0}},
 		{Kind: KindUnalert, Alert: alert.Def{Owner: "o"}},
 		{Kind: KindFired, Alert: alert.Def{Owner: "o", ID: "x"}, Fired: alert.Fired{ID: "x"}},
@@ -47,7 +54,8 @@ func TestOpCodec(t *testing.T) {
 			t.Errorf("%+v encoded: %v", op, err)
 		}
 	}
-	for _, p := range [][]byte{nil, {1, 0, 0, 1, 'g'}, {1, 0, 4, 1, 'g', 1, 'm', 0, 0, 0, 0}, {2, 0, 0, 1, 'g', 1, 'm', 0, 0, 0, 0}, {1, 0, 0, 1, 'g', 1, 'm', 1, 0, 0, 0}} {
+	for _, p := range [][]byte{nil, {1, 0, 0, 1, 'g'}, {1, 0, 4, 1, 'g', 1, 'm', 0, 0, 0, 0}, {2, 0, 0, 1, 'g', 1, 'm', 0, 0, 0, 0}, {1, 0, 0, 1, 'g', 1, 'm', 1, 0, 0, 0},
+		{1, 0, 16, 1, 'g', 1, 'm', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {1, 0, 0, 1, 'g', 1, 'm', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}} {
 		if _, err := ParseOp(p); !errors.Is(err, ErrBad) {
 			t.Errorf("%v parsed: %v", p, err)
 		}
@@ -56,6 +64,8 @@ func TestOpCodec(t *testing.T) {
 
 func FuzzParseRecord(f *testing.F) {
 	b, _ := AppendRecord(nil, Record{Era: 1, Serial: 2, After: 3, Op: Op{Kind: KindJoin, Group: "g", Member: "m", Syms: []uint32{1, 2}}})
+	f.Add(b)
+	b, _ = AppendRecord(nil, Record{Era: 1, Serial: 2, After: 3, Op: Op{Kind: KindLeave, Group: "g", Member: "bob", Origin: "c/0", Linger: true, Acked: 7}})
 	f.Add(b)
 	f.Add([]byte{})
 	b, _ = AppendRecord(nil, Record{Era: 1, Serial: 2, After: 3, Op: Op{Kind: KindAlert, Alert: alert.Def{Owner: "o", ID: "a", Sym: 5, Value: 1000}, Armed: true}})
@@ -83,7 +93,8 @@ func FuzzParseRecord(f *testing.F) {
 func TestSequencer(t *testing.T) {
 	s := NewSequencer(7, 3)
 	join := func(line int, m string) (Record, error) {
-		return s.Submit(line, Op{Kind: KindJoin, Group: "g", Member: m, Syms: []uint32{3, 1, 3}}, 100)
+		r, _, err := s.Submit(line, Op{Kind: KindJoin, Group: "g", Member: m, Syms: []uint32{3, 1, 3}}, 100, 0)
+		return r, err
 	}
 	r, err := join(0, "a")
 	if err != nil || r.Serial != 1 || r.After != 100 || r.Era != 7 || !slices.Equal(r.Op.Syms, []uint32{1, 3}) {
@@ -92,7 +103,7 @@ func TestSequencer(t *testing.T) {
 	if _, err := join(1, "a"); err == nil {
 		t.Fatal("another line took member a")
 	}
-	if _, err := s.Submit(1, Op{Kind: KindLeave, Group: "g", Member: "a"}, 100); err == nil {
+	if _, _, err := s.Submit(1, Op{Kind: KindLeave, Group: "g", Member: "a"}, 100, 0); err == nil {
 		t.Fatal("another line's leave of a")
 	}
 	join(0, "b")
@@ -107,7 +118,7 @@ func TestSequencer(t *testing.T) {
 	if _, ok := s.Since(6, 4); ok {
 		t.Fatal("another era's child needs no snapshot")
 	}
-	gone := s.LineDown(1, 200)
+	gone := s.LineDown(1, 200, 0)
 	if len(gone) != 2 || gone[0].Op.Member != "c" || gone[1].Op.Member != "d" || gone[1].Serial != 6 || gone[0].After != 200 {
 		t.Fatalf("line down: %+v", gone)
 	}
@@ -115,6 +126,77 @@ func TestSequencer(t *testing.T) {
 	if serial != 6 || len(live) != 2 || live[0].Op.Member != "a" || live[1].Op.Member != "b" {
 		t.Fatalf("snapshot %d %+v", serial, live)
 	}
+}
+
+// TestSequencerHeld: a member with an identity keeps its place for
+// Linger after its connection ends, comes back with what it had not
+// acknowledged, moves from a child to another; an anonymous one does not.
+func TestSequencerHeld(t *testing.T) {
+	s := NewSequencer(1, 100)
+	s.Linger = 10
+	join := func(line int, origin, m string, static bool, head uint64, now int64) (Record, bool, error) {
+		return s.Submit(line, Op{Kind: KindJoin, Group: "g", Member: m, Origin: origin, Static: static, Ack: true, All: true}, head, now)
+	}
+	leave := func(line int, origin, m string, linger bool, acked uint64, now int64) (Record, bool, error) {
+		return s.Submit(line, Op{Kind: KindLeave, Group: "g", Member: m, Origin: origin, Linger: linger, Acked: acked}, 50, now)
+	}
+	must := func(r Record, sequenced bool, err error) Record {
+		t.Helper()
+		if err != nil || !sequenced {
+			t.Fatalf("%+v %v %v", r, sequenced, err)
+		}
+		return r
+	}
+	must(join(1, "a/0", "bob", true, 10, 0))
+	must(join(1, "a/0", "~a/0.1", false, 10, 0))
+	// bob's connection closes: its place is held, no record.
+	if _, sequenced, err := leave(1, "a/0", "bob", true, 40, 100); sequenced || err != nil || s.Held() != 1 {
+		t.Fatalf("held leave: %v %v held %d", sequenced, err, s.Held())
+	}
+	if _, _, err := leave(1, "a/0", "bob", true, 40, 101); err == nil {
+		t.Fatal("a second leave of a held member")
+	}
+	if recs := s.Expire(60, 109); len(recs) != 0 {
+		t.Fatalf("expired before its time: %+v", recs)
+	}
+	// bob comes back on child b: the join takes its place, with its ACK.
+	r := must(join(2, "b/0", "bob", true, 60, 105))
+	if r.Op.Acked != 40 || r.Op.Origin != "b/0" || r.After != 60 || s.Held() != 0 {
+		t.Fatalf("back in place: %+v held %d", r, s.Held())
+	}
+	if _, _, err := leave(1, "a/0", "bob", false, 0, 106); err == nil {
+		t.Fatal("the old child's leave of a member that moved")
+	}
+	// A second connection of bob (on a) takes it over, live: no Acked.
+	if r := must(join(1, "a/1", "bob", true, 70, 107)); r.Op.Acked != 0 {
+		t.Fatalf("takeover of a live member carries %d", r.Op.Acked)
+	}
+	// An anonymous member is another child's: refused; its close leaves.
+	if _, _, err := join(2, "b/0", "~a/0.1", false, 70, 107); err == nil {
+		t.Fatal("another child took an anonymous member")
+	}
+	if r := must(leave(1, "a/0", "~a/0.1", true, 45, 108)); r.Op.Acked != 45 {
+		t.Fatalf("anonymous leave: %+v", r)
+	}
+	// Child a's line drops: bob is held, its last ACK its join point; it
+	// does not come back, and its leave is sequenced when due.
+	if recs := s.LineDown(1, 80, 200); len(recs) != 0 || s.Held() != 1 {
+		t.Fatalf("line down: %+v held %d", recs, s.Held())
+	}
+	if recs := s.Expire(90, 209); len(recs) != 0 {
+		t.Fatal("expired early")
+	}
+	recs := s.Expire(90, 210)
+	if len(recs) != 1 || recs[0].Op.Kind != KindLeave || recs[0].Op.Member != "bob" || recs[0].Op.Acked != 70 || recs[0].After != 90 || s.Held() != 0 {
+		t.Fatalf("expired: %+v", recs)
+	}
+	if _, live := s.Snapshot(); len(live) != 0 {
+		t.Fatalf("members left: %+v", live)
+	}
+	// Linger 0: a close is a leave at once.
+	s.Linger = 0
+	must(join(1, "a/0", "bob", true, 100, 300))
+	must(leave(1, "a/0", "bob", true, 0, 301))
 }
 
 // TestReplicas: random joins and leaves from three children, sequenced,
@@ -160,41 +242,86 @@ func replicaRun(t *testing.T, seed uint64) {
 			}
 		}
 	}
-	for step := 0; step < 200; step++ {
+	// m0..m3 are identities (Static): a close holds their place for
+	// linger steps, and a join from any line takes it over or back.
+	const linger = 4
+	s.Linger = linger
+	held := map[string]int64{} // group/member -> when its held place expires
+	static := func(m string) bool { return m < "m4" }
+	origin := func(line int) string { return fmt.Sprintf("c%d/0", line) }
+	for step := 0; step < 300; step++ {
+		now := int64(step)
 		gr := groups[rnd.IntN(2)]
 		m := fmt.Sprintf("m%d", rnd.IntN(8))
-		line, joined := members[gr+"/"+m]
+		k := gr + "/" + m
+		line, joined := members[k]
 		var recs []Record
 		switch {
 		case rnd.IntN(20) == 0:
 			down := rnd.IntN(3)
-			recs = s.LineDown(down, uint64(step))
+			recs = s.LineDown(down, uint64(step), now)
 			for k, l := range members {
-				if l == down {
+				if _, h := held[k]; l == down && !h {
+					if static(k[3:]) {
+						held[k] = now + linger
+						continue
+					}
 					delete(members, k)
 				}
 			}
-		case joined && rnd.IntN(2) == 0:
-			r, err := s.Submit(line, Op{Kind: KindLeave, Group: gr, Member: m}, uint64(step))
-			if err != nil {
-				t.Fatal(err)
+		case joined && held[k] == 0 && rnd.IntN(2) == 0:
+			closing := rnd.IntN(2) == 0
+			if _, _, err := s.Submit(line+1, Op{Kind: KindLeave, Group: gr, Member: m, Origin: origin(line)}, uint64(step), now); err == nil {
+				t.Fatal("another line's leave")
+			}
+			r, sequenced, err := s.Submit(line, Op{Kind: KindLeave, Group: gr, Member: m, Origin: origin(line), Linger: closing}, uint64(step), now)
+			if err != nil || sequenced != !(closing && static(m)) {
+				t.Fatalf("step %d: leave of %s: %v %v", step, k, sequenced, err)
+			}
+			if !sequenced {
+				held[k] = now + linger
+				break
 			}
 			recs = []Record{r}
-			delete(members, gr+"/"+m)
+			delete(members, k)
 		default:
-			if !joined {
-				line = rnd.IntN(3)
+			to := line
+			if !joined || static(m) {
+				to = rnd.IntN(3) // an identity joins from anywhere: back, or moved
 			}
-			op := Op{Kind: KindJoin, Group: gr, Member: m, Mode: mode, All: rnd.IntN(4) == 0}
+			op := Op{Kind: KindJoin, Group: gr, Member: m, Origin: origin(to), Static: static(m), Mode: mode, All: rnd.IntN(4) == 0}
 			for range rnd.IntN(6) {
 				op.Syms = append(op.Syms, uint32(rnd.IntN(12)+1))
 			}
-			r, err := s.Submit(line, op, uint64(step))
+			if joined && !static(m) && to != (line+1)%3 {
+				if _, _, err := s.Submit((line+1)%3, op, uint64(step), now); err == nil {
+					t.Fatalf("step %d: another line took %s", step, k)
+				}
+			}
+			r, _, err := s.Submit(to, op, uint64(step), now)
 			if err != nil {
 				t.Fatal(err)
 			}
 			recs = []Record{r}
-			members[gr+"/"+m] = line
+			members[k] = to
+			delete(held, k)
+		}
+		for _, r := range s.Expire(uint64(step), now) {
+			k := r.Op.Group + "/" + r.Op.Member
+			if due, h := held[k]; !h || due > now || r.Op.Kind != KindLeave {
+				t.Fatalf("step %d: expired %+v, held %v until %d", step, r.Op, h, due)
+			}
+			delete(held, k)
+			delete(members, k)
+			recs = append(recs, r)
+		}
+		for k, due := range held {
+			if due <= now {
+				t.Fatalf("step %d: %s held past %d", step, k, due)
+			}
+		}
+		if s.Held() != len(held) {
+			t.Fatalf("step %d: %d held, want %d", step, s.Held(), len(held))
 		}
 		for _, r := range recs {
 			before := owners(live)
@@ -275,7 +402,7 @@ func TestSequencerAlerts(t *testing.T) {
 	}
 	live := alert.NewSet(false, FiresKept)
 	submit := func(op Op) error {
-		r, err := s.Submit(1, op, 10)
+		r, _, err := s.Submit(1, op, 10, 0)
 		if err == nil {
 			err = ApplyAlert(live, r)
 		}

@@ -22,7 +22,13 @@ type Sequencer struct {
 	alerts *alert.Set // the engine: standing alerts, matched by Match
 	// MaxAlerts caps the alerts one owner may hold (0: no cap).
 	MaxAlerts int
-	hits      []alert.Hit
+	// Linger (ns) is how long a Static member's place is held after its
+	// connection ended (a Linger leave, or its child's line down): a join
+	// of it from any child meanwhile takes its place back (with its
+	// unacknowledged items); otherwise its leave is sequenced then
+	// (Expire). 0: at once.
+	Linger int64
+	hits   []alert.Hit
 }
 
 // FiresKept is how many of each owner's last fires the sequencer and the
@@ -34,6 +40,11 @@ type memberKey struct{ group, member string }
 type liveMember struct {
 	line int // the relay connection that submitted its join
 	rec  Record
+	// held: its connection ended, and its place is held until due; acked
+	// is then its leave's Acked.
+	held  bool
+	due   int64
+	acked uint64
 }
 
 // NewSequencer starts era (a root's start time: a restart is a new era)
@@ -52,44 +63,91 @@ func (s *Sequencer) Era() uint64 { return s.era }
 func (s *Sequencer) Serial() uint64 { return s.serial }
 
 // Submit sequences op from relay line (a connection id) after position
-// head. A join of a member another line holds, or a leave of one it does
-// not, is refused.
-func (s *Sequencer) Submit(line int, op Op, head uint64) (Record, error) {
+// head, at time now (ns). A leave of a member another line or origin
+// holds is refused, and so is a join of a member another line holds,
+// unless it is Static: then the join moves it (a client that came back
+// elsewhere, or its second connection). A Linger leave of a Static member
+// is held (sequenced false) for Linger: its place waits for it.
+func (s *Sequencer) Submit(line int, op Op, head uint64, now int64) (r Record, sequenced bool, err error) {
 	if err := op.Check(); err != nil {
-		return Record{}, err
+		return Record{}, false, err
 	}
 	if op.Kind.IsAlert() {
-		return s.submitAlert(op, head)
+		r, err := s.submitAlert(op, head)
+		return r, err == nil, err
 	}
 	k := memberKey{op.Group, op.Member}
 	m := s.live[k]
 	switch {
-	case op.Kind == KindJoin && m != nil && m.line != line:
-		return Record{}, fmt.Errorf("control: member %q of group %q is another child's", op.Member, op.Group)
-	case op.Kind == KindLeave && (m == nil || m.line != line):
-		return Record{}, fmt.Errorf("control: %q is not a member of group %q from this child", op.Member, op.Group)
+	case op.Kind == KindJoin && m != nil && m.line != line && !(op.Static && m.rec.Op.Static):
+		return Record{}, false, fmt.Errorf("control: member %q of group %q is another child's", op.Member, op.Group)
+	case op.Kind == KindLeave && (m == nil || m.held || m.line != line || m.rec.Op.Origin != op.Origin):
+		return Record{}, false, fmt.Errorf("control: %q is not a member of group %q from this child", op.Member, op.Group)
 	}
-	if op.Kind == KindJoin {
-		op.Syms = sortedSyms(op.Syms)
-	}
-	r := s.next(op, head)
-	if op.Kind == KindJoin {
-		s.live[k] = &liveMember{line: line, rec: r}
-	} else {
+	if op.Kind == KindLeave {
+		if op.Linger && m.rec.Op.Static && s.Linger > 0 {
+			m.held, m.due, m.acked = true, now+s.Linger, op.Acked
+			return Record{}, false, nil
+		}
 		delete(s.live, k)
+		return s.next(op, head), true, nil
 	}
-	return r, nil
+	op.Syms, op.Acked = sortedSyms(op.Syms), 0
+	if m != nil && m.held && op.Ack && m.rec.Op.Ack {
+		op.Acked = m.acked // back in its place: what it had not acknowledged goes to it again
+	}
+	r = s.next(op, head)
+	s.live[k] = &liveMember{line: line, rec: r}
+	return r, true, nil
 }
 
 // LineDown sequences the leaves of every member line submitted: its
-// child is gone. They come in (group, member) order.
-func (s *Sequencer) LineDown(line int, head uint64) []Record {
+// child is gone. They come in (group, member) order. Static members'
+// places are held instead (Linger), their last ACK their join point.
+func (s *Sequencer) LineDown(line int, head uint64, now int64) []Record {
 	var gone []memberKey
 	for k, m := range s.live {
-		if m.line == line {
+		if m.line != line || m.held {
+			continue
+		}
+		acked := uint64(0)
+		if m.rec.Op.Ack {
+			acked = m.rec.After // its last ACK died with its child: redeliver from its join
+		}
+		if m.rec.Op.Static && s.Linger > 0 {
+			m.held, m.due, m.acked = true, now+s.Linger, acked
+			continue
+		}
+		m.acked = acked
+		gone = append(gone, k)
+	}
+	return s.leaves(gone, head)
+}
+
+// Expire sequences the leaves of the members whose places were held
+// until now, in (group, member) order.
+func (s *Sequencer) Expire(head uint64, now int64) []Record {
+	var gone []memberKey
+	for k, m := range s.live {
+		if m.held && m.due <= now {
 			gone = append(gone, k)
 		}
 	}
+	return s.leaves(gone, head)
+}
+
+// Held is how many members' places are held.
+func (s *Sequencer) Held() (n int) {
+	for _, m := range s.live {
+		if m.held {
+			n++
+		}
+	}
+	return n
+}
+
+// leaves sequences the leaves of gone, sorted, each with its acked.
+func (s *Sequencer) leaves(gone []memberKey, head uint64) []Record {
 	slices.SortFunc(gone, func(a, b memberKey) int {
 		if c := strings.Compare(a.group, b.group); c != 0 {
 			return c
@@ -98,10 +156,8 @@ func (s *Sequencer) LineDown(line int, head uint64) []Record {
 	})
 	out := make([]Record, 0, len(gone))
 	for _, k := range gone {
-		op := Op{Kind: KindLeave, Group: k.group, Member: k.member}
-		if j := s.live[k].rec; j.Op.Ack {
-			op.Acked = j.After // its last ACK died with its child: redeliver from its join
-		}
+		m := s.live[k]
+		op := Op{Kind: KindLeave, Group: k.group, Member: k.member, Origin: m.rec.Op.Origin, Acked: m.acked}
 		delete(s.live, k)
 		out = append(out, s.next(op, head))
 	}

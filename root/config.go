@@ -54,6 +54,11 @@ type Config struct {
 	// -announce-every): one silent for three of these leaves the directory,
 	// and the first one after a start passes before the root publishes it.
 	AnnounceEvery time.Duration
+	// GroupLinger is how long a queue-group member that is an identity
+	// keeps its place after its connection ends (or its child's line
+	// drops): back on any child meanwhile, it takes its symbols (and its
+	// unacknowledged items) again. 0: it leaves at once.
+	GroupLinger time.Duration
 	// DrainTimeout bounds the final flush to children on shutdown.
 	DrainTimeout time.Duration
 	// HelloTimeout closes a child connection that sends no Hello for this
@@ -86,6 +91,7 @@ func DefaultConfig() Config {
 		Heartbeat:     time.Second,
 		Tick:          100 * time.Millisecond,
 		AnnounceEvery: time.Second,
+		GroupLinger:   3 * time.Second,
 		DrainTimeout:  2 * time.Second,
 		HelloTimeout:  10 * time.Second,
 	}

@@ -41,8 +41,10 @@ type ctlState struct {
 // reconnect.
 const controlsKept = 4096
 
-func newCtlState() *ctlState {
-	return &ctlState{seq: control.NewSequencer(uint64(time.Now().UnixNano()), controlsKept)}
+func newCtlState(linger time.Duration) *ctlState {
+	s := control.NewSequencer(uint64(time.Now().UnixNano()), controlsKept)
+	s.Linger = int64(linger)
+	return &ctlState{seq: s}
 }
 
 // submitControl sequences a child's op.
@@ -53,7 +55,12 @@ func (rl *relay) submitControl(ch *child, p []byte) {
 		c := rl.ctl
 		c.mu.Lock()
 		serial0 := c.seq.Serial()
-		r, err = c.seq.Submit(ch.line, op, rl.r.ring.Head())
+		var sequenced bool
+		r, sequenced, err = c.seq.Submit(ch.line, op, rl.r.ring.Head(), time.Now().UnixNano())
+		if err == nil && !sequenced { // a member's place held for it
+			c.mu.Unlock()
+			return
+		}
 		if err == nil && op.Kind.IsAlert() {
 			rl.journalAlerts(serial0)
 		}
@@ -73,7 +80,18 @@ func (rl *relay) submitControl(ch *child, p []byte) {
 func (rl *relay) controlLineDown(ch *child) {
 	c := rl.ctl
 	c.mu.Lock()
-	recs := c.seq.LineDown(ch.line, rl.r.ring.Head())
+	recs := c.seq.LineDown(ch.line, rl.r.ring.Head(), time.Now().UnixNano())
+	c.mu.Unlock()
+	if len(recs) > 0 {
+		rl.sequenced(len(recs), recs[len(recs)-1].Serial)
+	}
+}
+
+// expireHeld sequences the leaves of members whose held places expired.
+func (rl *relay) expireHeld() {
+	c := rl.ctl
+	c.mu.Lock()
+	recs := c.seq.Expire(rl.r.ring.Head(), time.Now().UnixNano())
 	c.mu.Unlock()
 	if len(recs) > 0 {
 		rl.sequenced(len(recs), recs[len(recs)-1].Serial)

@@ -65,7 +65,7 @@ type relay struct {
 
 func newRelay(r *Root) *relay {
 	rl := &relay{r: r, booted: make(chan struct{}), byLoop: map[gnet.EventLoop]*loop{}, stopped: make(chan struct{}),
-		dir: newDirState(r.cfg.AnnounceEvery), ctl: newCtlState()}
+		dir: newDirState(r.cfg.AnnounceEvery), ctl: newCtlState(r.cfg.GroupLinger)}
 	rl.loops.Store(&[]*loop{})
 	return rl
 }
@@ -164,6 +164,7 @@ func (rl *relay) OnBoot(eng gnet.Engine) gnet.Action {
 func (rl *relay) OnTick() (time.Duration, gnet.Action) {
 	rl.signalAll()
 	rl.publishDirectory()
+	rl.expireHeld()
 	if now := time.Now(); now.Sub(rl.ownersShown) >= alertOwnersEvery {
 		rl.ownersShown = now
 		rl.showAlertOwners()

@@ -54,6 +54,7 @@ const (
 	ErrCodeAuth      = "AUTH"   // no AUTH, or a bad token, where entitlements apply; connection closes
 	ErrCodeDenied    = "DENIED" // "ERR DENIED sym": the token does not cover sym (or no longer does)
 	ErrCodeLimit     = "LIMIT"  // the client holds the most subscriptions it may
+	ErrCodeMoved     = "MOVED"  // "ERR MOVED group g: ...": the queue-group member joined on another connection
 	// ErrCodeBusy (cluster.go): "ERR BUSY retry=<ms> [try=<addr>]".
 )
 

@@ -36,7 +36,7 @@ func newAlertRig(t *testing.T, cfg Config, ents bool) *alertRig {
 func (a *alertRig) sequence() {
 	from := a.seq.Serial()
 	for _, op := range a.submitted {
-		if _, err := a.seq.Submit(0, op, a.added); err != nil {
+		if _, _, err := a.seq.Submit(0, op, a.added, 0); err != nil {
 			a.t.Fatal(err)
 		}
 	}

@@ -87,7 +87,7 @@ func loopFlush(b *testing.B, mode string) {
 	}
 	var submitted []control.Op
 	if mode == "group" {
-		cfg.MemberPrefix, cfg.Submit = "c/0.", func(op control.Op) error { submitted = append(submitted, op); return nil }
+		cfg.Origin, cfg.Submit = "c/0", func(op control.Op) error { submitted = append(submitted, op); return nil }
 	}
 	r := newRig(&testing.T{}, cfg)
 	for i := 0; i < 1000; i++ { // subscribed before the batch: every frame is due
@@ -111,7 +111,7 @@ func loopFlush(b *testing.B, mode string) {
 	}
 	seq := control.NewSequencer(1, 100)
 	for _, op := range submitted {
-		rec, _ := seq.Submit(0, op, 0)
+		rec, _, _ := seq.Submit(0, op, 0, 0)
 		mk := frames.GetBatch()
 		mk.Control = &frames.ControlMark{Record: rec}
 		r.l.Add(mk, 1)

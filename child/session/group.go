@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,13 +48,16 @@ type groupState struct {
 	replica *control.Groups
 	// local: the members on this loop that take frames, by group; gone:
 	// members that left here whose leave has not taken effect (their items
-	// are lost); pending: joins submitted, by member.
+	// are lost); pending: joins submitted, by group and member.
 	local   map[string]map[string]*Client
 	gone    map[string]map[string]bool
-	pending map[string]*Client
-	next    uint64                 // member names: Config.MemberPrefix + a counter
+	pending map[groupMember]*Client
+	next    uint64                 // member names without an identity: "~", Config.Origin, "." and a counter
 	counts  map[string]*groupCount // since the last flush, by group
 }
+
+// groupMember names a member of a group.
+type groupMember struct{ group, member string }
 
 // groupCount is what a loop did for a group since its last flush, and
 // the group's counters (looked up once: a lookup allocates).
@@ -93,7 +97,7 @@ func (l *Loop) members(name string, d float64) {
 
 func newGroupState() *groupState {
 	return &groupState{replica: control.NewGroups(), local: map[string]map[string]*Client{},
-		gone: map[string]map[string]bool{}, pending: map[string]*Client{}, counts: map[string]*groupCount{}}
+		gone: map[string]map[string]bool{}, pending: map[groupMember]*Client{}, counts: map[string]*groupCount{}}
 }
 
 // subGroup runs SUB sym... GROUP name [rr].
@@ -118,11 +122,15 @@ func subGroup(l *Loop, cl *Client, cmd *wire.Command) {
 		return
 	}
 	if m == nil {
-		g := l.groups
-		g.next++
-		m = &membership{group: name, member: l.cfg.MemberPrefix + strconv.FormatUint(g.next, 10)}
+		m = &membership{group: name, member: memberIdentity(cl)}
+		if m.member == "" {
+			g := l.groups
+			g.next++
+			m.member = "~" + l.cfg.Origin + "." + strconv.FormatUint(g.next, 10)
+		}
 	}
-	op := control.Op{Kind: control.KindJoin, Group: name, Member: m.member, Ack: cmd.GroupAck}
+	op := control.Op{Kind: control.KindJoin, Group: name, Member: m.member, Origin: l.cfg.Origin,
+		Static: !strings.HasPrefix(m.member, "~"), Ack: cmd.GroupAck}
 	if cmd.GroupRR {
 		op.Mode = control.RoundRobin
 	}
@@ -141,7 +149,17 @@ func subGroup(l *Loop, cl *Client, cmd *wire.Command) {
 	if !containsMembership(cl.groups, m) {
 		cl.groups = append(cl.groups, m)
 	}
-	l.groups.pending[m.member] = cl
+	l.groups.pending[groupMember{m.group, m.member}] = cl
+}
+
+// memberIdentity is the member name cl joins groups by: its identity
+// (HELLO's, else its token's), so that it keeps its place when it comes
+// back on any child; "" without one.
+func memberIdentity(cl *Client) string {
+	if cl.owner != "" {
+		return cl.owner
+	}
+	return cl.identity
 }
 
 func containsMembership(ms []*membership, m *membership) bool {
@@ -158,7 +176,7 @@ func unsubGroup(l *Loop, cl *Client, cmd *wire.Command) {
 	name := string(cmd.Group)
 	for i, m := range cl.groups {
 		if m.group == name {
-			l.leaveGroup(cl, m)
+			l.leaveGroup(cl, m, false)
 			cl.groups = append(cl.groups[:i], cl.groups[i+1:]...)
 			cl.out = append(append(cl.out, "OK UNSUB GROUP "...), name...)
 			cl.out = append(cl.out, '\n')
@@ -168,22 +186,20 @@ func unsubGroup(l *Loop, cl *Client, cmd *wire.Command) {
 	l.replyErr(cl, wire.ErrCodeBadArg, fmt.Sprintf("not in group %.20q", name))
 }
 
-// leaveGroup stops cl's frames of m at once and submits its leave.
-func (l *Loop) leaveGroup(cl *Client, m *membership) {
+// leaveGroup stops cl's frames of m at once and submits its leave;
+// closing (not UNSUB) lets a member with an identity keep its place for a
+// while (control.Sequencer.Linger).
+func (l *Loop) leaveGroup(cl *Client, m *membership, closing bool) {
 	g := l.groups
-	delete(g.pending, m.member)
-	if members := g.local[m.group]; members[m.member] == cl {
-		delete(members, m.member)
-		l.members(m.group, -1)
-		if len(members) == 0 {
-			delete(g.local, m.group)
-		}
+	if k := (groupMember{m.group, m.member}); g.pending[k] == cl {
+		delete(g.pending, k)
 	}
+	l.dropLocal(cl, m)
 	if g.gone[m.group] == nil {
 		g.gone[m.group] = map[string]bool{}
 	}
 	g.gone[m.group][m.member] = true
-	leave := control.Op{Kind: control.KindLeave, Group: m.group, Member: m.member}
+	leave := control.Op{Kind: control.KindLeave, Group: m.group, Member: m.member, Origin: l.cfg.Origin, Linger: closing}
 	if m.join.Ack {
 		leave.Acked = max(wire.Pos(l.epoch, cl.acked), m.after) // what it handled: the rest goes again
 	}
@@ -195,9 +211,22 @@ func (l *Loop) leaveGroup(cl *Client, m *membership) {
 // leaveGroups is every membership of a closing client leaving.
 func (l *Loop) leaveGroups(cl *Client) {
 	for _, m := range cl.groups {
-		l.leaveGroup(cl, m)
+		l.leaveGroup(cl, m, true)
 	}
 	cl.groups = nil
+}
+
+// dropLocal stops m's frames to cl here (if it takes them).
+func (l *Loop) dropLocal(cl *Client, m *membership) {
+	g := l.groups
+	if members := g.local[m.group]; members[m.member] == cl {
+		delete(members, m.member)
+		l.members(m.group, -1)
+		if len(members) == 0 {
+			delete(g.local, m.group)
+		}
+	}
+	m.active = false
 }
 
 // applyControl takes a control marker: the replica moves on, a local
@@ -224,25 +253,27 @@ func (l *Loop) applyControl(mk *frames.ControlMark) {
 		}
 		return
 	}
-	var before *control.Groups // an ack member leaving: who owned what until now
-	if op.Kind == control.KindLeave && g.replica.Acks(op.Group, op.Member) {
+	var before *control.Groups // an ack member leaving, or back in its place: who owned what until now
+	if op.Kind == control.KindLeave && g.replica.Acks(op.Group, op.Member) || op.Kind == control.KindJoin && op.Acked != 0 {
 		before = g.replica.Clone()
 	}
 	if applied, err := g.replica.Apply(mk.Record); err != nil || !applied {
 		return // the relay checked it: a repeat
 	}
-	if before != nil {
-		l.redeliver(before, op, mk.Record.After)
-	}
 	switch op.Kind {
 	case control.KindJoin:
-		l.joined(op, mk.Record.After)
+		if cl := l.joined(op, mk.Record.After); cl != nil && before != nil {
+			l.redeliver(before, op, mk.Record.After, cl)
+		}
 	case control.KindLeave:
-		if gone := g.gone[op.Group]; gone[op.Member] {
-			delete(gone, op.Member)
-			if len(gone) == 0 {
-				delete(g.gone, op.Group)
-			}
+		if before != nil {
+			l.redeliver(before, op, mk.Record.After, nil)
+		}
+	}
+	if gone := g.gone[op.Group]; gone[op.Member] { // left, or back: its leave here is settled
+		delete(gone, op.Member)
+		if len(gone) == 0 {
+			delete(g.gone, op.Group)
 		}
 	}
 	now := l.cfg.Now()
@@ -261,30 +292,33 @@ func (l *Loop) rejoin() {
 	g := l.groups
 	for cl := range l.clients {
 		for _, m := range cl.groups {
-			if members := g.local[m.group]; members[m.member] == cl {
-				delete(members, m.member)
-				l.members(m.group, -1)
-				if len(members) == 0 {
-					delete(g.local, m.group)
-				}
-			}
-			m.active = false
+			l.dropLocal(cl, m)
 			if l.cfg.Submit(m.join) == nil {
-				g.pending[m.member] = cl
+				g.pending[groupMember{m.group, m.member}] = cl
 			}
 		}
 	}
 }
 
-// joined starts a local member whose join took effect after position
-// after: it gets its share of the items after it.
-func (l *Loop) joined(op control.Op, after uint64) {
+// joined starts the local member whose join (from this loop) took effect
+// after position after, and returns it: it gets its share of the items
+// after it. A join from elsewhere of a member a client here holds moves
+// it away: that client is told ERR MOVED and gets no more of its share.
+func (l *Loop) joined(op control.Op, after uint64) *Client {
 	g := l.groups
-	cl := g.pending[op.Member]
-	if cl == nil || cl.dead {
-		return
+	if op.Origin != l.cfg.Origin {
+		l.movedAway(op)
+		return nil
 	}
-	delete(g.pending, op.Member)
+	k := groupMember{op.Group, op.Member}
+	cl := g.pending[k]
+	if cl == nil || cl.dead {
+		return nil
+	}
+	delete(g.pending, k)
+	if old := g.local[op.Group][op.Member]; old != nil && old != cl {
+		l.displace(old, op.Group)
+	}
 	for _, m := range cl.groups {
 		if m.member == op.Member {
 			m.active, m.after = true, after
@@ -302,6 +336,30 @@ func (l *Loop) joined(op control.Op, after uint64) {
 	cl.out = append(append(cl.out, ' '), strconv.FormatUint(uint64(l.epoch), 10)...)
 	cl.out = append(cl.out, '\n')
 	l.writeOut(cl)
+	return cl
+}
+
+// movedAway ends the membership of the client here that holds op's
+// member, which joined elsewhere.
+func (l *Loop) movedAway(op control.Op) {
+	if cl := l.groups.local[op.Group][op.Member]; cl != nil {
+		l.displace(cl, op.Group) // a join of it pending here comes later, and moves it back
+	}
+}
+
+// displace ends cl's membership of group: the member joined on another
+// connection. Its leave is not submitted (the member lives on there).
+func (l *Loop) displace(cl *Client, group string) {
+	for i, m := range cl.groups {
+		if m.group != group {
+			continue
+		}
+		l.dropLocal(cl, m)
+		cl.groups = append(cl.groups[:i], cl.groups[i+1:]...)
+		l.replyErr(cl, wire.ErrCodeMoved, fmt.Sprintf("group %.64s: the member joined on another connection", group))
+		l.writeOut(cl)
+		return
+	}
 }
 
 // groupDeliveries hands a frame (seq, symbol code) to the local members
@@ -372,10 +430,15 @@ func ackCmd(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 // redeliver sends each local member of op's group the items the leaving
 // ack member owned after its last ACK (op.Acked) up to where its leave
 // took effect (after) that the member now owns, from the history, after a
-// "REDELIVER group n" line; live items after that follow as usual.
-func (l *Loop) redeliver(before *control.Groups, op control.Op, after uint64) {
+// "REDELIVER group n" line; live items after that follow as usual. For a
+// member back in its place (a join with Acked), only back, that member
+// here, gets them.
+func (l *Loop) redeliver(before *control.Groups, op control.Op, after uint64, back *Client) {
 	g := l.groups
 	members := g.local[op.Group]
+	if back != nil {
+		members = map[string]*Client{op.Member: back}
+	}
 	if len(members) == 0 || wire.PosEpoch(op.Acked) != wire.PosEpoch(after) || op.Acked >= after {
 		return
 	}

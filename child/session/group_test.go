@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"tickrelay/alert"
 	"tickrelay/child/frames"
 	"tickrelay/control"
 	"tickrelay/internal/feedtest"
@@ -25,19 +26,22 @@ type groupRig struct {
 
 func newGroupRig(t *testing.T) *groupRig {
 	g := &groupRig{seq: control.NewSequencer(1, 100)}
-	g.rig = newRig(t, Config{MemberPrefix: "c/0.", Submit: func(op control.Op) error {
+	g.rig = newRig(t, Config{Origin: "c/0", Submit: func(op control.Op) error {
 		g.submitted = append(g.submitted, op)
 		return nil
-	}})
+	}, Alerts: func(read func(*alert.Set)) { read(g.seq.Alerts()) }})
 	return g
 }
 
 // sequence sequences what the loop submitted and hands the records to it.
 func (g *groupRig) sequence() {
 	for _, op := range g.submitted {
-		r, err := g.seq.Submit(0, op, g.added)
+		r, sequenced, err := g.seq.Submit(0, op, g.added, 0)
 		if err != nil {
 			g.t.Fatal(err)
+		}
+		if !sequenced {
+			continue // a place held
 		}
 		b := frames.GetBatch()
 		b.Control = &frames.ControlMark{Record: r}
@@ -59,7 +63,7 @@ func TestGroupBySymbol(t *testing.T) {
 	}
 	g.sequence()
 	for i, c := range ms {
-		if got := c.lines(); len(got) != 1 || !strings.HasPrefix(got[0], "OK GROUP g c/0.") {
+		if got := c.lines(); len(got) != 1 || !strings.HasPrefix(got[0], "OK GROUP g ~c/0.") {
 			t.Fatalf("member %d: %q", i, got)
 		}
 	}
@@ -230,3 +234,135 @@ func TestGroupAck(t *testing.T) {
 }
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// TestGroupMemberKeepsPlace: a member with an identity whose connection
+// closes keeps its symbols while its place is held; back on a new
+// connection it gets what it had not acknowledged, then the live stream,
+// and nobody else took its symbols.
+func TestGroupMemberKeepsPlace(t *testing.T) {
+	g := newGroupRig(t)
+	g.seq.Linger = 1 // the rig's clock does not move: held until the test ends
+	a, b := g.open(), g.open()
+	g.input(a, "HELLO bob")
+	g.input(a, "SUB * GROUP q ack")
+	g.input(b, "SUB * GROUP q ack")
+	g.sequence()
+	if got := a.lines(); len(got) != 2 || !strings.HasPrefix(got[1], "OK GROUP q bob ") {
+		t.Fatalf("a: %q", got)
+	}
+	b.lines()
+	g.apply(300)
+	g.drain()
+	sa, _ := frameSeqs(t, a.lines())
+	sb, _ := frameSeqs(t, b.lines())
+	if len(sa) < 20 || len(sb) < 20 {
+		t.Fatalf("shares %d, %d", len(sa), len(sb))
+	}
+	acked := sa[len(sa)/2]
+	g.input(a, "ACK "+itoa(acked))
+	a.Close()
+	g.sequence()
+	if g.seq.Held() != 1 {
+		t.Fatalf("%d places held", g.seq.Held())
+	}
+	g.apply(100)
+	g.drain()
+	held, _ := frameSeqs(t, b.lines()) // b keeps its own share only
+	c := g.open()
+	g.input(c, "HELLO bob")
+	g.input(c, "SUB * GROUP q ack")
+	g.sequence()
+	g.apply(100)
+	g.drain()
+	lines := c.lines()
+	if len(lines) < 3 || !strings.HasPrefix(lines[1], "OK GROUP q bob ") || !strings.HasPrefix(lines[2], "REDELIVER q ") {
+		t.Fatalf("c: %q", lines[:min(len(lines), 3)])
+	}
+	n, _ := strconv.Atoi(strings.Fields(lines[2])[2])
+	re, _ := frameSeqs(t, lines[3:3+n])
+	live, _ := frameSeqs(t, lines[3+n:])
+	after, _ := frameSeqs(t, b.lines())
+	mine := map[uint64]bool{}
+	for _, s := range sa {
+		mine[s] = true
+	}
+	unacked := 0
+	for _, s := range sa {
+		if s > acked {
+			unacked++
+		}
+	}
+	// Its unacknowledged items, and all it owned while away (its share of
+	// 301..400, which b did not take), came again.
+	if n <= unacked || n != unacked+(100-len(held)) || re[0] <= acked {
+		t.Fatalf("%d redelivered: %d unacknowledged, b took %d of 100 while away", n, unacked, len(held))
+	}
+	got := map[uint64]int{}
+	for _, list := range [][]uint64{sb, held, after, re, live} {
+		for _, s := range list {
+			got[s]++
+		}
+	}
+	for _, s := range sa {
+		if s <= acked {
+			got[s]++
+		}
+	}
+	for s := uint64(1); s <= 500; s++ {
+		if got[s] != 1 {
+			t.Fatalf("seq %d delivered %d times", s, got[s])
+		}
+	}
+	if g.seq.Held() != 0 {
+		t.Fatal("still held")
+	}
+}
+
+// TestGroupMemberMoved: a second connection of a member takes it over,
+// the first is told ERR MOVED and gets no more of it and leaves nothing
+// when it closes; a join of it from another child moves it there.
+func TestGroupMemberMoved(t *testing.T) {
+	g := newGroupRig(t)
+	a, c := g.open(), g.open()
+	g.input(a, "HELLO bob")
+	g.input(a, "SUB 00005 00700 GROUP q")
+	g.sequence()
+	a.lines()
+	g.input(c, "HELLO bob")
+	g.input(c, "SUB 00005 00700 GROUP q")
+	g.sequence()
+	if got := a.lines(); len(got) != 1 || got[0] != "ERR MOVED group q: the member joined on another connection" {
+		t.Fatalf("a: %q", got)
+	}
+	if got := c.lines(); len(got) != 2 || !strings.HasPrefix(got[1], "OK GROUP q bob ") {
+		t.Fatalf("c: %q", got)
+	}
+	g.apply(300)
+	g.drain()
+	if got := a.lines(); len(got) != 0 {
+		t.Fatalf("a got %d lines after it moved", len(got))
+	}
+	if sc, _ := frameSeqs(t, c.lines()); len(sc) == 0 {
+		t.Fatal("c got nothing")
+	}
+	a.Close()
+	if len(g.submitted) != 0 {
+		t.Fatalf("a's close submitted %+v", g.submitted)
+	}
+	r, ok, err := g.seq.Submit(1, control.Op{Kind: control.KindJoin, Group: "q", Member: "bob", Origin: "other/0", Static: true, Syms: []uint32{5}}, g.added, 0)
+	if err != nil || !ok {
+		t.Fatal(err)
+	}
+	b := frames.GetBatch()
+	b.Control = &frames.ControlMark{Record: r}
+	g.l.Add(b, g.now)
+	g.l.Flush()
+	if got := c.lines(); len(got) != 1 || !strings.HasPrefix(got[0], "ERR MOVED group q") {
+		t.Fatalf("c after a join elsewhere: %q", got)
+	}
+	g.apply(100)
+	g.drain()
+	if got := c.lines(); len(got) != 0 {
+		t.Fatalf("c got %d lines after it moved away", len(got))
+	}
+}

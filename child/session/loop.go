@@ -36,10 +36,11 @@ type Config struct {
 	Entitlements func() *entitle.Table
 	AuthTimeout  time.Duration
 	// Queue groups (group.go): Submit sends a join or leave to the
-	// sequencing root (nil: no groups); member names are MemberPrefix
-	// and a counter, unique across the children.
-	Submit       func(control.Op) error
-	MemberPrefix string
+	// sequencing root (nil: no groups). Origin names this loop across the
+	// children ("child/loop"): a member without an identity is "~",
+	// Origin, "." and a counter.
+	Submit func(control.Op) error
+	Origin string
 	// Alerts (alerts.go): reads the child's alert replica, read locked
 	// (nil: no alerts); MaxAlerts caps an identity's alerts (0: no cap).
 	Alerts    func(read func(s *alert.Set))

@@ -122,6 +122,7 @@ func runRoot(ctx context.Context, args []string) error {
 	ringSize := fs.Int("ring-size", def.RingSize, "items kept in memory (power of two); older ones are served from the journal")
 	loops := fs.Int("loops", def.Loops, "gnet event loops for children (0 = one per CPU)")
 	admin := fs.String("admin", "127.0.0.1:9101", "admin address: /metrics, /healthz (empty = off)")
+	linger := fs.Duration("group-linger", def.GroupLinger, "how long a queue-group member with an identity (HELLO or token) keeps its place after its connection ends: back on any child meanwhile, it keeps its symbols (0: it leaves at once)")
 	announce := fs.Duration("announce-every", def.AnnounceEvery, "how often children announce themselves (their -announce-every): one silent for three is gone from the directory")
 	df := addDurabilityFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -140,7 +141,7 @@ func runRoot(ctx context.Context, args []string) error {
 	reg := prometheus.NewRegistry()
 	cfg := def
 	cfg.ExchangeAddr, cfg.User, cfg.Password, cfg.Addr = *exchange, *user, *password, *addr
-	cfg.RingSize, cfg.Loops, cfg.AnnounceEvery = *ringSize, *loops, *announce
+	cfg.RingSize, cfg.Loops, cfg.AnnounceEvery, cfg.GroupLinger = *ringSize, *loops, *announce, *linger
 	cfg.Logger, cfg.Registerer = log, reg
 	if err := cfg.Validate(); err != nil {
 		return err
