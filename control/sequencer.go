@@ -66,8 +66,9 @@ func (s *Sequencer) Serial() uint64 { return s.serial }
 // head, at time now (ns). A leave of a member another line or origin
 // holds is refused, and so is a join of a member another line holds,
 // unless it is Static: then the join moves it (a client that came back
-// elsewhere, or its second connection). A Linger leave of a Static member
-// is held (sequenced false) for Linger: its place waits for it.
+// elsewhere, or its second connection), with the items it may not have
+// handled (Op.Acked). A Linger leave of a Static member is held
+// (sequenced false) for Linger: its place waits for it.
 func (s *Sequencer) Submit(line int, op Op, head uint64, now int64) (r Record, sequenced bool, err error) {
 	if err := op.Check(); err != nil {
 		return Record{}, false, err
@@ -93,8 +94,16 @@ func (s *Sequencer) Submit(line int, op Op, head uint64, now int64) (r Record, s
 		return s.next(op, head), true, nil
 	}
 	op.Syms, op.Acked = sortedSyms(op.Syms), 0
-	if m != nil && m.held && op.Ack && m.rec.Op.Ack {
-		op.Acked = m.acked // back in its place: what it had not acknowledged goes to it again
+	if m != nil && op.Ack && m.rec.Op.Ack {
+		switch {
+		case m.held:
+			op.Acked = m.acked // back in its place: what it had not acknowledged goes to it again
+		case m.rec.Op.Origin != op.Origin:
+			// Taken over while its old connection lives (or before its
+			// child's line is seen down): its ACKs there are not known
+			// here, so it gets again what it owned since its join.
+			op.Acked = m.rec.After
+		}
 	}
 	r = s.next(op, head)
 	s.live[k] = &liveMember{line: line, rec: r}

@@ -375,6 +375,7 @@ const (
 	LineInfo              // "INFO DRAIN grace" (cluster.go)
 	LineFired             // "FIRED id seq sym field=value t=ns n=k" (package alert)
 	LineAlert             // "ALERT id sym field op value ...": a line of ALERTS
+	LineRedeliver         // "REDELIVER group n": n frames a queue-group member gets again (or takes over)
 )
 
 // KindOf classifies a server line without decoding it.
@@ -398,6 +399,8 @@ func KindOf(line []byte) LineKind {
 		return LineFired
 	case bytes.HasPrefix(line, []byte("ALERT ")):
 		return LineAlert
+	case bytes.HasPrefix(line, []byte("REDELIVER ")):
+		return LineRedeliver
 	case len(line) > 3 && line[2] == ' ' && typeOfCode(line[:2]) != 0:
 		return LineFrame
 	}

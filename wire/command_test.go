@@ -270,6 +270,7 @@ func TestKindOf(t *testing.T) {
 		{"PONG\n", LinePong},
 		{"PONG\r\n", LinePong},
 		{"TIME 1 2 3", LineTime},
+		{"REDELIVER g 12", LineRedeliver},
 		{"TR 1 00700 ...", LineFrame},
 		{"BK 1", LineFrame},
 		{"", LineUnknown},

@@ -81,6 +81,9 @@ type Stats struct {
 	Moves      map[Reason]int
 	Duplicates int // frames dropped as already delivered (resumed history overlapping)
 	Lost       int // moves that could not resume (Move.Lost)
+	// Redelivered: frames a group's child sent again after a move (its
+	// REDELIVER lines); those the client had are in Duplicates.
+	Redelivered int
 }
 
 // Client is a connection to the tier that moves between children.
@@ -103,6 +106,7 @@ type Client struct {
 	pending    map[string]bool // SUBs not answered yet: frames of them are images
 	pendingAll bool
 	resubs     map[string]bool // SUBs a lost RESUME sent again: their OK is not the caller's
+	group      *groupSub       // SubGroup's membership (group.go); covered is then its own
 
 	moving   *Move     // a move waiting for the new child's answer
 	moveAt   time.Time // a scheduled move (zero: none)
@@ -131,9 +135,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if _, err := ParsePolicy(string(cfg.Policy)); err != nil {
 		return nil, err
 	}
-	if cfg.ID == "" {
+	if cfg.ID == "" { // a legal identity (a group member's name): at most 64 bytes
 		host, _ := os.Hostname()
-		cfg.ID = host + "/" + strconv.Itoa(os.Getpid()) + "/" + strconv.FormatUint(rand.Uint64(), 36)
+		cfg.ID = host[:min(len(host), 36)] + "/" + strconv.Itoa(os.Getpid()) + "/" + strconv.FormatUint(rand.Uint64()>>24, 36)
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -274,6 +278,9 @@ func (cl *Client) setConn(c *client.Client) {
 // Sub subscribes to symbols ("*" for all): images, OK SUB, then updates,
 // kept across moves.
 func (cl *Client) Sub(syms ...string) error {
+	if cl.group != nil {
+		return errors.New("cluster: a client is a plain subscriber or a group member, not both")
+	}
 	syms = canonical(syms)
 	for _, s := range syms {
 		if s == "*" {

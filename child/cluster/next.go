@@ -97,8 +97,16 @@ func (cl *Client) timers(now time.Time) {
 
 // take handles one line; out reports whether the caller gets it.
 func (cl *Client) take(ev *client.Event) (out bool) {
+	if cl.group != nil {
+		if handled, out := cl.groupLine(ev); handled {
+			return out
+		}
+	}
 	switch ev.Kind {
 	case wire.LineFrame:
+		if cl.group != nil {
+			return cl.groupFrame(ev)
+		}
 		return cl.frame(ev)
 	case wire.LineOK:
 		return cl.ok(ev)
@@ -383,6 +391,9 @@ func (cl *Client) resume() error {
 		cl.moving = &Move{Reason: ReasonStart, At: time.Now()}
 	}
 	cl.moving.To = cl.cur.Addr
+	if cl.group != nil {
+		return cl.rejoin() // its OK GROUP completes the move
+	}
 	var answered, fresh []string
 	from := uint64(math.MaxUint64) // the lowest seq every answered subscription was delivered to
 	for _, s := range cl.subs {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"tickrelay/child"
 	"tickrelay/child/client"
+	"tickrelay/child/cluster"
 	"tickrelay/feed"
 	"tickrelay/wire"
 )
@@ -387,4 +389,167 @@ func TestQueueGroupChildKilled(t *testing.T) {
 	if missing > 0 {
 		t.Fatalf("%d seqs after the joins reached no member", missing)
 	}
+}
+
+// clusterMember is a queue-group member through the cluster client: the
+// frames it handed on (seq and symbol), ACKing every 50.
+type clusterMember struct {
+	cl     *cluster.Client
+	mu     sync.Mutex
+	after  uint64 // its first OK GROUP's seq
+	okLine string
+	seqs   map[uint64]uint32
+	last   map[uint32]uint64
+	bad    string
+}
+
+func (m *clusterMember) run(ctx context.Context) {
+	for n := 1; ; n++ {
+		ev, err := m.cl.Next(ctx)
+		if err != nil {
+			return
+		}
+		m.mu.Lock()
+		switch ev.Kind {
+		case wire.LineOK:
+			if f := strings.Fields(string(ev.Line)); len(f) == 6 && f[1] == wire.KeywordGroup && m.okLine == "" {
+				m.okLine, m.after = string(ev.Line), mustUint(f[4])
+			} else if m.bad == "" {
+				m.bad = "a second OK: " + string(ev.Line)
+			}
+		case wire.LineFrame:
+			sym := ev.Msg.Security
+			if ev.Seq <= m.last[sym] && m.bad == "" {
+				m.bad = fmt.Sprintf("symbol %d: seq %d after %d", sym, ev.Seq, m.last[sym])
+			}
+			m.last[sym], m.seqs[ev.Seq] = ev.Seq, sym
+			if n%50 == 0 {
+				m.cl.Ack(ev.Seq)
+			}
+		default:
+			if m.bad == "" {
+				m.bad = string(ev.Line)
+			}
+		}
+		m.mu.Unlock()
+	}
+}
+
+func mustUint(s string) uint64 { v, _ := strconv.ParseUint(s, 10, 64); return v }
+
+// TestQueueGroupClusterMove: 6 ack members through the cluster client
+// (identities m0..m5) on 2 child processes; the child with the most is
+// SIGKILLed mid-feed. Its members move to the other child as the same
+// members and keep their places: each symbol's items go to one member for
+// the whole run, and every seq after the joins reaches the group's
+// callers exactly once (the child redelivers what they had not ACKed;
+// the client drops what they had).
+func TestQueueGroupClusterMove(t *testing.T) {
+	const total = 30000
+	ex := startExchange(t, 5000, 60, total)
+	cfg := newRootConfig(ex.Addr())
+	cfg.AnnounceEvery = 100 * time.Millisecond
+	rt, _ := startRoot(t, cfg)
+	kids := map[string]*clusterChild{}
+	for _, n := range []string{"a", "b"} {
+		kids[n] = startClusterChild(t, rt.Addr(), n, freeAddr(t))
+	}
+	waitDirectory(t, kids["a"].addr, 2)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var ms []*clusterMember
+	on := map[string]int{}
+	for i := range 6 {
+		cl, err := cluster.Dial(ctx, cluster.Config{Seeds: []string{kids["a"].addr, kids["b"].addr}, ID: fmt.Sprintf("m%d", i),
+			MoveWindow: 100 * time.Millisecond, Heartbeat: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		if err := cl.SubGroup(cluster.Group{Name: "cg", Ack: true}, "*"); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Sub("00001"); err == nil {
+			t.Fatal("a group member subscribed plainly too")
+		}
+		on[cl.Child().Addr]++
+		m := &clusterMember{cl: cl, seqs: map[uint64]uint32{}, last: map[uint32]uint64{}}
+		ms = append(ms, m)
+		go m.run(ctx)
+	}
+	waitFor(t, "every join in effect", 10*time.Second, func() bool {
+		for _, m := range ms {
+			m.mu.Lock()
+			ok := m.okLine != ""
+			m.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	for i, m := range ms {
+		if want := fmt.Sprintf("OK GROUP cg m%d ", i); !strings.HasPrefix(m.okLine, want) {
+			t.Fatalf("member %d: %q", i, m.okLine)
+		}
+	}
+	victim, other := "a", "b"
+	if on[kids["b"].addr] > on[kids["a"].addr] {
+		victim, other = "b", "a"
+	}
+	waitFor(t, "a third of the feed", 10*time.Second, func() bool { return ex.Published() >= total/3 })
+	kids[victim].p.kill9(t)
+	waitFor(t, "the feed's end", 20*time.Second, func() bool { return ex.Published() >= total })
+	waitFor(t, "every member on the live child with the last seq", 10*time.Second, func() bool {
+		got := map[uint64]bool{}
+		for _, m := range ms {
+			if m.cl.Child().Addr != kids[other].addr {
+				return false
+			}
+			m.mu.Lock()
+			for s := range m.seqs {
+				got[s] = true
+			}
+			m.mu.Unlock()
+		}
+		return got[total]
+	})
+	cancel()
+	time.Sleep(100 * time.Millisecond)
+	start := uint64(0) // every join in effect after it
+	for _, m := range ms {
+		start = max(start, m.after)
+	}
+	got := map[uint64]int{}
+	owner := map[uint32]int{}
+	moves, dups := 0, 0
+	for i, m := range ms {
+		m.mu.Lock()
+		if m.bad != "" {
+			t.Fatalf("member %d: %s", i, m.bad)
+		}
+		for s, sym := range m.seqs {
+			got[s]++
+			if s <= start {
+				continue
+			}
+			if o, ok := owner[sym]; ok && o != i {
+				t.Fatalf("symbol %d went to members %d and %d: a member that moved lost its place", sym, o, i)
+			}
+			owner[sym] = i
+		}
+		m.mu.Unlock()
+		st := m.cl.Stats()
+		moves += st.Moves[cluster.ReasonDead]
+		dups += st.Duplicates
+	}
+	for s := start + 1; s <= total; s++ {
+		if got[s] != 1 {
+			t.Fatalf("seq %d reached the group's callers %d times (after the joins at %d)", s, got[s], start)
+		}
+	}
+	if moves != on[kids[victim].addr] || moves == 0 {
+		t.Fatalf("%d members moved for the dead child, which held %d", moves, on[kids[victim].addr])
+	}
+	t.Logf("%d members moved off %s; %d redelivered frames dropped as had", moves, victim, dups)
 }
