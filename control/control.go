@@ -69,6 +69,11 @@ type Op struct {
 	// ("child/loop"): where the member is. A join from another origin
 	// moves a member there.
 	Origin string
+	// Conn names the member's connection at its origin (a count there):
+	// a leave of another connection than the member's last join is stale
+	// (its client came back first), and a join from another one takes
+	// the member over.
+	Conn   uint64
 	Static bool // join: the member is an identity: its leave on a close may wait for it (Sequencer.Linger)
 	Linger bool // leave: a close, not an UNSUB: a Static member's place is held for it
 	Mode   Mode // join
@@ -140,7 +145,7 @@ func (op *Op) Check() error {
 
 // Op layout: kind u8, mode u8, flags u8 (1 all, 2 ack, 4 static, 8
 // linger), groupLen u8, group, memberLen u8, member, originLen u8, origin,
-// count u32, count x sym u32, acked u64 (little endian).
+// conn u64, count u32, count x sym u32, acked u64 (little endian).
 
 // AppendOp appends op's encoding.
 func AppendOp(dst []byte, op Op) ([]byte, error) {
@@ -167,6 +172,7 @@ func AppendOp(dst []byte, op Op) ([]byte, error) {
 	dst = append(dst, op.Group...)
 	dst = append(append(dst, byte(len(op.Member))), op.Member...)
 	dst = append(append(dst, byte(len(op.Origin))), op.Origin...)
+	dst = binary.LittleEndian.AppendUint64(dst, op.Conn)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(op.Syms)))
 	for _, s := range op.Syms {
 		dst = binary.LittleEndian.AppendUint32(dst, s)
@@ -202,10 +208,11 @@ func ParseOp(p []byte) (Op, error) {
 	op.Member, p = string(p[:n]), p[n:]
 	n = int(p[0])
 	p = p[1:]
-	if len(p) < n+4+8 {
+	if len(p) < n+8+4+8 {
 		return op, bad("truncated origin")
 	}
 	op.Origin, p = string(p[:n]), p[n:]
+	op.Conn, p = binary.LittleEndian.Uint64(p), p[8:]
 	count := binary.LittleEndian.Uint32(p)
 	p = p[4:]
 	if count > MaxSyms || uint64(len(p)) != 4*uint64(count)+8 {

@@ -17,7 +17,7 @@ func TestOpCodec(t *testing.T) {
 		{Kind: KindLeave, Group: "g", Member: "child-a/17"},
 		{Kind: KindJoin, Group: "g", Member: "m", Ack: true, Syms: []uint32{3}},
 		{Kind: KindLeave, Group: "g", Member: "m", Acked: 1<<32 | 77},
-		{Kind: KindJoin, Group: "g", Member: "bob", Origin: "child-b/1", Static: true, Ack: true, All: true, Acked: 1<<32 | 5},
+		{Kind: KindJoin, Group: "g", Member: "bob", Origin: "child-b/1", Conn: 1 << 40, Static: true, Ack: true, All: true, Acked: 1<<32 | 5},
 		{Kind: KindLeave, Group: "g", Member: "bob", Origin: "child-b/1", Linger: true, Acked: 9},
 		{Kind: KindJoin, Group: "g", Member: "~child-b/1.4", Origin: "child-b/1"},
 		{Kind: KindAlert, Alert: alert.Def{Owner: "desk-b", ID: "a1", Sym: 700, Field: alert.Bid, Op: alert.AtOrBelow, Value: 412_500, Repeat: true, Hyst: 250}, Armed: true},
@@ -201,6 +201,28 @@ func TestSequencerHeld(t *testing.T) {
 	s.Linger = 0
 	must(join(1, "a/0", "bob", true, 100, 300))
 	must(leave(1, "a/0", "bob", true, 0, 301))
+
+	// Its new connection's join reaches the root before its old one's
+	// close: the join takes it over (all since its join again), and the
+	// old connection's leave is stale, not a leave of the new one.
+	s.Linger = 10
+	conn := func(kind Kind, n uint64, head uint64) (Record, bool, error) {
+		op := Op{Kind: kind, Group: "g", Member: "carol", Origin: "a/0", Conn: n, Linger: kind == KindLeave}
+		if kind == KindJoin {
+			op.Static, op.Ack, op.All = true, true, true
+		}
+		return s.Submit(1, op, head, 400)
+	}
+	must(conn(KindJoin, 1, 110))
+	if r := must(conn(KindJoin, 2, 120)); r.Op.Acked != 110 {
+		t.Fatalf("a new connection's join first: %+v", r)
+	}
+	if _, _, err := conn(KindLeave, 1, 121); !errors.Is(err, ErrStale) || s.Held() != 0 {
+		t.Fatalf("the old connection's leave: %v, held %d", err, s.Held())
+	}
+	if _, sequenced, err := conn(KindLeave, 2, 122); sequenced || err != nil || s.Held() != 1 {
+		t.Fatalf("the new connection's leave: %v %v", sequenced, err)
+	}
 }
 
 // TestReplicas: random joins and leaves from three children, sequenced,

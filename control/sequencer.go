@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -30,6 +31,10 @@ type Sequencer struct {
 	Linger int64
 	hits   []alert.Hit
 }
+
+// ErrStale: a leave of a connection the member has left (its new one's
+// join came first); nothing to do.
+var ErrStale = errors.New("control: stale")
 
 // FiresKept is how many of each owner's last fires the sequencer and the
 // replicas keep for a client that comes back.
@@ -84,6 +89,8 @@ func (s *Sequencer) Submit(line int, op Op, head uint64, now int64) (r Record, s
 		return Record{}, false, fmt.Errorf("control: member %q of group %q is another child's", op.Member, op.Group)
 	case op.Kind == KindLeave && (m == nil || m.held || m.line != line || m.rec.Op.Origin != op.Origin):
 		return Record{}, false, fmt.Errorf("control: %q is not a member of group %q from this child", op.Member, op.Group)
+	case op.Kind == KindLeave && m.rec.Op.Conn != op.Conn:
+		return Record{}, false, fmt.Errorf("%w: a leave of %q of group %q from a connection it has left", ErrStale, op.Member, op.Group)
 	}
 	if op.Kind == KindLeave {
 		if op.Linger && m.rec.Op.Static && s.Linger > 0 {
@@ -98,10 +105,11 @@ func (s *Sequencer) Submit(line int, op Op, head uint64, now int64) (r Record, s
 		switch {
 		case m.held:
 			op.Acked = m.acked // back in its place: what it had not acknowledged goes to it again
-		case m.rec.Op.Origin != op.Origin:
+		case m.rec.Op.Origin != op.Origin || m.rec.Op.Conn != op.Conn:
 			// Taken over while its old connection lives (or before its
-			// child's line is seen down): its ACKs there are not known
-			// here, so it gets again what it owned since its join.
+			// close or its child's line down is seen): its ACKs there
+			// are not known here, so it gets again what it owned since
+			// its join.
 			op.Acked = m.rec.After
 		}
 	}

@@ -68,6 +68,10 @@ func (rl *relay) submitControl(ch *child, p []byte) {
 		c.mu.Unlock()
 		rl.r.m.AlertsStanding.Set(float64(c.standing.Load()))
 	}
+	if errors.Is(err, control.ErrStale) {
+		ch.log.Debug("control op stale", "err", err)
+		return
+	}
 	if err != nil {
 		rl.r.m.ControlRefused.Inc()
 		ch.log.Warn("control op refused", "err", err)

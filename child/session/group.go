@@ -38,9 +38,11 @@ const MaxGroupsPerClient = 16
 type membership struct {
 	group  string
 	member string
+	conn   uint64     // which of the member's connections (control.Op.Conn)
 	active bool       // its join took effect: frames flow
 	join   control.Op // what it submitted (again in a new era)
 	after  uint64     // the position its join took effect after
+	from   uint64     // the position it answers for its items after (ACK): after, or where a REDELIVER began
 }
 
 // groupState is a loop's share of the queue groups.
@@ -52,7 +54,7 @@ type groupState struct {
 	local   map[string]map[string]*Client
 	gone    map[string]map[string]bool
 	pending map[groupMember]*Client
-	next    uint64                 // member names without an identity: "~", Config.Origin, "." and a counter
+	next    uint64                 // counts memberships: control.Op.Conn, and names without an identity ("~", Config.Origin, "." and it)
 	counts  map[string]*groupCount // since the last flush, by group
 }
 
@@ -122,14 +124,14 @@ func subGroup(l *Loop, cl *Client, cmd *wire.Command) {
 		return
 	}
 	if m == nil {
-		m = &membership{group: name, member: memberIdentity(cl)}
+		g := l.groups
+		g.next++
+		m = &membership{group: name, member: memberIdentity(cl), conn: g.next}
 		if m.member == "" {
-			g := l.groups
-			g.next++
 			m.member = "~" + l.cfg.Origin + "." + strconv.FormatUint(g.next, 10)
 		}
 	}
-	op := control.Op{Kind: control.KindJoin, Group: name, Member: m.member, Origin: l.cfg.Origin,
+	op := control.Op{Kind: control.KindJoin, Group: name, Member: m.member, Origin: l.cfg.Origin, Conn: m.conn,
 		Static: !strings.HasPrefix(m.member, "~"), Ack: cmd.GroupAck}
 	if cmd.GroupRR {
 		op.Mode = control.RoundRobin
@@ -199,9 +201,9 @@ func (l *Loop) leaveGroup(cl *Client, m *membership, closing bool) {
 		g.gone[m.group] = map[string]bool{}
 	}
 	g.gone[m.group][m.member] = true
-	leave := control.Op{Kind: control.KindLeave, Group: m.group, Member: m.member, Origin: l.cfg.Origin, Linger: closing}
+	leave := control.Op{Kind: control.KindLeave, Group: m.group, Member: m.member, Origin: l.cfg.Origin, Conn: m.conn, Linger: closing}
 	if m.join.Ack {
-		leave.Acked = max(wire.Pos(l.epoch, cl.acked), m.after) // what it handled: the rest goes again
+		leave.Acked = max(wire.Pos(l.epoch, cl.acked), m.from) // what it handled: the rest goes again
 	}
 	if l.cfg.Submit != nil {
 		l.cfg.Submit(leave) // a dropped line leaves it too
@@ -232,7 +234,7 @@ func (l *Loop) dropLocal(cl *Client, m *membership) {
 // applyControl takes a control marker: the replica moves on, a local
 // member whose join took effect starts (OK GROUP), a leave forgets a gone
 // one, and members behind on a group that changed are cut.
-func (l *Loop) applyControl(mk *frames.ControlMark) {
+func (l *Loop) applyControl(mk *frames.ControlMark, last uint64) {
 	g := l.groups
 	if mk.Snapshot {
 		newEra := mk.Record.Era != g.replica.Era() && g.replica.Era() != 0
@@ -253,8 +255,12 @@ func (l *Loop) applyControl(mk *frames.ControlMark) {
 		}
 		return
 	}
-	var before *control.Groups // an ack member leaving, or back in its place: who owned what until now
-	if op.Kind == control.KindLeave && g.replica.Acks(op.Group, op.Member) || op.Kind == control.KindJoin && op.Acked != 0 {
+	// A record that reaches this loop after items past its place (root B
+	// ran ahead of the sequencing root A) is late: applied at once.
+	at := wire.Pos(l.epoch, last)
+	late := wire.PosEpoch(at) == wire.PosEpoch(mk.Record.After) && at > mk.Record.After
+	var before *control.Groups // an ack member leaving, back in its place, or a late record: who owned what until now
+	if late || op.Kind == control.KindLeave && g.replica.Acks(op.Group, op.Member) || op.Kind == control.KindJoin && op.Acked != 0 {
 		before = g.replica.Clone()
 	}
 	if applied, err := g.replica.Apply(mk.Record); err != nil || !applied {
@@ -269,6 +275,9 @@ func (l *Loop) applyControl(mk *frames.ControlMark) {
 		if before != nil {
 			l.redeliver(before, op, mk.Record.After, nil)
 		}
+	}
+	if late {
+		l.giveLate(before, op.Group, mk.Record.After, at)
 	}
 	if gone := g.gone[op.Group]; gone[op.Member] { // left, or back: its leave here is settled
 		delete(gone, op.Member)
@@ -320,8 +329,13 @@ func (l *Loop) joined(op control.Op, after uint64) *Client {
 		l.displace(old, op.Group)
 	}
 	for _, m := range cl.groups {
-		if m.member == op.Member {
-			m.active, m.after = true, after
+		if m.group == op.Group && m.member == op.Member {
+			// It answers for its items from its place on, or, back in
+			// its place, from where they are sent again (redeliver).
+			m.active, m.after, m.from = true, after, after
+			if op.Acked != 0 && wire.PosEpoch(op.Acked) == wire.PosEpoch(after) && op.Acked < after {
+				m.from = op.Acked
+			}
 		}
 	}
 	if g.local[op.Group] == nil {
@@ -429,53 +443,69 @@ func ackCmd(l *Loop, cl *Client, cmd *wire.Command, _ int64) {
 
 // redeliver sends each local member of op's group the items the leaving
 // ack member owned after its last ACK (op.Acked) up to where its leave
-// took effect (after) that the member now owns, from the history, after a
-// "REDELIVER group n" line; live items after that follow as usual. For a
-// member back in its place (a join with Acked), only back, that member
-// here, gets them.
+// took effect (after) that the member now owns. For a member back in its
+// place (a join with Acked), only back, that member here, gets them.
 func (l *Loop) redeliver(before *control.Groups, op control.Op, after uint64, back *Client) {
-	g := l.groups
-	members := g.local[op.Group]
+	members := l.groups.local[op.Group]
 	if back != nil {
 		members = map[string]*Client{op.Member: back}
 	}
-	if len(members) == 0 || wire.PosEpoch(op.Acked) != wire.PosEpoch(after) || op.Acked >= after {
+	l.resend(op.Group, op.Acked, after, members, func(code uint32, seq uint64, name string) bool {
+		was, _ := before.Owner(op.Group, code, seq)
+		now, _ := l.groups.replica.Owner(op.Group, code, seq)
+		return was == op.Member && now == name
+	})
+}
+
+// giveLate sends each local member of group the items between a late
+// record's place (after) and where this loop applied it (at) that the
+// record gave it: the other children gave them by the record, so the new
+// owners are not short of them here (the old owners had them too: at
+// least once across the change).
+func (l *Loop) giveLate(before *control.Groups, group string, after, at uint64) {
+	l.resend(group, after, at, l.groups.local[group], func(code uint32, seq uint64, name string) bool {
+		was, _ := before.Owner(group, code, seq)
+		now, _ := l.groups.replica.Owner(group, code, seq)
+		return was != name && now == name
+	})
+}
+
+// resend sends members the items of group in positions (from, to] that
+// want takes, from the history, after a "REDELIVER group n" line; live
+// items after that follow as usual.
+func (l *Loop) resend(group string, from, to uint64, members map[string]*Client, want func(code uint32, seq uint64, name string) bool) {
+	if len(members) == 0 || wire.PosEpoch(from) != wire.PosEpoch(to) || from >= to {
 		return
 	}
-	from, to := wire.PosSeq(op.Acked)+1, wire.PosSeq(after)
+	first, last := wire.PosSeq(from)+1, wire.PosSeq(to)
 	for name, cl := range members {
 		if cl.dead {
 			continue
 		}
-		want := func(seq, _ uint64, frame []byte) bool {
-			if seq > to {
+		take := func(seq, _ uint64, frame []byte) bool {
+			if seq > last {
 				return false
 			}
 			code, ok := wire.TextFrameCode(frame)
-			if !ok {
-				return false
-			}
-			was, _ := before.Owner(op.Group, code, seq)
-			now, _ := g.replica.Owner(op.Group, code, seq)
-			return was == op.Member && now == name
+			return ok && want(code, seq, name)
 		}
 		var out []byte
 		l.src.Read(func(c *frames.Core) {
-			start := max(from, c.OldestSeq())
-			if start > from {
-				l.cfg.Log.Warn("queue group: the history no longer holds all of a leaving member's unacknowledged items", "group", op.Group, "member", op.Member, "from", from, "oldest", start)
+			start := max(first, c.OldestSeq())
+			if start > first {
+				l.cfg.Log.Warn("queue group: the history no longer holds all the items to send again", "group", group, "member", name, "from", first, "oldest", start)
 			}
-			out, _, _ = c.AppendHistoryWhere(nil, start, l.cfg.Now(), int(to-start+1), math.MaxInt, want)
+			out, _, _ = c.AppendHistoryWhere(nil, start, l.cfg.Now(), int(last-start+1), math.MaxInt, take)
 		})
 		n := bytes.Count(out, []byte{'\n'})
 		if n == 0 {
 			continue
 		}
-		l.m.GroupRedelivered.WithLabelValues(op.Group).Add(float64(n))
+		l.m.GroupRedelivered.WithLabelValues(group).Add(float64(n))
 		cl.out = append(cl.out[:0], "REDELIVER "...)
-		cl.out = append(append(append(cl.out, op.Group...), ' '), strconv.Itoa(n)...)
+		cl.out = append(append(append(cl.out, group...), ' '), strconv.Itoa(n)...)
 		cl.out = append(append(cl.out, '\n'), out...)
-		cl.groupSent = max(cl.groupSent, to)
+		cl.groupSent = max(cl.groupSent, last)
 		l.writeOut(cl)
 	}
 }

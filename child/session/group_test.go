@@ -366,3 +366,73 @@ func TestGroupMemberMoved(t *testing.T) {
 		t.Fatalf("c got %d lines after it moved away", len(got))
 	}
 }
+
+// TestGroupLateRecord: a join that reaches the loop after items past its
+// place (root B ran ahead of A) gives the new member the items it owns
+// from its place on (REDELIVER): the other children gave them by the
+// record, so none of them is lost; the old owner had them too.
+func TestGroupLateRecord(t *testing.T) {
+	g := newGroupRig(t)
+	a, b := g.open(), g.open()
+	g.input(a, "SUB * GROUP q")
+	g.sequence()
+	a.lines()
+	g.apply(200)
+	g.drain()
+	symOf := map[uint64]string{}
+	for _, line := range a.lines() {
+		if f := strings.Fields(line); wire.KindOf([]byte(line)) == wire.LineFrame {
+			seq, _ := strconv.ParseUint(f[1], 10, 64)
+			symOf[seq] = f[2]
+		}
+	}
+	if len(symOf) != 200 {
+		t.Fatalf("a alone got %d of 200", len(symOf))
+	}
+	g.input(b, "SUB * GROUP q")
+	r, _, err := g.seq.Submit(0, g.submitted[0], 100, 0) // its place: after 100, though the loop is at 200
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.submitted = nil
+	mk := frames.GetBatch()
+	mk.Control, mk.Last = &frames.ControlMark{Record: r}, 200
+	g.l.Add(mk, g.now)
+	g.apply(200)
+	g.drain()
+	lines := b.lines()
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "OK GROUP q ") || !strings.HasPrefix(lines[1], "REDELIVER q ") {
+		t.Fatalf("b: %q", lines[:min(2, len(lines))])
+	}
+	n, _ := strconv.Atoi(strings.Fields(lines[1])[2])
+	mine := map[string]bool{} // b's symbols, from its live share
+	live, _ := frameSeqs(t, lines[2+n:])
+	for _, line := range lines[2+n:] {
+		mine[strings.Fields(line)[2]] = true
+	}
+	re, _ := frameSeqs(t, lines[2:2+n])
+	want := 0
+	for s := uint64(101); s <= 200; s++ {
+		if mine[symOf[s]] {
+			want++
+		}
+	}
+	if len(live) == 0 || n != want || len(re) != n || re[0] <= 100 || re[n-1] > 200 {
+		t.Fatalf("b got %d again (want %d of 101..200), %d live", n, want, len(live))
+	}
+	for _, s := range re {
+		if !mine[symOf[s]] {
+			t.Fatalf("seq %d (symbol %s) is not b's", s, symOf[s])
+		}
+	}
+	sa, _ := frameSeqs(t, a.lines())
+	got := map[uint64]int{}
+	for _, s := range append(sa, live...) {
+		got[s]++
+	}
+	for s := uint64(201); s <= 400; s++ {
+		if got[s] != 1 {
+			t.Fatalf("seq %d delivered %d times after the late record", s, got[s])
+		}
+	}
+}

@@ -221,7 +221,7 @@ func (l *Loop) Add(b *frames.Batch, now int64) {
 		return
 	}
 	if b.Control != nil {
-		l.applyControl(b.Control)
+		l.applyControl(b.Control, b.Last)
 		return
 	}
 	l.f.add(b, now)

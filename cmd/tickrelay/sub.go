@@ -31,7 +31,7 @@ func runSub(ctx context.Context, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:9200", "child client address; several (a,b,c) make a cluster client that follows the directory and moves with no gap")
 	policy := fs.String("policy", "", "cluster: how to pick the child: sticky (default), least-loaded, round-robin or random")
 	id := fs.String("id", "", "cluster: the client's id, which sticky hashes (default: host/pid/random)")
-	group := fs.String("group", "", "join this queue group (SUB ... GROUP name): each item of the symbols goes to one member across the children; \"name rr\" spreads item by item")
+	group := fs.String("group", "", "join this queue group (SUB ... GROUP name): each item of the symbols goes to one member across the children; \"name rr\" spreads item by item; \"name ack\" ACKs every 100 frames (a move or a loss redelivers the rest); with a cluster -addr the member is -id and keeps its place when it moves")
 	token := fs.String("token", "", "AUTH with this token first (children with -entitlements); $TICKRELAY_TOKEN when empty")
 	moveWindow := fs.Duration("move-window", 2*time.Second, "cluster: a move the directory asks for waits a random time within this")
 	subs := fs.String("sub", "*", `symbols, comma-separated ("00001,00005"), or "*" for all`)
@@ -62,10 +62,18 @@ func runSub(ctx context.Context, args []string) error {
 	if tok == "" {
 		tok = os.Getenv("TICKRELAY_TOKEN") // kept off the command line, where ps shows it
 	}
+	var grp cluster.Group
+	if *group != "" {
+		var err error
+		if grp, err = parseGroup(*group); err != nil {
+			return err
+		}
+	}
 	var read func() (*client.Event, error)
+	var ack func(seq uint64) error
 	if addrs := strings.Split(*addr, ","); len(addrs) > 1 || *policy != "" || *id != "" {
-		if *resume > 0 || *stall > 0 || *childAdmin != "" || *group != "" {
-			return errors.New("-resume, -stall, -child-admin and -group take one child (-addr without -policy or -id)")
+		if *resume > 0 || *stall > 0 || *childAdmin != "" {
+			return errors.New("-resume, -stall and -child-admin take one child (-addr without -policy or -id)")
 		}
 		p := cluster.Sticky
 		if *policy != "" {
@@ -83,15 +91,20 @@ func runSub(ctx context.Context, args []string) error {
 		if *stats {
 			defer func() {
 				cs := cc.Stats()
-				fmt.Fprintf(os.Stderr, "cluster: moves %v, duplicates dropped %d, moves that lost items %d\n", cs.Moves, cs.Duplicates, cs.Lost)
+				fmt.Fprintf(os.Stderr, "cluster: moves %v, duplicates dropped %d, moves that lost items %d, redelivered by a group %d\n", cs.Moves, cs.Duplicates, cs.Lost, cs.Redelivered)
 			}()
 		}
 		go func() { <-ctx.Done(); cc.Close() }()
 		fmt.Fprintf(os.Stderr, "cluster: on %s (%s), %d children known\n", cc.Child().Addr, p, len(cc.Children()))
-		if err := cc.Sub(syms...); err != nil {
+		if *group != "" {
+			err = cc.SubGroup(grp, syms...)
+		} else {
+			err = cc.Sub(syms...)
+		}
+		if err != nil {
 			return err
 		}
-		read = func() (*client.Event, error) { return cc.Next(ctx) }
+		read, ack = func() (*client.Event, error) { return cc.Next(ctx) }, cc.Ack
 	} else {
 		c, err := subOne(ctx, *addr, tok, *group, syms, *resume, *stall, *stats, *childAdmin, st)
 		if err != nil {
@@ -99,6 +112,7 @@ func runSub(ctx context.Context, args []string) error {
 		}
 		defer c.Close()
 		read = c.Next
+		ack = func(seq uint64) error { return c.SendLine(wire.CmdAck + " " + strconv.FormatUint(seq, 10)) }
 	}
 	out := bufio.NewWriterSize(os.Stdout, 64<<10)
 	defer out.Flush()
@@ -127,6 +141,12 @@ func runSub(ctx context.Context, args []string) error {
 		case wire.LineFrame:
 			n++
 			st.frame(ev)
+			if grp.Ack && n%100 == 0 {
+				out.Flush() // handled: printed
+				if err := ack(ev.Seq); err != nil {
+					return err
+				}
+			}
 		case wire.LineOK:
 			st.ok(ev)
 		case wire.LineReset:
@@ -153,6 +173,26 @@ func runSub(ctx context.Context, args []string) error {
 		st.print(os.Stderr, "final")
 	}
 	return nil
+}
+
+// parseGroup reads -group: "name [rr] [ack]".
+func parseGroup(s string) (cluster.Group, error) {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return cluster.Group{}, errors.New("-group: no name")
+	}
+	g := cluster.Group{Name: f[0]}
+	for _, o := range f[1:] {
+		switch o {
+		case "rr":
+			g.RR = true
+		case "ack":
+			g.Ack = true
+		default:
+			return g, fmt.Errorf("-group %q: unknown option %q (rr, ack)", s, o)
+		}
+	}
+	return g, nil
 }
 
 // subOne connects to the one child at addr, syncs the clock (-stats) and
@@ -292,6 +332,9 @@ func (s *subStats) ok(ev *client.Event) {
 		// seq; it sees only some seqs, so gaps are not counted.
 		seq, _ := strconv.ParseUint(f[4], 10, 64)
 		s.okSeq[wire.AllSymbols], s.all, s.last = seq, false, max(s.last, seq)
+		if e, err := strconv.ParseUint(f[5], 10, 32); err == nil {
+			s.epoch = uint32(e)
+		}
 		return
 	}
 	verb, sym, seq, err := ev.OK()
