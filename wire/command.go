@@ -364,18 +364,18 @@ func AppendTimeLine(dst []byte, t0, t1, t2 int64) []byte {
 type LineKind uint8
 
 const (
-	LineUnknown  LineKind = iota
-	LineFrame             // a data frame: DecodeTextFrame it
-	LineOK                // "OK SUB sym seq", "OK UNSUB sym", "OK RESUME seq"
-	LineErr               // "ERR CODE reason"
-	LinePong              // "PONG"
-	LineTime              // "TIME t0 t1 t2"
-	LineReset             // "RESET epoch seq prev prevLast"
-	LineChildren          // "CHILDREN epoch name=addr,state,load... ..."
-	LineInfo              // "INFO DRAIN grace" (cluster.go)
-	LineFired             // "FIRED id seq sym field=value t=ns n=k" (package alert)
-	LineAlert             // "ALERT id sym field op value ...": a line of ALERTS
-	LineRedeliver         // "REDELIVER group n": n frames a queue-group member gets again (or takes over)
+	LineUnknown   LineKind = iota
+	LineFrame              // a data frame: DecodeTextFrame it
+	LineOK                 // "OK SUB sym seq", "OK UNSUB sym", "OK RESUME seq"
+	LineErr                // "ERR CODE reason"
+	LinePong               // "PONG"
+	LineTime               // "TIME t0 t1 t2"
+	LineReset              // "RESET epoch seq prev prevLast"
+	LineChildren           // "CHILDREN epoch name=addr,state,load... ..."
+	LineInfo               // "INFO DRAIN grace" (cluster.go)
+	LineFired              // "FIRED id seq sym field=value t=ns n=k" (package alert)
+	LineAlert              // "ALERT id sym field op value ...": a line of ALERTS
+	LineRedeliver          // "REDELIVER group n": n frames a queue-group member gets again (or takes over)
 )
 
 // KindOf classifies a server line without decoding it.
