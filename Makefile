@@ -10,7 +10,7 @@ BENCHPKGS ?= ./wire ./root ./child/... ./feed ./root/journal ./replay
 # side starve each other's timers and sockets. The run takes ~2 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m -p 1
 
-.PHONY: all build test race lint bench fuzz demo perf clean install alerts-scale
+.PHONY: all build test race lint bench fuzz demo perf clean install alerts-scale groups-scale
 
 all: build
 
@@ -41,6 +41,10 @@ bench:
 # The alert end-to-end test at issue 17's scale: 1,000 identities x 100 alerts, 20 s of feed.
 alerts-scale: build
 	TICKRELAY_ALERTS_FULL=1 scripts/test.sh -run TestAlertsEndToEnd -count 1 -v ./cmd/tickrelay
+
+# Queue groups at the scale of issue 16: 2 children, 6 + 4 members, 20 s at 20k msgs/s.
+groups-scale: build
+	TICKRELAY_GROUPS_FULL=1 scripts/test.sh -run 'TestQueueGroup$$' -count 1 -v ./cmd/tickrelay
 
 # Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at a time).
 fuzz:

@@ -27,6 +27,9 @@ type Config struct {
 	Rate    int   // messages per second; 0 generates as fast as possible
 	Symbols int   // securities, codes 1..Symbols
 	Seed    int64 // the stream is identical for a seed
+	// ZipfV flattens the symbols' popularity (GenConfig.ZipfV; 0: the
+	// default skew, a few symbols carry much of the traffic).
+	ZipfV float64
 	// Bursts: every BurstEvery, for BurstFor, the rate is multiplied by
 	// BurstFactor (opening auction, news). BurstFactor <= 1 disables them.
 	BurstFactor float64
@@ -103,6 +106,8 @@ func (c Config) Validate() error {
 	case c.BurstFactor > 1 && (c.BurstEvery <= 0 || c.BurstFor <= 0 || c.BurstFor > c.BurstEvery):
 		return fmt.Errorf("feed: BurstEvery %v, BurstFor %v: want 0 < BurstFor <= BurstEvery when BurstFactor > 1",
 			c.BurstEvery, c.BurstFor)
+	case c.ZipfV != 0 && c.ZipfV < 1:
+		return fmt.Errorf("feed: ZipfV %v: want >= 1 (or 0 for the default)", c.ZipfV)
 	case c.BurstFactor > 1000:
 		return fmt.Errorf("feed: BurstFactor %v: at most 1000", c.BurstFactor)
 	case c.Retain != 0 && c.Retain < segMsgs:
@@ -319,7 +324,7 @@ func LateStamp(now, due int64) int64 { return min(now, due+int64(GenTick)) }
 
 // generate appends messages to the history at the configured pace.
 func (s *Server) generate(ctx context.Context) {
-	g := NewGenerator(GenConfig{Seed: s.cfg.Seed, Symbols: s.cfg.Symbols, Total: s.cfg.MaxSeq})
+	g := NewGenerator(GenConfig{Seed: s.cfg.Seed, Symbols: s.cfg.Symbols, Total: s.cfg.MaxSeq, ZipfV: s.cfg.ZipfV})
 	var m wire.Msg
 	tick := time.NewTicker(GenTick)
 	defer tick.Stop()

@@ -36,10 +36,13 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startExchange(t testing.TB, rate int, symbols int, maxSeq uint64) *feed.Server {
+func startExchange(t testing.TB, rate int, symbols int, maxSeq uint64, opts ...func(*feed.Config)) *feed.Server {
 	t.Helper()
 	cfg := feed.DefaultConfig()
 	cfg.Addr, cfg.Rate, cfg.Symbols, cfg.MaxSeq, cfg.Seed = "127.0.0.1:0", rate, symbols, maxSeq, 42
+	for _, o := range opts {
+		o(&cfg)
+	}
 	cfg.Heartbeat = 200 * time.Millisecond
 	cfg.Logger = testLogger()
 	ex, err := feed.New(cfg)

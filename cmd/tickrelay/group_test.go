@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,9 +126,16 @@ func allJoined(ms ...*groupMember) bool {
 // the same symbols gets all of them.
 // Halfway a member leaves: the seqs lost are those the group gave it
 // before its leave took effect, counted by its child.
+//
+// With TICKRELAY_GROUPS_FULL=1 (make groups-scale) it runs 20 s (400k
+// items) instead of 3. The feed's symbols are near even (a flat Zipf) so
+// that by-symbol shares can be held to ±20% of the mean too.
 func TestQueueGroup(t *testing.T) {
-	const total = 60000
-	ex := startExchange(t, 20000, 600, total)
+	total := uint64(60000)
+	if os.Getenv("TICKRELAY_GROUPS_FULL") != "" {
+		total = 400000
+	}
+	ex := startExchange(t, 20000, 2000, total, func(c *feed.Config) { c.ZipfV = 5000 })
 	kids := twoChildren(t, ex)
 	dial := func(ch *child.Child, line string) *groupMember { return dialMember(t, ch.Addr().String(), line, 0) }
 	var g, h []*groupMember
@@ -141,21 +149,22 @@ func TestQueueGroup(t *testing.T) {
 	waitFor(t, "every member's join in effect", 10*time.Second, func() bool { return allJoined(append(g, h...)...) })
 	// Halfway, member 0 leaves (and reads on to its OK, so that nothing
 	// is in flight to it: a member that just closes loses that too).
-	waitFor(t, "half the feed", 10*time.Second, func() bool { return ex.Published() >= total/2 })
+	waitFor(t, "half the feed", 30*time.Second, func() bool { return ex.Published() >= total/2 })
+	leaveAt := ex.Published() // every member of g has its share until at least here
 	g[0].c.SendLine("UNSUB * GROUP g")
 	waitFor(t, "member 0's leave", 5*time.Second, func() bool {
 		g[0].mu.Lock()
 		defer g[0].mu.Unlock()
 		return g[0].left
 	})
-	waitFor(t, "the feed's end through every child", 15*time.Second, func() bool {
+	waitFor(t, "the feed's end through every child", 30*time.Second, func() bool {
 		return kids[0].LastSeq() >= total && kids[1].LastSeq() >= total
 	})
 	time.Sleep(500 * time.Millisecond) // the last frames reach the members
 
-	first := uint64(total)
+	first, joined := total, uint64(0)
 	for _, m := range g {
-		first = min(first, m.after)
+		first, joined = min(first, m.after), max(joined, m.after)
 	}
 	got := map[uint64]int{}
 	var shares []int
@@ -164,11 +173,21 @@ func TestQueueGroup(t *testing.T) {
 		if m.bad != "" {
 			t.Fatalf("member %d: %s", i, m.bad)
 		}
+		n := 0
 		for _, s := range m.seqs {
 			got[s]++
+			if s > joined && s <= leaveAt {
+				n++
+			}
 		}
-		shares = append(shares, len(m.seqs))
+		shares = append(shares, n)
 		m.mu.Unlock()
+	}
+	gmean := float64(leaveAt-joined) / float64(len(g))
+	for i, n := range shares {
+		if float64(n) < 0.8*gmean || float64(n) > 1.2*gmean {
+			t.Errorf("group g member %d's share %d of seqs %d..%d is outside ±20%% of the mean %.0f", i, n, joined+1, leaveAt, gmean)
+		}
 	}
 	lost := 0.0
 	for _, k := range kids {
@@ -184,7 +203,7 @@ func TestQueueGroup(t *testing.T) {
 			twice++
 		}
 	}
-	t.Logf("group g: shares %v (member 0 left halfway), %d missing, %d lost counted", shares, missing, int(lost))
+	t.Logf("group g: shares %v of seqs %d..%d (then member 0 left), %d missing, %d lost counted", shares, joined+1, leaveAt, missing, int(lost))
 	if twice > 0 {
 		t.Fatalf("%d seqs reached two members", twice)
 	}
