@@ -132,6 +132,8 @@ func (c Config) Validate() error {
 		return errors.New("root config: Tick must be > 0")
 	case c.AnnounceEvery <= 0:
 		return errors.New("root config: AnnounceEvery must be > 0")
+	case c.GroupLinger < 0:
+		return errors.New("root config: GroupLinger must be >= 0 (0: a member leaves at once)")
 	case c.DrainTimeout <= 0:
 		return errors.New("root config: DrainTimeout must be > 0")
 	case c.HelloTimeout <= 0:

@@ -96,7 +96,9 @@ func (rl *relay) expireHeld() {
 	c := rl.ctl
 	c.mu.Lock()
 	recs := c.seq.Expire(rl.r.ring.Head(), time.Now().UnixNano())
+	held := c.seq.Held()
 	c.mu.Unlock()
+	rl.r.m.GroupHeld.Set(float64(held))
 	if len(recs) > 0 {
 		rl.sequenced(len(recs), recs[len(recs)-1].Serial)
 	}

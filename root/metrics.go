@@ -30,6 +30,7 @@ type Metrics struct {
 	ControlSerial  prometheus.Gauge
 	// The alert engine (alerts.go).
 	AlertsStanding prometheus.Gauge
+	GroupHeld      prometheus.Gauge
 	AlertFires     prometheus.Counter
 	AlertMatch     prometheus.Histogram
 	AlertOwners    *prometheus.GaugeVec // the top holders, by rank and identity
@@ -60,6 +61,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		ControlRefused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_control_refused_total", Help: "Control ops from children refused (malformed, or another child's member)."}),
 		ControlSerial:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_control_serial", Help: "Serial of the last control record."}),
 		AlertsStanding:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_alerts_standing", Help: "Standing alerts in the engine."}),
+		GroupHeld:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickrelay_root_group_members_held", Help: "Queue-group members whose connection ended and whose place is held for them (-group-linger)."}),
 		AlertFires:        prometheus.NewCounter(prometheus.CounterOpts{Name: "tickrelay_root_alert_fires_total", Help: "Alerts fired (rate: fires per second)."}),
 		AlertMatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tickrelay_root_alert_match_seconds", Help: "Time to match one update against the standing alerts and sequence its fires (one update in 16).",
 			Buckets: prometheus.ExponentialBuckets(50e-9, 2, 16)}),
@@ -68,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.ItemsReceived, m.Duplicates, m.SeqBackwards, m.Gaps, m.Reconnects, m.BadInput, m.SessionUp,
 			m.StoreErrors, m.Children, m.BytesSent, m.Batches, m.ChildErrors, m.RingHead, m.RingFirst, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.BadAnnounces,
-			m.Controls, m.ControlRefused, m.ControlSerial, m.AlertsStanding, m.AlertFires, m.AlertMatch, m.AlertOwners)
+			m.Controls, m.ControlRefused, m.ControlSerial, m.AlertsStanding, m.GroupHeld, m.AlertFires, m.AlertMatch, m.AlertOwners)
 	}
 	return m
 }

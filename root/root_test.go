@@ -401,6 +401,7 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.RingSize = 1000 },
 		func(c *Config) { c.MaxBackoff = c.MinBackoff / 2 },
 		func(c *Config) { c.MaxBatchBytes = 10 },
+		func(c *Config) { c.GroupLinger = -time.Second },
 	}
 	for i, f := range bad {
 		c := DefaultConfig()

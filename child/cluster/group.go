@@ -141,6 +141,9 @@ func (cl *Client) groupFrame(ev *client.Event) bool {
 // a move's completes the move), OK HELLO and REDELIVER (folded in).
 // handled false: not a group line.
 func (cl *Client) groupLine(ev *client.Event) (handled, out bool) {
+	if ev.Kind != wire.LineOK && ev.Kind != wire.LineRedeliver {
+		return false, false // frames above all: no split per frame
+	}
 	g := cl.group
 	f := strings.Fields(string(ev.Line))
 	switch {

@@ -598,4 +598,11 @@ func TestQueueGroupClusterMove(t *testing.T) {
 		t.Fatalf("%d members moved for the dead child, which held %d", moves, on[kids[victim].addr])
 	}
 	t.Logf("%d members moved off %s; %d redelivered frames dropped as had", moves, victim, dups)
+	// They close: each place is held for it (-group-linger).
+	for _, m := range ms {
+		m.cl.Close()
+	}
+	waitFor(t, "the 6 places held", 5*time.Second, func() bool {
+		return testutil.ToFloat64(rt.Metrics().GroupHeld) == 6
+	})
 }
