@@ -37,6 +37,7 @@ type Client struct {
 	stale   bool
 	staleAt int64
 	pollAt  int64 // a stale client's kernel queue is not asked again before
+	queued  int   // its kernel queue at the last poll (-1: not asked yet)
 	// behind: its socket stopped taking bytes, so frames from seq
 	// behindFrom on are not copied to it but owed (backlog bytes, counted
 	// as the fan-out hands them out); it catches up from the history once

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"math"
 	"slices"
 	"sync/atomic"
 	"unsafe"
@@ -51,9 +52,28 @@ type fanout struct {
 
 func newFanout() *fanout { return &fanout{index: make(map[uint64][]subEntry)} }
 
+// parked is the from of a stale client's subscriptions: add passes over
+// them on the seq alone, without touching the client (a thousand stale
+// "*" clients otherwise cost a thousand client reads per frame).
+const parked = math.MaxUint64
+
+// park stops every subscription of cl (stale) until restart.
+func (f *fanout) park(cl *Client) {
+	for h := range cl.subs {
+		f.index[h][entryOf(f.index[h], cl)].from = parked
+	}
+	if cl.all {
+		f.all[entryOf(f.all, cl)].from = parked
+	}
+}
+
 // subscribe adds (or re-arms) cl's subscription to hash (the canonical
-// symbol sym, kept for conflation's resync) from seq from on.
+// symbol sym, kept for conflation's resync) from seq from on; a stale
+// client's is parked.
 func (f *fanout) subscribe(cl *Client, hash uint64, sym []byte, all bool, from uint64) {
+	if cl.stale {
+		from = parked
+	}
 	cl.maxFrom = max(cl.maxFrom, from)
 	if all {
 		if cl.all {
@@ -100,8 +120,12 @@ func (f *fanout) rearm(cl *Client, p uint64) {
 }
 
 // restart sets the from of every subscription of cl to p: a conflated
-// client's resync answers them all from p on.
+// client's resync answers them all from p on. A stale client's stay parked.
 func (f *fanout) restart(cl *Client, p uint64) {
+	if cl.stale {
+		f.park(cl)
+		return
+	}
 	cl.maxFrom = p
 	for h := range cl.subs {
 		f.index[h][entryOf(f.index[h], cl)].from = p

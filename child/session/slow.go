@@ -38,7 +38,8 @@ func (l *Loop) checkSlow(cl *Client, unsent int) bool {
 func (l *Loop) conflate(cl *Client, now int64, unsent int) {
 	l.leaveBehind(cl)
 	cl.oks = cl.oks[:0] // its resync answers every subscription
-	cl.stale, cl.staleAt = true, now
+	cl.stale, cl.staleAt, cl.queued = true, now, -1
+	l.f.park(cl)
 	l.stale = append(l.stale, cl)
 	l.m.SlowConflated.Inc()
 	l.warn.logf(now, slog.LevelInfo, "slow client conflated", "remote", cl.conn.RemoteAddr(), "pending", unsent)
@@ -135,23 +136,27 @@ func (l *Loop) Resync() {
 // hold for it to be resynced; resyncPoll is how often it is asked. A
 // client that never reads has its connection drained into the kernel and
 // no further: resynced then, it would only fill its socket again, at the
-// cost of an image per cycle. Asking costs a syscall, so once per poll.
+// cost of an image per cycle. So the queue must be empty, or have shrunk
+// since the last poll (the peer reads): a socket whose send buffer is
+// smaller than resyncQueued is not taken for a reader. Asking costs a
+// syscall, so once per poll.
 const (
 	resyncQueued = 64 << 10
 	resyncPoll   = int64(250 * time.Millisecond)
 )
 
 // readsAgain reports whether stale cl has taken what its connection held
-// and its kernel queue is low.
+// and its kernel queue is empty or shrinks below resyncQueued.
 func (l *Loop) readsAgain(cl *Client, now int64) bool {
 	if l.unsent(cl) > 0 || now < cl.pollAt {
 		return false
 	}
-	if cl.conn.Queued() > resyncQueued {
-		cl.pollAt = now + resyncPoll
-		return false
+	q := cl.conn.Queued()
+	if q == 0 || q <= resyncQueued && q < cl.queued {
+		return true
 	}
-	return true
+	cl.queued, cl.pollAt = q, now+resyncPoll
+	return false
 }
 
 // resync answers every subscription of stale cl again, after ERR CONFLATED.

@@ -169,18 +169,29 @@ func TestConflateResync(t *testing.T) {
 	if len(c.lines()) != 0 || !c.cl.stale {
 		t.Fatal("resynced with bytes unsent")
 	}
-	c.pending, c.queued = 0, 100<<10 // drained into a kernel queue it does not read
+	c.pending, c.queued = 0, 30<<10 // drained into a small send buffer it does not read
+	for range 3 {
+		r.l.Resync()
+		if len(c.lines()) != 0 || !c.cl.stale {
+			t.Fatal("resynced with its small kernel queue standing still")
+		}
+		r.now += resyncPoll
+	}
+	if e := r.l.f.index[c.cl.hashes[0]]; len(e) != 1 || e[0].from != parked {
+		t.Fatalf("a stale client's subscription is not parked: %+v", e)
+	}
+	c.queued = 100 << 10 // a big one
 	r.l.Resync()
 	if len(c.lines()) != 0 || !c.cl.stale {
 		t.Fatal("resynced with its kernel queue full")
 	}
-	c.queued = 0
+	c.queued = 20 << 10
 	r.l.Resync() // the kernel queue is asked again only after resyncPoll
 	if len(c.lines()) != 0 || !c.cl.stale {
 		t.Fatal("kernel queue asked again at once")
 	}
 	r.now += int64(time.Second)
-	r.l.Resync()
+	r.l.Resync() // it shrank: the peer reads
 	seqs, other := frameSeqs(t, c.lines())
 	if len(other) != 2 || !strings.HasPrefix(other[0], "ERR CONFLATED ") || other[1] != "OK SUB "+sym+" 80 0" {
 		t.Fatalf("resync: %q", other)
