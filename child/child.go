@@ -28,6 +28,7 @@ type Child struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *Metrics
+	writes  string // the client write path the loops take (writes.go)
 
 	// state is the parse-once core: a relay line writes (under relayMu),
 	// loops read snapshots.
@@ -115,6 +116,16 @@ func New(cfg Config) (*Child, error) {
 	if err := ch.ents.load(cfg.Entitlements); err != nil {
 		return nil, err
 	}
+	path, why, err := writePath(cfg.Writes)
+	if err != nil {
+		return nil, err
+	}
+	ch.writes = path
+	if why != nil {
+		ch.log.Info("client writes: write(2), io_uring is not available", "writes", cfg.Writes, "reason", why)
+	} else {
+		ch.log.Info("client writes", "path", path)
+	}
 	ch.srv = newServer(ch)
 	return ch, nil
 }
@@ -185,6 +196,7 @@ func (ch *Child) Run(ctx context.Context) error {
 			gnet.WithTicker(true),                              // OnTick: catch-ups, resyncs and closes on a quiet feed
 			gnet.WithLogger(gnetlog.Logger{L: ch.log}))
 		close(ch.srv.stopped) // no loop drains any more: publish must not wait
+		ch.srv.closeRings()
 		engErr <- err
 	}()
 	select {

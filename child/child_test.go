@@ -405,7 +405,35 @@ func TestResume(t *testing.T) {
 
 func TestManyClients(t *testing.T) {
 	root := newFakeRoot(t)
-	ch := startChild(t, root, func(c *Config) { c.Loops = 4 })
+	manyClients(t, root, startChild(t, root, func(c *Config) { c.Loops = 4 }))
+}
+
+// TestWritePaths: every client gets exactly its frames, and a client that
+// stops reading is cut, whichever path the loops write clients with
+// (io_uring where this kernel allows it; CI containers may refuse it).
+func TestWritePaths(t *testing.T) {
+	for _, w := range []string{WritesSyscall, WritesUring} {
+		t.Run(w, func(t *testing.T) {
+			if _, _, err := writePath(w); err != nil {
+				t.Skip(err)
+			}
+			mod := func(c *Config) { c.Loops, c.Writes = 4, w }
+			root := newFakeRoot(t)
+			ch := startChild(t, root, mod)
+			if ch.writes != w {
+				t.Fatalf("writes %q, want %q", ch.writes, w)
+			}
+			manyClients(t, root, ch)
+			root = newFakeRoot(t)
+			slowClient(t, root, startChild(t, root, func(c *Config) { mod(c); c.MaxPending = 512 << 10 }))
+			if w == WritesUring && testutil.ToFloat64(ch.Metrics().WriteSubmits) == 0 {
+				t.Fatal("no io_uring submissions")
+			}
+		})
+	}
+}
+
+func manyClients(t *testing.T, root *fakeRoot, ch *Child) {
 	const n = 300
 	rng := rand.New(rand.NewPCG(1, 2))
 	type sub struct {
@@ -555,7 +583,10 @@ func TestSlowClient(t *testing.T) {
 	root := newFakeRoot(t)
 	// A limit well above what a reading client's socket buffers can lag by
 	// in a burst, so only the client that never reads passes it.
-	ch := startChild(t, root, func(c *Config) { c.MaxPending = 512 << 10 })
+	slowClient(t, root, startChild(t, root, func(c *Config) { c.MaxPending = 512 << 10 }))
+}
+
+func slowClient(t *testing.T, root *fakeRoot, ch *Child) {
 	slow := dialTinyWindow(t, ch)
 	slow.Sub("*")
 	feed := startPacedFeed(t, root, ch)

@@ -35,7 +35,10 @@ type Config struct {
 	// 0: the kernel's autotuning, up to net.ipv4.tcp_wmem's max). Bytes the
 	// kernel holds do not count against MaxPending, so this bounds what a
 	// stalled client costs beyond it.
-	ClientSendBuffer  int
+	ClientSendBuffer int
+	// Writes is how a loop writes its clients: WritesSyscall,
+	// WritesUring or WritesAuto (writes.go).
+	Writes            string
 	HistorySize       int           // frames held for RESUME (rounded up to a power of two)
 	HistoryBytes      int           // bytes of frames held for RESUME (resident from the start: populated when made)
 	MaxCommandsPerSec int           // client lines per second before ERR FLOOD and close
@@ -124,6 +127,7 @@ func DefaultConfig() Config {
 		// Enough for a "*" client at 200k msgs/s on a LAN (10 ms of it);
 		// far-away clients may want more (bandwidth x round trip).
 		ClientSendBuffer:  256 << 10,
+		Writes:            WritesSyscall,
 		HistorySize:       1 << 18,
 		HistoryBytes:      64 << 20,
 		MaxCommandsPerSec: 1000,
@@ -173,6 +177,9 @@ func (c Config) Validate() error {
 	}
 	if c.ClientSendBuffer < 0 {
 		bad("ClientSendBuffer", "%d < 0", c.ClientSendBuffer)
+	}
+	if c.Writes != WritesSyscall && c.Writes != WritesUring && c.Writes != WritesAuto {
+		bad("Writes", "%q: want %q, %q or %q", c.Writes, WritesSyscall, WritesUring, WritesAuto)
 	}
 	if c.SlowPolicy != SlowDisconnect && c.SlowPolicy != SlowConflate {
 		bad("SlowPolicy", "%q: want %q or %q", c.SlowPolicy, SlowDisconnect, SlowConflate)

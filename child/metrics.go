@@ -53,6 +53,7 @@ type Metrics struct {
 	BytesOut       prometheus.Counter     // bytes written to clients
 	FramesOut      prometheus.Counter     // frames written to clients (fan-out copies)
 	Writes         prometheus.Counter     // client writes of frames (frames/writes = coalescing)
+	WriteSubmits   prometheus.Counter     // io_uring submissions carrying client writes (-writes uring)
 	ClockOffset    prometheus.Gauge       // root clock minus child clock, seconds
 	ClockBound     prometheus.Gauge       // error bound of ClockOffset (RTT/2), seconds
 	// Per root (label root = its address): whether its line streams, and
@@ -115,11 +116,12 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		ClientsBehind:  g("clients_behind", "Clients whose sockets stopped taking bytes: owed frames, caught up from the history once they drain."),
 		ClientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
 			Name: "client_errors_total", Help: "ERR lines sent to clients, by code.", ConstLabels: labels}, []string{"code"}),
-		BytesOut:    c("bytes_out_total", "Bytes written to clients."),
-		FramesOut:   c("frames_out_total", "Frames written to clients (one per subscriber)."),
-		Writes:      c("writes_total", "Writes of frames to clients (frames_out_total / writes_total is the frames per write)."),
-		ClockOffset: g("clock_offset_seconds", "Estimated root clock minus child clock."),
-		ClockBound:  g("clock_offset_bound_seconds", "Error bound of the clock offset (RTT/2)."),
+		BytesOut:     c("bytes_out_total", "Bytes written to clients."),
+		FramesOut:    c("frames_out_total", "Frames written to clients (one per subscriber)."),
+		Writes:       c("writes_total", "Writes of frames to clients (frames_out_total / writes_total is the frames per write)."),
+		WriteSubmits: c("write_submits_total", "io_uring submissions carrying client writes (-writes uring; writes_total / write_submits_total is the writes per system call)."),
+		ClockOffset:  g("clock_offset_seconds", "Estimated root clock minus child clock."),
+		ClockBound:   g("clock_offset_bound_seconds", "Error bound of the clock offset (RTT/2)."),
 		RootUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child",
 			Name: "root_up", Help: "1 while the relay line to this root streams (batches or heartbeats), else 0.", ConstLabels: labels}, []string{"root"}),
 		RootItems: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
@@ -129,7 +131,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.GroupOut, m.GroupLost, m.GroupRedeliver, m.GroupMembers, m.AlertsStanding, m.AlertsFired, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.GroupOut, m.GroupLost, m.GroupRedeliver, m.GroupMembers, m.AlertsStanding, m.AlertsFired, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.WriteSubmits, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }

@@ -44,6 +44,14 @@ type loop struct {
 
 	sess    *session.Loop // loop-only from here on
 	tickRun gnet.Runnable
+	ring    *ringBatch // its client writes, with -writes uring
+}
+
+// closeRings frees the loops' io_urings once the engine has stopped.
+func (s *server) closeRings() {
+	for _, l := range *s.loops.Load() {
+		l.ring.close()
+	}
 }
 
 // peer is a gnet connection's context: its client and its loop.
@@ -236,6 +244,14 @@ func (s *server) loopOf(el gnet.EventLoop) *loop {
 	cfg.Overloaded = func() bool { return s.ch.overloaded(l) }
 	cfg.Submit, cfg.Origin = s.ch.SubmitControl, s.ch.cfg.Name+"/"+strconv.Itoa(l.idx)
 	cfg.Alerts, cfg.MaxAlerts = s.ch.readAlerts, s.ch.cfg.MaxAlerts
+	if s.ch.writes == WritesUring {
+		b, err := newRingBatch(s.ch.metrics)
+		if err != nil { // the probe's ring was allowed: a limit, not the kernel
+			s.ch.log.Warn("client writes: this loop uses write(2), its io_uring failed", "loop", l.idx, "err", err)
+		} else {
+			l.ring, cfg.Batch = b, b
+		}
+	}
 	l.sess = session.NewLoop(cfg, s.ch.state, s.ch.metrics.session())
 	// The loop's group replica starts as the child's, and it gets every
 	// marker after: the relay publishes under relayMu.

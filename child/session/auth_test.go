@@ -148,6 +148,7 @@ func TestGrant(t *testing.T) {
 	}
 	all.lines()
 	all.pending = 0
+	r.now += resyncScan
 	r.l.Resync()
 	r.drain()
 	r.apply(40)

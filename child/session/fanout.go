@@ -43,6 +43,7 @@ type fanout struct {
 	arena  []byte                // this loop's copy of the frames since the last flush
 	sent   []delivery            // deliveries since the last flush
 	out    []byte                // one client's frames, laid out by take
+	gather bool                  // take appends to out: a Batch holds every take until the flush
 	frames uint64                // frames handed to clients (for metrics)
 	// Queue groups (group.go): the loop's state, and the items handed to
 	// members and lost to members gone since the last flush.
@@ -272,7 +273,8 @@ func (f *fanout) deliver(cl *Client, off, end int32) {
 }
 
 // take returns cl's frames since the last flush, back to back, and forgets
-// them. The bytes are valid until the next take or flushed.
+// them. The bytes are valid until the next take (until flushed, with
+// gather) or flushed.
 func (f *fanout) take(cl *Client) []byte {
 	i := cl.first
 	cl.first, cl.last = 0, 0
@@ -282,12 +284,16 @@ func (f *fanout) take(cl *Client) []byte {
 	if d := f.sent[i-1]; d.next == 0 { // most clients: one frame, no copy
 		return f.arena[d.off:d.end]
 	}
-	f.out = f.out[:0]
+	start := 0
+	if f.gather { // a batch holds the earlier takes until the flush
+		start = len(f.out)
+	}
+	f.out = f.out[:start]
 	for ; i != 0; i = f.sent[i-1].next {
 		d := f.sent[i-1]
 		f.out = append(prefault.Grow(f.out, int(d.end-d.off)), f.arena[d.off:d.end]...)
 	}
-	return f.out
+	return f.out[start:]
 }
 
 // flushed forgets the deliveries and the arena once every dirty client has

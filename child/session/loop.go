@@ -45,8 +45,11 @@ type Config struct {
 	// (nil: no alerts); MaxAlerts caps an identity's alerts (0: no cap).
 	Alerts    func(read func(s *alert.Set))
 	MaxAlerts int
-	Now       func() int64 // the clock, ns (time.Now().UnixNano when nil)
-	Log       *slog.Logger
+	// Batch, when set, writes a flush's client frames in one submission
+	// (batch.go); nil: a Conn.Write each.
+	Batch Batcher
+	Now   func() int64 // the clock, ns (time.Now().UnixNano when nil)
+	Log   *slog.Logger
 }
 
 // Loop is one event loop's share of the clients.
@@ -59,6 +62,8 @@ type Loop struct {
 	f          *fanout
 	clients    map[*Client]struct{}
 	stale      []*Client // conflated clients waiting for resync
+	resyncAt   int64     // the stale clients are not looked at again before
+	batched    []*Client // clients whose frames this flush's Batch holds
 	behind     []*Client // clients owed frames (behind.go)
 	behindNext int       // where the next pass over them starts
 	lingering  []*Client // cut clients waiting to be closed (slow.go)
@@ -94,6 +99,7 @@ func NewLoop(cfg Config, src *frames.Shared, m *Metrics) *Loop {
 	l := &Loop{cfg: cfg, src: src, m: m, warn: warner{log: cfg.Log}, f: newFanout(),
 		clients: make(map[*Client]struct{}), seen: make(map[uint64]struct{}), epoch: src.Epoch(), groups: newGroupState(), alerts: newAlertState()}
 	l.f.groups = l.groups
+	l.f.gather = cfg.Batch != nil
 	return l
 }
 
@@ -240,12 +246,17 @@ func (l *Loop) Flush() {
 		if cl.dead {
 			continue
 		}
+		if l.batch(cl, out) {
+			bytes, writes = bytes+len(out), writes+1
+			continue
+		}
 		n, w, unsent := l.send(cl, out)
 		bytes, writes = bytes+n, writes+w
 		if cl.conn != nil {
 			l.checkSlow(cl, unsent)
 		}
 	}
+	l.submitBatch()
 	l.f.flushed()
 	l.m.BytesOut.Add(float64(bytes))
 	l.m.Writes.Add(float64(writes))

@@ -112,6 +112,10 @@ func (l *Loop) Resync() {
 		return
 	}
 	now := l.cfg.Now()
+	if now < l.resyncAt { // a drain every few µs at speed: a scan per drain cost more than the fan-out
+		return
+	}
+	l.resyncAt = now + resyncScan
 	stale := l.stale
 	l.stale = nil // a resync's own write may make its client stale again
 	keep := stale[:0]
@@ -140,9 +144,11 @@ func (l *Loop) Resync() {
 // since the last poll (the peer reads): a socket whose send buffer is
 // smaller than resyncQueued is not taken for a reader. Asking costs a
 // syscall, so once per poll.
+// resyncScan is how often the stale clients are looked at.
 const (
 	resyncQueued = 64 << 10
 	resyncPoll   = int64(250 * time.Millisecond)
+	resyncScan   = int64(5 * time.Millisecond)
 )
 
 // readsAgain reports whether stale cl has taken what its connection held

@@ -220,7 +220,7 @@ func TestConflateResync(t *testing.T) {
 	if c.closed {
 		t.Fatal("cut before SlowTimeout")
 	}
-	r.now++
+	r.now += resyncScan
 	r.l.Resync()
 	if got := c.lines(); len(got) != 1 || !strings.HasPrefix(got[0], "ERR SLOW behind for over 2s") || !c.cl.Dead() {
 		t.Fatalf("after SlowTimeout: %q dead %v", got, c.cl.Dead())
@@ -324,6 +324,7 @@ func TestConflateResyncAll(t *testing.T) {
 	r.apply(40)
 	r.drain()
 	c.pending = 0
+	r.now += resyncScan
 	r.l.Resync()
 	r.drain() // the passes over the clients behind stream it
 	r.apply(40)

@@ -31,6 +31,7 @@ func runChild(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Loops, "loops", cfg.Loops, "event loops serving clients")
 	sizeVar(fs, &cfg.MaxPending, "max-pending", cfg.MaxPending, "unsent bytes per client before the slow-client policy applies")
 	sizeVar(fs, &cfg.ClientSendBuffer, "client-sndbuf", cfg.ClientSendBuffer, "kernel send buffer of each client socket (SO_SNDBUF; 0 = kernel autotuning); bytes in it are on top of -max-pending")
+	fs.StringVar(&cfg.Writes, "writes", cfg.Writes, "how client frames reach the kernel: syscall (a write(2) per client), uring (one io_uring submission per flush; an error where io_uring is refused) or auto (uring where available)")
 	fs.StringVar(&cfg.SlowPolicy, "slow-policy", cfg.SlowPolicy, "slow clients: disconnect (ERR SLOW) or conflate (no frames until the backlog drains, then each symbol's image and OK SUB again)")
 	fs.DurationVar(&cfg.SlowTimeout, "slow-timeout", cfg.SlowTimeout, "conflate: disconnect a client still behind after this long")
 	fs.DurationVar(&cfg.SlowLinger, "slow-linger", cfg.SlowLinger, "a slow client cut has this long to read its last frames and ERR SLOW line before it is closed")
