@@ -4,8 +4,8 @@ PKGS     ?= ./...
 BIN      := bin/tickrelay
 FUZZTIME ?= 30s
 # The hot paths: feed read -> ring -> relay write; child parse -> fan-out.
-BENCH    ?= FeedDecode|RelayBatchEncode|BatchRead|TextFrame|ParseCommand|RingAppend|RingGet|SessionRead|RelayBatch$$|RelayDwell|ParseToText|FanoutLoop|LoopFlush|Next$$|GeneratorNext|JournalAppend$$|JournalAppendCommit|ServeMax
-BENCHPKGS ?= ./wire ./root ./child/... ./feed ./root/journal ./replay
+BENCH    ?= FeedDecode|RelayBatchEncode|BatchRead|TextFrame|ParseCommand|RingAppend|RingGet|SessionRead|RelayBatch$$|RelayDwell|ParseToText|FanoutLoop|LoopFlush|Next$$|GeneratorNext|JournalAppend$$|JournalAppendCommit|ServeMax|Write$$
+BENCHPKGS ?= ./wire ./root ./child/... ./feed ./root/journal ./replay ./internal/uring
 # One test binary at a time (-p 1): on a 2-core box, packages running side by
 # side starve each other's timers and sockets. The run takes ~2 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m -p 1
@@ -62,7 +62,9 @@ install: build
 demo: build
 	scripts/demo.sh $(BIN)
 
+# Every step (sweep, fan-out, write paths, seed shape, slow consumers; ~15 min).
 perf: build
+	scripts/install-deps.sh
 	$(BIN) perf -update-readme README.md
 
 clean:

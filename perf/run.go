@@ -216,6 +216,8 @@ type Scenario struct {
 	Stalled    int           `json:"stalled,omitempty"`
 	StallAt    time.Duration `json:"stall_at_ns,omitempty"`
 	SlowPolicy string        `json:"slow_policy,omitempty"`
+	// Writes is the children's -writes ("": their default; writes.go).
+	Writes string `json:"writes,omitempty"`
 }
 
 // RateLabel is "50k/s" or "max".
@@ -273,6 +275,7 @@ type StepResult struct {
 	HDR *latency.Hops `json:"hdr,omitempty"`
 	// Server CPU time over publish+drain, per delivered frame and per published message.
 	ServerCPU        time.Duration `json:"server_cpu_ns"`
+	ChildCPU         time.Duration `json:"child_cpu_ns,omitempty"` // tickrelay's children's share of it
 	CPUPerDeliveryNs float64       `json:"cpu_per_delivery_ns"`
 	CPUPerMessageNs  float64       `json:"cpu_per_message_ns"`
 	// Server RSS growth from before the clients connected to after they
@@ -461,9 +464,13 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	res := &Results{Started: time.Now().UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
 		Command: cfg.Command,
-		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay child(ren), %v per step (first %v warm-up, not in the histograms; before the sweep one unshown %v step), median of %d runs by e2e p99, seed %d, harness %s, servers and feed sources at nice %d, root flags %q; max = highest rate sustained (published on time, all delivered, e2e p99 <= %v, in most of up to %d runs) within %d extra rates",
-			cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children, cfg.Duration, cfg.Warmup, cfg.SweepWarmUp, cfg.Repeats, cfg.Seed, cfg.HarnessMode,
-			cfg.ServerNice, strings.Join(cfg.RootArgs, " "), cfg.SustainP99, cfg.Repeats, cfg.MaxTries)}
+		Setup: fmt.Sprintf("%d clients x %d symbol(s) of %d, %d tickrelay child(ren), %v per step (first %v warm-up, not in the histograms%s), median of %d runs by e2e p99, seed %d, harness %s, servers and feed sources at nice %d, root flags %q",
+			cfg.Clients, cfg.SubsPerClient, cfg.Symbols, cfg.Children, cfg.Duration, cfg.Warmup, sweepWarmUp(cfg.SweepWarmUp), cfg.Repeats, cfg.Seed, cfg.HarnessMode,
+			cfg.ServerNice, strings.Join(cfg.RootArgs, " "))}
+	if slices.Contains(cfg.Rates, 0) {
+		res.Setup += fmt.Sprintf("; max = highest rate sustained (published on time, all delivered, e2e p99 <= %v, in most of up to %d runs) within %d extra rates",
+			cfg.SustainP99, cfg.Repeats, cfg.MaxTries)
+	}
 	if cfg.ServerNice < 0 {
 		if out, err := exec.CommandContext(ctx, "nice", "-n", strconv.Itoa(cfg.ServerNice), "true").CombinedOutput(); err != nil || len(out) > 0 {
 			res.Notes = append(res.Notes, fmt.Sprintf("servers could not take priority over the load clients (nice %d: %s%v): all ran alike",
@@ -705,6 +712,13 @@ func measure(ctx context.Context, sc Scenario, servers []*proc, proto harness.Pr
 	if err := h.Start(ctx); err != nil {
 		return r, err
 	}
+	var children []int // tickrelay's children: their CPU alone too
+	for _, s := range servers {
+		if s.name == "child" {
+			children = append(children, s.pid())
+		}
+	}
+	c0 := sumProcs(children)
 	u0 := sumProcs(pids)
 	r.ServerRSS = u0.RSS
 	r.RSSPerClient = float64(u0.RSS-rss0) / float64(sc.Clients)
@@ -729,6 +743,7 @@ func measure(ctx context.Context, sc Scenario, servers []*proc, proto harness.Pr
 	}
 	stopBar()
 	u1 := sumProcs(pids)
+	r.ChildCPU = sumProcs(children).CPU - c0.CPU
 
 	published, expected := pr.Published, pr.Expected
 	r.Published, r.Expected, r.Delivered, r.Harness = published, expected, st.Frames, st
@@ -810,9 +825,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	if err != nil {
 		return StepResult{}, err
 	}
-	rootArgs := append([]string{"root", "-exchange", exAddr, "-addr", rootAddr,
-		"-journal", filepath.Join(dir, "root.journal"), "-admin", rootAdmin}, cfg.RootArgs...)
-	if _, err := start("root", rootAddr, rootArgs...); err != nil {
+	if _, err := start("root", rootAddr, rootArgs(cfg, exAddr, rootAddr, dir, rootAdmin)...); err != nil {
 		return StepResult{}, err
 	}
 	admins := map[string]string{"root": rootAdmin} // processes profiled (ProfileDir)
@@ -830,6 +843,9 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 			"-admin", ca}, cfg.ChildArgs...)
 		if sc.SlowPolicy != "" {
 			args = append(args, "-slow-policy", sc.SlowPolicy)
+		}
+		if sc.Writes != "" {
+			args = append(args, "-writes", sc.Writes)
 		}
 		p, err := start("child", a, args...)
 		if err != nil {
@@ -874,10 +890,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	r, err := measure(ctx, sc, servers, harness.Tickrelay, childAddrs, symbols, bar,
 		func(_ context.Context) (pubResult, error) {
 			res := pubResult{Expected: expected}
-			if _, err := start("exchange", exAddr, "exchange", "-addr", exAddr, "-rate", strconv.Itoa(sc.Rate),
-				"-symbols", strconv.Itoa(sc.Symbols), "-seed", strconv.FormatInt(sc.Seed, 10),
-				"-max-seq", strconv.FormatUint(total, 10), "-start-on-logon", "-burst", "1",
-				"-admin", exAdmin); err != nil {
+			if _, err := start("exchange", exAddr, exchangeArgs(sc, exAddr, exAdmin, total)...); err != nil {
 				return res, err
 			}
 			// The root retries the exchange with backoff (up to its
@@ -958,6 +971,28 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 		err = fmt.Errorf("perf: stalled clients: %w", serr)
 	}
 	return r, err
+}
+
+func sweepWarmUp(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; before the sweep one unshown %v step", d)
+}
+
+// rootArgs runs a root for a step: its journal in dir.
+func rootArgs(cfg Config, exAddr, rootAddr, dir, admin string) []string {
+	return append([]string{"root", "-exchange", exAddr, "-addr", rootAddr,
+		"-journal", filepath.Join(dir, "root.journal"), "-admin", admin}, cfg.RootArgs...)
+}
+
+// exchangeArgs runs the exchange simulator for a step: total items at
+// sc.Rate from the root's logon.
+func exchangeArgs(sc Scenario, addr, admin string, total uint64) []string {
+	return []string{"exchange", "-addr", addr, "-rate", strconv.Itoa(sc.Rate),
+		"-symbols", strconv.Itoa(sc.Symbols), "-seed", strconv.FormatInt(sc.Seed, 10),
+		"-max-seq", strconv.FormatUint(total, 10), "-start-on-logon", "-burst", "1",
+		"-admin", admin}
 }
 
 // fetchProfile saves a CPU profile of secs seconds from http://addr/debug/pprof/profile.

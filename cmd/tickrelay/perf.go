@@ -52,7 +52,15 @@ func runPerf(ctx context.Context, args []string) error {
 	slowRate := fs.Int("slow-rate", slowDef.Rate, "slow-consumer step: exchange rate, msgs/s")
 	slowRepeats := fs.Int("slow-repeats", slowDef.Repeats, "slow-consumer step: runs per policy, with and without the stalled clients")
 	slowPolicies := fs.String("slow-policies", strings.Join(slowDef.Policies, ","), "slow-consumer step: child -slow-policy values to measure")
-	slowOnly := fs.Bool("slow-only", false, "run only the slow-consumer step (no sweep)")
+	slowOnly := fs.Bool("slow-only", false, "run only the slow-consumer step (= -steps slow)")
+	steps := fs.String("steps", "sweep,fanout,writes,seed,slow", "steps to run, in this order: sweep (the rates above), fanout (-fanout-subs symbols per client), writes (the child's -writes paths side by side), seed (root -> -seed-lines counting lines), slow (slow consumers)")
+	fanoutSubs := fs.Int("fanout-subs", 10, "fan-out step: symbols per client (5000 x 10 of 2000: each item to 25 clients)")
+	fanoutRates := fs.String("fanout-rates", "20000", "fan-out step: rates, msgs/s")
+	writesRate := fs.Int("writes-rate", 200_000, "write-path step: rate, msgs/s")
+	writesPaths := fs.String("writes-paths", "syscall,uring", "write-path step: the child -writes values compared")
+	seedDef := perf.DefaultSeedConfig()
+	seedLines := fs.Int("seed-lines", seedDef.Lines, "seed-shape step: relay lines (children that only count) on the root")
+	seedRate := fs.Int("seed-rate", seedDef.Rate, "seed-shape step: rate, msgs/s")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -118,17 +126,70 @@ func runPerf(ctx context.Context, args []string) error {
 	sl := slowDef
 	sl.Stalled, sl.Readers, sl.Rate, sl.Repeats = *slowStalled, *slowReaders, *slowRate, *slowRepeats
 	sl.Policies = strings.Split(*slowPolicies, ",")
-	if *slowStalled > 0 {
+	run := map[string]bool{}
+	for _, st := range strings.Split(*steps, ",") {
+		switch st = strings.TrimSpace(st); st {
+		case "sweep", "fanout", "writes", "seed", "slow":
+			run[st] = true
+		case "":
+		default:
+			return fmt.Errorf("-steps: unknown step %q", st)
+		}
+	}
+	if *slowOnly {
+		run = map[string]bool{"slow": true}
+	}
+	if *slowStalled > 0 && run["slow"] {
 		if err := sl.Validate(); err != nil {
 			return err
 		}
 	}
-	if !*slowOnly {
-		if err := runSweep(ctx, cfg); err != nil {
+	fanRates, err := perf.ParseRates(*fanoutRates)
+	if err != nil {
+		return fmt.Errorf("-fanout-rates: %w", err)
+	}
+	var sweep *perf.Results
+	if run["sweep"] {
+		if sweep, err = runSweep(ctx, cfg); err != nil {
 			return err
 		}
 	}
-	if *slowStalled == 0 {
+	if run["fanout"] && *fanoutSubs > 0 {
+		res, err := perf.RunFanout(ctx, cfg, *fanoutSubs, fanRates)
+		if res != nil {
+			fmt.Print("\nfan-out:\n", perf.RatioTable(res))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if run["writes"] && *writesRate > 0 {
+		res, err := perf.RunWrites(ctx, cfg, *writesRate, strings.Split(*writesPaths, ","))
+		if res != nil {
+			fmt.Print("\nclient write paths:\n", perf.WritesTable(res))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if run["seed"] && *seedLines > 0 {
+		sd := seedDef
+		sd.Lines, sd.Rate, sd.Repeats = *seedLines, *seedRate, cfg.Repeats
+		res, err := perf.RunSeed(ctx, cfg, sd)
+		if res != nil {
+			if sweep != nil {
+				res.ChildNsPerItem, res.ChildClients = perf.ChildCost(sweep, sd.Rate)
+			}
+			fmt.Print("\nseed shape:\n", perf.SeedTable(res))
+			if werr := perf.WriteSeed(cfg, res); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if *slowStalled == 0 || !run["slow"] {
 		return nil
 	}
 	sres, err := perf.RunSlow(ctx, cfg, sl)
@@ -142,7 +203,7 @@ func runPerf(ctx context.Context, args []string) error {
 }
 
 // runSweep runs the latency sweep and prints its tables.
-func runSweep(ctx context.Context, cfg perf.Config) error {
+func runSweep(ctx context.Context, cfg perf.Config) (*perf.Results, error) {
 	res, err := perf.Run(ctx, cfg)
 	if res != nil {
 		fmt.Print(perf.RatioTable(res))
@@ -158,7 +219,7 @@ func runSweep(ctx context.Context, cfg perf.Config) error {
 			}
 		}
 	}
-	return err
+	return res, err
 }
 
 // raiseNoFile sets the soft RLIMIT_NOFILE to the hard limit and returns it.
