@@ -141,24 +141,26 @@ func (l *Loop) Resync() {
 // client that never reads has its connection drained into the kernel and
 // no further: resynced then, it would only fill its socket again, at the
 // cost of an image per cycle. So the queue must be empty, or have shrunk
-// since the last poll (the peer reads): a socket whose send buffer is
-// smaller than resyncQueued is not taken for a reader. Asking costs a
-// syscall, so once per poll.
+// by resyncDrained since the last poll (the peer reads; a peer that does
+// not still takes a few bytes now and then, as its kernel compacts its
+// receive queue): a socket whose send buffer is smaller than resyncQueued
+// is not taken for a reader. Asking costs a syscall, so once per poll.
 // resyncScan is how often the stale clients are looked at.
 const (
-	resyncQueued = 64 << 10
-	resyncPoll   = int64(250 * time.Millisecond)
-	resyncScan   = int64(5 * time.Millisecond)
+	resyncQueued  = 64 << 10
+	resyncDrained = 16 << 10
+	resyncPoll    = int64(250 * time.Millisecond)
+	resyncScan    = int64(5 * time.Millisecond)
 )
 
 // readsAgain reports whether stale cl has taken what its connection held
-// and its kernel queue is empty or shrinks below resyncQueued.
+// and its kernel queue is empty, or drains and is below resyncQueued.
 func (l *Loop) readsAgain(cl *Client, now int64) bool {
 	if l.unsent(cl) > 0 || now < cl.pollAt {
 		return false
 	}
 	q := cl.conn.Queued()
-	if q == 0 || q <= resyncQueued && q < cl.queued {
+	if q == 0 || q <= resyncQueued && cl.queued-q >= resyncDrained {
 		return true
 	}
 	cl.queued, cl.pollAt = q, now+resyncPoll

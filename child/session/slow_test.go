@@ -177,6 +177,12 @@ func TestConflateResync(t *testing.T) {
 		}
 		r.now += resyncPoll
 	}
+	c.queued = 29 << 10 // its peer's kernel took a few bytes: not reading
+	r.l.Resync()
+	if len(c.lines()) != 0 || !c.cl.stale {
+		t.Fatal("resynced when its kernel queue shrank by 1 KiB")
+	}
+	r.now += resyncPoll
 	if e := r.l.f.index[c.cl.hashes[0]]; len(e) != 1 || e[0].from != parked {
 		t.Fatalf("a stale client's subscription is not parked: %+v", e)
 	}
