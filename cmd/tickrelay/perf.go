@@ -55,12 +55,13 @@ func runPerf(ctx context.Context, args []string) error {
 	slowOnly := fs.Bool("slow-only", false, "run only the slow-consumer step (= -steps slow)")
 	steps := fs.String("steps", "sweep,fanout,writes,seed,slow", "steps to run, in this order: sweep (the rates above), fanout (-fanout-subs symbols per client), writes (the child's -writes paths side by side), seed (root -> -seed-lines counting lines), slow (slow consumers)")
 	fanoutSubs := fs.Int("fanout-subs", 10, "fan-out step: symbols per client (5000 x 10 of 2000: each item to 25 clients)")
-	fanoutRates := fs.String("fanout-rates", "20000", "fan-out step: rates, msgs/s")
+	fanoutRates := fs.String("fanout-rates", "5000,20000", "fan-out step: rates, msgs/s")
 	writesRate := fs.Int("writes-rate", 200_000, "write-path step: rate, msgs/s")
 	writesPaths := fs.String("writes-paths", "syscall,uring", "write-path step: the child -writes values compared")
 	seedDef := perf.DefaultSeedConfig()
 	seedLines := fs.Int("seed-lines", seedDef.Lines, "seed-shape step: relay lines (children that only count) on the root")
 	seedRate := fs.Int("seed-rate", seedDef.Rate, "seed-shape step: rate, msgs/s")
+	seedClients := fs.Int("seed-clients", seedDef.Clients, "seed-shape step: clients per child in its run with real children (0 = no such run)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -174,7 +175,7 @@ func runPerf(ctx context.Context, args []string) error {
 	}
 	if run["seed"] && *seedLines > 0 {
 		sd := seedDef
-		sd.Lines, sd.Rate, sd.Repeats = *seedLines, *seedRate, cfg.Repeats
+		sd.Lines, sd.Rate, sd.Repeats, sd.Clients = *seedLines, *seedRate, cfg.Repeats, *seedClients
 		res, err := perf.RunSeed(ctx, cfg, sd)
 		if res != nil {
 			if sweep != nil {
