@@ -121,6 +121,7 @@ func New(cfg Config) (*Child, error) {
 		return nil, err
 	}
 	ch.writes = path
+	ch.metrics.WritePath.WithLabelValues(path).Set(1)
 	if why != nil {
 		ch.log.Info("client writes: write(2), io_uring is not available", "writes", cfg.Writes, "reason", why)
 	} else {

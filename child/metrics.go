@@ -59,6 +59,7 @@ type Metrics struct {
 	// Per root (label root = its address): whether its line streams, and
 	// the items taken from it (the first copy of each seq).
 	RootUp     *prometheus.GaugeVec
+	WritePath  *prometheus.GaugeVec // 1 for the client write path in use (syscall or uring)
 	RootItems  *prometheus.CounterVec
 	RootErrors *prometheus.CounterVec // Error frames from this root, by code (wire.RelayCodeName)
 }
@@ -122,6 +123,8 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 		WriteSubmits: c("write_submits_total", "io_uring submissions carrying client writes (-writes uring; writes_total / write_submits_total is the writes per system call)."),
 		ClockOffset:  g("clock_offset_seconds", "Estimated root clock minus child clock."),
 		ClockBound:   g("clock_offset_bound_seconds", "Error bound of the clock offset (RTT/2)."),
+		WritePath: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child",
+			Name: "write_path", Help: "1 for the path the loops write clients with (-writes: syscall, or uring where io_uring was allowed).", ConstLabels: labels}, []string{"path"}),
 		RootUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "tickrelay", Subsystem: "child",
 			Name: "root_up", Help: "1 while the relay line to this root streams (batches or heartbeats), else 0.", ConstLabels: labels}, []string{"root"}),
 		RootItems: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tickrelay", Subsystem: "child",
@@ -131,7 +134,7 @@ func newMetrics(reg prometheus.Registerer, name string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Items, m.BadItems, m.Duplicates, m.Gaps, m.LostItems, m.Reconnects, m.LastSeq,
-			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.GroupOut, m.GroupLost, m.GroupRedeliver, m.GroupMembers, m.AlertsStanding, m.AlertsFired, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.WriteSubmits, m.ClockOffset, m.ClockBound, m.RootUp, m.RootItems, m.RootErrors)
+			m.RootHead, m.Epoch, m.EpochChanges, m.DirectoryEpoch, m.DirectoryChildren, m.Clients, m.Drains, m.ResumeArrivals, m.Refused, m.Throttled, m.Shed, m.Denied, m.Authenticated, m.EntitlementReloads, m.EntitlementTokens, m.ControlApplied, m.ControlLate, m.ControlErrors, m.ControlSerial, m.GroupOut, m.GroupLost, m.GroupRedeliver, m.GroupMembers, m.AlertsStanding, m.AlertsFired, m.SlowDisconnect, m.SlowConflated, m.SlowResynced, m.ClientsBehind, m.ClientErrors, m.BytesOut, m.FramesOut, m.Writes, m.WriteSubmits, m.ClockOffset, m.ClockBound, m.WritePath, m.RootUp, m.RootItems, m.RootErrors)
 	}
 	return m
 }

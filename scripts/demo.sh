@@ -46,7 +46,7 @@ wait_port $((BASE + 12))
 declare -A child_args child_pid
 child_args[a]="-root 127.0.0.1:$((BASE + 10)) -addr 127.0.0.1:$((BASE + 20)) -admin 127.0.0.1:$((BASE + 21)) -name a -max-pending 1048576"
 child_args[b]="-root 127.0.0.1:$((BASE + 10)),127.0.0.1:$((BASE + 12)) -addr 127.0.0.1:$((BASE + 30)) -admin 127.0.0.1:$((BASE + 31)) -name b"
-child_args[c]="-root 127.0.0.1:$((BASE + 10)),127.0.0.1:$((BASE + 12)) -addr 127.0.0.1:$((BASE + 40)) -admin 127.0.0.1:$((BASE + 41)) -name c"
+child_args[c]="-root 127.0.0.1:$((BASE + 10)),127.0.0.1:$((BASE + 12)) -addr 127.0.0.1:$((BASE + 40)) -admin 127.0.0.1:$((BASE + 41)) -name c -max-pending 1048576 -slow-policy conflate -writes auto"
 start_child() { # name [log suffix]
 	# shellcheck disable=SC2086 # the args are words
 	start "child-$1${2:-}" child ${child_args[$1]}
@@ -66,6 +66,11 @@ done
 echo "== a client that stops reading: child a (-max-pending 1 MiB) cuts it, its last line says why"
 "$BIN" sub -addr 127.0.0.1:$((BASE + 20)) -sub '*' -stall 1s -quiet 2>/dev/null | tail -1
 curl -fsS "http://127.0.0.1:$((BASE + 21))/metrics" 2>/dev/null | grep -E '^tickrelay_child_slow_disconnects_total' || true
+
+echo "== the same client on child c (-slow-policy conflate): not cut; once it reads again it gets ERR CONFLATED,"
+echo "   every symbol's image and the live stream (child c has -writes auto: io_uring where the kernel allows it)"
+"$BIN" sub -addr 127.0.0.1:$((BASE + 40)) -sub '*' -stall 1s -count 60000 -stats 2>&1 | grep -E '^final' | sed 's/^/   /'
+curl -fsS "http://127.0.0.1:$((BASE + 41))/metrics" 2>/dev/null | grep -E '^tickrelay_child_(slow_(conflated|resynced)_total|write_path)' || true
 
 echo "== the child directory: CHILDREN on child a lists every child (announced to the roots)"
 children() { # port: the CHILDREN line from the child there
