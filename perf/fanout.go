@@ -26,13 +26,8 @@ func RunFanout(ctx context.Context, cfg Config, subs int, rates []int) (*Results
 	if res == nil {
 		return nil, err
 	}
-	if cfg.Out != "" {
-		if werr := writeJSON(cfg.Out, "fanout.json", res); werr != nil && err == nil {
-			err = werr
-		}
+	if err != nil {
+		return res, err
 	}
-	if cfg.UpdateReadme != "" && err == nil {
-		err = updateReadmeBetween(cfg.UpdateReadme, FanoutBegin, FanoutEnd, RatioTable(res))
-	}
-	return res, err
+	return res, saveStep(cfg, "fanout.json", res, FanoutBegin, FanoutEnd, RatioTable(res))
 }

@@ -177,6 +177,27 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// withDefaults fills in what a step needs and the caller left nil.
+func (c Config) withDefaults() (Config, error) {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Spawn == nil {
+		sp, err := SelfSpawner()
+		if err != nil {
+			return c, err
+		}
+		c.Spawn = sp
+	}
+	if c.NewSource == nil {
+		c.NewSource = NewFeedSource
+	}
+	if c.ServerLog == nil {
+		c.ServerLog = io.Discard
+	}
+	return c, nil
+}
+
 // ParseRates parses "10000,50000,max" (max or 0 = as fast as possible).
 func ParseRates(s string) ([]int, error) {
 	var out []int
@@ -446,21 +467,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Spawn == nil {
-		sp, err := SelfSpawner()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Spawn = sp
-	}
-	if cfg.NewSource == nil {
-		cfg.NewSource = NewFeedSource
-	}
-	if cfg.ServerLog == nil {
-		cfg.ServerLog = io.Discard
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	res := &Results{Started: time.Now().UTC(), GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
 		Command: cfg.Command,
@@ -615,6 +624,32 @@ func writeOutputs(cfg Config, res *Results) error {
 		return UpdateReadme(cfg.UpdateReadme, RatioTable(res))
 	}
 	return nil
+}
+
+// saveStep writes a step's results as cfg.Out/name and its table into
+// cfg.UpdateReadme between begin and end (either skipped when unset).
+func saveStep(cfg Config, name string, v any, begin, end, table string) error {
+	if cfg.Out != "" {
+		if err := writeJSON(cfg.Out, name, v); err != nil {
+			return err
+		}
+	}
+	if cfg.UpdateReadme != "" {
+		return updateReadmeBetween(cfg.UpdateReadme, begin, end, table)
+	}
+	return nil
+}
+
+// runRound runs one tickrelay scenario of a step's round rep.
+func runRound(ctx context.Context, cfg Config, sc Scenario, rep int, bar *progress, i int) StepResult {
+	bar.step(i, sc)
+	start := time.Now()
+	st, err := runTickrelay(ctx, cfg, sc, bar)
+	st.Scenario, st.Elapsed, st.Round = sc, time.Since(start), rep
+	if err != nil {
+		st.Err = err.Error()
+	}
+	return st
 }
 
 // writeJSON writes v, indented, to dir/name (making dir).

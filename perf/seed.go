@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"os"
@@ -94,15 +93,9 @@ func (r *SeedResults) Pass() bool {
 
 // RunSeed runs the seed-shape step Repeats times.
 func RunSeed(ctx context.Context, cfg Config, sd SeedConfig) (*SeedResults, error) {
-	if cfg.Spawn == nil {
-		sp, err := SelfSpawner()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Spawn = sp
-	}
-	if cfg.ServerLog == nil {
-		cfg.ServerLog = io.Discard
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	res := &SeedResults{Started: time.Now().UTC(), Command: cfg.Command, Config: sd}
 	for range sd.Repeats {
@@ -150,15 +143,7 @@ const (
 
 // WriteSeed saves res as Out/seed.json and its table in the README.
 func WriteSeed(cfg Config, res *SeedResults) error {
-	if cfg.Out != "" {
-		if err := writeJSON(cfg.Out, "seed.json", res); err != nil {
-			return err
-		}
-	}
-	if cfg.UpdateReadme != "" {
-		return updateReadmeBetween(cfg.UpdateReadme, SeedBegin, SeedEnd, SeedTable(res))
-	}
-	return nil
+	return saveStep(cfg, "seed.json", res, SeedBegin, SeedEnd, SeedTable(res))
 }
 
 // ChildCost is a child's CPU per exchange item in res's tickrelay step at

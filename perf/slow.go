@@ -99,12 +99,9 @@ func RunSlow(ctx context.Context, cfg Config, sl SlowConfig) (*SlowResults, erro
 	if err := sl.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Spawn == nil {
-		sp, err := SelfSpawner()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Spawn = sp
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	res := &SlowResults{Started: time.Now().UTC(), Command: cfg.Command, GoVersion: runtime.Version(),
 		NumCPU: runtime.NumCPU(), Config: sl}
@@ -120,15 +117,8 @@ func RunSlow(ctx context.Context, cfg Config, sl SlowConfig) (*SlowResults, erro
 				sc := Scenario{System: SystemTickrelay, Rate: sl.Rate, Clients: sl.Readers, SubsPerClient: 1,
 					Children: 1, Symbols: cfg.Symbols, Seed: cfg.Seed, Duration: sl.Duration, Warmup: sl.Warmup,
 					HarnessMode: cfg.HarnessMode, Stalled: stalled, StallAt: sl.StallAt, SlowPolicy: policy}
-				bar.step(len(res.Steps), sc)
-				start := time.Now()
-				st, err := runTickrelay(ctx, cfg, sc, bar)
-				st.Scenario, st.Elapsed, st.Round = sc, time.Since(start), rep
-				if err != nil {
-					st.Err = err.Error()
-				}
 				runs[k] = append(runs[k], len(res.Steps))
-				res.Steps = append(res.Steps, st)
+				res.Steps = append(res.Steps, runRound(ctx, cfg, sc, rep, bar, len(res.Steps)))
 			}
 		}
 		markMedian(res.Steps, runs[0])
@@ -137,17 +127,7 @@ func RunSlow(ctx context.Context, cfg Config, sl SlowConfig) (*SlowResults, erro
 		res.Checks = append(res.Checks, checkSlow(sl, base, with))
 	}
 	res.TotalTime = time.Since(res.Started)
-	if cfg.Out != "" {
-		if err := writeJSON(cfg.Out, "slow.json", res); err != nil {
-			return res, err
-		}
-	}
-	if cfg.UpdateReadme != "" {
-		if err := updateReadmeBetween(cfg.UpdateReadme, SlowBegin, SlowEnd, SlowTable(res)); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
+	return res, saveStep(cfg, "slow.json", res, SlowBegin, SlowEnd, SlowTable(res))
 }
 
 // checkSlow holds with (the stalled run) against base.

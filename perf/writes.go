@@ -28,12 +28,9 @@ type WritesResults struct {
 // path, interleaved; results in Out/writes.json and the README between
 // the write-path markers.
 func RunWrites(ctx context.Context, cfg Config, rate int, paths []string) (*WritesResults, error) {
-	if cfg.Spawn == nil {
-		sp, err := SelfSpawner()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Spawn = sp
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	res := &WritesResults{Started: time.Now().UTC(), Command: cfg.Command, Paths: paths}
 	bar := newProgress(cfg.Progress, len(paths)*cfg.Repeats)
@@ -47,31 +44,14 @@ func RunWrites(ctx context.Context, cfg Config, rate int, paths []string) (*Writ
 			sc := Scenario{System: SystemTickrelay, Rate: rate, Clients: cfg.Clients, SubsPerClient: cfg.SubsPerClient,
 				Children: cfg.Children, Symbols: cfg.Symbols, Seed: cfg.Seed, Duration: cfg.Duration, Warmup: cfg.Warmup,
 				HarnessMode: cfg.HarnessMode, Writes: w}
-			bar.step(len(res.Steps), sc)
-			start := time.Now()
-			st, err := runTickrelay(ctx, cfg, sc, bar)
-			st.Scenario, st.Elapsed, st.Round = sc, time.Since(start), rep
-			if err != nil {
-				st.Err = err.Error()
-			}
 			runs[w] = append(runs[w], len(res.Steps))
-			res.Steps = append(res.Steps, st)
+			res.Steps = append(res.Steps, runRound(ctx, cfg, sc, rep, bar, len(res.Steps)))
 		}
 	}
 	for _, idx := range runs {
 		markMedian(res.Steps, idx)
 	}
-	if cfg.Out != "" {
-		if err := writeJSON(cfg.Out, "writes.json", res); err != nil {
-			return res, err
-		}
-	}
-	if cfg.UpdateReadme != "" {
-		if err := updateReadmeBetween(cfg.UpdateReadme, WritesBegin, WritesEnd, WritesTable(res)); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
+	return res, saveStep(cfg, "writes.json", res, WritesBegin, WritesEnd, WritesTable(res))
 }
 
 // WritesTable renders each path's median step (by e2e p99) and the range
