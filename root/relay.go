@@ -361,6 +361,13 @@ func (ch *child) lapped(from, first uint64) {
 			ch.cross(from, next) // what was left of its epoch is gone
 			return
 		}
+		if from == wire.Pos(0, 1) && rl.r.ring.Fresh() {
+			// It said Hello before the root's first item ever, and the
+			// exchange's epoch is known but its first item not yet in:
+			// nothing is lost; it crosses into that epoch with that item.
+			ch.state, ch.cursor = stateRing, from
+			return
+		}
 		ch.fail(wire.CodeSeqGone, first, fmt.Sprintf("seq %d is gone; oldest held is %d", wire.PosSeq(from), wire.PosSeq(first)))
 		return
 	}

@@ -162,6 +162,13 @@ func (r *Ring) NextEpoch(seq uint64) (uint64, bool) {
 	return 0, false
 }
 
+// Fresh reports whether the ring has never held an item.
+func (r *Ring) Fresh() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.head == 0
+}
+
 // HoldsEpoch reports whether the ring holds items of epoch.
 func (r *Ring) HoldsEpoch(epoch uint32) bool {
 	r.mu.RLock()

@@ -1014,3 +1014,20 @@ func TestExchangeEpochBackwards(t *testing.T) {
 		t.Errorf("no clear line:\n%s", out)
 	}
 }
+
+// TestChildBeforeFirstItem: a child that says Hello (seq 1 of the current
+// epoch) to a root with no store before the root has ever had an item
+// gets the exchange's first epoch from seq 1 when it comes, not seq_gone.
+func TestChildBeforeFirstItem(t *testing.T) {
+	ex := newFakeExchange(t)
+	hello := make(chan struct{})
+	ex.epochOf = func(int, wire.Logon) uint32 { <-hello; return 7 } // the logon waits for the child
+	r, _ := startRoot(t, testConfig(t, ex))
+	c := dialChild(t, r.Addr(), 1)
+	waitFor(t, "the child's hello", func() bool { return testutil.ToFloat64(r.Metrics().Children) == 1 })
+	close(hello)
+	ex.publish(300)
+	if err := c.readToEpoch(7, 300, ioTimeout); err != nil {
+		t.Fatal(err)
+	}
+}
