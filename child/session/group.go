@@ -25,8 +25,11 @@ import (
 // every item after seq.
 //
 // A member that closes (or UNSUBs, or is cut) stops getting frames at
-// once; the items the group still gives it until its leave takes effect
-// are lost, and counted (GroupLost): the group is at-most-once. A member
+// once. Without ack, the items the group still gives it until its leave
+// takes effect are lost, and counted (GroupLost): at-most-once. With ack,
+// the new owners get what it had not acknowledged (REDELIVER), and a
+// member with an identity keeps its place for the root's linger:
+// at-least-once, the copies marked. A member
 // behind on its socket catches up from the history by the replica as it
 // is: exact while the group is unchanged, so a change to its group while
 // it is behind cuts it.
