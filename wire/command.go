@@ -157,9 +157,9 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 			}
 			c.Epoch, pos = uint32(epoch), pos[i+1:]
 		}
-		seq, ok := parseUint(pos)
-		if !ok || seq == 0 || seq > MaxSeq {
-			return c, errorf("client line", ErrSyntax, "RESUME seq %.20q is not an integer in 1..4294967295", pos)
+		seq, err := parseSeq(CmdResume, pos)
+		if err != nil {
+			return c, err
 		}
 		c.Seq, args = seq, args[1:]
 	case CmdPing:
@@ -185,12 +185,9 @@ func ParseCommand(line []byte, syms [][]byte) (Command, error) {
 		if len(args) != 1 {
 			return c, errorf("client line", ErrSyntax, "ACK needs one seq")
 		}
-		seq, ok := parseUint(args[0])
-		if !ok || seq == 0 || seq > MaxSeq {
-			return c, errorf("client line", ErrSyntax, "ACK seq %.20q is not an integer in 1..4294967295", args[0])
-		}
+		seq, err := parseSeq(CmdAck, args[0])
 		c.Seq = seq
-		return c, nil
+		return c, err
 	case CmdAuth:
 		c.Verb = CmdAuth
 		if len(args) != 1 {
@@ -465,4 +462,13 @@ func ParseTimeLine(line []byte) (t0, t1, t2 int64, err error) {
 		return 0, 0, 0, errorf("server line", ErrSyntax, "%.40q", line)
 	}
 	return t0, t1, t2, nil
+}
+
+// parseSeq reads verb's seq argument: an integer in 1..MaxSeq.
+func parseSeq(verb string, b []byte) (uint64, error) {
+	seq, ok := parseUint(b)
+	if !ok || seq == 0 || seq > MaxSeq {
+		return 0, errorf("client line", ErrSyntax, "%s seq %.20q is not an integer in 1..4294967295", verb, b)
+	}
+	return seq, nil
 }
