@@ -812,7 +812,7 @@ func startRedis(ctx context.Context, cfg Config) (*proc, error) {
 	}
 	cmd := execCommand(ctx, path, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--save", "", "--appendonly", "no", "--protected-mode", "yes")
-	return startProc(ctx, "redis", niced(cmd, cfg.ServerNice), false, "127.0.0.1:"+strconv.Itoa(port), cfg.ServerLog)
+	return startProc(ctx, "redis", niced(cmd, cfg.ServerNice), false, loopback(port), cfg.ServerLog)
 }
 
 // runTickrelay measures tickrelay: the root, sc.Children children and the
@@ -836,39 +836,22 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 		return StepResult{}, err
 	}
 	defer os.RemoveAll(dir)
-	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
-	exAddr, rootAddr := addr(cfg.ExchangePort), addr(cfg.RootPort)
-	var procs []*proc
-	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- { // the exchange first, the root last
-			procs[i].stop()
-		}
-	}()
-	start := func(name string, listen string, args ...string) (*proc, error) {
-		p, err := startProc(ctx, name, niced(cfg.Spawn(ctx, args...), cfg.ServerNice), false, listen, cfg.ServerLog)
-		if err != nil {
-			return nil, err
-		}
-		procs = append(procs, p)
-		return p, nil
-	}
-	admin := func() (string, error) {
-		p, err := freePort()
-		return addr(p), err
-	}
-	rootAdmin, err := admin()
+	exAddr, rootAddr := loopback(cfg.ExchangePort), loopback(cfg.RootPort)
+	procs := &procGroup{ctx: ctx, cfg: cfg}
+	defer procs.stop()
+	rootAdmin, err := freeAddr()
 	if err != nil {
 		return StepResult{}, err
 	}
-	if _, err := start("root", rootAddr, rootArgs(cfg, exAddr, rootAddr, dir, rootAdmin)...); err != nil {
+	if _, err := procs.start("root", rootAddr, rootArgs(cfg, exAddr, rootAddr, dir, rootAdmin)...); err != nil {
 		return StepResult{}, err
 	}
 	admins := map[string]string{"root": rootAdmin} // processes profiled (ProfileDir)
 	var childAddrs, childAdmins []string
 	var children []*proc
 	for i := 0; i < sc.Children; i++ {
-		a := addr(cfg.ChildPort + i)
-		ca, err := admin()
+		a := loopback(cfg.ChildPort + i)
+		ca, err := freeAddr()
 		if err != nil {
 			return StepResult{}, err
 		}
@@ -882,14 +865,14 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 		if sc.Writes != "" {
 			args = append(args, "-writes", sc.Writes)
 		}
-		p, err := start("child", a, args...)
+		p, err := procs.start("child", a, args...)
 		if err != nil {
 			return StepResult{}, err
 		}
 		children = append(children, p)
 		childAddrs = append(childAddrs, a)
 	}
-	servers := append([]*proc(nil), procs...) // root and children: CPU and RSS
+	servers := append([]*proc(nil), procs.list...) // root and children: CPU and RSS
 
 	total := uint64(sc.Rate) * uint64(sc.Duration/time.Millisecond) / 1000
 	if total == 0 {
@@ -915,7 +898,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 		}
 		return out
 	}
-	exAdmin, err := admin()
+	exAdmin, err := freeAddr()
 	if err != nil {
 		return StepResult{}, err
 	}
@@ -925,7 +908,7 @@ func runTickrelay(ctx context.Context, cfg Config, sc Scenario, bar *progress) (
 	r, err := measure(ctx, sc, servers, harness.Tickrelay, childAddrs, symbols, bar,
 		func(_ context.Context) (pubResult, error) {
 			res := pubResult{Expected: expected}
-			if _, err := start("exchange", exAddr, exchangeArgs(sc, exAddr, exAdmin, total)...); err != nil {
+			if _, err := procs.start("exchange", exAddr, exchangeArgs(sc, exAddr, exAdmin, total)...); err != nil {
 				return res, err
 			}
 			// The root retries the exchange with backoff (up to its
@@ -1013,6 +996,37 @@ func sweepWarmUp(d time.Duration) string {
 		return ""
 	}
 	return fmt.Sprintf("; before the sweep one unshown %v step", d)
+}
+
+// procGroup is a step's server processes: started at the servers' nice,
+// stopped in reverse order (the exchange first, the root last).
+type procGroup struct {
+	ctx  context.Context
+	cfg  Config
+	list []*proc
+}
+
+func (g *procGroup) start(name, listen string, args ...string) (*proc, error) {
+	p, err := startProc(g.ctx, name, niced(g.cfg.Spawn(g.ctx, args...), g.cfg.ServerNice), false, listen, g.cfg.ServerLog)
+	if err != nil {
+		return nil, err
+	}
+	g.list = append(g.list, p)
+	return p, nil
+}
+
+func (g *procGroup) stop() {
+	for i := len(g.list) - 1; i >= 0; i-- {
+		g.list[i].stop()
+	}
+}
+
+func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// freeAddr is a loopback address free right now (an admin port).
+func freeAddr() (string, error) {
+	p, err := freePort()
+	return loopback(p), err
 }
 
 // rootArgs runs a root for a step: its journal in dir.

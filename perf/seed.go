@@ -125,11 +125,7 @@ func RunSeed(ctx context.Context, cfg Config, sd SeedConfig) (*SeedResults, erro
 		sc := Scenario{System: SystemTickrelay, Rate: sd.Rate, Clients: sd.Clients * sd.Lines, SubsPerClient: 1,
 			Children: sd.Lines, Symbols: cfg.Symbols, Seed: cfg.Seed, Duration: cfg.Duration, Warmup: cfg.Warmup,
 			HarnessMode: cfg.HarnessMode}
-		st, err := runTickrelay(ctx, cfg, sc, newProgress(nil, 1))
-		st.Scenario = sc
-		if err != nil {
-			st.Err = err.Error()
-		}
+		st := runRound(ctx, cfg, sc, 1, newProgress(nil, 1), 0)
 		res.Children = &st
 	}
 	return res, nil
@@ -172,29 +168,18 @@ func seedRun(ctx context.Context, cfg Config, sd SeedConfig) (SeedRun, error) {
 		return run, err
 	}
 	defer os.RemoveAll(dir)
-	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
-	exAddr, rootAddr := addr(cfg.ExchangePort), addr(cfg.RootPort)
-	var procs []*proc
-	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].stop()
-		}
-	}()
-	start := func(name, listen string, args ...string) (*proc, error) {
-		p, err := startProc(ctx, name, niced(cfg.Spawn(ctx, args...), cfg.ServerNice), false, listen, cfg.ServerLog)
-		if err == nil {
-			procs = append(procs, p)
-		}
-		return p, err
+	exAddr, rootAddr := loopback(cfg.ExchangePort), loopback(cfg.RootPort)
+	procs := &procGroup{ctx: ctx, cfg: cfg}
+	defer procs.stop()
+	rootAdmin, err := freeAddr()
+	if err != nil {
+		return run, err
 	}
-	ports := make([]int, 2)
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return run, err
-		}
+	exAdmin, err := freeAddr()
+	if err != nil {
+		return run, err
 	}
-	rootAdmin, exAdmin := addr(ports[0]), addr(ports[1])
-	root, err := start("root", rootAddr, rootArgs(cfg, exAddr, rootAddr, dir, rootAdmin)...)
+	root, err := procs.start("root", rootAddr, rootArgs(cfg, exAddr, rootAddr, dir, rootAdmin)...)
 	if err != nil {
 		return run, err
 	}
@@ -217,7 +202,7 @@ func seedRun(ctx context.Context, cfg Config, sd SeedConfig) (SeedRun, error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[i] = l.run(total) }()
 	}
-	ex, err := start("exchange", exAddr, exchangeArgs(sc, exAddr, exAdmin, total)...)
+	ex, err := procs.start("exchange", exAddr, exchangeArgs(sc, exAddr, exAdmin, total)...)
 	if err != nil {
 		return run, err
 	}
