@@ -453,9 +453,7 @@ func (l *Loop) redeliver(before *control.Groups, op control.Op, after uint64, ba
 	if back != nil {
 		members = map[string]*Client{op.Member: back}
 	}
-	l.resend(op.Group, op.Acked, after, members, func(code uint32, seq uint64, name string) bool {
-		was, _ := before.Owner(op.Group, code, seq)
-		now, _ := l.groups.replica.Owner(op.Group, code, seq)
+	l.resend(op.Group, op.Acked, after, members, before, func(was, now, name string) bool {
 		return was == op.Member && now == name
 	})
 }
@@ -466,17 +464,16 @@ func (l *Loop) redeliver(before *control.Groups, op control.Op, after uint64, ba
 // owners are not short of them here (the old owners had them too: at
 // least once across the change).
 func (l *Loop) giveLate(before *control.Groups, group string, after, at uint64) {
-	l.resend(group, after, at, l.groups.local[group], func(code uint32, seq uint64, name string) bool {
-		was, _ := before.Owner(group, code, seq)
-		now, _ := l.groups.replica.Owner(group, code, seq)
+	l.resend(group, after, at, l.groups.local[group], before, func(was, now, name string) bool {
 		return was != name && now == name
 	})
 }
 
-// resend sends members the items of group in positions (from, to] that
-// want takes, from the history, after a "REDELIVER group n" line; live
-// items after that follow as usual.
-func (l *Loop) resend(group string, from, to uint64, members map[string]*Client, want func(code uint32, seq uint64, name string) bool) {
+// resend sends each member (name) the items of group in positions
+// (from, to] whose owners, was (by before) and now (by the replica), want
+// takes, from the history, after a "REDELIVER group n" line; live items
+// after that follow as usual.
+func (l *Loop) resend(group string, from, to uint64, members map[string]*Client, before *control.Groups, want func(was, now, name string) bool) {
 	if len(members) == 0 || wire.PosEpoch(from) != wire.PosEpoch(to) || from >= to {
 		return
 	}
@@ -490,7 +487,12 @@ func (l *Loop) resend(group string, from, to uint64, members map[string]*Client,
 				return false
 			}
 			code, ok := wire.TextFrameCode(frame)
-			return ok && want(code, seq, name)
+			if !ok {
+				return false
+			}
+			was, _ := before.Owner(group, code, seq)
+			now, _ := l.groups.replica.Owner(group, code, seq)
+			return want(was, now, name)
 		}
 		var out []byte
 		l.src.Read(func(c *frames.Core) {
