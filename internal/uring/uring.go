@@ -70,18 +70,18 @@ type cqe struct {
 
 // Ring is one io_uring set up for sends.
 type Ring struct {
-	fd               int
-	rings, sqeMem    []byte // mmaps (rings: SQ and CQ, one mapping)
-	cqMem            []byte // the CQ ring's own mapping, without FEAT_SINGLE_MMAP
-	sqHead, sqTail   *uint32
-	cqHead, cqTail   *uint32
-	sqMask, cqMask   uint32
-	sqes             []sqe
-	cqes             []cqe
-	queued           uint32   // entries since the last Submit
-	bufs             [][]byte // what the queued entries point at, kept alive
-	done             func(tag uint64, res int)
-	submits, entries uint64
+	fd             int
+	rings, sqeMem  []byte // mmaps (rings: SQ and CQ, one mapping)
+	cqMem          []byte // the CQ ring's own mapping, without FEAT_SINGLE_MMAP
+	sqHead, sqTail *uint32
+	cqHead, cqTail *uint32
+	sqMask, cqMask uint32
+	sqes           []sqe
+	cqes           []cqe
+	queued         uint32   // entries since the last Submit
+	bufs           [][]byte // what the queued entries point at, kept alive
+	done           func(tag uint64, res int)
+	enters         uint64 // io_uring_enter calls that submitted sends
 }
 
 // New sets up a ring of entries sends (a power of two, at most 32768).
@@ -183,12 +183,11 @@ func (r *Ring) Submit() {
 			atomic.StoreUint32(r.sqTail, head)
 			break
 		}
-		r.submits++
+		r.enters++
 		n -= uint32(k)
 		r.reap()
 	}
 	r.reap()
-	r.entries += uint64(r.queued)
 	r.queued = 0
 	clear(r.bufs)
 	r.bufs = r.bufs[:0]
@@ -204,8 +203,9 @@ func (r *Ring) reap() {
 	atomic.StoreUint32(r.cqHead, head)
 }
 
-// Stats are the enters and the sends submitted so far.
-func (r *Ring) Stats() (submits, sends uint64) { return r.submits, r.entries }
+// Enters is the io_uring_enter calls that submitted sends so far (Submit's,
+// and Send's when the ring was full).
+func (r *Ring) Enters() uint64 { return r.enters }
 
 // Close frees the ring.
 func (r *Ring) Close() error {

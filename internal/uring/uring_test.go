@@ -70,8 +70,8 @@ func TestSend(t *testing.T) {
 			t.Fatalf("conn %d got %q (%v)", i, got, err)
 		}
 	}
-	if s, n := r.Stats(); s < 2 || n != conns {
-		t.Fatalf("stats: %d submits, %d sends", s, n)
+	if e := r.Enters(); e < 2 || len(res) != conns {
+		t.Fatalf("%d enters, %d sends reported", e, len(res))
 	}
 }
 
