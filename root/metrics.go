@@ -28,9 +28,9 @@ type Metrics struct {
 	Controls       prometheus.Counter
 	ControlRefused prometheus.Counter
 	ControlSerial  prometheus.Gauge
+	GroupHeld      prometheus.Gauge // queue-group places held for a member that left (-group-linger)
 	// The alert engine (alerts.go).
 	AlertsStanding prometheus.Gauge
-	GroupHeld      prometheus.Gauge
 	AlertFires     prometheus.Counter
 	AlertMatch     prometheus.Histogram
 	AlertOwners    *prometheus.GaugeVec // the top holders, by rank and identity
