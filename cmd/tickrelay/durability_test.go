@@ -314,7 +314,9 @@ func TestRootKill9AtEpochChange(t *testing.T) {
 	for _, when := range []string{"before", "after"} {
 		t.Run(when, func(t *testing.T) {
 			cfg := feed.DefaultConfig()
-			cfg.Addr, cfg.Rate, cfg.Symbols, cfg.Seed = "127.0.0.1:0", 40_000, 200, 3
+			// 10k msgs/s: the child must be on before the reset (3 s in),
+			// which a loaded box missed at 40k (0.75 s).
+			cfg.Addr, cfg.Rate, cfg.Symbols, cfg.Seed = "127.0.0.1:0", 10_000, 200, 3
 			cfg.Epoch, cfg.ResetAt, cfg.MaxSeq, cfg.Logger = epoch, resetAt, total, testLogger()
 			cfg.StartOnLogon = true // a fresh root logs on to the current epoch: let it be the first
 			ex, err := feed.New(cfg)
